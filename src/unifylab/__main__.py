@@ -1,0 +1,5 @@
+"""Allow `python -m unifylab`."""
+
+from unifylab.cli import entry
+
+entry()
