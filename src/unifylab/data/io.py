@@ -1,0 +1,112 @@
+"""File I/O shared by datasets and the CLI: jsonl, PNG images, and never clobbering a user's files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from unifylab.errors import UserError
+
+
+def read_json(path: Path) -> Any:
+    """Parse one JSON document, with the file and position in any error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (1-based line number, parsed object) for each non-blank line; a bad line names its number."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: malformed JSON at column {e.colno}: {e.msg}") from None
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    """Write rows as jsonl atomically (temp file, then rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_LOSSLESS_COLOUR_MODES = {"RGB", "RGBA", "P"}
+
+
+def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
+    """Load an image as RGB uint8 [H, W, 3]; wrong mode, wrong size, truncated or non-image files are UserErrors.
+
+    RGBA must be fully opaque and P (palette) images are expanded; grey-scale modes carry no colour and are refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: image not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode not in _LOSSLESS_COLOUR_MODES:
+                raise UserError(
+                    f"{path}: image mode is {mode!r}, but colours are needed; save it as RGB (e.g. im.convert('RGB'))"
+                )
+            rgba = np.asarray(im.convert("RGBA"))
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not a readable image file") from None
+    except (OSError, SyntaxError) as e:
+        raise UserError(f"{path}: cannot read image ({e}); is the file truncated or corrupt?") from None
+    if (rgba[..., 3] != 255).any():
+        raise UserError(f"{path}: image has transparent pixels; flatten it onto the background and save as RGB")
+    arr = np.ascontiguousarray(rgba[..., :3])
+    h, w = arr.shape[:2]
+    if size is not None and (h, w) != (size, size):
+        raise UserError(f"{path}: image is {w}x{h} px, expected {size}x{size}; resize it to the world size")
+    return arr
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Save an RGB uint8 array as PNG (lossless, so the parser reads back exactly what was drawn)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image, "RGB").save(path, format="PNG")
+
+
+def guard_output(path: Path, force: bool) -> None:
+    """Refuse to overwrite an existing file, or a non-empty folder, unless `force` is set."""
+    path = Path(path)
+    if not path.exists() or force:
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    kind = "folder" if path.is_dir() else "file"
+    raise UserError(f"{path}: {kind} already exists; pass --force to overwrite it or choose another --out")

@@ -1,0 +1,1 @@
+"""Evaluation: scorers, statistics (bootstrap CIs) and, later, the model protocol and harness."""
