@@ -1,0 +1,250 @@
+"""The `unifylab` command line (typer). User errors print one `error: ...` line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from unifylab.config import build
+from unifylab.errors import UserError
+from unifylab.world.shapes import Nuisance
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="A lab for unified multimodal models.")
+world_app = typer.Typer(no_args_is_help=True, help="Sample, render and parse scenes of a controlled world.")
+data_app = typer.Typer(no_args_is_help=True, help="Build task files from a world.")
+score_app = typer.Typer(no_args_is_help=True, help="Score generated images with the exact parser.")
+app.add_typer(world_app, name="world")
+app.add_typer(data_app, name="data")
+app.add_typer(score_app, name="score")
+
+err = Console(stderr=True)
+WORLDS = ("shapes",)
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+Noise = Annotated[float, typer.Option(help="Gaussian pixel-noise std in 0..255 units.")]
+Jitter = Annotated[int, typer.Option(help="Per-object position jitter in px (0 or 1).")]
+Tint = Annotated[int, typer.Option(help="Largest random background tint per channel (0..64).")]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True,
+    )
+
+
+def _nuisance(noise: float, jitter: int, tint: int, seed: int) -> Nuisance | None:
+    if not (noise or jitter or tint):
+        return None
+    try:
+        return Nuisance(noise, jitter, tint, seed)
+    except ValueError as e:
+        raise UserError(f"--noise/--jitter/--tint: {e}") from None
+
+
+def _image_seed(seed: int, i: int) -> int:
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+
+
+def _clear_owned(out: Path, names: list[str]) -> None:
+    """With --force, remove what an earlier run of the same command wrote, so no stale files remain."""
+    for name in names:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+# ---------------------------------------------------------------------------------------------- world
+
+
+@world_app.command("sample")
+def world_sample(
+    out: Annotated[Path, typer.Option(help="Folder for scenes.jsonl, images/ and world.json.")],
+    world: Annotated[str, typer.Option(help="World to sample from.")] = "shapes",
+    n: Annotated[int, typer.Option(min=1, help="Number of scenes.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same bytes.")] = 0,
+    size: Annotated[int, typer.Option(help="Canvas side in px (32..128).")] = 32,
+    grid: Annotated[int, typer.Option(help="Cells per side (3..6).")] = 3,
+    min_objects: Annotated[int, typer.Option(help="Fewest objects per scene.")] = 1,
+    max_objects: Annotated[int, typer.Option(help="Most objects per scene.")] = 3,
+    sizes: Annotated[str, typer.Option(help="Comma-separated object sizes to sample: large,small.")] = "large",
+    noise: Noise = 0.0,
+    jitter: Jitter = 0,
+    tint: Tint = 0,
+    force: Force = False,
+) -> None:
+    """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
+    from unifylab.data.io import guard_output, save_png, write_jsonl
+    from unifylab.world.shapes import ShapesConfig, render, sample_scenes
+
+    if world not in WORLDS:
+        raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
+    values = {"size": size, "grid": grid, "min_objects": min_objects, "max_objects": max_objects,
+              "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip())}
+    cfg = build(ShapesConfig, values, "world sample options")
+    _nuisance(noise, jitter, tint, seed)
+    guard_output(out, force)
+    _clear_owned(out, ["scenes.jsonl", "images", "world.json"])
+    scenes = sample_scenes(cfg, n, seed)
+    with _progress() as bar:
+        task = bar.add_task("rendering", total=n)
+        for i, scene in enumerate(scenes):
+            save_png(out / "images" / f"{i:06d}.png", render(scene, _nuisance(noise, jitter, tint, _image_seed(seed, i))))
+            bar.advance(task)
+    write_jsonl(out / "scenes.jsonl", (s.to_dict() for s in scenes))
+    meta = {"world": world, "n": n, "seed": seed, "config": cfg.model_dump(mode="json"),
+            "nuisance": {"noise": noise, "jitter": jitter, "tint": tint}}
+    (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    err.print(f"wrote {n} scenes to {out / 'scenes.jsonl'} and images to {out / 'images'}")
+
+
+@world_app.command("render")
+def world_render(
+    scene_file: Annotated[Path, typer.Argument(metavar="SCENE.json", help="A scene JSON file.")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")],
+    noise: Noise = 0.0,
+    jitter: Jitter = 0,
+    tint: Tint = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the nuisances.")] = 0,
+    force: Force = False,
+) -> None:
+    """Render one scene JSON file to a PNG."""
+    from unifylab.data.io import guard_output, read_json, save_png
+    from unifylab.world.scene import Scene, SceneError
+    from unifylab.world.shapes import render
+
+    try:
+        scene = Scene.from_dict(read_json(scene_file))
+    except SceneError as e:
+        raise UserError(f"{scene_file}: {e}") from None
+    nuisance = _nuisance(noise, jitter, tint, seed)
+    guard_output(out, force)
+    save_png(out, render(scene, nuisance))
+
+
+@world_app.command("parse")
+def world_parse(
+    image: Annotated[Path, typer.Argument(metavar="IMG.png", help="An RGB PNG of the world.")],
+    grid: Annotated[int | None, typer.Option(help="Grid of the image; inferred when omitted.")] = None,
+    confidence: Annotated[bool, typer.Option("--confidence", help="Add the parser's confidence per object.")] = False,
+) -> None:
+    """Read the scene back out of an image and print it as one JSON line (the scenes.jsonl form)."""
+    from unifylab.data.io import load_rgb
+    from unifylab.world.parse import parse
+
+    scene = parse(load_rgb(image), grid)
+    typer.echo((scene if confidence else scene.without_confidence()).to_json())
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("geneval")
+def data_geneval(
+    out: Annotated[Path, typer.Option(help="Folder for metadata.jsonl (and images/ with --render).")],
+    n_per_task: Annotated[int, typer.Option(help="Prompts per GenEval task.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
+    grid: Annotated[int, typer.Option(help="Cells per side.")] = 3,
+    render_images: Annotated[bool, typer.Option("--render", help="Also render each line's ground-truth scene.")] = False,
+    force: Force = False,
+) -> None:
+    """Write GenEval-schema metadata for the six GenEval tasks on the shapes world."""
+    from unifylab.data.geneval import generate
+    from unifylab.data.io import guard_output, save_png, write_jsonl
+    from unifylab.world.shapes import render
+
+    items = generate(n_per_task, seed, size, grid)
+    guard_output(out, force)
+    _clear_owned(out, ["metadata.jsonl", "images"])
+    write_jsonl(out / "metadata.jsonl", (it.to_dict() for it in items))
+    if render_images:
+        for it in items:
+            save_png(out / "images" / f"{it.index:05d}.png", render(it.scene))
+    err.print(f"wrote {len(items)} prompts to {out / 'metadata.jsonl'}" + (f" and images to {out / 'images'}"
+                                                                            if render_images else ""))
+
+
+# ---------------------------------------------------------------------------------------------- score
+
+
+@score_app.command("geneval")
+def score_geneval(
+    metadata: Annotated[Path, typer.Option(help="GenEval-schema metadata jsonl.")],
+    images: Annotated[Path, typer.Option(help="Folder of <index>.png or <index>/samples/*.png.")],
+    out: Annotated[Path | None, typer.Option(help="Per-image jsonl with the parsed scene and failure reasons.")] = None,
+    grid: Annotated[int | None, typer.Option(help="Grid for lines without a scene; inferred when omitted.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+    force: Force = False,
+) -> None:
+    """Score generated images: per-task accuracy and overall (mean of tasks), with 95 % bootstrap CIs."""
+    from unifylab.data.geneval import read_metadata
+    from unifylab.data.io import guard_output, write_jsonl
+    from unifylab.eval.geneval import find_images, score
+
+    items = read_metadata(metadata)
+    if out is not None:
+        guard_output(out, force)
+    pairs, extra = find_images(images, items)
+    if extra:
+        err.print(f"[yellow]warning:[/] {len(extra)} image(s) in {images} match no metadata line and were skipped")
+    with _progress() as bar:
+        task = bar.add_task("scoring", total=len(pairs))
+        result = score(pairs, grid, progress=lambda k: bar.advance(task, k))
+    if out is not None:
+        write_jsonl(out, result.records)
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
+        return
+    table = Table(title=f"GenEval on {images} ({len(pairs)} images)")
+    for col in ("task", "accuracy", "95% CI", "images"):
+        table.add_column(col)
+    for tag, est in result.tasks.items():
+        table.add_row(tag, f"{est.value:.3f}", f"[{est.lo:.3f}, {est.hi:.3f}]", str(est.n))
+    o = result.overall
+    table.add_row("[bold]overall[/]", f"[bold]{o.value:.3f}[/]", f"[{o.lo:.3f}, {o.hi:.3f}]", str(o.n))
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; user and usage errors become one `error:` line and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="unifylab", standalone_mode=False)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+            raise
+        # a click usage error (typer may vendor its own click, so match by interface, not class)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = e.format_message() or "missing command or argument"
+        print(f"error: {message}{hint}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

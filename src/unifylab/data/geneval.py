@@ -1,0 +1,196 @@
+"""GenEval-schema metadata on the shapes world: read and validate it, generate its six tasks, turn it into Specs.
+
+A line is GenEval's `{"tag", "prompt", "include": [{"class", "count", "color"?, "position"?: [relation, index]}],
+"exclude": [{"class", "count"}]}` with `class` a shape name. unifylab adds an optional `"scene"`: a ground-truth
+scene that satisfies the prompt, which fixes the canvas and grid the parser reads images with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unifylab.data.io import iter_jsonl
+from unifylab.errors import UserError
+from unifylab.world import shapes as W
+from unifylab.world.language import NUMBER_WORDS, RELATIONS, Requirement, Spec, article, plural, relations
+from unifylab.world.scene import Obj, Scene, SceneError
+
+TASKS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+_REQ_KEYS = {"class", "count", "color", "position"}
+COUNT_RANGE = (2, 4)  # GenEval counts two to four objects
+
+
+@dataclass(frozen=True)
+class GenevalItem:
+    """One metadata line: task tag, prompt, the spec a generated image must satisfy, and an optional GT scene."""
+
+    index: int
+    tag: str
+    prompt: str
+    spec: Spec
+    scene: Scene | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The GenEval-schema line (plus `scene` when known)."""
+        d: dict[str, Any] = {
+            "tag": self.tag,
+            "prompt": self.prompt,
+            "include": [_req_to_geneval(r) for r in self.spec.include],
+            "exclude": [_req_to_geneval(r) for r in self.spec.exclude],
+        }
+        if self.scene is not None:
+            d["scene"] = self.scene.to_dict()
+        return d
+
+
+def _req_to_geneval(r: Requirement) -> dict[str, Any]:
+    d: dict[str, Any] = {"class": r.shape, "count": r.count}
+    if r.color is not None:
+        d["color"] = r.color
+    if r.position is not None:
+        d["position"] = list(r.position)
+    return d
+
+
+def _requirement(x: Any, where: str, n_before: int | None) -> Requirement:
+    """Validate one include/exclude entry; `n_before` is how many includes precede it (None for excludes)."""
+    if not isinstance(x, dict):
+        raise UserError(f"{where}: expected an object like {{\"class\": \"circle\", \"count\": 1}}, got {x!r}")
+    bad = set(x) - _REQ_KEYS
+    if bad:
+        raise UserError(f"{where}: unknown field(s) {sorted(bad)}; valid fields: {sorted(_REQ_KEYS)}")
+    shape = x.get("class")
+    if shape not in W.SHAPES:
+        raise UserError(f"{where}.class: {shape!r} is not a shape of this world; expected one of {', '.join(W.SHAPES)}")
+    count = x.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise UserError(f"{where}.count: expected a positive integer, got {count!r}")
+    color = x.get("color")
+    if color is not None and color not in W.COLORS:
+        raise UserError(f"{where}.color: unknown colour {color!r}; expected one of {', '.join(W.COLORS)}")
+    pos = x.get("position")
+    position = None
+    if pos is not None:
+        if n_before is None:
+            raise UserError(f"{where}.position: exclude entries cannot carry a position")
+        ok = isinstance(pos, list) and len(pos) == 2 and pos[0] in RELATIONS and isinstance(pos[1], int)
+        if not ok:
+            raise UserError(f"{where}.position: expected [relation, include index] with relation one of "
+                            f"{', '.join(RELATIONS)}, got {pos!r}")
+        if not 0 <= pos[1] < n_before:
+            raise UserError(f"{where}.position: index {pos[1]} must name an earlier include (0..{n_before - 1})")
+        position = (pos[0], pos[1])
+    return Requirement(shape=shape, color=color, count=count, position=position)
+
+
+def item_from_dict(d: Any, index: int, where: str) -> GenevalItem:
+    """Validate one metadata line; errors name `where` (file:line) and the field. Unknown top-level keys are kept
+    out of the way (GenEval derivatives add their own), unknown requirement keys are errors (they change meaning)."""
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: expected a JSON object per line, got {type(d).__name__}")
+    for key in ("prompt", "include"):
+        if key not in d:
+            raise UserError(f"{where}: missing field {key!r}")
+    if not isinstance(d["prompt"], str):
+        raise UserError(f"{where}.prompt: expected a string")
+    inc, exc = d["include"], d.get("exclude", [])
+    for name, val in (("include", inc), ("exclude", exc)):
+        if not isinstance(val, list):
+            raise UserError(f"{where}.{name}: expected a list of requirements, got {type(val).__name__}")
+    include = tuple(_requirement(x, f"{where}.include[{i}]", i) for i, x in enumerate(inc))
+    exclude = tuple(_requirement(x, f"{where}.exclude[{i}]", None) for i, x in enumerate(exc))
+    scene = None
+    if d.get("scene") is not None:
+        try:
+            scene = Scene.from_dict(d["scene"])
+        except SceneError as e:
+            raise UserError(f"{where}.scene: {e}") from None
+    tag = d.get("tag", "untagged")
+    if not isinstance(tag, str):
+        raise UserError(f"{where}.tag: expected a string, got {tag!r}")
+    return GenevalItem(index, tag, d["prompt"], Spec(include, exclude), scene)
+
+
+def read_metadata(path: Path) -> list[GenevalItem]:
+    """Read and validate a GenEval-schema metadata jsonl; item index = position among non-blank lines."""
+    items = [item_from_dict(d, i, f"{path}:{n}") for i, (n, d) in enumerate(iter_jsonl(path))]
+    if not items:
+        raise UserError(f"{path}: no metadata lines; expected one JSON object per line")
+    return items
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+def _objs(phrases: list[str]) -> str:
+    return " and ".join(phrases)
+
+
+def _place(size: int, grid: int, shapes: list[str], colors: list[str], rng: np.random.Generator) -> list[Obj]:
+    cells = rng.choice(grid * grid, size=len(shapes), replace=False)
+    return [Obj(s, c, int(k) // grid, int(k) % grid) for s, c, k in zip(shapes, colors, cells)]
+
+
+def _task_item(tag: str, size: int, grid: int, rng: np.random.Generator) -> tuple[str, Spec, list[Obj]]:
+    colors = list(W.COLORS)
+
+    def shapes(k: int) -> list[str]:
+        return [W.SHAPES[int(i)] for i in rng.choice(len(W.SHAPES), k, replace=False)]
+
+    def palette(k: int) -> list[str]:
+        return [colors[int(i)] for i in rng.choice(len(colors), k, replace=False)]
+
+    def any_colors(k: int) -> list[str]:
+        return [colors[int(i)] for i in rng.integers(0, len(colors), k)]
+
+    if tag == "single_object":
+        s = shapes(1)
+        return article(s[0]), Spec((Requirement(s[0]),)), _place(size, grid, s, any_colors(1), rng)
+    if tag == "two_object":
+        s = shapes(2)
+        spec = Spec((Requirement(s[0]), Requirement(s[1])))
+        return _objs([article(x) for x in s]), spec, _place(size, grid, s, any_colors(2), rng)
+    if tag == "counting":
+        s = shapes(1)[0]
+        n = int(rng.integers(COUNT_RANGE[0], min(COUNT_RANGE[1], grid * grid - 1) + 1))
+        spec = Spec((Requirement(s, count=n),), (Requirement(s, count=n + 1),))
+        return f"{NUMBER_WORDS[n]} {plural(s)}", spec, _place(size, grid, [s] * n, any_colors(n), rng)
+    if tag == "colors":
+        s, c = shapes(1), palette(1)
+        return article(f"{c[0]} {s[0]}"), Spec((Requirement(s[0], c[0]),)), _place(size, grid, s, c, rng)
+    if tag == "color_attr":
+        s, c = shapes(2), palette(2)
+        spec = Spec((Requirement(s[0], c[0]), Requirement(s[1], c[1])))
+        text = _objs([article(f"{c[i]} {s[i]}") for i in range(2)])
+        return text, spec, _place(size, grid, s, c, rng)
+    if tag == "position":
+        s, rel = shapes(2), RELATIONS[int(rng.integers(len(RELATIONS)))]
+        while True:
+            ref, obj = _place(size, grid, s, any_colors(2), rng)
+            if rel in relations(obj, ref, size, grid):
+                break
+        spec = Spec((Requirement(s[0]), Requirement(s[1], position=(rel, 0))))
+        return f"{article(s[1])} {rel} {article(s[0])}", spec, [ref, obj]
+    raise UserError(f"unknown GenEval task {tag!r}; expected one of {', '.join(TASKS)}")
+
+
+def generate(n_per_task: int, seed: int, size: int = 32, grid: int = 3, tasks: tuple[str, ...] = TASKS
+             ) -> list[GenevalItem]:
+    """`n_per_task` prompts for each GenEval task, each with a ground-truth scene that satisfies it."""
+    try:
+        W.check_canvas(size, grid)
+    except ValueError as e:
+        raise UserError(f"--size/--grid: {e}") from None
+    if n_per_task < 1:
+        raise UserError(f"--n-per-task must be >= 1, got {n_per_task}")
+    rng = np.random.default_rng(seed)
+    items: list[GenevalItem] = []
+    for tag in tasks:
+        for _ in range(n_per_task):
+            text, spec, objs = _task_item(tag, size, grid, rng)
+            items.append(GenevalItem(len(items), tag, f"an image of {text}", spec, Scene(size, grid, tuple(objs))))
+    return items

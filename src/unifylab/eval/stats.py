@@ -1,0 +1,59 @@
+"""Headline statistics with 95 % bootstrap confidence intervals (plain and stratified by task)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its bootstrap interval and the number of items behind it."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n}
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(samples, [a, 1.0 - a])
+    return float(lo), float(hi)
+
+
+def _resampled_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    return values[idx].mean(axis=1)
+
+
+def bootstrap_mean(values: Sequence[float], *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
+    """Mean of `values` with a percentile bootstrap interval (items resampled with replacement)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("bootstrap_mean needs at least one value")
+    lo, hi = _interval(_resampled_means(v, n_boot, np.random.default_rng(seed)), level)
+    return Estimate(float(v.mean()), lo, hi, int(v.size))
+
+
+def bootstrap_mean_of_groups(
+    groups: Mapping[str, Sequence[float]], *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+) -> Estimate:
+    """Mean of the per-group means (e.g. GenEval overall = mean of task accuracies), resampling within each group."""
+    arrays = [np.asarray(v, dtype=np.float64) for v in groups.values() if len(v)]
+    if not arrays:
+        raise ValueError("bootstrap_mean_of_groups needs at least one non-empty group")
+    rng = np.random.default_rng(seed)
+    boots = np.mean([_resampled_means(a, n_boot, rng) for a in arrays], axis=0)
+    lo, hi = _interval(boots, level)
+    return Estimate(float(np.mean([a.mean() for a in arrays])), lo, hi, int(sum(a.size for a in arrays)))
