@@ -1,0 +1,49 @@
+"""Parser throughput: `parse_batch` images/s against a per-image `parse` loop (the
+unbatched baseline), same images.
+
+Prints one JSON line per figure: {"figure", "images_per_s", "baseline_images_per_s", "ratio", ...}.
+Run: python benchmarks/parser.py [--n 4096] [--size 32] [--grid 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from unifylab.world import Nuisance, ShapesConfig, parse, parse_batch, render, sample_scenes
+
+
+def _rate(fn, n: int, repeats: int = 3) -> float:  # noqa: ANN001 (a zero-argument callable)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--grid", type=int, default=3)
+    args = ap.parse_args()
+    scenes = sample_scenes(ShapesConfig(size=args.size, grid=args.grid, max_objects=min(4, args.grid**2)), args.n, 0)
+    images = np.stack([render(s, Nuisance(noise=8.0, jitter=1, seed=i)) for i, s in enumerate(scenes)])
+    base_n = min(args.n, 512)
+    for figure, grid in (("parse_batch_grid_given", args.grid), ("parse_batch_grid_inferred", None)):
+        baseline = _rate(lambda: [parse(im, grid) for im in images[:base_n]], base_n)
+        rate = _rate(lambda: parse_batch(images, grid), args.n)
+        print(json.dumps({
+            "figure": figure, "size": args.size, "grid": args.grid, "n": args.n,
+            "images_per_s": round(rate, 1), "baseline_images_per_s": round(baseline, 1),
+            "ratio": round(rate / baseline, 2), "target_images_per_s": 2000, "cpus": os.cpu_count(),
+        }))
+
+
+if __name__ == "__main__":
+    main()
