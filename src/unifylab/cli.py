@@ -16,7 +16,7 @@ from rich.table import Table
 
 from unifylab.config import build
 from unifylab.errors import UserError
-from unifylab.world.shapes import Nuisance
+from unifylab.world.shapes import Nuisance, ShapesConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A lab for unified multimodal models.")
 world_app = typer.Typer(no_args_is_help=True, help="Sample, render and parse scenes of a controlled world.")
@@ -24,7 +24,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Build task files from a world
 score_app = typer.Typer(no_args_is_help=True, help="Score generated images with the exact parser.")
 app.add_typer(world_app, name="world")
 app.add_typer(data_app, name="data")
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Train and save text and image tokenizers.")
 app.add_typer(score_app, name="score")
+app.add_typer(tokenizer_app, name="tokenizer")
 
 err = Console(stderr=True)
 WORLDS = ("shapes",)
@@ -215,6 +217,127 @@ def score_geneval(
     o = result.overall
     table.add_row("[bold]overall[/]", f"[bold]{o.value:.3f}[/]", f"[{o.lo:.3f}, {o.hi:.3f}]", str(o.n))
     Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return name
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"{option}: expected comma-separated integers like 8,5,5,5, got {text!r}") from None
+
+
+@tokenizer_app.command("train-text")
+def tokenizer_train_text(
+    out: Annotated[Path, typer.Option(help="Folder for tokenizer.json.")],
+    world: Annotated[str, typer.Option(help="World whose language to learn.")] = "shapes",
+    vocab_size: Annotated[int, typer.Option(help="Largest vocabulary (BPE stops earlier when merges run out).")] = 512,
+    n_scenes: Annotated[int, typer.Option(help="Scenes to describe for the training corpus.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the corpus.")] = 0,
+    force: Force = False,
+) -> None:
+    """Train the byte-level BPE text tokenizer on the world's captions, questions and prompts."""
+    from unifylab.data.io import atomic_folder
+    from unifylab.tokenize.text import TextTokenizer, world_corpus
+
+    if world not in WORLDS:
+        raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
+    with atomic_folder(out, force) as tmp:
+        tok = TextTokenizer.train(world_corpus(n_scenes, seed), vocab_size)
+        tok.save_pretrained(tmp)
+    err.print(f"wrote {out / 'tokenizer.json'} ({tok.vocab_size} tokens)")
+
+
+@tokenizer_app.command("train-image")
+def tokenizer_train_image(
+    out: Annotated[Path, typer.Option(help="Folder for config.json, model.safetensors and metrics.json.")],
+    world: Annotated[str, typer.Option(help="World to render training images from.")] = "shapes",
+    kind: Annotated[str, typer.Option(help="vq (learned FSQ autoencoder), grid (exact oracle) or patch (continuous).")] = "vq",
+    size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
+    grid: Annotated[int, typer.Option(help="Grid of the training world.")] = 3,
+    max_objects: Annotated[int, typer.Option(help="Most objects per training scene.")] = 9,
+    sizes: Annotated[str, typer.Option(help="Object sizes in the training world: large or large,small.")] = "large",
+    downsample: Annotated[int, typer.Option(help="vq: pixels per token side (4 or 8).")] = 4,
+    levels: Annotated[str, typer.Option(help="vq: FSQ levels; codebook size = their product.")] = "8,5,5,5",
+    hidden: Annotated[int, typer.Option(help="vq: channels at full resolution.")] = 32,
+    steps: Annotated[int, typer.Option(help="vq: optimisation steps.")] = 1600,
+    batch: Annotated[int, typer.Option(help="vq: images per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="vq: peak learning rate (one-cycle).")] = 3e-3,
+    n_train: Annotated[int, typer.Option(help="vq: training renders.")] = 20000,
+    n_val: Annotated[int, typer.Option(help="Held-out renders for metrics.json.")] = 1000,
+    patch: Annotated[int, typer.Option(help="patch: pixels per patch side.")] = 4,
+    source: Annotated[str, typer.Option(help="patch: pixels, or vq features (needs --vq).")] = "pixels",
+    vq: Annotated[Path | None, typer.Option(help="patch with --source vq: a trained vq tokenizer folder.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data and initialisation.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Force = False,
+) -> None:
+    """Build an image tokenizer for a world; vq is trained (with a progress bar) and measured on held-out renders."""
+    from unifylab.data.io import atomic_folder
+    from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
+
+    if world not in WORLDS:
+        raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
+    world_values = {"size": size, "grid": grid, "min_objects": 0, "max_objects": max_objects,
+                    "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip())}
+    if kind == "vq":
+        cfg = build(VQTrainConfig, {
+            "model": {"size": size, "downsample": downsample, "levels": _ints(levels, "--levels"), "hidden": hidden},
+            "world": world_values, "n_train": n_train, "n_val": n_val, "steps": steps, "batch": batch, "lr": lr,
+            "seed": seed,
+        }, "tokenizer train-image options")
+        dev = _device(device)
+        with atomic_folder(out, force) as tmp:
+            with _progress() as bar:
+                task = bar.add_task("training vq", total=cfg.steps)
+                tok, metrics = train_vq(
+                    cfg, dev, progress=lambda step, loss: bar.update(task, completed=step,
+                                                                     description=f"training vq  loss {loss:.4f}"))
+            save_trained(tok, cfg, metrics, tmp)
+        err.print(f"wrote {out}: " + ", ".join(f"{k} {metrics[k]}" for k in
+                                                ("psnr_db", "codebook_usage", "parse_exact", "train_seconds")))
+        return
+    from unifylab.tokenize.image import ImageTokenizer
+    from unifylab.tokenize.train_vq import oracle_metrics
+
+    world_cfg = build(ShapesConfig, world_values, "tokenizer train-image options")
+    tok: ImageTokenizer
+    if kind == "grid":
+        from unifylab.tokenize.grid import GridTokenizer
+
+        tok = GridTokenizer(size, grid)
+    elif kind == "patch":
+        from unifylab.tokenize.image import load_image_tokenizer
+        from unifylab.tokenize.patch import PatchTokenizer
+        from unifylab.tokenize.vq import VQTokenizer
+
+        base = None
+        if source == "vq":
+            if vq is None:
+                raise UserError("--source vq needs --vq DIR, a folder written by `unifylab tokenizer train-image`")
+            base = load_image_tokenizer(vq)
+            if not isinstance(base, VQTokenizer):
+                raise UserError(f"--vq {vq}: holds a {base.kind} tokenizer; a vq one is needed")
+        tok = PatchTokenizer(size, patch, source, base)
+    else:
+        raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected vq, grid or patch")
+    metrics = oracle_metrics(tok, world_cfg, n_val, seed)
+    with atomic_folder(out, force) as tmp:
+        tok.save_pretrained(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
 
 
 # ---------------------------------------------------------------------------------------------- entry points

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,18 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from unifylab.errors import UserError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path) -> None:
+    """Give a temp file or folder the permissions a plainly created one would have (mkstemp/mkdtemp use 0600/0700)."""
+    mode = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, mode & ~_umask())
 
 
 def read_json(path: Path) -> Any:
@@ -55,6 +69,7 @@ def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
+        _publish_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -110,3 +125,27 @@ def guard_output(path: Path, force: bool) -> None:
         return
     kind = "folder" if path.is_dir() else "file"
     raise UserError(f"{path}: {kind} already exists; pass --force to overwrite it or choose another --out")
+
+
+@contextmanager
+def atomic_folder(path: Path, force: bool) -> Iterator[Path]:
+    """Yield a temp folder beside `path`; on success it replaces `path` (only if allowed), on failure it vanishes.
+
+    So an interrupted command never leaves a half-written output, and an existing one is only replaced with --force.
+    """
+    path = Path(path)
+    guard_output(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        for p in (tmp, *tmp.rglob("*")):
+            _publish_mode(p)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

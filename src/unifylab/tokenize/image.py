@@ -1,0 +1,117 @@
+"""What every image tokenizer shares: input checks, token-grid positions, the folder format and the registry.
+
+A tokenizer folder holds `config.json` with `"kind"` (`vq`, `grid` or `patch`) and whatever weights that kind needs.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from unifylab.errors import UserError
+
+CONFIG = "config.json"
+
+
+class ImageTokenizer(ABC):
+    """Images (uint8 [N, H, W, 3]) <-> tokens: discrete codes [N, T] or continuous features [N, T, D]."""
+
+    kind: ClassVar[str]
+    discrete: ClassVar[bool]
+    size: int  # canvas side in px the tokenizer accepts
+
+    @property
+    @abstractmethod
+    def token_grid(self) -> tuple[int, int]:
+        """Tokens per image as (rows, cols), in row-major order."""
+
+    @property
+    def num_tokens(self) -> int:
+        h, w = self.token_grid
+        return h * w
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct codes (discrete tokenizers)."""
+        raise TypeError(f"{self.kind} tokenizer is continuous and has no vocabulary")
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of each feature vector (continuous tokenizers)."""
+        raise TypeError(f"{self.kind} tokenizer is discrete; it has a vocabulary, not features")
+
+    def positions(self) -> torch.Tensor:
+        """(row, col) of every token, [T, 2]: the 2-D positions used for image tokens."""
+        h, w = self.token_grid
+        return torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2)
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """Accept uint8 [H, W, 3] or [N, H, W, 3] at this tokenizer's size; anything else is one clear UserError."""
+        if isinstance(images, torch.Tensor):
+            images = images.cpu().numpy()
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            raise UserError(f"{self.kind} tokenizer expects uint8 RGB images, got {getattr(images, 'dtype', type(images))}")
+        if images.ndim == 3:
+            images = images[None]
+        want = (self.size, self.size, 3)
+        if images.ndim != 4 or images.shape[1:] != want:
+            raise UserError(f"{self.kind} tokenizer expects images of shape [N, {self.size}, {self.size}, 3], got "
+                            f"{list(images.shape)}; resize to {self.size} px RGB or train a tokenizer for this size")
+        return images
+
+    @abstractmethod
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """Tokens of a batch of images: long [N, T] if discrete, float [N, T, D] if continuous."""
+
+    @abstractmethod
+    def decode(self, tokens: torch.Tensor) -> np.ndarray:
+        """Images uint8 [N, H, W, 3] from tokens."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """What config.json holds (besides `kind`)."""
+
+    def save_pretrained(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG).write_text(json.dumps({"kind": self.kind, **self.config()}, indent=2) + "\n")
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, config: dict[str, Any]) -> ImageTokenizer:
+        """Build from a folder whose config.json has been read."""
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    folder = Path(folder)
+    file = folder / CONFIG
+    if not folder.is_dir():
+        raise UserError(f"{folder}: tokenizer folder not found")
+    if not file.is_file():
+        raise UserError(f"{file}: missing; an image tokenizer folder needs config.json (see `unifylab tokenizer train-image`)")
+    try:
+        cfg = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{file}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(cfg, dict) or "kind" not in cfg:
+        raise UserError(f"{file}: missing field 'kind'; expected one of vq, grid, patch")
+    return cfg
+
+
+def load_image_tokenizer(folder: Path) -> ImageTokenizer:
+    """Load any image tokenizer saved with `save_pretrained`, dispatching on config.json's `kind`."""
+    from unifylab.tokenize.grid import GridTokenizer
+    from unifylab.tokenize.patch import PatchTokenizer
+    from unifylab.tokenize.vq import VQTokenizer
+
+    kinds: dict[str, type[ImageTokenizer]] = {c.kind: c for c in (VQTokenizer, GridTokenizer, PatchTokenizer)}
+    cfg = read_config(folder)
+    kind = cfg.pop("kind")
+    if kind not in kinds:
+        raise UserError(f"{Path(folder) / CONFIG}: kind: unknown tokenizer kind {kind!r}; expected one of {', '.join(kinds)}")
+    return kinds[kind].load(Path(folder), cfg)

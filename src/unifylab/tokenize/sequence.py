@@ -1,0 +1,262 @@
+"""Packing examples into model inputs, and the one vocabulary layout: text ids first, then image ids (offset).
+
+Forms (each `image` is the image tokenizer's tokens; `<boi>`/`<eoi>` bracket every image):
+  und      <bos> <und> <boi> image <eoi> question answer <eos>
+  gen      <bos> <gen> prompt <boi> image <eoi> <eos>
+  edit     <bos> <edit> <boi> source <eoi> instruction <boi> target <eoi> <eos>
+  rewrite  <bos> <rewrite> prompt answer <eos>
+Labels equal the input ids on trained segments (the model shifts them) and IGNORE elsewhere; by default only the
+answer (und, rewrite) or the output image (gen, edit) is trained, plus the `<eoi>`/`<eos>` that closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from unifylab.errors import UserError
+from unifylab.tokenize.image import ImageTokenizer
+from unifylab.tokenize.text import TextTokenizer
+
+IGNORE = -100
+TEXT, IMAGE = 0, 1  # modality ids
+TASKS: tuple[str, ...] = ("und", "gen", "edit", "rewrite")
+SEGMENTS: dict[str, tuple[str, ...]] = {
+    "und": ("image", "question", "answer"),
+    "gen": ("prompt", "image"),
+    "edit": ("source", "instruction", "target"),
+    "rewrite": ("prompt", "answer"),
+}
+DEFAULT_LOSS_ON: dict[str, tuple[str, ...]] = {"und": ("answer",), "gen": ("image",), "edit": ("target",),
+                                               "rewrite": ("answer",)}
+_CLOSERS = ("<eoi>", "<eos>")
+
+
+@dataclass(frozen=True)
+class VocabLayout:
+    """Ids [0, n_text) are text tokens; [n_text, n_text + n_image) are image codes shifted by `image_offset`."""
+
+    n_text: int
+    n_image: int
+
+    @property
+    def image_offset(self) -> int:
+        return self.n_text
+
+    @property
+    def size(self) -> int:
+        return self.n_text + self.n_image
+
+    def image_to_vocab(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = torch.as_tensor(codes)
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.n_image):
+            raise ValueError(f"image codes must lie in 0..{self.n_image - 1}")
+        return codes + self.n_text
+
+    def vocab_to_image(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = torch.as_tensor(ids)
+        if ids.numel() and not bool(self.is_image(ids).all()):
+            raise ValueError(f"ids outside the image range {self.n_text}..{self.size - 1}")
+        return ids - self.n_text
+
+    def is_image(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = torch.as_tensor(ids)
+        return (ids >= self.n_text) & (ids < self.size)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n_text": self.n_text, "n_image": self.n_image, "image_offset": self.image_offset}
+
+
+@dataclass
+class Example:
+    """One training or evaluation item. `text` is the question / prompt / instruction; `answer` the text target
+    (und, rewrite); `image` the image tokens (und input or gen/edit output); `source` the edit's input image."""
+
+    task: str
+    text: str = ""
+    answer: str = ""
+    image: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+
+
+@dataclass
+class Packed:
+    """One packed sequence; `features` holds the continuous image inputs at the positions where `cont` is True."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    modality: torch.Tensor
+    pos2d: torch.Tensor
+    cont: torch.Tensor
+    features: torch.Tensor
+    segments: list[tuple[str, int, int]] = field(default_factory=list)  # (name, start, end) for inspection
+
+    def __len__(self) -> int:
+        return int(self.input_ids.numel())
+
+
+class Packer:
+    """Builds Packed sequences from Examples for one text tokenizer, an input (understanding) image tokenizer and
+    an output (generation) image tokenizer, which may be the same object."""
+
+    def __init__(
+        self,
+        text: TextTokenizer,
+        und_image: ImageTokenizer,
+        gen_image: ImageTokenizer | None = None,
+        loss_on: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.text, self.und_image = text, und_image
+        self.gen_image = gen_image or und_image
+        if not self.gen_image.discrete:
+            raise UserError(f"the generation image tokenizer must be discrete (vq or grid), got {self.gen_image.kind}")
+        self.layout = VocabLayout(text.vocab_size, self.gen_image.vocab_size)
+        if und_image.discrete and und_image.vocab_size != self.gen_image.vocab_size:
+            raise UserError("discrete understanding and generation tokenizers must share one vocabulary; use the "
+                            "same tokenizer for both, or a continuous (patch) one for understanding")
+        self.loss_on = {**DEFAULT_LOSS_ON, **{k: tuple(v) for k, v in (loss_on or {}).items()}}
+        for task, segs in self.loss_on.items():
+            if task not in SEGMENTS:
+                raise UserError(f"loss_on: unknown task {task!r}; expected one of {', '.join(TASKS)}")
+            bad = [s for s in segs if s not in SEGMENTS[task]]
+            if bad:
+                raise UserError(f"loss_on.{task}: unknown segment(s) {bad}; expected some of {list(SEGMENTS[task])}")
+        self.pad_id = text.id("<pad>")
+        self._feature_dim = 0 if und_image.discrete else und_image.feature_dim
+
+    def pack(self, ex: Example, with_target: bool = True) -> Packed:
+        """The full sequence, or (with_target=False) the prefix a model continues at inference."""
+        if ex.task not in TASKS:
+            raise UserError(f"unknown task {ex.task!r}; expected one of {', '.join(TASKS)}")
+        b = _Builder(self)
+        b.special("<bos>", f"<{ex.task}>")
+        if ex.task == "und":
+            b.image(ex.image, self.und_image, "image")
+            b.text(ex.text, "question")
+            if with_target:
+                b.text(ex.answer, "answer")
+                b.special("<eos>")
+        elif ex.task == "gen":
+            b.text(ex.text, "prompt")
+            b.special("<boi>")
+            if with_target:
+                b.image(ex.image, self.gen_image, "image", bracket=False)
+                b.special("<eoi>", "<eos>")
+        elif ex.task == "edit":
+            b.image(ex.source, self.und_image, "source")
+            b.text(ex.text, "instruction")
+            b.special("<boi>")
+            if with_target:
+                b.image(ex.image, self.gen_image, "target", bracket=False)
+                b.special("<eoi>", "<eos>")
+        else:
+            b.text(ex.text, "prompt")
+            if with_target:
+                b.text(ex.answer, "answer")
+                b.special("<eos>")
+        return b.finish(self.loss_on[ex.task])
+
+    def collate(self, items: Sequence[Packed]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest: input_ids, labels, modality, pos2d, cont, attention_mask [B, L]; features [Nc, D]."""
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        n, length = len(items), max(len(p) for p in items)
+        out = {
+            "input_ids": torch.full((n, length), self.pad_id, dtype=torch.long),
+            "labels": torch.full((n, length), IGNORE, dtype=torch.long),
+            "modality": torch.full((n, length), TEXT, dtype=torch.long),
+            "pos2d": torch.full((n, length, 2), -1, dtype=torch.long),
+            "cont": torch.zeros((n, length), dtype=torch.bool),
+            "attention_mask": torch.zeros((n, length), dtype=torch.bool),
+        }
+        for i, p in enumerate(items):
+            k = len(p)
+            for key in ("input_ids", "labels", "modality", "pos2d", "cont"):
+                out[key][i, :k] = getattr(p, key)
+            out["attention_mask"][i, :k] = True
+        out["features"] = torch.cat([p.features for p in items]) if self._feature_dim else torch.zeros(0, 0)
+        return out
+
+
+class _Builder:
+    """Accumulates pieces of one sequence with their segment names."""
+
+    def __init__(self, packer: Packer) -> None:
+        self.p = packer
+        self.ids: list[torch.Tensor] = []
+        self.names: list[str] = []
+        self.mod: list[torch.Tensor] = []
+        self.pos: list[torch.Tensor] = []
+        self.cont: list[torch.Tensor] = []
+        self.features: list[torch.Tensor] = []
+
+    def _add(self, ids: torch.Tensor, name: str, modality: int, pos: torch.Tensor | None = None,
+             cont: bool = False) -> None:
+        n = ids.numel()
+        self.ids.append(ids.long())
+        self.names += [name] * n
+        self.mod.append(torch.full((n,), modality, dtype=torch.long))
+        self.pos.append(pos if pos is not None else torch.full((n, 2), -1, dtype=torch.long))
+        self.cont.append(torch.full((n,), cont, dtype=torch.bool))
+
+    def special(self, *tokens: str) -> None:
+        for t in tokens:
+            self._add(torch.tensor([self.p.text.id(t)]), t, TEXT)
+
+    def text(self, s: str, name: str) -> None:
+        self._add(torch.tensor(self.p.text.encode(s), dtype=torch.long), name, TEXT)
+
+    def image(self, tokens: torch.Tensor | None, tok: ImageTokenizer, name: str, bracket: bool = True) -> None:
+        if tokens is None:
+            raise UserError(f"example has no image tokens for its {name!r} segment")
+        tokens = torch.as_tensor(tokens)
+        want = (tok.num_tokens,) if tok.discrete else (tok.num_tokens, tok.feature_dim)
+        if tuple(tokens.shape) != want:
+            raise UserError(f"{name} image tokens have shape {list(tokens.shape)}; the {tok.kind} tokenizer "
+                            f"gives {list(want)}")
+        if bracket:
+            self.special("<boi>")
+        if tok.discrete:
+            self._add(self.p.layout.image_to_vocab(tokens), name, IMAGE, tok.positions())
+        else:
+            self._add(torch.full((tok.num_tokens,), self.p.pad_id), name, IMAGE, tok.positions(), cont=True)
+            self.features.append(tokens.float())
+        if bracket:
+            self.special("<eoi>")
+
+    def finish(self, loss_on: tuple[str, ...]) -> Packed:
+        ids = torch.cat(self.ids)
+        cont = torch.cat(self.cont)
+        trained = torch.tensor([n in loss_on for n in self.names], dtype=torch.bool)
+        for i in range(1, len(self.names)):  # the closer right after a trained segment is trained with it
+            if self.names[i] in _CLOSERS and self.names[i - 1] in loss_on:
+                trained[i] = True
+        if bool((trained & cont).any()):
+            raise UserError("loss_on names a continuous image segment; only discrete tokens can be trained")
+        labels = torch.where(trained, ids, torch.full_like(ids, IGNORE))
+        segments, start = [], 0
+        for i in range(1, len(self.names) + 1):
+            if i == len(self.names) or self.names[i] != self.names[start]:
+                segments.append((self.names[start], start, i))
+                start = i
+        d = self.p._feature_dim
+        feats = torch.cat(self.features) if self.features else torch.zeros(0, d)
+        return Packed(ids, labels, torch.cat(self.mod), torch.cat(self.pos), cont, feats, segments)
+
+
+def describe(p: Packed, text: TextTokenizer, layout: VocabLayout) -> list[dict[str, Any]]:
+    """Human-readable view of a packed sequence, one entry per segment (for debugging and docs)."""
+    out = []
+    for name, a, b in p.segments:
+        ids = p.input_ids[a:b]
+        if bool(p.cont[a:b].any()):
+            shown: Any = f"{b - a} continuous tokens"
+        elif bool(layout.is_image(ids).all()):
+            shown = layout.vocab_to_image(ids).tolist()
+        else:
+            shown = text.decode(ids.tolist(), skip_special=False)
+        out.append({"segment": name, "tokens": shown, "trained": bool((p.labels[a:b] != IGNORE).any())})
+    return out
