@@ -1,0 +1,181 @@
+"""Batched, KV-cached sampling from a UnifiedTransformer: text answers, and image tokens with classifier-free guidance.
+
+Prefixes are packed sequences without their target (`Packer.pack(example, with_target=False)`); they are
+left-padded into one batch so every row continues at the same step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from unifylab.models.blocks import KVCache
+from unifylab.models.unified import GEN, UND, UnifiedTransformer
+from unifylab.tokenize.sequence import IMAGE, TEXT, Packed
+from unifylab.tokenize.text import SPECIAL_TOKENS
+
+EOS = SPECIAL_TOKENS.index("<eos>")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """temperature 0 = greedy; top_k 0 and top_p 1 disable those filters."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"invalid sampling settings {self}: need temperature >= 0, top_k >= 0, 0 < top_p <= 1")
+
+
+def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of logits [B, V] (entries set to -inf are never drawn)."""
+    if s.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / s.temperature
+    if s.top_k:
+        kth = logits.topk(min(s.top_k, logits.shape[-1]), -1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.top_p < 1:
+        sorted_logits, order = logits.sort(-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > s.top_p  # keep the smallest prefix whose mass reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
+class _Decoder:
+    """Holds a left-padded batch and its cache; `step` appends one token per row and returns next-token logits."""
+
+    def __init__(self, model: UnifiedTransformer, prefixes: Sequence[Packed], new_tokens: int, use_cache: bool,
+                 branch: int) -> None:
+        self.model, self.use_cache = model, use_cache
+        dev = next(model.parameters()).device
+        b, lp = len(prefixes), max(len(p) for p in prefixes)
+        total = lp + new_tokens
+        if total > model.cfg.max_len:
+            raise ValueError(f"prefix ({lp}) + new tokens ({new_tokens}) exceed the model's max_len {model.cfg.max_len}")
+        self.ids = torch.zeros(b, total, dtype=torch.long, device=dev)
+        self.mod = torch.full((b, total), TEXT, dtype=torch.long, device=dev)
+        pos2d = torch.full((b, lp, 2), -1, dtype=torch.long, device=dev)
+        self.cont = torch.zeros(b, lp, dtype=torch.bool, device=dev)
+        self.attn = torch.ones(b, total, dtype=torch.bool, device=dev)
+        for i, p in enumerate(prefixes):
+            k = len(p)
+            self.ids[i, lp - k : lp], self.mod[i, lp - k : lp] = p.input_ids, p.modality
+            pos2d[i, lp - k :], self.cont[i, lp - k :] = p.pos2d, p.cont
+            self.attn[i, : lp - k] = False
+        self.features = torch.cat([p.features for p in prefixes]).to(dev) if self.cont.any() else None
+        self.pos = torch.zeros(b, total, 3, dtype=torch.long, device=dev)
+        self.pos[:, :lp] = model.positions(self.mod[:, :lp], pos2d, self.attn[:, :lp])
+        self.branch = torch.full((b,), branch, dtype=torch.long, device=dev)
+        self.n = lp
+        self.cache: list[KVCache] | None = model.new_cache(b, total) if use_cache else None
+        self.fresh = lp  # tokens not yet seen by the model
+
+    def logits(self) -> torch.Tensor:
+        """Next-token logits [B, V] after feeding the tokens the model has not seen."""
+        n, m = self.n, self.model
+        if self.use_cache:
+            a = n - self.fresh
+            h = m(self.ids[:, a:n], self.mod[:, a:n], None, self.cont[:, a:n] if a == 0 else None,
+                  self.features if a == 0 else None, self.attn[:, :n], self.branch, self.pos[:, a:n], self.cache, a)
+        else:
+            lp = self.cont.shape[1]
+            cont = torch.cat([self.cont, self.cont.new_zeros(self.cont.shape[0], n - lp)], 1)
+            h = m(self.ids[:, :n], self.mod[:, :n], None, cont, self.features, self.attn[:, :n], self.branch,
+                  self.pos[:, :n])
+        self.fresh = 0
+        return m.logits(h[:, -1])
+
+    def append(self, token: torch.Tensor, modality: int, pos: torch.Tensor) -> None:
+        self.ids[:, self.n], self.mod[:, self.n], self.pos[:, self.n] = token, modality, pos
+        self.n += 1
+        self.fresh = 1
+
+    def next_text_pos(self) -> torch.Tensor:
+        return (self.pos[:, self.n - 1, 0] + 1)[:, None].expand(-1, 3)
+
+
+@torch.no_grad()
+def generate_text(
+    model: UnifiedTransformer,
+    prefixes: Sequence[Packed],
+    max_new_tokens: int = 16,
+    sampling: Sampling = Sampling(temperature=0.0),
+    seed: int = 0,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Continue each prefix with text ids until <eos> (not returned) or `max_new_tokens`."""
+    if not prefixes:
+        return []
+    dec = _Decoder(model, prefixes, max_new_tokens, use_cache, UND)
+    gen = torch.Generator(device=dec.ids.device).manual_seed(seed)
+    n_text = model.cfg.n_text
+    done = torch.zeros(len(prefixes), dtype=torch.bool, device=dec.ids.device)
+    out: list[list[int]] = [[] for _ in prefixes]
+    for _ in range(max_new_tokens):
+        logits = dec.logits()
+        logits[:, n_text:] = float("-inf")
+        tok = sample(logits, sampling, gen)
+        for i in (~done).nonzero()[:, 0].tolist():
+            if int(tok[i]) != EOS:
+                out[i].append(int(tok[i]))
+        done |= tok == EOS
+        if bool(done.all()):
+            break
+        dec.append(tok, TEXT, dec.next_text_pos())
+    return out
+
+
+@torch.no_grad()
+def generate_images(
+    model: UnifiedTransformer,
+    prefixes: Sequence[Packed],
+    uncond: Packed | None = None,
+    guidance: float = 1.0,
+    sampling: Sampling = Sampling(),
+    seed: int = 0,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """Image codes [B, T] (0-based in the image vocabulary) continuing prefixes that end with <boi>.
+
+    With `guidance` != 1 and an unconditional prefix (e.g. the packed empty prompt), logits are
+    uncond + guidance * (cond - uncond), computed in one doubled batch.
+    """
+    if not prefixes:
+        return torch.zeros(0, model.cfg.image_tokens, dtype=torch.long)
+    boi = SPECIAL_TOKENS.index("<boi>")
+    if any(int(p.input_ids[-1]) != boi for p in prefixes):
+        raise ValueError("image prefixes must end with <boi> (pack a gen example with with_target=False)")
+    cfg_on = guidance != 1.0
+    if cfg_on and uncond is None:
+        raise ValueError("classifier-free guidance needs the unconditional prefix")
+    b = len(prefixes)
+    batch = list(prefixes) + ([uncond] * b if cfg_on else [])
+    t, (_, w) = model.cfg.image_tokens, model.cfg.image_grid
+    dec = _Decoder(model, batch, t, use_cache, GEN)
+    gen = torch.Generator(device=dec.ids.device).manual_seed(seed)
+    n_text = model.cfg.n_text
+    i0 = dec.pos[:, dec.n - 1, 0] + 1  # the image's first position
+    codes = torch.zeros(b, t, dtype=torch.long, device=dec.ids.device)
+    for k in range(t):
+        logits = dec.logits().float()
+        if cfg_on:
+            cond, unc = logits[:b], logits[b:]
+            logits = unc + guidance * (cond - unc)
+        logits[:, :n_text] = float("-inf")
+        tok = sample(logits, sampling, gen)
+        codes[:, k] = tok - n_text
+        if k + 1 < t:
+            full = tok.repeat(2) if cfg_on else tok
+            if model.cfg.rope == "2d":
+                pos = torch.stack([i0, i0 + k // w, i0 + k % w], -1)
+            else:
+                pos = (i0 + k)[:, None].expand(-1, 3)
+            dec.append(full, IMAGE, pos)
+    return codes.cpu()

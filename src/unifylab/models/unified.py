@@ -1,0 +1,316 @@
+"""The unified transformer: one decoder over text and image tokens, with the backbone as a config switch.
+
+- `shared`: one stack for every task (Chameleon / Emu3 style).
+- `fork`: layers below `fork_layer` shared, the rest (and the final norm) duplicated into an understanding branch
+  (und, rewrite) and a generation branch (gen, edit), chosen per sequence by its task tag (UniFork's Y shape).
+  `fork_layer = layers` is the shared model; `fork_layer = 0` gives two specialists that share only embeddings
+  and heads.
+- `mot`: every layer has text and image experts (norms, QKV/output projections, MLP) chosen per token by its
+  modality id, with one global self-attention over both (mixture-of-transformers).
+
+Image inputs are discrete ids in the shared vocabulary (`image_input="tokens"`) or continuous features projected
+in place (`"patch"`, Janus-style decoupled understanding encoder). Output: one head over the whole vocabulary, or
+separate text and image heads whose softmax covers only their own ids (`output_heads="split"`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unifylab.models.blocks import Block, KVCache, RMSNorm, Rotary
+from unifylab.tokenize.sequence import IGNORE, IMAGE
+from unifylab.tokenize.text import SPECIAL_TOKENS
+
+UND, GEN = 0, 1  # branches
+TASK_BRANCH = {"<und>": UND, "<rewrite>": UND, "<gen>": GEN, "<edit>": GEN}
+
+
+class ModelConfig(BaseModel):
+    """Architecture of a UnifiedTransformer (saved as config.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_text: int = Field(ge=len(SPECIAL_TOKENS), description="text vocabulary (ids 0..n_text-1)")
+    n_image: int = Field(ge=1, description="image codes (ids n_text..n_text+n_image-1)")
+    image_grid: tuple[int, int] = Field(description="image tokens per side (rows, cols) of generated images")
+    dim: int = Field(128, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    mlp_hidden: int | None = Field(None, description="SwiGLU width; default 8/3 * dim rounded up to 16")
+    max_len: int = Field(512, ge=2)
+    backbone: Literal["shared", "fork", "mot"] = "shared"
+    fork_layer: int | None = Field(None, description="fork: first layer that is duplicated per branch")
+    image_input: Literal["tokens", "patch"] = "tokens"
+    patch_dim: int | None = Field(None, description="patch: width of the continuous input features")
+    output_heads: Literal["shared", "split"] = "shared"
+    rope: Literal["1d", "2d"] = "1d"
+    rope_theta: float = 10000.0
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.dim % self.heads or (self.dim // self.heads) % 8:
+            raise ValueError(f"dim {self.dim} / heads {self.heads} must give a head width that is a multiple of 8")
+        if self.backbone == "fork":
+            if self.fork_layer is None or not 0 <= self.fork_layer <= self.layers:
+                raise ValueError(f"backbone 'fork' needs fork_layer in 0..{self.layers}, got {self.fork_layer}")
+        elif self.fork_layer is not None:
+            raise ValueError(f"fork_layer is only used with backbone 'fork' (backbone is {self.backbone!r})")
+        if self.image_input == "patch" and not self.patch_dim:
+            raise ValueError("image_input 'patch' needs patch_dim (the patch tokenizer's feature_dim)")
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_text + self.n_image
+
+    @property
+    def hidden(self) -> int:
+        return self.mlp_hidden or 16 * math.ceil(8 * self.dim / 3 / 16)
+
+    @property
+    def image_tokens(self) -> int:
+        return self.image_grid[0] * self.image_grid[1]
+
+
+class UnifiedTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        experts = 2 if cfg.backbone == "mot" else 1
+        n_trunk = cfg.fork_layer if cfg.backbone == "fork" else cfg.layers
+
+        def block() -> Block:
+            return Block(cfg.dim, cfg.heads, cfg.hidden, experts)
+
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.patch_proj = nn.Linear(cfg.patch_dim, cfg.dim) if cfg.image_input == "patch" else None
+        self.trunk = nn.ModuleList(block() for _ in range(n_trunk))
+        n_branch = cfg.layers - n_trunk
+        self.branches = nn.ModuleList(nn.ModuleList(block() for _ in range(n_branch)) for _ in (UND, GEN)) \
+            if cfg.backbone == "fork" else None
+        self.norms = nn.ModuleList(RMSNorm(cfg.dim) for _ in range(2 if cfg.backbone == "fork" else 1))
+        if cfg.output_heads == "shared":
+            self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        else:
+            self.text_head = nn.Linear(cfg.dim, cfg.n_text, bias=False)
+            self.image_head = nn.Linear(cfg.dim, cfg.n_image, bias=False)
+        self.rotary = Rotary(cfg.dim // cfg.heads, cfg.rope_theta, cfg.rope)
+        tags = torch.full((cfg.n_text,), -1, dtype=torch.long)
+        for tok, branch in TASK_BRANCH.items():
+            tags[SPECIAL_TOKENS.index(tok)] = branch
+        self.register_buffer("tag_branch", tags, persistent=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.out.experts.0.weight", "attn.out.experts.1.weight", "mlp.experts.0.down.weight",
+                              "mlp.experts.1.down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------------------------------ bookkeeping
+
+    def save_pretrained(self, folder: Path, **tokenizers: object) -> None:
+        """config.json + model.safetensors (+ tokenizers: text=, gen_image=, und_image=); see `models.hub`."""
+        from unifylab.models.hub import save_pretrained
+
+        save_pretrained(self, folder, **tokenizers)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, device: str | torch.device = "cpu") -> UnifiedTransformer:
+        from unifylab.models.hub import from_pretrained
+
+        return from_pretrained(folder, device)
+
+    def attention_layers(self) -> list[nn.Module]:
+        """Every block, trunk first then the branches (the order caches are allocated in)."""
+        blocks = list(self.trunk)
+        if self.branches is not None:
+            blocks += [b for branch in self.branches for b in branch]
+        return blocks
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+        """An empty KV cache for `batch` sequences of up to `max_len` tokens (one per block)."""
+        p = next(self.parameters())
+        n = max_len or self.cfg.max_len
+        hd = self.cfg.dim // self.cfg.heads
+        return [KVCache(batch, self.cfg.heads, n, hd, p.device, p.dtype) for _ in self.attention_layers()]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per component: embeddings, trunk, branches, modality experts, heads, total."""
+
+        def count(mods: list[nn.Module] | nn.Module | None) -> int:
+            if mods is None:
+                return 0
+            mods = mods if isinstance(mods, list) else [mods]
+            return sum(p.numel() for m in mods for p in m.parameters())
+
+        heads = [self.head] if self.cfg.output_heads == "shared" else [self.text_head, self.image_head]
+        out = {"embeddings": count([self.embed]) + count(self.patch_proj), "norms": count(list(self.norms)),
+               "heads": count(heads)}
+        if self.cfg.backbone == "mot":
+            for i, name in enumerate(("text_experts", "image_experts")):
+                out[name] = sum(count(r.experts[i]) for blk in self.trunk
+                                for r in (blk.norm1, blk.attn.qkv, blk.attn.out, blk.norm2, blk.mlp))
+        else:
+            out["shared_layers"] = count(list(self.trunk))
+        if self.branches is not None:
+            out["und_branch"] = count(list(self.branches[UND]))
+            out["gen_branch"] = count(list(self.branches[GEN]))
+        out["total"] = sum(p.numel() for p in self.parameters())
+        return out
+
+    # ------------------------------------------------------------------------------------------ forward
+
+    def positions(self, modality: torch.Tensor, pos2d: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                  start: int = 0) -> torch.Tensor:
+        """Rotary position ids [B, L, 3]: text (i, i, i); with 2-D rope image tokens (i0, i0 + row, i0 + col).
+
+        `i` counts real tokens (left padding does not advance it); `i0` is the image's first position.
+        """
+        b, n = modality.shape
+        if attention_mask is None:
+            idx = torch.arange(start, start + n, device=modality.device).expand(b, n)
+        else:
+            idx = attention_mask.long().cumsum(1) - 1
+            idx = idx[:, -n:] if idx.shape[1] != n else idx
+        pos = idx[..., None].expand(b, n, 3).clone()
+        if self.cfg.rope == "2d" and pos2d is not None:
+            img = modality == IMAGE
+            prev = torch.cat([torch.zeros_like(img[:, :1]), img[:, :-1]], 1)
+            run_start = torch.where(img & ~prev, idx, torch.zeros_like(idx)).cummax(1).values
+            pos[..., 1] = torch.where(img, run_start + pos2d[..., 0], idx)
+            pos[..., 2] = torch.where(img, run_start + pos2d[..., 1], idx)
+            pos[..., 0] = torch.where(img, run_start, idx)
+        return pos
+
+    def branch_of(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """UND or GEN per sequence, from the task tag right after the first real token (<bos>)."""
+        first = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device) if attention_mask is None \
+            else attention_mask.long().argmax(1)
+        tag = input_ids.gather(1, (first + 1)[:, None])[:, 0]
+        branch = self.tag_branch[tag.clamp(0, self.cfg.n_text - 1)]
+        if bool((branch < 0).any()):
+            raise ValueError("fork backbone: every sequence must start with <bos> and a task tag (<und>, <gen>, ...)")
+        return branch
+
+    def embed_inputs(self, input_ids: torch.Tensor, cont: torch.Tensor | None, features: torch.Tensor | None
+                     ) -> torch.Tensor:
+        x = self.embed(input_ids)
+        if cont is not None and features is not None and features.numel():
+            if self.patch_proj is None:
+                raise ValueError("continuous image features given, but the model was built with image_input='tokens'")
+            if int(cont.sum()) != features.shape[0]:
+                raise ValueError(f"{int(cont.sum())} continuous slots in the inputs but {features.shape[0]} feature rows")
+            x = x.clone()
+            x[cont] = self.patch_proj(features.to(x.dtype))
+        return x
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        modality: torch.Tensor | None = None,
+        pos2d: torch.Tensor | None = None,
+        cont: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        branch: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: list[KVCache] | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        """Final hidden states [B, L, dim] (after the final norm). With `cache`, the inputs continue a sequence at
+        `start`; `attention_mask` then covers all start + L positions (False = left padding)."""
+        b, n = input_ids.shape
+        if start + n > self.cfg.max_len:
+            raise ValueError(f"sequence of {start + n} tokens exceeds max_len {self.cfg.max_len}")
+        if modality is None:
+            modality = (input_ids >= self.cfg.n_text).long()
+        if positions is None:
+            positions = self.positions(modality, pos2d, attention_mask, start)
+        rope = self.rotary(positions)
+        mask = self._mask(attention_mask, n, start, input_ids.device)
+        route = modality if self.cfg.backbone == "mot" else None
+        x = self.embed_inputs(input_ids, cont, features)
+        caches = iter(cache) if cache is not None else None
+        for blk in self.trunk:
+            x = blk(x, rope, route, mask, next(caches) if caches else None, start)
+        if self.branches is None:
+            return self.norms[0](x)
+        if branch is None:
+            branch = self.branch_of(input_ids, attention_mask) if start == 0 else None
+            if branch is None:
+                raise ValueError("fork backbone: pass `branch` when continuing from a cache")
+        out = torch.empty_like(x)
+        for bi, layers in enumerate(self.branches):
+            rows = (branch == bi).nonzero()[:, 0]
+            layer_caches = [next(caches) for _ in layers] if caches else [None] * len(layers)
+            if rows.numel() == 0:
+                continue
+            full = rows.numel() == b
+            sel = None if full else rows
+            h = x if full else x[rows]
+            r = rope if full else (rope[0][rows], rope[1][rows])
+            m = mask if (full or mask is None) else mask[rows]
+            for blk, c in zip(layers, layer_caches):
+                h = blk(h, r, None, m, c, start, sel)
+            out[rows] = self.norms[bi](h)
+        return out
+
+    @staticmethod
+    def _mask(attention_mask: torch.Tensor | None, n: int, start: int, device: torch.device) -> torch.Tensor | None:
+        """Boolean [B, 1, n, start + n] mask, or None when plain causal attention (or a single query) suffices."""
+        if attention_mask is None and (start == 0 or n == 1):
+            return None
+        total = start + n
+        causal = torch.ones(n, total, dtype=torch.bool, device=device).tril(start)
+        if attention_mask is None:
+            return causal[None, None]
+        keys = attention_mask[:, :total].bool()
+        mask = causal[None] & keys[:, None, :]
+        q = torch.arange(n, device=device)
+        mask[:, q, start + q] = True  # a padding query attends to itself, so no row is empty (NaN-free)
+        return mask[:, None]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the whole vocabulary (text ids, then image ids)."""
+        if self.cfg.output_heads == "shared":
+            return self.head(hidden)
+        return torch.cat([self.text_head(hidden), self.image_head(hidden)], -1)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Next-token cross-entropy on labelled positions: `loss`, and `text_loss` / `image_loss` (NaN if none)."""
+        hidden = self(
+            batch["input_ids"], batch.get("modality"), batch.get("pos2d"), batch.get("cont"), batch.get("features"),
+            None,  # right padding: causal attention never lets a real token see a pad
+        )
+        targets = batch["labels"][:, 1:]
+        keep = targets != IGNORE
+        h, t = hidden[:, :-1][keep], targets[keep]
+        is_img = t >= self.cfg.n_text
+        if self.cfg.output_heads == "shared":
+            per_tok = F.cross_entropy(self.head(h).float(), t, reduction="none")
+        else:
+            per_tok = torch.empty(t.shape, device=h.device, dtype=torch.float32)
+            if bool((~is_img).any()):
+                per_tok[~is_img] = F.cross_entropy(self.text_head(h[~is_img]).float(), t[~is_img], reduction="none")
+            if bool(is_img.any()):
+                per_tok[is_img] = F.cross_entropy(self.image_head(h[is_img]).float(), t[is_img] - self.cfg.n_text,
+                                                  reduction="none")
+        nan = torch.tensor(float("nan"), device=h.device)
+        return {
+            "loss": per_tok.mean(),
+            "text_loss": per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
+            "image_loss": per_tok[is_img].mean() if bool(is_img.any()) else nan,
+        }
