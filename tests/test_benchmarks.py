@@ -1,0 +1,21 @@
+"""The benchmark scripts run end to end on tiny settings and print one JSON object per line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("parser.py", ["--n", "64"]),
+    ("model.py", ["--dim", "32", "--layers", "2", "--heads", "2", "--batch", "2", "--seq", "16", "--seconds", "0.05"]),
+])
+def test_benchmark_prints_json_lines(script: str, args: list[str]) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                         check=True, timeout=300)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    assert rows and all("figure" in r for r in rows)
