@@ -340,6 +340,31 @@ def tokenizer_train_image(
     err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
 
 
+# ---------------------------------------------------------------------------------------------- train
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG.yaml", help="Training config (YAML).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder; re-running with it resumes from its last checkpoint.")] = ...,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set optim.lr=1e-3.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train a unified or specialist model (resumes when RUN holds a checkpoint); torchrun for several processes."""
+    from unifylab.train import Trainer, load_config
+    from unifylab.train.distributed import shutdown
+
+    cfg = load_config(config, set_ or [])
+    trainer = Trainer(cfg, out, err, progress=not quiet)
+    try:
+        summary = trainer.fit()
+    finally:
+        shutdown(trainer.dist)
+    if trainer.dist.main:
+        final = ", ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
+        err.print(f"trained {summary['steps']} steps ({summary['tokens_seen']:,} tokens) -> {out}; held-out loss: {final}")
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 
 

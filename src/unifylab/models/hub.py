@@ -31,14 +31,17 @@ def save_pretrained(
     text: TextTokenizer | None = None,
     gen_image: ImageTokenizer | None = None,
     und_image: ImageTokenizer | None = None,
+    state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the model (and the tokenizers it was trained with) so `from_pretrained` rebuilds it exactly."""
+    """Write the model (and the tokenizers it was trained with) so `from_pretrained` rebuilds it exactly.
+
+    `state` overrides `model.state_dict()`, e.g. with the gathered full weights of a sharded (FSDP2) model."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"architecture": ARCHITECTURE, "unifylab_version": __version__, **model.cfg.model_dump(mode="json")}
     (folder / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in (state or model.state_dict()).items()}
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
     if text is not None:
         text.save_pretrained(folder / TEXT_DIR)
     if gen_image is not None:

@@ -290,7 +290,8 @@ class UnifiedTransformer(nn.Module):
         return torch.cat([self.text_head(hidden), self.image_head(hidden)], -1)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Next-token cross-entropy on labelled positions: `loss`, and `text_loss` / `image_loss` (NaN if none)."""
+        """Next-token cross-entropy on labelled positions: `loss` (mean), `sum` and `count` (for exact averaging
+        across micro-batches and ranks), per-sequence `seq_sum`/`seq_count`, and `text_loss`/`image_loss`."""
         hidden = self(
             batch["input_ids"], batch.get("modality"), batch.get("pos2d"), batch.get("cont"), batch.get("features"),
             None,  # right padding: causal attention never lets a real token see a pad
@@ -308,9 +309,17 @@ class UnifiedTransformer(nn.Module):
             if bool(is_img.any()):
                 per_tok[is_img] = F.cross_entropy(self.image_head(h[is_img]).float(), t[is_img] - self.cfg.n_text,
                                                   reduction="none")
+        rows = keep.nonzero()[:, 0]
+        b = targets.shape[0]
+        seq_sum = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, per_tok)
+        seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
         nan = torch.tensor(float("nan"), device=h.device)
         return {
             "loss": per_tok.mean(),
+            "sum": per_tok.sum(),
+            "count": torch.tensor(float(per_tok.numel()), device=h.device),
+            "seq_sum": seq_sum.detach(),
+            "seq_count": seq_count,
             "text_loss": per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
             "image_loss": per_tok[is_img].mean() if bool(is_img.any()) else nan,
         }

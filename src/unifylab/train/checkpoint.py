@@ -1,0 +1,91 @@
+"""Atomic checkpoints: `checkpoints/step-N/` holds the model (safetensors), optimiser + scheduler + RNG states
+(a weights-only torch file) and `trainer.json`; written to a temp folder and renamed, keep-last-k, and a damaged
+latest checkpoint falls back to the one before it."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+CKPT_DIR = "checkpoints"
+MODEL, STATE, META = "model.safetensors", "state.pt", "trainer.json"
+
+
+def rng_state() -> dict[str, Any]:
+    """All RNG states as weights-only-loadable values (tensors, lists, ints, strings)."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(int, np_state[2:4]), float(np_state[4])],
+        "python": [py[0], list(py[1]), py[2]],
+    }
+
+
+def set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    n = s["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    p = s["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def save_checkpoint(run: Path, step: int, model_state: dict[str, torch.Tensor], state: dict[str, Any],
+                    meta: dict[str, Any], keep: int) -> Path:
+    """Write step-N atomically and prune all but the newest `keep`."""
+    root = Path(run) / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".step-{step}.", suffix=".tmp"))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / MODEL))
+        torch.save(state, tmp / STATE)
+        (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
+        final = root / f"step-{step}"
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    for old in list_checkpoints(run)[:-keep]:
+        shutil.rmtree(old)
+    return final
+
+
+def list_checkpoints(run: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temp folders of interrupted writes are ignored)."""
+    root = Path(run) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model state, optimiser/scheduler/RNG state, trainer meta); raises on any damage."""
+    meta = json.loads((path / META).read_text())
+    model_state = load_file(str(path / MODEL))
+    state = torch.load(path / STATE, weights_only=True, map_location="cpu")
+    return model_state, state, meta
+
+
+def latest_checkpoint(run: Path, warn: Any) -> tuple[Path, tuple[dict, dict, dict]] | None:
+    """The newest checkpoint that loads; damaged newer ones are reported through `warn` and skipped."""
+    for path in reversed(list_checkpoints(run)):
+        try:
+            return path, load_checkpoint(path)
+        except Exception as e:  # truncated safetensors, bad JSON, corrupt zip: all mean "unusable"
+            warn(f"checkpoint {path} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                 "falling back to the previous one")
+    return None

@@ -1,0 +1,174 @@
+"""Training configuration: one pydantic tree, loaded from YAML with `--set a.b=c` overrides, saved resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unifylab.config import build
+from unifylab.errors import UserError
+from unifylab.world.shapes import ShapesConfig
+
+UND_TASKS = ("caption", "vqa")
+GEN_TASKS = ("t2i",)
+TASKS = UND_TASKS + GEN_TASKS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    """Where examples come from and how tasks are mixed."""
+
+    source: Literal["world", "folder"] = "world"
+    folder: Path | None = Field(None, description="a `unifylab world sample` output folder (source: folder)")
+    mixture: dict[str, float] = Field(default_factory=lambda: {"caption": 1.0, "vqa": 2.0, "t2i": 3.0})
+    mode: Literal["unified", "und-only", "gen-only"] = "unified"
+    budget: Literal["equal-task-data", "equal-compute"] = "equal-task-data"
+    holdout_pairs: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow")],
+        description="(shape, colour) pairs that never appear in training scenes; the held-out split uses them",
+    )
+    cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        bad = sorted(set(self.mixture) - set(TASKS))
+        if bad:
+            raise ValueError(f"mixture: unknown task(s) {bad}; valid tasks: {list(TASKS)}")
+        if any(w < 0 for w in self.mixture.values()) or not any(self.mixture.values()):
+            raise ValueError("mixture weights must be >= 0 with at least one > 0")
+        from unifylab.world.shapes import COLORS, SHAPES
+
+        for shape, color in self.holdout_pairs:
+            if shape not in SHAPES or color not in COLORS:
+                raise ValueError(f"holdout_pairs: ({shape}, {color}) is not a (shape, colour) of the shapes world")
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("source 'folder' needs data.folder")
+        return self
+
+
+class TokenizerConfig(Strict):
+    text: Path | None = Field(None, description="tokenizer.json folder; None trains one on the world's language")
+    image: str = Field("grid", description="'grid' (exact oracle) or a trained image tokenizer folder (vq)")
+    und_image: str | None = Field(None, description="None (same as image), 'patch', or a tokenizer folder")
+
+
+class ModelSpec(Strict):
+    """The architecture knobs of ModelConfig; vocabulary sizes and the image grid come from the tokenizers."""
+
+    dim: int = 128
+    layers: int = 4
+    heads: int = 4
+    mlp_hidden: int | None = None
+    max_len: int = 256
+    backbone: Literal["shared", "fork", "mot"] = "shared"
+    fork_layer: int | None = None
+    output_heads: Literal["shared", "split"] = "shared"
+    rope: Literal["1d", "2d"] = "1d"
+
+
+class OptimConfig(Strict):
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup: int = Field(50, ge=0)
+    steps: int = Field(600, ge=1, description="optimiser steps of the unified run; specialists derive theirs")
+    batch: int = Field(32, ge=1, description="global sequences per optimiser step (all ranks, all micro-batches)")
+    accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    clip: float = Field(1.0, gt=0)
+
+
+class CheckpointConfig(Strict):
+    every: int = Field(100, ge=1)
+    keep: int = Field(2, ge=1)
+
+
+class EvalConfig(Strict):
+    every: int = Field(100, ge=1)
+    examples: int = Field(64, ge=1, description="examples per task per split for the held-out losses")
+
+
+class TrainConfig(Strict):
+    """Everything a run needs; RUN/config.yaml holds the resolved form."""
+
+    world: ShapesConfig = ShapesConfig()
+    data: DataConfig = DataConfig()
+    tokenizers: TokenizerConfig = TokenizerConfig()
+    model: ModelSpec = ModelSpec()
+    optim: OptimConfig = OptimConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    eval: EvalConfig = EvalConfig()
+    distributed: Literal["none", "ddp", "fsdp2"] = "none"
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.optim.batch % self.optim.accum:
+            raise ValueError(f"optim.batch {self.optim.batch} must be divisible by optim.accum {self.optim.accum}")
+        return self
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        if not isinstance(node.setdefault(k, {}), dict):
+            raise UserError(f"{source}: --set {dotted}: {k} is not a section")
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read YAML (or start from defaults), apply `key=value` overrides (values parsed as YAML), validate."""
+    tree: dict[str, Any] = {}
+    source = str(path) if path else "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise UserError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserError(f"{path}: expected a mapping of config sections at the top level")
+        tree = loaded or {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-3")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set(tree, key.strip(), value, source)
+    _check_keys(tree, TrainConfig, source, "")
+    return build(TrainConfig, tree, source)
+
+
+def _check_keys(tree: Any, model: type[BaseModel], source: str, prefix: str) -> None:
+    """Unknown keys name the key and list the valid ones (clearer than pydantic's generic message)."""
+    if not isinstance(tree, dict):
+        return
+    fields = model.model_fields
+    for k, v in tree.items():
+        if k not in fields:
+            raise UserError(f"{source}: unknown key '{prefix}{k}'; valid keys here: {', '.join(fields)}")
+        ann = fields[k].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            _check_keys(v, ann, source, f"{prefix}{k}.")
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,200 @@
+"""Deterministic task mixtures: example i of a split is a pure function of (seed, split, i), so a run's data
+position is just its step, specialists can see exactly the unified run's examples of their kind, and held-out
+compositions ((shape, colour) pairs) never reach training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unifylab.data.io import iter_jsonl, load_rgb
+from unifylab.errors import UserError
+from unifylab.tokenize.sequence import Example, Packed, Packer
+from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS, TrainConfig
+from unifylab.world import language as L
+from unifylab.world.scene import Obj, Scene, SceneError
+from unifylab.world.shapes import render, sample_scene
+
+SPLITS = {"train": 0, "val": 1, "heldout": 2}
+CAPTION_QUESTION = "describe the image."
+MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
+
+
+@dataclass
+class Item:
+    """One example before image tokenization: its task, texts, and the image it is about or must produce."""
+
+    task: str
+    text: str
+    answer: str
+    image: np.ndarray
+    scene: Scene
+
+
+class SceneSource:
+    """Scenes (and their images) by split and index, from the world generator or a `world sample` folder."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.pairs = {tuple(p) for p in cfg.data.holdout_pairs}
+        self.folder: dict[str, list[tuple[Scene, Path]]] | None = None
+        if cfg.data.source == "folder":
+            self.folder = self._read_folder(Path(cfg.data.folder))
+
+    def _held(self, scene: Scene) -> bool:
+        return any((o.shape, o.color) in self.pairs for o in scene.objects)
+
+    def _read_folder(self, folder: Path) -> dict[str, list[tuple[Scene, Path]]]:
+        splits: dict[str, list[tuple[Scene, Path]]] = {"train": [], "val": [], "heldout": []}
+        for k, (n, d) in enumerate(iter_jsonl(folder / "scenes.jsonl")):
+            try:
+                scene = Scene.from_dict(d)
+            except SceneError as e:
+                raise UserError(f"{folder / 'scenes.jsonl'}:{n}: {e}") from None
+            image = folder / "images" / f"{k:06d}.png"
+            split = "heldout" if self._held(scene) else ("val" if k % 20 == 19 else "train")
+            splits[split].append((scene, image))
+        if not splits["train"]:
+            raise UserError(f"{folder}: no training scenes (all hold a held-out pair, or scenes.jsonl is empty)")
+        return splits
+
+    def get(self, split: str, i: int) -> tuple[Scene, np.ndarray, np.random.Generator]:
+        rng = np.random.default_rng([self.cfg.data.seed, SPLITS[split], i])
+        if self.folder is not None:
+            entries = self.folder[split] or self.folder["train"]
+            scene, path = entries[i % len(entries)]
+            return scene, load_rgb(path, scene.size), rng
+        for _ in range(1000):
+            scene = sample_scene(self.cfg.world, rng)
+            if split == "heldout":
+                if not scene.objects:
+                    continue
+                k = int(rng.integers(len(scene.objects)))
+                shape, color = sorted(self.pairs)[int(rng.integers(len(self.pairs)))]
+                objs = list(scene.objects)
+                o = objs[k]
+                objs[k] = Obj(shape, color, o.row, o.col, o.size)
+                scene = Scene(scene.size, scene.grid, tuple(objs))
+                return scene, render(scene), rng
+            if not self._held(scene):
+                return scene, render(scene), rng
+        raise UserError("data.holdout_pairs exclude almost every scene; hold out fewer (shape, colour) pairs")
+
+
+def make_item(task: str, scene: Scene, image: np.ndarray, rng: np.random.Generator, cfg_dropout: float) -> Item:
+    if task == "caption":
+        return Item(task, CAPTION_QUESTION, L.caption(scene, rng), image, scene)
+    if task == "vqa":
+        qa = L.sample_qa(scene, rng)
+        return Item(task, qa.question, qa.answer, image, scene)
+    prompt, _ = L.t2i_prompt(scene, rng)
+    if rng.random() < cfg_dropout:
+        prompt = ""
+    return Item(task, prompt, "", image, scene)
+
+
+class Plan:
+    """Which global example indices a run consumes, in order, and for how many steps (the budget rules)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        weights = np.array([cfg.data.mixture.get(t, 0.0) for t in TASKS], dtype=np.float64)
+        self.p = weights / weights.sum()
+        self.unified_examples = cfg.optim.steps * cfg.optim.batch
+        allowed = MODE_TASKS[cfg.data.mode]
+        if not any(self.p[TASKS.index(t)] > 0 for t in allowed):
+            raise UserError(f"data.mode {cfg.data.mode!r} trains {list(allowed)}, but data.mixture gives them no weight")
+
+    def tasks(self, n: int) -> np.ndarray:
+        """Task ids (indices into TASKS) of the unified stream's first n examples."""
+        rng = np.random.default_rng([self.cfg.data.seed, 99])
+        return rng.choice(len(TASKS), size=n, p=self.p)
+
+    def stream(self, lengths: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, int]:
+        """(global example indices, steps) for this run's mode and budget.
+
+        equal-task-data: a specialist gets exactly the unified run's first steps*batch examples of its tasks.
+        equal-compute: a specialist continues its filtered stream until it has seen as many tokens as the unified
+        run (`lengths(indices)` gives tokens per example).
+        """
+        b = self.cfg.optim.batch
+        allowed = [TASKS.index(t) for t in MODE_TASKS[self.cfg.data.mode]]
+        if self.cfg.data.mode == "unified":
+            return np.arange(self.unified_examples), self.cfg.optim.steps
+        if self.cfg.data.budget == "equal-task-data":
+            tasks = self.tasks(self.unified_examples)
+            idx = np.flatnonzero(np.isin(tasks, allowed))
+            return idx, max(1, math.ceil(len(idx) / b))
+        if lengths is None:
+            raise ValueError("equal-compute needs example lengths")
+        budget = int(lengths(np.arange(self.unified_examples)).sum())
+        n = self.unified_examples
+        while True:
+            tasks = self.tasks(4 * n)
+            idx = np.flatnonzero(np.isin(tasks, allowed))
+            cum = np.cumsum(lengths(idx))
+            if cum[-1] >= budget:
+                take = int(np.searchsorted(cum, budget)) + 1
+                steps = math.ceil(take / b)
+                return idx[: steps * b] if steps * b <= len(idx) else idx, steps
+            n *= 4
+
+
+class Batches:
+    """Packs the examples of a step (or of an eval set) into model batches, tokenizing their images."""
+
+    def __init__(self, cfg: TrainConfig, packer: Packer, source: SceneSource) -> None:
+        self.cfg, self.packer, self.source = cfg, packer, source
+        self.plan = Plan(cfg)
+        self._task_ids = self.plan.tasks(self.plan.unified_examples)
+
+    def task_of(self, indices: np.ndarray) -> np.ndarray:
+        n = int(indices.max()) + 1 if len(indices) else 0
+        if n > len(self._task_ids):
+            self._task_ids = self.plan.tasks(max(n, 2 * len(self._task_ids)))
+        return self._task_ids[indices]
+
+    def items(self, split: str, indices: np.ndarray, tasks: np.ndarray) -> list[Item]:
+        out = []
+        for i, t in zip(indices.tolist(), tasks.tolist()):
+            scene, image, rng = self.source.get(split, i)
+            out.append(make_item(TASKS[t], scene, image, rng, self.cfg.data.cfg_dropout if split == "train" else 0.0))
+        return out
+
+    def pack(self, items: list[Item]) -> list[Packed]:
+        if not items:
+            return []
+        und_items = [it for it in items if it.task in UND_TASKS]
+        gen_items = [it for it in items if it.task in GEN_TASKS]
+        und_tok = iter(self.packer.und_image.encode(np.stack([it.image for it in und_items]))) if und_items else None
+        gen_tok = iter(self.packer.gen_image.encode(np.stack([it.image for it in gen_items]))) if gen_items else None
+        packed = []
+        for it in items:
+            if it.task in UND_TASKS:
+                packed.append(self.packer.pack(Example("und", it.text, it.answer, image=next(und_tok))))
+            else:
+                packed.append(self.packer.pack(Example("gen", it.text, image=next(gen_tok))))
+        return packed
+
+    def collate(self, items: list[Item]) -> dict[str, torch.Tensor]:
+        batch = self.packer.collate(self.pack(items))
+        batch["task"] = torch.tensor([TASKS.index(it.task) for it in items], dtype=torch.long)
+        return batch
+
+    def lengths(self, indices: np.ndarray) -> np.ndarray:
+        """Tokens per example (text tokenized for real; images count their fixed token number)."""
+        tasks = self.task_of(indices)
+        items = self.items("train", indices, tasks)
+        text = self.packer.text
+        und_n, gen_n = self.packer.und_image.num_tokens, self.packer.gen_image.num_tokens
+        out = np.empty(len(items), dtype=np.int64)
+        for k, it in enumerate(items):
+            n = len(text.encode(it.text)) + len(text.encode(it.answer)) if it.answer else len(text.encode(it.text))
+            out[k] = n + (und_n + 5 if it.task in UND_TASKS else gen_n + 5)
+        return out

@@ -1,0 +1,366 @@
+"""The training loop: build tokenizers and model from a TrainConfig, train on the task mixture, log, checkpoint,
+resume exactly, and save the final model HF-style into the run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from unifylab.errors import UserError
+from unifylab.models.hub import save_pretrained
+from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.tokenize.grid import GridTokenizer
+from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
+from unifylab.tokenize.patch import PatchTokenizer
+from unifylab.tokenize.sequence import IGNORE, Packer
+from unifylab.tokenize.text import TextTokenizer, world_corpus
+from unifylab.train import checkpoint as C
+from unifylab.train import distributed as D
+from unifylab.train.config import TASKS, TrainConfig, dump_config
+from unifylab.train.data import MODE_TASKS, Batches, SceneSource
+
+CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.jsonl"
+
+
+class LossModule(nn.Module):
+    """Wraps the model so DDP/FSDP2 see the whole loss computation (heads included) as one forward."""
+
+    def __init__(self, model: UnifiedTransformer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: CUDA is not available here; use device: cpu (or auto)")
+    return torch.device(name)
+
+
+def build_tokenizers(cfg: TrainConfig) -> tuple[TextTokenizer, ImageTokenizer, ImageTokenizer]:
+    """(text, und_image, gen_image) from the config: trained or loaded text BPE, grid or a saved image tokenizer."""
+    text = TextTokenizer.from_pretrained(cfg.tokenizers.text) if cfg.tokenizers.text else \
+        TextTokenizer.train(world_corpus(2000, cfg.seed))
+
+    def image(spec: str) -> ImageTokenizer:
+        if spec == "grid":
+            return GridTokenizer(cfg.world.size, cfg.world.grid)
+        if spec == "patch":
+            return PatchTokenizer(cfg.world.size, 4)
+        tok = load_image_tokenizer(Path(spec))
+        if tok.size != cfg.world.size:
+            raise UserError(f"tokenizers: {spec} is for {tok.size} px images but world.size is {cfg.world.size}")
+        return tok
+
+    gen = image(cfg.tokenizers.image)
+    und = image(cfg.tokenizers.und_image) if cfg.tokenizers.und_image else gen
+    return text, und, gen
+
+
+def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen: ImageTokenizer) -> UnifiedTransformer:
+    from unifylab.config import build
+
+    spec = cfg.model.model_dump()
+    values = {**spec, "n_text": text.vocab_size, "n_image": gen.vocab_size, "image_grid": gen.token_grid}
+    if not und.discrete:
+        values.update(image_input="patch", patch_dim=und.feature_dim)
+    mc = build(ModelConfig, values, "model (config.yaml)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return UnifiedTransformer(mc)
+
+
+def lr_lambda(cfg: TrainConfig, steps: int) -> Callable[[int], float]:
+    """Linear warmup, then cosine from 1 to `min_lr_ratio` over the run's steps."""
+    warm, floor = min(cfg.optim.warmup, max(steps - 1, 0)), cfg.optim.min_lr_ratio
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, steps - warm)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def parameter_table(counts: dict[str, int], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("component")
+    table.add_column("parameters", justify="right")
+    for k, v in counts.items():
+        table.add_row(k, f"{v:,}")
+    return table
+
+
+def _check_run_dir(run: Path, cfg: TrainConfig) -> None:
+    """A run folder is either new/empty, or a run of this very config (then it resumes)."""
+    saved = run / CONFIG_FILE
+    if saved.is_file():
+        if saved.read_text() != dump_config(cfg):
+            from unifylab.train.config import load_config
+
+            old = load_config(saved).model_dump(mode="json")
+            new = cfg.model_dump(mode="json")
+            diff = _first_diff(old, new)
+            raise UserError(f"{run}: holds a run with a different config ({diff}); resume with the same config or "
+                            "choose another --out")
+    elif run.exists() and any(run.iterdir()):
+        raise UserError(f"{run}: folder exists and is not a unifylab run (no {CONFIG_FILE}); choose another --out")
+
+
+def _first_diff(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if a.get(k) != b.get(k):
+                return _first_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
+
+
+class Trainer:
+    """One run: `fit()` trains from scratch or resumes, and returns a summary."""
+
+    def __init__(self, cfg: TrainConfig, run: Path, console: Console | None = None, progress: bool = True) -> None:
+        self.cfg, self.run = cfg, Path(run)
+        self.console = console or Console(stderr=True)
+        self.show_progress = progress
+        self.device = resolve_device(cfg.device, 0)
+        self.dist = D.init(cfg.distributed, str(self.device))
+        if self.dist.enabled:
+            self.device = resolve_device(cfg.device, self.dist.local_rank)
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+        if self.dist.main:
+            _check_run_dir(self.run, cfg)
+        D.barrier(self.dist)
+        self.text, self.und, self.gen = build_tokenizers(cfg)
+        self.packer = Packer(self.text, self.und, self.gen)
+        self.model = build_model(cfg, self.text, self.und, self.gen).to(self.device)
+        self.batches = Batches(cfg, self.packer, SceneSource(cfg))
+        lengths = self.batches.lengths if cfg.data.budget == "equal-compute" and cfg.data.mode != "unified" else None
+        self.stream, self.steps = self.batches.plan.stream(lengths)
+        self.parallel = D.wrap(LossModule(self.model), cfg.distributed, self.dist, self.device)
+        self.wrapped: nn.Module = torch.compile(self.parallel) if cfg.compile else self.parallel
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.ndim < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.optim.lr, betas=cfg.optim.betas, fused=self.device.type == "cuda" or None,
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps))
+        self.eval_sets = self._eval_sets()
+        self.tb = self._tensorboard()
+
+    # ------------------------------------------------------------------------------------------ setup helpers
+
+    def _eval_sets(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Fixed per-task batches of the `val` (same compositions) and `heldout` (unseen pairs) splits."""
+        out = {}
+        n = self.cfg.eval.examples
+        for split in ("val", "heldout"):
+            for task in MODE_TASKS[self.cfg.data.mode]:
+                items = self.batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
+                out[f"{split}/{task}"] = self.batches.collate(items)
+        return out
+
+    def _tensorboard(self) -> Any:
+        if not self.dist.main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run / "tensorboard"))
+
+    def _warn(self, msg: str) -> None:
+        if self.dist.main:
+            self.console.print(f"[yellow]warning:[/] {msg}")
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def _meta(self, step: int, tokens: int) -> dict[str, Any]:
+        return {"tokens_seen": tokens, "steps": self.steps, "mode": self.cfg.data.mode,
+                "budget": self.cfg.data.budget, "world_size": self.dist.world}
+
+    def _diverged(self, what: str, step: int) -> None:
+        ckpts = C.list_checkpoints(self.run)
+        kept = f"the last good checkpoint {ckpts[-1]} is intact" if ckpts else "no checkpoint had been written yet"
+        raise UserError(f"{what} at step {step}; training stopped and {kept}; lower optim.lr "
+                        f"(now {self.cfg.optim.lr}) or check the data")
+
+    def _save(self, step: int, tokens: int) -> None:
+        weights = {k.removeprefix("model."): v for k, v in D.model_state(self.parallel, self.dist).items()}
+        if not all(bool(torch.isfinite(v).all()) for v in weights.values()):
+            self._diverged("loss became non-finite in the weights", step)
+        opt_state = D.optimizer_state(self.parallel, self.opt, self.dist)
+        if self.dist.main:
+            state = {"optimizer": opt_state, "scheduler": self.sched.state_dict(), "rng": C.rng_state()}
+            C.save_checkpoint(self.run, step, weights, state, self._meta(step, tokens), self.cfg.checkpoint.keep)
+        D.barrier(self.dist)
+
+    def _resume(self) -> tuple[int, int]:
+        found = C.latest_checkpoint(self.run, self._warn)
+        if found is None:
+            return 0, 0
+        path, (weights, state, meta) = found
+        prefixed = {f"model.{k}": v for k, v in weights.items()}
+        D.load_states(self.parallel, self.opt, prefixed, state["optimizer"], self.dist)
+        self.sched.load_state_dict(state["scheduler"])
+        C.set_rng_state(state["rng"])
+        step = int(meta["step"])
+        if self.dist.main:
+            self.console.print(f"resuming from {path} (step {step} of {self.steps})")
+            self._truncate_metrics(step)
+        return step, int(meta["tokens_seen"])
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from, so the log equals an uninterrupted run's."""
+        f = self.run / METRICS_FILE
+        if f.is_file():
+            keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            f.write_text("".join(ln + "\n" for ln in keep))
+
+    # ------------------------------------------------------------------------------------------ loop
+
+    def _micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+        b, accum = self.cfg.optim.batch, self.cfg.optim.accum
+        idx = self.stream[step * b : (step + 1) * b]
+        mb = math.ceil(len(idx) / accum)
+        out = []
+        for m in range(accum):
+            part = idx[m * mb : (m + 1) * mb][self.dist.rank :: self.dist.world]
+            if len(part) == 0:
+                continue
+            items = self.batches.items("train", part, self.batches.task_of(part))
+            out.append(self.batches.collate(items))
+        return out
+
+    def _step(self, step: int) -> dict[str, Any]:
+        micro = [self._to_device(b) for b in self._micro_batches(step)]
+        count = torch.tensor(float(sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)), device=self.device)
+        n_tokens = torch.tensor(float(sum(int(b["attention_mask"].sum()) for b in micro)), device=self.device)
+        D.all_reduce_sum(count, self.dist)
+        D.all_reduce_sum(n_tokens, self.dist)
+        task_sum = torch.zeros(len(TASKS), device=self.device)
+        task_cnt = torch.zeros(len(TASKS), device=self.device)
+        total = torch.zeros((), device=self.device)
+        cuda = self.device.type == "cuda"
+        for k, batch in enumerate(micro):
+            sync = k == len(micro) - 1 or not hasattr(self.wrapped, "no_sync")
+            ctx = self.wrapped.no_sync() if not sync else nullcontext()
+            with ctx:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                    out = self.wrapped(batch)
+                loss = out["sum"] * self.dist.world / count
+                loss.backward()
+            total += out["sum"].detach()
+            task_sum.index_add_(0, batch["task"], out["seq_sum"])
+            task_cnt.index_add_(0, batch["task"], out["seq_count"])
+        if not micro:  # a rank with no examples this step still joins the gradient all-reduce
+            (sum(p.sum() for p in self.model.parameters()) * 0.0).backward()
+        for t in (total, task_sum, task_cnt):
+            D.all_reduce_sum(t, self.dist)
+        value = float(total / count)
+        if not math.isfinite(value):
+            self._diverged(f"loss became {value}", step + 1)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip))
+        if not math.isfinite(grad_norm):
+            self._diverged(f"loss became {grad_norm} in its gradient", step + 1)
+        lr = self.sched.get_last_lr()[0]
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        per_task = {f"loss/{TASKS[i]}": float(task_sum[i] / task_cnt[i]) for i in range(len(TASKS)) if task_cnt[i] > 0}
+        return {"loss": value, **per_task, "lr": lr, "grad_norm": grad_norm, "tokens": int(n_tokens)}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean token loss per split/task on the fixed eval batches."""
+        self.wrapped.eval()
+        out = {}
+        cuda = self.device.type == "cuda"
+        for name, batch in self.eval_sets.items():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                r = self.wrapped(self._to_device(batch))
+            out[name] = float(r["sum"] / r["count"])
+        self.wrapped.train()
+        return out
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the planned number of steps (resuming if the run has checkpoints); returns the summary."""
+        start, tokens = self._resume()
+        if self.dist.main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            (self.run / CONFIG_FILE).write_text(dump_config(self.cfg))
+            if start == 0:
+                (self.run / METRICS_FILE).write_text("")
+                self.console.print(parameter_table(self.model.parameter_counts(),
+                                                   f"{self.cfg.model.backbone} model, {self.cfg.data.mode} run"))
+        self.wrapped.train()
+        t_start, tok_start = time.perf_counter(), tokens
+        last = start
+        with _progress(self.console, self.dist.main and self.show_progress) as bar:
+            task = bar.add_task("training", total=self.steps, completed=start, rate="", loss="")
+            for step in range(start, self.steps):
+                rec = self._step(step)
+                tokens += rec["tokens"]
+                elapsed = time.perf_counter() - t_start
+                rec.update(step=step + 1, tokens_seen=tokens, tokens_per_s=round((tokens - tok_start) / elapsed, 1))
+                if (step + 1) % self.cfg.eval.every == 0 or step + 1 == self.steps:
+                    rec["eval"] = self.evaluate()
+                self._log(rec)
+                last = step + 1
+                if last % self.cfg.checkpoint.every == 0 or last == self.steps:
+                    self._save(last, tokens)
+                bar.update(task, completed=last, rate=f"{rec['tokens_per_s']:,.0f} tok/s", loss=f"loss {rec['loss']:.3f}")
+        summary = {"steps": self.steps, "tokens_seen": tokens, "mode": self.cfg.data.mode,
+                   "budget": self.cfg.data.budget, "final": self.evaluate(),
+                   "parameters": self.model.parameter_counts(), "world_size": self.dist.world}
+        weights = {k.removeprefix("model."): v for k, v in D.model_state(self.parallel, self.dist).items()}
+        if self.dist.main:
+            save_pretrained(self.model, self.run, self.text, self.gen, self.und, state=weights)
+            (self.run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.tb is not None:
+            self.tb.close()
+        D.barrier(self.dist)
+        return summary
+
+    def _log(self, rec: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        line = {"step": rec["step"], **{k: v for k, v in rec.items() if k != "step"},
+                "mode": self.cfg.data.mode, "budget": self.cfg.data.budget}
+        with open(self.run / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, rec["step"])
+            for k, v in rec.get("eval", {}).items():
+                self.tb.add_scalar(f"eval/{k}", v, rec["step"])
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True,
+        disable=not enabled,
+    )

@@ -1,0 +1,193 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from unifylab.errors import UserError
+from unifylab.models import from_pretrained
+from unifylab.train import Trainer, load_config
+from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS
+from unifylab.train.data import Plan, SceneSource
+
+Cli = Callable[..., tuple[int, str, str]]
+TINY = {
+    "model": {"dim": 32, "layers": 2, "heads": 2, "max_len": 128},
+    "optim": {"steps": 40, "batch": 8, "warmup": 5, "lr": 0.003},
+    "eval": {"every": 20, "examples": 8},
+    "checkpoint": {"every": 10, "keep": 2},
+}
+
+
+def _cfg(tmp: Path, **over: dict) -> Path:
+    tree = json.loads(json.dumps(TINY))
+    for k, v in over.items():
+        tree.setdefault(k, {}).update(v)
+    path = tmp / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def _losses(run: Path, key: str = "loss") -> list[float]:
+    return [json.loads(ln).get(key) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _run(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "unifylab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, **kw)
+
+
+def test_config_errors_are_one_clear_line(cli: Cli, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--set", "optim.lrr=1")
+    assert code == 2 and "unknown key 'optim.lrr'" in err and "valid keys here: lr," in err
+    (tmp_path / "bad.yaml").write_text("optim: [1,\n")
+    code, _, err = cli("train", tmp_path / "bad.yaml", "--out", tmp_path / "r")
+    assert code == 2 and "malformed YAML" in err and "bad.yaml" in err
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--set", "data.mixture={dance: 1}")
+    assert code == 2 and "unknown task" in err
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--set", "model.backbone=fork")
+    assert code == 2 and "fork_layer" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code, _, err = cli("train", cfg, "--out", tmp_path / "mine")
+    assert code == 2 and "not a unifylab run" in err and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_budgets_give_specialists_the_unified_examples_or_tokens(tmp_path: Path) -> None:
+    base = load_config(_cfg(tmp_path), [])
+    uni, steps = Plan(base).stream()
+    und, und_steps = Plan(load_config(_cfg(tmp_path), ["data.mode=und-only"])).stream()
+    gen, gen_steps = Plan(load_config(_cfg(tmp_path), ["data.mode=gen-only"])).stream()
+    tasks = Plan(base).tasks(len(uni))
+    assert steps == 40 and len(uni) == 320
+    assert sorted(np.concatenate([und, gen]).tolist()) == uni.tolist()
+    assert set(tasks[und]) <= {TASKS.index(t) for t in UND_TASKS} and set(tasks[gen]) == {TASKS.index("t2i")}
+    assert und_steps == -(-len(und) // 8) and gen_steps == -(-len(gen) // 8)
+    lengths = lambda idx: 10 + (idx % 7)  # noqa: E731  (a stand-in token count per example)
+    eq = Plan(load_config(_cfg(tmp_path), ["data.mode=und-only", "data.budget=equal-compute"]))
+    idx, n = eq.stream(lengths)
+    budget = lengths(uni).sum()
+    assert lengths(idx).sum() >= budget and lengths(idx[:-8]).sum() < budget and n == -(-len(idx) // 8)
+
+
+def test_held_out_pairs_never_reach_training(tmp_path: Path) -> None:
+    cfg = load_config(_cfg(tmp_path), [])
+    src = SceneSource(cfg)
+    pairs = {tuple(p) for p in cfg.data.holdout_pairs}
+    for i in range(300):
+        assert not any((o.shape, o.color) in pairs for o in src.get("train", i)[0].objects)
+        assert any((o.shape, o.color) in pairs for o in src.get("heldout", i)[0].objects)
+    a, b = src.get("train", 5), src.get("train", 5)
+    assert a[0] == b[0] and np.array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("mode", ["unified", "und-only", "gen-only"])
+def test_each_mode_trains_with_falling_per_task_losses(tmp_path: Path, mode: str) -> None:
+    cfg = load_config(_cfg(tmp_path), [f"data.mode={mode}", "optim.steps=60", "checkpoint.every=100"])
+    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    tasks = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}[mode]
+    for t in tasks:
+        series = [x for x in _losses(tmp_path / "run", f"loss/{t}") if x is not None]
+        assert np.mean(series[-5:]) < 0.8 * np.mean(series[:5]), (t, series[:5], series[-5:])
+    assert set(summary["final"]) == {f"{s}/{t}" for s in ("val", "heldout") for t in tasks}
+    assert summary["mode"] == mode and summary["budget"] == "equal-task-data"
+    model = from_pretrained(tmp_path / "run")
+    assert model.parameter_counts()["total"] == summary["parameters"]["total"]
+    line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mode", "budget"} <= set(line)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, model={"dim": 64}, optim={"batch": 16})
+    straight = _run(["train", str(cfg), "--out", str(tmp_path / "a"), "--quiet"])
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+    victim = _run(["train", str(cfg), "--out", str(tmp_path / "b"), "--quiet"])
+    deadline = time.time() + 300
+    while not (tmp_path / "b" / "checkpoints" / "step-20").exists():
+        assert victim.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=60) == -signal.SIGKILL
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    resumed = _run(["train", str(cfg), "--out", str(tmp_path / "b"), "--quiet"])
+    _, err = resumed.communicate(timeout=600)
+    err = err.replace("\n", "")  # rich wraps long lines
+    assert resumed.returncode == 0 and "resuming from" in err and "step-20" in err
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_damaged_latest_checkpoint_falls_back_with_a_warning(cli: Cli, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 20})
+    assert cli("train", cfg, "--out", tmp_path / "r", "--quiet")[0] == 0
+    before = _losses(tmp_path / "r")
+    weights = tmp_path / "r" / "checkpoints" / "step-20" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--quiet")
+    err = err.replace("\n", "")
+    assert code == 0 and "warning" in err and "step-20" in err and "resuming from" in err and "step-10" in err
+    assert _losses(tmp_path / "r") == before
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_checkpoints(cli: Cli, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 200, "lr": 1e6, "clip": 1e12, "warmup": 0}, checkpoint={"every": 1, "keep": 3})
+    code, _, err = cli("train", cfg, "--out", tmp_path / "nan", "--quiet")
+    err = err.replace("\n", " ").lower()
+    assert code == 2 and ("loss became nan" in err or "loss became inf" in err) and "lower optim.lr" in err
+    from unifylab.train.checkpoint import latest_checkpoint, list_checkpoints
+
+    steps = [int(p.name[5:]) for p in list_checkpoints(tmp_path / "nan")]
+    failed_at = int(err.split(" at step ")[1].split(";")[0])
+    assert steps and max(steps) == failed_at - 1
+    _, (weights, _, _) = latest_checkpoint(tmp_path / "nan", warn=pytest.fail)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_changed_config_does_not_resume_silently(cli: Cli, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 10})
+    assert cli("train", cfg, "--out", tmp_path / "r", "--quiet")[0] == 0
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--quiet", "--set", "optim.lr=0.01")
+    assert code == 2 and "optim.lr" in err and "different config" in err
+
+
+def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 8, "batch": 8, "accum": 2}, eval={"every": 8, "examples": 4})
+    one = _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"])
+    assert one.wait(timeout=600) == 0, one.stderr.read()
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unifylab",
+                          "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet", "--set", "distributed=ddp"],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    la, lb = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert np.allclose(la, lb, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fsdp2_matches_one_process(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4})
+    assert _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"]).wait(timeout=600) == 0
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unifylab",
+                          "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet", "--set", "distributed=fsdp2"],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_user_error_for_distributed_without_torchrun(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="torchrun"):
+        Trainer(load_config(_cfg(tmp_path), ["distributed=ddp"]), tmp_path / "r")
