@@ -191,3 +191,15 @@ def test_fsdp2_matches_one_process(tmp_path: Path) -> None:
 def test_user_error_for_distributed_without_torchrun(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="torchrun"):
         Trainer(load_config(_cfg(tmp_path), ["distributed=ddp"]), tmp_path / "r")
+
+
+def test_training_from_a_dataset_folder(cli: Cli, tmp_path: Path) -> None:
+    assert cli("world", "sample", "--n", "60", "--seed", "1", "--out", tmp_path / "data", "--noise", "4")[0] == 0
+    cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4})
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--quiet", "--set", "data.source=folder",
+                       "--set", f"data.folder={tmp_path / 'data'}")
+    assert code == 0, err
+    assert len(_losses(tmp_path / "r")) == 6
+    code, _, err = cli("train", cfg, "--out", tmp_path / "r2", "--quiet", "--set", "data.source=folder",
+                       "--set", f"data.folder={tmp_path / 'data'}", "--set", "world.grid=4")
+    assert code == 2 and "grid 3" in err and "world.grid" in err

@@ -42,6 +42,17 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: not a UTF-8 text file") from None
 
 
+def read_folder_config(folder: Path, what: str, hint: str) -> Any:
+    """Parse `folder/config.json` of a saved component (`what`: 'model', 'tokenizer'), naming the folder or file
+    and `hint` (how such a folder is made) in any error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: {what} folder not found")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder / 'config.json'}: missing; {hint}")
+    return read_json(folder / "config.json")
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (1-based line number, parsed object) for each non-blank line; a bad line names its number."""
     path = Path(path)

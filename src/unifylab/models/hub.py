@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from unifylab import __version__
 from unifylab.config import build
+from unifylab.data.io import read_folder_config
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
@@ -51,16 +52,8 @@ def save_pretrained(
 
 
 def read_model_config(folder: Path) -> ModelConfig:
-    folder = Path(folder)
-    file = folder / CONFIG
-    if not folder.is_dir():
-        raise UserError(f"{folder}: model folder not found")
-    if not file.is_file():
-        raise UserError(f"{file}: missing; a model folder needs config.json and model.safetensors")
-    try:
-        raw = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{file}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    file = Path(folder) / CONFIG
+    raw = read_folder_config(folder, "model", "a model folder needs config.json and model.safetensors")
     if not isinstance(raw, dict) or raw.pop("architecture", None) != ARCHITECTURE:
         raise UserError(f"{file}: 'architecture' must be {ARCHITECTURE!r}; is this a unifylab model folder?")
     raw.pop("unifylab_version", None)

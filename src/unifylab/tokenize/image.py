@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from unifylab.data.io import read_folder_config
 from unifylab.errors import UserError
 
 CONFIG = "config.json"
@@ -88,16 +89,9 @@ class ImageTokenizer(ABC):
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    folder = Path(folder)
-    file = folder / CONFIG
-    if not folder.is_dir():
-        raise UserError(f"{folder}: tokenizer folder not found")
-    if not file.is_file():
-        raise UserError(f"{file}: missing; an image tokenizer folder needs config.json (see `unifylab tokenizer train-image`)")
-    try:
-        cfg = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{file}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    file = Path(folder) / CONFIG
+    cfg = read_folder_config(folder, "tokenizer", "an image tokenizer folder needs config.json "
+                                                  "(see `unifylab tokenizer train-image`)")
     if not isinstance(cfg, dict) or "kind" not in cfg:
         raise UserError(f"{file}: missing field 'kind'; expected one of vq, grid, patch")
     return cfg
