@@ -1,0 +1,76 @@
+"""The native adapter: a run folder from `unifylab train` (or any `save_pretrained` folder) behind the protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unifylab.errors import UserError
+from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, TextRequest
+from unifylab.models.generate import Sampling, generate_images, generate_text
+from unifylab.models.hub import from_pretrained, load_tokenizers
+from unifylab.tokenize.sequence import Example, Packer
+
+
+class NativeModel:
+    """Greedy text answers, loglikelihoods from the training loss, and CFG-guided image sampling."""
+
+    def __init__(self, folder: Path, device: str = "cpu", guidance: float = 3.0, top_k: int = 0,
+                 temperature: float = 1.0, batch: int = 64, seed: int = 0) -> None:
+        folder = Path(folder)
+        self.name = folder.name
+        self.model = from_pretrained(folder, device)
+        self.text, self.und, self.gen = load_tokenizers(folder)
+        self.packer = Packer(self.text, self.und, self.gen)
+        self.guidance, self.batch, self.seed = guidance, batch, seed
+        self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
+
+    def _und_tokens(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        return list(self.und.encode(np.stack(images))) if images else []
+
+    def _examples(self, requests: list[TextRequest | LoglikelihoodRequest], answers: list[str] | None) -> list[Example]:
+        with_image = [r.image for r in requests if r.image is not None]
+        tokens = iter(self._und_tokens(with_image))
+        out = []
+        for k, r in enumerate(requests):
+            answer = answers[k] if answers else ""
+            if r.image is None or getattr(r, "mode", "und") == "rewrite":
+                out.append(Example("rewrite", r.prompt, answer))
+            else:
+                out.append(Example("und", r.prompt, answer, image=next(tokens)))
+        return out
+
+    def generate_text(self, requests: list[TextRequest]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(requests), self.batch):
+            chunk = requests[i : i + self.batch]
+            prefixes = [self.packer.pack(e, with_target=False) for e in self._examples(chunk, None)]
+            ids = generate_text(self.model, prefixes, max(r.max_tokens for r in chunk))
+            out += [self.text.decode(x) for x in ids]
+        return out
+
+    @torch.no_grad()
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, len(requests), self.batch):
+            chunk = requests[i : i + self.batch]
+            packed = [self.packer.pack(e) for e in self._examples(chunk, [r.continuation for r in chunk])]
+            batch = {k: v.to(next(self.model.parameters()).device) for k, v in self.packer.collate(packed).items()}
+            out += (-self.model.loss(batch)["seq_sum"]).tolist()
+        return out
+
+    def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
+        bad = [r for r in requests if r.size != self.gen.size]
+        if bad:
+            raise UserError(f"{self.name}: draws {self.gen.size} px images, but a task asks for {bad[0].size} px")
+        uncond = self.packer.pack(Example("gen", ""), with_target=False)
+        out: list[np.ndarray] = []
+        for i in range(0, len(requests), self.batch):
+            chunk = requests[i : i + self.batch]
+            prefixes = [self.packer.pack(Example("gen", r.prompt), with_target=False) for r in chunk]
+            codes = generate_images(self.model, prefixes, uncond, self.guidance, self.image_sampling,
+                                    seed=self.seed + chunk[0].seed)
+            out += list(self.gen.decode(codes))
+        return out

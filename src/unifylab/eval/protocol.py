@@ -1,0 +1,100 @@
+"""The model protocol every evaluation and analysis takes (lmms-eval's, extended with image generation), and the
+reference adapters: `oracle` (answers from ground truth) and `random` (chance), which validate every task.
+
+Requests carry what a real model may see (`prompt`, `image`) and, apart, `truth`: ground truth that only the
+oracle reads. `choices`, when set, is the answer space (the random adapter draws from it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from unifylab.world.scene import Scene
+from unifylab.world.shapes import render, sample_scene, ShapesConfig
+
+
+@dataclass
+class TextRequest:
+    """Answer `prompt` about `image` (None: text only); `mode` 'und' answers, 'rewrite' rewrites a prompt."""
+
+    prompt: str
+    image: np.ndarray | None = None
+    mode: str = "und"
+    max_tokens: int = 48
+    choices: list[str] | None = None
+    truth: Any = None
+
+
+@dataclass
+class LoglikelihoodRequest:
+    """Log-probability of `continuation` after `prompt` (and `image`)."""
+
+    prompt: str
+    continuation: str
+    image: np.ndarray | None = None
+    truth: Any = None
+
+
+@dataclass
+class ImageRequest:
+    """Draw `prompt` on a `size` px canvas; `truth` is a scene that satisfies it (oracle only)."""
+
+    prompt: str
+    size: int = 32
+    grid: int = 3
+    truth: Scene | None = None
+    seed: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class UnifiedModel(Protocol):
+    name: str
+
+    def generate_text(self, requests: list[TextRequest]) -> list[str]: ...
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]: ...
+
+    def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]: ...
+
+
+class OracleModel:
+    """Gives the true answer and renders the true scene: every task must score 100 % with it."""
+
+    name = "oracle"
+
+    def generate_text(self, requests: list[TextRequest]) -> list[str]:
+        return [str(r.truth) for r in requests]
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
+        return [0.0 if r.continuation == r.truth else -1e9 for r in requests]
+
+    def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
+        if any(r.truth is None for r in requests):
+            raise ValueError("the oracle needs the ground-truth scene of every image request")
+        return [render(r.truth) for r in requests]
+
+
+class RandomModel:
+    """Answers uniformly from `choices` (or 'yes'/'no') and draws a random scene: the chance baseline."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def generate_text(self, requests: list[TextRequest]) -> list[str]:
+        return [str(self.rng.choice(r.choices or ["yes", "no"])) for r in requests]
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
+        return [float(self.rng.normal()) for _ in requests]
+
+    def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
+        out = []
+        for r in requests:
+            cfg = ShapesConfig(size=r.size, grid=r.grid, min_objects=1, max_objects=min(4, r.grid * r.grid))
+            out.append(render(sample_scene(cfg, self.rng)))
+        return out
