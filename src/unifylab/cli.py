@@ -365,6 +365,92 @@ def train_cmd(
         err.print(f"trained {summary['steps']} steps ({summary['tokens_seen']:,} tokens) -> {out}; held-out loss: {final}")
 
 
+# ---------------------------------------------------------------------------------------------- eval
+
+
+def load_protocol_model(spec: str, device: str = "auto", guidance: float = 3.0, seed: int = 0) -> object:
+    """'oracle', 'random', or a run/model folder (native adapter)."""
+    from unifylab.eval.protocol import OracleModel, RandomModel
+
+    if spec == "oracle":
+        return OracleModel()
+    if spec == "random":
+        return RandomModel(seed)
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise UserError(f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle' or 'random'")
+    from unifylab.eval.native import NativeModel
+
+    return NativeModel(folder, _device(device), guidance=guidance, seed=seed)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle' or 'random'.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files.")] = "caption,vqa,mc,t2i,geneval",
+    out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale for image generation.")] = 3.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Evaluate a model on tasks; re-running with the same --out skips items already scored."""
+    from unifylab.eval.harness import RESULTS, run_task, summarise, write_results
+    from unifylab.eval.tasks import load_task
+
+    specs = [load_task(t.strip()) for t in tasks.split(",") if t.strip()]
+    m = load_protocol_model(model, device, guidance, seed)
+    name = getattr(m, "name", model)
+    results: dict = {}
+    if (out / RESULTS).is_file():
+        from unifylab.data.io import read_json
+
+        previous = read_json(out / RESULTS)
+        if previous.get("model") != name:
+            raise UserError(f"{out}: holds results of model {previous.get('model')!r}, not {name!r}; "
+                            "choose another --out")
+        results = previous.get("tasks", {})
+    with _progress() as bar:
+        for spec in specs:
+            n = spec.n if limit is None else min(spec.n, limit)
+            task = bar.add_task(spec.name, total=n)
+            records = run_task(m, spec, out, limit, progress=lambda k, t=task: bar.advance(t, k))
+            results[spec.name] = summarise(spec, records)
+    write_results(out, name, results)
+    table = Table(title=f"{name} on {len(specs)} task(s)")
+    for col in ("task", "accuracy", "95% CI", "chance", "items"):
+        table.add_column(col)
+    for spec in specs:
+        r = results[spec.name]
+        a = r["accuracy"]
+        chance = "-" if r["chance"] is None else f"{r['chance']:.3f}"
+        table.add_row(spec.name, f"{a['value']:.3f}", f"[{a['lo']:.3f}, {a['hi']:.3f}]", chance, str(r["n"]))
+    Console().print(table)
+
+
+@app.command("compare")
+def compare_cmd(
+    a: Annotated[Path, typer.Argument(metavar="A", help="An `unifylab eval` output folder (the baseline).")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="Another one, evaluated on the same tasks.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Paired per-task differences B - A with 95 % bootstrap CIs and permutation p-values."""
+    from unifylab.eval.compare import compare
+
+    res = compare(a, b)
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    table = Table(title=f"{b} - {a} (paired by item)")
+    for col in ("task", "A", "B", "B - A", "95% CI", "p", "items"):
+        table.add_column(col)
+    for task, r in res.items():
+        d = r["diff"]
+        table.add_row(task, f"{r['a']:.3f}", f"{r['b']:.3f}", f"{d['value']:+.3f}", f"[{d['lo']:+.3f}, {d['hi']:+.3f}]",
+                      f"{r['p_value']:.4f}", str(r["n"]))
+    Console().print(table)
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 
 

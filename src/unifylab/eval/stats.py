@@ -57,3 +57,17 @@ def bootstrap_mean_of_groups(
     boots = np.mean([_resampled_means(a, n_boot, rng) for a in arrays], axis=0)
     lo, hi = _interval(boots, level)
     return Estimate(float(np.mean([a.mean() for a in arrays])), lo, hi, int(sum(a.size for a in arrays)))
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 0.95, n_boot: int = N_BOOT,
+                      n_perm: int = 10000, seed: int = 0) -> tuple[Estimate, float]:
+    """Mean of b - a over paired items with a bootstrap CI, and the two-sided sign-flip permutation p-value."""
+    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("paired_difference needs at least one pair")
+    est = bootstrap_mean(d, level=level, n_boot=n_boot, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, d.size))
+    null = np.abs((signs * d).mean(axis=1))
+    p = (1 + int((null >= abs(d.mean()) - 1e-12).sum())) / (n_perm + 1)
+    return est, float(p)

@@ -1,6 +1,7 @@
 """The exact oracle image tokenizer of the shapes world: one token per cell, decoded by rendering.
 
-Code 0 is an empty cell; code 1 + (size * n_shapes + shape) * n_colors + color is an object. Encoding a clean
+Code 0 is an empty cell; code 1 + (size * n_shapes + shape) * n_colors + color is an object, where `size` indexes
+the size variants this canvas can draw (only 'large' when small objects would be too coarse), so every code decodes. Encoding a clean
 render and decoding it gives back the same bytes, so this is the perfectly aligned image space for ablations.
 """
 
@@ -31,6 +32,11 @@ class GridTokenizer(ImageTokenizer):
         except ValueError as e:
             raise UserError(f"grid tokenizer: {e}") from None
         self.size, self.grid = size, grid
+        try:
+            W.check_canvas(size, grid, ("large", "small"))
+            self.sizes: tuple[str, ...] = ("large", "small")
+        except ValueError:
+            self.sizes = ("large",)
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -38,7 +44,7 @@ class GridTokenizer(ImageTokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return 1 + len(W.SIZES) * len(W.SHAPES) * len(W.COLORS)
+        return 1 + len(self.sizes) * len(W.SHAPES) * len(W.COLORS)
 
     def encode_scenes(self, scenes: list[Scene]) -> torch.Tensor:
         """Codes [N, grid*grid] straight from ground-truth scenes (no rendering or parsing)."""
@@ -47,7 +53,7 @@ class GridTokenizer(ImageTokenizer):
             if (s.size, s.grid) != (self.size, self.grid):
                 raise UserError(f"scene {i} is {s.size} px / grid {s.grid}; this tokenizer is {self.size} px / grid {self.grid}")
             for o in s.objects:
-                z, sh, c = W.SIZES.index(o.size), W.SHAPES.index(o.shape), _COLORS.index(o.color)
+                z, sh, c = self.sizes.index(o.size), W.SHAPES.index(o.shape), _COLORS.index(o.color)
                 out[i, o.row * self.grid + o.col] = 1 + (z * len(W.SHAPES) + sh) * len(W.COLORS) + c
         return out
 
@@ -63,7 +69,7 @@ class GridTokenizer(ImageTokenizer):
                 if code:
                     rest, c = divmod(code - 1, len(W.COLORS))
                     z, sh = divmod(rest, len(W.SHAPES))
-                    objs.append(Obj(W.SHAPES[sh], _COLORS[c], cell // self.grid, cell % self.grid, W.SIZES[z]))
+                    objs.append(Obj(W.SHAPES[sh], _COLORS[c], cell // self.grid, cell % self.grid, self.sizes[z]))
             scenes.append(Scene(self.size, self.grid, tuple(objs)))
         return scenes
 

@@ -1,0 +1,103 @@
+"""Run tasks on any protocol model: batched requests, per-item jsonl with reasons, resume, results.json with CIs."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unifylab.data.io import save_png
+from unifylab.eval.protocol import UnifiedModel
+from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
+from unifylab.eval.tasks import SCORERS, Item, TaskSpec, items
+
+RESULTS = "results.json"
+
+
+def _done(path: Path) -> dict[str, dict[str, Any]]:
+    """Records already written (resume); a torn last line from an interrupted run is dropped."""
+    out: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out[rec["id"]] = rec
+        path.write_text("".join(json.dumps(r) + "\n" for r in out.values()))
+    return out
+
+
+def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str]) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "input": {"prompts": [r.prompt for r in item.text] + [r.prompt for r in item.images]},
+        "output": {"texts": texts, "images": image_paths},
+        "target": item.target,
+        "score": score,
+        "reasons": reasons,
+        "chance": item.chance if not item.images else None,
+        "meta": item.meta,
+    }
+
+
+def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
+             progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Score every item of `spec` not already in out/<task>.jsonl; returns all records."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{spec.name}.jsonl"
+    done = _done(path)
+    todo = [it for it in items(spec, limit) if it.id not in done]
+    if progress is not None and len(done):
+        progress(len(done))
+    score_fn = SCORERS[spec.scorer]
+    with open(path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            texts = model.generate_text([r for it in chunk for r in it.text]) if any(it.text for it in chunk) else []
+            images = model.generate_images([r for it in chunk for r in it.images]) \
+                if any(it.images for it in chunk) else []
+            t_iter, i_iter = iter(texts), iter(images)
+            for it in chunk:
+                t = [next(t_iter) for _ in it.text]
+                ims = [np.asarray(next(i_iter), dtype=np.uint8) for _ in it.images]
+                paths = []
+                for k, im in enumerate(ims):
+                    p = out / spec.name / f"{it.id}-{k}.png"
+                    save_png(p, im)
+                    paths.append(str(p.relative_to(out)))
+                score, reasons = score_fn(it, t, ims)
+                rec = _record(it, t, paths, score, reasons)
+                done[it.id] = rec
+                f.write(json.dumps(rec) + "\n")
+            f.flush()
+            if progress is not None:
+                progress(len(chunk))
+    order = [it.id for it in items(spec, limit)]
+    return [done[i] for i in order]
+
+
+def summarise(spec: TaskSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy with a 95 % bootstrap CI (GenEval: mean of per-tag accuracies), chance, and per-group accuracies."""
+    scores = [r["score"] for r in records]
+    groups: dict[str, list[float]] = defaultdict(list)
+    key = "tag" if spec.generator == "geneval" else "kind"
+    for r in records:
+        if key in r["meta"]:
+            groups[r["meta"][key]].append(r["score"])
+    acc: Estimate = bootstrap_mean_of_groups(groups) if spec.generator == "geneval" else bootstrap_mean(scores)
+    chances = [r["chance"] for r in records if r["chance"] is not None]
+    return {
+        "accuracy": acc.to_dict(),
+        "chance": float(np.mean(chances)) if chances else None,
+        "groups": {g: bootstrap_mean(v).to_dict() for g, v in sorted(groups.items())},
+        "n": len(records),
+    }
+
+
+def write_results(out: Path, model_name: str, results: dict[str, Any]) -> None:
+    (out / RESULTS).write_text(json.dumps({"model": model_name, "tasks": results}, indent=2) + "\n")

@@ -1,0 +1,237 @@
+"""Evaluation tasks: YAML specs in `eval/tasks/` (one registry), item generators from the world, exact scorers.
+
+A task YAML names its `generator`, `scorer`, item count `n`, `seed` and `world`; the generator turns (spec, index)
+into an Item holding the protocol requests and the target; the scorer turns model outputs into (score, reasons).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from unifylab.config import build
+from unifylab.data.geneval import TASKS as GENEVAL_TASKS
+from unifylab.data.geneval import generate as geneval_generate
+from unifylab.errors import UserError
+from unifylab.eval.protocol import ImageRequest, TextRequest
+from unifylab.world import language as L
+from unifylab.world import shapes as W
+from unifylab.world.parse import parse_batch
+from unifylab.world.scene import Scene
+from unifylab.world.shapes import ShapesConfig, render, sample_scene
+
+LETTERS = "ABCD"
+
+
+class TaskSpec(BaseModel):
+    """One task YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    generator: str
+    scorer: str
+    n: int = Field(200, ge=1)
+    seed: int = 12345
+    world: ShapesConfig = ShapesConfig()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Item:
+    """One evaluation item: its requests (text or image), the target, and what to log about it."""
+
+    id: str
+    text: list[TextRequest] = field(default_factory=list)
+    images: list[ImageRequest] = field(default_factory=list)
+    target: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    chance: float = 0.0  # probability that a uniform guess over the answer space scores 1
+
+
+# ---------------------------------------------------------------------------------------------- generators
+
+
+def _scene(spec: TaskSpec, i: int) -> tuple[Scene, np.random.Generator]:
+    rng = np.random.default_rng([spec.seed, i])
+    return sample_scene(spec.world, rng), rng
+
+
+_ANSWER_SPACE: dict[str, Callable[[Scene], list[str]]] = {
+    "exist": lambda s: ["yes", "no"],
+    "relation": lambda s: ["yes", "no"],
+    "count": lambda s: [str(k) for k in range(s.grid * s.grid + 1)],
+    "color_of": lambda s: list(W.COLORS),
+    "shape_of": lambda s: list(W.SHAPES),
+    "where": lambda s: [f"row {r}, column {c}" for r in range(1, s.grid + 1) for c in range(1, s.grid + 1)],
+}
+
+
+def gen_caption(spec: TaskSpec, i: int) -> Item:
+    scene, _ = _scene(spec, i)
+    req = TextRequest("describe the image.", render(scene), truth=L.caption(scene, np.random.default_rng(i)))
+    return Item(f"{spec.name}-{i}", text=[req], target=scene.to_dict(), meta={"scene": scene.to_dict()})
+
+
+def gen_vqa(spec: TaskSpec, i: int) -> Item:
+    scene, rng = _scene(spec, i)
+    qa = L.sample_qa(scene, rng, tuple(spec.options.get("kinds", L.QA_KINDS)))
+    space = _ANSWER_SPACE[qa.kind](scene)
+    req = TextRequest(qa.question, render(scene), choices=space, truth=qa.answer)
+    return Item(f"{spec.name}-{i}", text=[req], target=qa.answer, chance=1 / len(space),
+                meta={"kind": qa.kind, "question": qa.question, "scene": scene.to_dict()})
+
+
+def mc_prompt(question: str, options: list[str]) -> str:
+    return question + " " + " ".join(f"{LETTERS[k]}. {o}" for k, o in enumerate(options)) + " answer with a letter."
+
+
+def gen_mc(spec: TaskSpec, i: int) -> Item:
+    """A 4-option question, asked under every rotation of its options (circular evaluation)."""
+    scene, rng = _scene(spec, i)
+    qa = L.sample_qa(scene, rng, ("count", "color_of", "shape_of", "where"))
+    space = [a for a in _ANSWER_SPACE[qa.kind](scene) if a != qa.answer]
+    options = [qa.answer] + [space[int(k)] for k in rng.choice(len(space), 3, replace=False)]
+    options = [options[int(k)] for k in rng.permutation(4)]
+    image = render(scene)
+    reqs = []
+    for r in range(4):
+        rot = options[r:] + options[:r]
+        letter = LETTERS[rot.index(qa.answer)]
+        reqs.append(TextRequest(mc_prompt(qa.question, rot), image, choices=list(LETTERS), truth=letter, max_tokens=4))
+    return Item(f"{spec.name}-{i}", text=reqs, target=[r.truth for r in reqs], chance=(1 / 4) ** 4,
+                meta={"question": qa.question, "options": options, "answer": qa.answer, "scene": scene.to_dict()})
+
+
+def gen_t2i(spec: TaskSpec, i: int) -> Item:
+    scene, rng = _scene(spec, i)
+    prompt, sp = L.t2i_prompt(scene, rng)
+    req = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
+    return Item(f"{spec.name}-{i}", images=[req], target=sp.to_dict(), meta={"prompt": prompt, "scene": scene.to_dict()})
+
+
+def gen_geneval(spec: TaskSpec, i: int) -> Item:
+    per_task = -(-spec.n // len(GENEVAL_TASKS))
+    items = _geneval_items(spec.seed, per_task, spec.world.size, spec.world.grid)
+    it = items[(i % len(GENEVAL_TASKS)) * per_task + i // len(GENEVAL_TASKS)]  # interleaved, so --limit keeps all tags
+    req = ImageRequest(it.prompt, spec.world.size, spec.world.grid, truth=it.scene, seed=i)
+    return Item(f"{spec.name}-{i}", images=[req], target=it.spec.to_dict(),
+                meta={"tag": it.tag, "prompt": it.prompt, "scene": it.scene.to_dict()})
+
+
+_GENEVAL_CACHE: dict[tuple[int, int, int, int], list] = {}
+
+
+def _geneval_items(seed: int, per_task: int, size: int, grid: int) -> list:
+    key = (seed, per_task, size, grid)
+    if key not in _GENEVAL_CACHE:
+        _GENEVAL_CACHE[key] = geneval_generate(per_task, seed, size, grid)
+    return _GENEVAL_CACHE[key]
+
+
+GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
+    "caption": gen_caption, "vqa": gen_vqa, "mc": gen_mc, "t2i": gen_t2i, "geneval": gen_geneval,
+}
+
+
+# ---------------------------------------------------------------------------------------------- scorers
+
+_NUMBERS = {w: str(k) for k, w in enumerate(L.NUMBER_WORDS)}
+
+
+def normalise(text: str) -> str:
+    """Lower case, no punctuation or articles, number words as digits: 'Three.' -> '3', 'a red' -> 'red'."""
+    words = re.sub(r"[^\w\s,]", " ", text.lower()).replace(",", " , ").split()
+    words = [_NUMBERS.get(w, w) for w in words if w not in ("a", "an", "the")]
+    return " ".join(words).replace(" , ", ", ").strip(" ,")
+
+
+def parse_letter(text: str) -> str | None:
+    """The option letter a reply chooses: a standalone A-D (not the article 'a' inside a sentence) or 'A.'."""
+    t = text.strip()
+    m = re.match(r"^\(?([A-Da-d])\)?(?:[.:)\s]|$)", t)
+    if m and (len(t) <= 3 or t[1:2] in ".:)"):
+        return m.group(1).upper()
+    m = re.search(r"\b(?:answer|option)\s*(?:is\s*)?:?\s*\(?([A-D])\b", t, re.IGNORECASE)
+    return m.group(1).upper() if m else None
+
+
+def score_exact(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    got, want = normalise(texts[0]), normalise(str(item.target))
+    return (1.0, []) if got == want else (0.0, [f"answered {texts[0]!r}, expected {item.target!r}"])
+
+
+def score_caption(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    truth = Scene.from_dict(item.target)
+    objs = L.parse_caption(texts[0])
+    if objs is None:
+        return 0.0, [f"caption {texts[0]!r} names no object in a readable form"]
+    got = {(o.shape, o.color, o.size, o.row, o.col) for o in objs}
+    want = {(o.shape, o.color, o.size, o.row, o.col) for o in truth.objects}
+    reasons = [f"missed {o.describe()}" for o in truth.objects if (o.shape, o.color, o.size, o.row, o.col) not in got]
+    reasons += [f"invented {o.describe()}" for o in objs if (o.shape, o.color, o.size, o.row, o.col) not in want]
+    return (1.0, []) if got == want and len(objs) == len(got) else (0.0, reasons or ["repeated an object"])
+
+
+def score_mc(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    reasons = []
+    for k, (t, want) in enumerate(zip(texts, item.target)):
+        got = parse_letter(t)
+        if got != want:
+            reasons.append(f"rotation {k}: answered {t!r} ({got or 'no letter'}), expected {want}")
+    return (0.0 if reasons else 1.0), reasons
+
+
+def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    req = item.images[0]
+    parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
+    verdict = L.satisfies(parsed, L.Spec.from_dict(item.target))
+    item.meta["parsed"] = parsed.to_dict()
+    return (1.0 if verdict.ok else 0.0), verdict.reasons
+
+
+SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
+    "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image,
+}
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def task_files() -> dict[str, Path]:
+    """Built-in task YAMLs by name."""
+    root = resources.files("unifylab.eval") / "tasks"
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+
+
+def load_task(name_or_path: str) -> TaskSpec:
+    """A built-in task by name, or a task YAML file."""
+    files = task_files()
+    path = files.get(name_or_path) or Path(name_or_path)
+    if not path.is_file():
+        raise UserError(f"--tasks: unknown task {name_or_path!r}; built-in tasks: {', '.join(sorted(files))} "
+                        "(or give a task YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: malformed YAML: {e}") from None
+    spec = build(TaskSpec, raw if isinstance(raw, dict) else {}, str(path))
+    if spec.generator not in GENERATORS:
+        raise UserError(f"{path}: generator {spec.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
+    if spec.scorer not in SCORERS:
+        raise UserError(f"{path}: scorer {spec.scorer!r} unknown; expected one of {', '.join(SCORERS)}")
+    return spec
+
+
+def items(spec: TaskSpec, limit: int | None = None) -> list[Item]:
+    n = spec.n if limit is None else min(spec.n, limit)
+    return [GENERATORS[spec.generator](spec, i) for i in range(n)]

@@ -1,0 +1,116 @@
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unifylab.eval.compare import compare
+from unifylab.eval.harness import run_task, summarise
+from unifylab.eval.protocol import LoglikelihoodRequest, OracleModel, RandomModel, TextRequest
+from unifylab.eval.stats import paired_difference
+from unifylab.eval.tasks import Item, load_task, normalise, parse_letter, score_caption, task_files
+
+Cli = Callable[..., tuple[int, str, str]]
+TASKS = ["caption", "vqa", "mc", "t2i", "geneval"]
+
+
+def test_registry_holds_every_task() -> None:
+    assert set(TASKS) <= set(task_files())
+    for name in TASKS:
+        assert load_task(name).name == name
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_oracle_scores_everything_and_random_scores_chance(task: str, tmp_path: Path) -> None:
+    spec = load_task(task)
+    oracle = run_task(OracleModel(), spec, tmp_path / "oracle", limit=120)
+    assert all(r["score"] == 1.0 for r in oracle), [r["reasons"] for r in oracle if r["score"] < 1][:3]
+    rand = summarise(spec, run_task(RandomModel(0), spec, tmp_path / "random", limit=120))
+    acc = rand["accuracy"]
+    if rand["chance"] is not None:  # the interval must cover the chance level the answer spaces imply
+        assert acc["lo"] - 0.02 <= rand["chance"] <= acc["hi"] + 0.02, (acc, rand["chance"])
+    else:  # image tasks: a random scene seldom satisfies a prompt
+        assert acc["value"] < 0.3
+
+
+def test_records_explain_failures_and_resume_skips_done_items(tmp_path: Path) -> None:
+    spec = load_task("vqa")
+    first = run_task(RandomModel(0), spec, tmp_path, limit=10)
+    wrong = [r for r in first if r["score"] == 0]
+    assert wrong and all("expected" in r["reasons"][0] for r in wrong)
+    assert {"id", "input", "output", "target", "score", "reasons", "meta"} <= set(first[0])
+    lines = (tmp_path / "vqa.jsonl").read_text()
+    (tmp_path / "vqa.jsonl").write_text(lines + '{"id": "torn')  # an interrupted write
+    again = run_task(OracleModel(), spec, tmp_path, limit=20)
+    assert [r["score"] for r in again[:10]] == [r["score"] for r in first]  # kept, not re-scored
+    assert all(r["score"] == 1.0 for r in again[10:]) and len(again) == 20
+
+
+def test_answer_normalisation_and_letter_parsing() -> None:
+    assert normalise("Three.") == "3" and normalise("A Red") == "red" and normalise("Row 1, Column 2") == "row 1, column 2"
+    assert parse_letter("B") == "B" and parse_letter("(c)") == "C" and parse_letter("D. blue") == "D"
+    assert parse_letter("a red circle") is None and parse_letter("the answer is B") == "B"
+    assert parse_letter("A") == "A" and parse_letter("no") is None
+
+
+def test_caption_scorer_names_missing_and_invented_objects() -> None:
+    target = {"world": "shapes", "size": 32, "grid": 3, "objects": [{"shape": "ring", "color": "red", "row": 0, "col": 0}]}
+    item = Item("x", target=target)
+    assert score_caption(item, ["a red ring at row 1, column 1."], [])[0] == 1.0
+    score, reasons = score_caption(item, ["a blue ring at row 1, column 1."], [])
+    assert score == 0.0 and any("missed" in r for r in reasons) and any("invented" in r for r in reasons)
+    assert score_caption(item, ["what a nice picture"], [])[0] == 0.0
+
+
+def test_paired_difference_and_compare(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a = (rng.random(200) < 0.5).astype(float)
+    b = np.where(rng.random(200) < 0.3, 1.0, a)
+    est, p = paired_difference(a, b)
+    assert est.lo <= est.value <= est.hi and est.value > 0 and p < 0.01
+    _, p_same = paired_difference(a, a)
+    assert p_same == 1.0
+    spec = load_task("vqa")
+    run_task(OracleModel(), spec, tmp_path / "o", limit=30)
+    run_task(RandomModel(1), spec, tmp_path / "r", limit=30)
+    res = compare(tmp_path / "r", tmp_path / "o")
+    assert res["vqa"]["n"] == 30 and res["vqa"]["diff"]["value"] > 0.5 and res["vqa"]["p_value"] < 0.01
+
+
+def test_eval_and_compare_commands(cli: Cli, tmp_path: Path) -> None:
+    code, out, err = cli("eval", "oracle", "--tasks", "vqa,t2i", "--out", tmp_path / "o", "--limit", "12")
+    assert code == 0, err
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["model"] == "oracle" and results["tasks"]["t2i"]["accuracy"]["value"] == 1.0
+    assert len(list((tmp_path / "o" / "t2i").glob("*.png"))) == 12
+    assert cli("eval", "random", "--tasks", "vqa,t2i", "--out", tmp_path / "r", "--limit", "12")[0] == 0
+    code, out, _ = cli("compare", tmp_path / "r", tmp_path / "o", "--json")
+    assert code == 0 and json.loads(out)["t2i"]["diff"]["value"] == 1.0
+    code, _, err = cli("eval", "random", "--tasks", "vqa", "--out", tmp_path / "o", "--limit", "2")
+    assert code == 2 and "oracle" in err and "another --out" in err
+    code, _, err = cli("eval", "oracle", "--tasks", "nope", "--out", tmp_path / "x")
+    assert code == 2 and "unknown task 'nope'" in err
+    code, _, err = cli("eval", tmp_path / "missing", "--tasks", "vqa", "--out", tmp_path / "x")
+    assert code == 2 and "model folder not found" in err
+    code, _, err = cli("compare", tmp_path / "o", tmp_path / "none")
+    assert code == 2 and "not found" in err
+
+
+def test_native_model_runs_every_task(tmp_path: Path) -> None:
+    import yaml
+
+    from unifylab.eval.native import NativeModel
+    from unifylab.train import Trainer, load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"dim": 32, "layers": 1, "heads": 2}, "optim": {"steps": 3, "batch": 8},
+                                   "eval": {"every": 3, "examples": 4}}))
+    Trainer(load_config(cfg, []), tmp_path / "run", progress=False).fit()
+    model = NativeModel(tmp_path / "run")
+    for task in TASKS:
+        recs = run_task(model, load_task(task), tmp_path / "ev", limit=4)
+        assert len(recs) == 4 and all(r["score"] in (0.0, 1.0) for r in recs)
+    ll = model.loglikelihood([LoglikelihoodRequest("is there a red ring?", "yes", np.zeros((32, 32, 3), np.uint8))])
+    assert len(ll) == 1 and ll[0] < 0
+    assert model.generate_text([TextRequest("draw a red ring.", mode="rewrite", max_tokens=3)])[0] is not None
