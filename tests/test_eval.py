@@ -114,3 +114,32 @@ def test_native_model_runs_every_task(tmp_path: Path) -> None:
     ll = model.loglikelihood([LoglikelihoodRequest("is there a red ring?", "yes", np.zeros((32, 32, 3), np.uint8))])
     assert len(ll) == 1 and ll[0] < 0
     assert model.generate_text([TextRequest("draw a red ring.", mode="rewrite", max_tokens=3)])[0] is not None
+
+
+@pytest.mark.parametrize("task", ["ueg", "ueg_stepwise", "geu", "geu_stepwise"])
+def test_reasoning_tasks_oracle_and_random(task: str, tmp_path: Path) -> None:
+    spec = load_task(task)
+    oracle = run_task(OracleModel(), spec, tmp_path / "o", limit=96)
+    assert all(r["score"] == 1.0 for r in oracle), [r["reasons"] for r in oracle if r["score"] < 1][:3]
+    kinds = {r["meta"]["kind"] for r in oracle}
+    assert len(kinds) == (6 if task.startswith("ueg") else 4)
+    rand = summarise(spec, run_task(RandomModel(0), spec, tmp_path / "r", limit=96))
+    if task.startswith("geu"):
+        assert rand["accuracy"]["lo"] - 0.02 <= 0.25 <= rand["accuracy"]["hi"] + 0.02
+    else:
+        assert rand["accuracy"]["value"] < 0.05
+
+
+def test_geu_answers_hold_on_the_imagined_image_and_ueg_questions_on_the_scene() -> None:
+    from unifylab.eval import reasoning as R
+    from unifylab.world import ShapesConfig
+
+    world = ShapesConfig(size=32, grid=4, max_objects=4)
+    rng = np.random.default_rng(0)
+    for k in range(200):
+        g = R.geu_item(R.GEU_KINDS[k % 4], world, rng)
+        assert g["options"]["ABCD".index(g["answer"])] == R.answer_on(g["target"], g["step_question"]), g
+    for k in range(120):
+        prompt, scene, wrong = R.ueg_item(R.UEG_KINDS[k % 6], ShapesConfig(), rng)
+        for q in R.questions_for(scene, rng, wrong):
+            assert R.verify(scene, q["question"]) == q["answer"], (prompt, q)

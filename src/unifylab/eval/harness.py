@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,35 @@ def _record(item: Item, texts: list[str], image_paths: list[str], score: float, 
         "target": item.target,
         "score": score,
         "reasons": reasons,
-        "chance": item.chance if not item.images else None,
+        "chance": item.chance if (item.chance or not item.images) else None,
         "meta": item.meta,
     }
+
+
+def _run_chunk(model: UnifiedModel, chunk: list[Item]) -> tuple[dict[str, list[str]], dict[str, list[np.ndarray]]]:
+    """Texts and images per item, batched per stage: free text, then images (drawn from the model's own text for
+    `text_then_image` items), then the questions of `image_then_text` items about the model's own images."""
+    texts: dict[str, list[str]] = {it.id: [] for it in chunk}
+    images: dict[str, list[np.ndarray]] = {it.id: [] for it in chunk}
+
+    def ask(items: list[Item]) -> None:
+        reqs = [r for it in items for r in it.text]
+        outs = iter(model.generate_text(reqs) if reqs else [])
+        for it in items:
+            texts[it.id] = [next(outs) for _ in it.text]
+
+    ask([it for it in chunk if it.chain != "image_then_text"])
+    for it in chunk:
+        if it.chain == "text_then_image":
+            it.images = [replace(r, prompt=texts[it.id][0]) for r in it.images]
+    reqs = [r for it in chunk for r in it.images]
+    outs = iter(model.generate_images(reqs) if reqs else [])
+    for it in chunk:
+        images[it.id] = [np.asarray(next(outs), dtype=np.uint8) for _ in it.images]
+        if it.chain == "image_then_text":
+            it.text = [replace(r, image=images[it.id][0]) for r in it.text]
+    ask([it for it in chunk if it.chain == "image_then_text"])
+    return texts, images
 
 
 def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
@@ -58,13 +85,9 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
     with open(path, "a", encoding="utf-8") as f:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            texts = model.generate_text([r for it in chunk for r in it.text]) if any(it.text for it in chunk) else []
-            images = model.generate_images([r for it in chunk for r in it.images]) \
-                if any(it.images for it in chunk) else []
-            t_iter, i_iter = iter(texts), iter(images)
+            texts, images = _run_chunk(model, chunk)
             for it in chunk:
-                t = [next(t_iter) for _ in it.text]
-                ims = [np.asarray(next(i_iter), dtype=np.uint8) for _ in it.images]
+                t, ims = texts[it.id], images[it.id]
                 paths = []
                 for k, im in enumerate(ims):
                     p = out / spec.name / f"{it.id}-{k}.png"

@@ -69,7 +69,10 @@ class NativeModel:
         out: list[np.ndarray] = []
         for i in range(0, len(requests), self.batch):
             chunk = requests[i : i + self.batch]
-            prefixes = [self.packer.pack(Example("gen", r.prompt), with_target=False) for r in chunk]
+            sources = iter(self._und_tokens([r.source for r in chunk if r.source is not None]))
+            prefixes = [self.packer.pack(Example("gen", r.prompt) if r.source is None else
+                                         Example("edit", r.prompt, source=next(sources)), with_target=False)
+                        for r in chunk]
             codes = generate_images(self.model, prefixes, uncond, self.guidance, self.image_sampling,
                                     seed=self.seed + chunk[0].seed)
             out += list(self.gen.decode(codes))

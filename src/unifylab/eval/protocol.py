@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from unifylab.world.scene import Scene
-from unifylab.world.shapes import render, sample_scene, ShapesConfig
+from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
 
 @dataclass
@@ -40,11 +40,12 @@ class LoglikelihoodRequest:
 
 @dataclass
 class ImageRequest:
-    """Draw `prompt` on a `size` px canvas; `truth` is a scene that satisfies it (oracle only)."""
+    """Draw `prompt` on a `size` px canvas (editing `source` when given); `truth` satisfies it (oracle only)."""
 
     prompt: str
     size: int = 32
     grid: int = 3
+    source: np.ndarray | None = None
     truth: Scene | None = None
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from unifylab.config import build
 from unifylab.data.geneval import TASKS as GENEVAL_TASKS
 from unifylab.data.geneval import generate as geneval_generate
 from unifylab.errors import UserError
+from unifylab.eval import reasoning as R
 from unifylab.eval.protocol import ImageRequest, TextRequest
 from unifylab.world import language as L
 from unifylab.world import shapes as W
@@ -56,6 +57,7 @@ class Item:
     target: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     chance: float = 0.0  # probability that a uniform guess over the answer space scores 1
+    chain: str | None = None  # "text_then_image" (draw from the model's text) or "image_then_text" (answer about it)
 
 
 # ---------------------------------------------------------------------------------------------- generators
@@ -138,8 +140,51 @@ def _geneval_items(seed: int, per_task: int, size: int, grid: int) -> list:
     return _GENEVAL_CACHE[key]
 
 
+def _mode(spec: TaskSpec) -> str:
+    mode = spec.options.get("mode", "direct")
+    if mode not in ("direct", "stepwise"):
+        raise UserError(f"task {spec.name}: options.mode must be 'direct' or 'stepwise', got {mode!r}")
+    return mode
+
+
+def gen_ueg(spec: TaskSpec, i: int) -> Item:
+    """Understanding enhances generation: infer the scene from an implicit prompt, then draw it."""
+    rng = np.random.default_rng([spec.seed, i])
+    kind = R.UEG_KINDS[i % len(R.UEG_KINDS)]
+    prompt, scene, wrong = R.ueg_item(kind, spec.world, rng)
+    questions = R.questions_for(scene, rng, wrong)
+    meta = {"kind": kind, "prompt": prompt, "scene": scene.to_dict(), "mode": _mode(spec)}
+    image = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
+    if _mode(spec) == "direct":
+        return Item(f"{spec.name}-{i}", images=[image], target=questions, meta=meta)
+    explicit = L.t2i_prompt(scene, rng)[0]
+    rewrite = TextRequest(prompt, mode="rewrite", truth=explicit, max_tokens=96)
+    return Item(f"{spec.name}-{i}", text=[rewrite], images=[image], target=questions, meta=meta,
+                chain="text_then_image")
+
+
+def gen_geu(spec: TaskSpec, i: int) -> Item:
+    """Generation enhances understanding: a 4-option question that an imagined transformed image makes easy."""
+    rng = np.random.default_rng([spec.seed, i])
+    kind = R.GEU_KINDS[i % len(R.GEU_KINDS)]
+    g = R.geu_item(kind, spec.world, rng)
+    shown = render(g["shown"])
+    meta = {"kind": kind, "question": g["question"], "options": g["options"], "shown": g["shown"].to_dict(),
+            "target_scene": g["target"].to_dict(), "mode": _mode(spec)}
+    if _mode(spec) == "direct":
+        req = TextRequest(mc_prompt(g["question"], g["options"]), shown, choices=list(LETTERS), truth=g["answer"],
+                          max_tokens=4)
+        return Item(f"{spec.name}-{i}", text=[req], target=[g["answer"]], chance=0.25, meta=meta)
+    edit = ImageRequest(g["instruction"], spec.world.size, spec.world.grid, source=shown, truth=g["target"], seed=i)
+    ask = TextRequest(mc_prompt(g["step_question"], g["options"]), None, choices=list(LETTERS), truth=g["answer"],
+                      max_tokens=4)
+    return Item(f"{spec.name}-{i}", text=[ask], images=[edit], target=[g["answer"]], chance=0.25, meta=meta,
+                chain="image_then_text")
+
+
 GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "caption": gen_caption, "vqa": gen_vqa, "mc": gen_mc, "t2i": gen_t2i, "geneval": gen_geneval,
+    "ueg": gen_ueg, "geu": gen_geu,
 }
 
 
@@ -199,8 +244,18 @@ def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
     return (1.0 if verdict.ok else 0.0), verdict.reasons
 
 
+def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    """Poll the drawn image with the item's yes/no questions, answered exactly on the parsed scene."""
+    req = item.images[0]
+    parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
+    item.meta["parsed"] = parsed.to_dict()
+    reasons = [f"{q['question']} expected {q['answer']}, the image says {got}"
+               for q in item.target if (got := R.verify(parsed, q["question"])) != q["answer"]]
+    return (0.0 if reasons else 1.0), reasons
+
+
 SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
-    "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image,
+    "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image, "verify": score_verify,
 }
 
 
