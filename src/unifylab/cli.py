@@ -451,6 +451,40 @@ def compare_cmd(
     Console().print(table)
 
 
+@score_app.command("realunify")
+def score_realunify(
+    data: Annotated[Path, typer.Option(help="RealUnify JSON or JSONL file (image paths relative to it).")],
+    model: Annotated[str, typer.Option(help="The model under test: a run folder, 'oracle' or 'random'.")],
+    out: Annotated[Path, typer.Option(help="Folder for realunify.jsonl, drawn images and results.json.")],
+    judge: Annotated[str, typer.Option(help="Yes/no judge for UEG: 'parser' (exact, shapes world) or a model.")] = "parser",
+    mode: Annotated[str, typer.Option(help="direct, or stepwise (rewrite before drawing / draw before answering).")] = "direct",
+    size: Annotated[int, typer.Option(help="Canvas of the images the model draws.")] = 32,
+    grid: Annotated[int, typer.Option(help="Grid the parser judge reads drawings with.")] = 3,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Force = False,
+) -> None:
+    """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
+    from unifylab.data.io import guard_output
+    from unifylab.eval.protocol import ParserJudge
+    from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
+
+    items = load_realunify(data)[:limit]
+    guard_output(out, force)
+    m = load_protocol_model(model, device)
+    j = ParserJudge(grid) if judge == "parser" else load_protocol_model(judge, device)
+    summary = summarise_realunify(run_realunify(m, j, items, out, mode, size, grid))
+    (out / "results.json").write_text(json.dumps({"model": getattr(m, "name", model), "judge": judge, "mode": mode,
+                                                  **summary}, indent=2) + "\n")
+    table = Table(title=f"RealUnify ({mode}) on {data}")
+    for col in ("group", "accuracy", "95% CI", "items"):
+        table.add_column(col)
+    rows = [*summary["task_types"].items(), *summary["directions"].items(), ("overall", summary["overall"])]
+    for name, e in rows:
+        table.add_row(name, f"{e['value']:.3f}", f"[{e['lo']:.3f}, {e['hi']:.3f}]", str(e["n"]))
+    Console().print(table)
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 
 

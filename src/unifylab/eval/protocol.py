@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from unifylab.errors import UserError
 from unifylab.world.scene import Scene
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
@@ -99,3 +100,36 @@ class RandomModel:
             cfg = ShapesConfig(size=r.size, grid=r.grid, min_objects=1, max_objects=min(4, r.grid * r.grid))
             out.append(render(sample_scene(cfg, self.rng)))
         return out
+
+
+class ParserJudge:
+    """An exact yes/no judge for shapes-world images: parses the image and answers verification questions.
+
+    It can judge RealUnify-format UEG files built on this world; questions it cannot read get 'unknown'.
+    """
+
+    name = "parser"
+
+    def __init__(self, grid: int | None = None) -> None:
+        self.grid = grid
+
+    def generate_text(self, requests: list[TextRequest]) -> list[str]:
+        from unifylab.eval.reasoning import verify
+        from unifylab.world.parse import parse
+
+        out = []
+        for r in requests:
+            if r.image is None:
+                out.append("unknown")
+                continue
+            try:
+                out.append(verify(parse(r.image, self.grid), r.prompt))
+            except ValueError:
+                out.append("unknown")
+        return out
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
+        raise UserError("the parser judge only answers yes/no questions about images; use it as --judge")
+
+    def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
+        raise UserError("the parser judge does not draw; use it as --judge, not as the model")

@@ -1,0 +1,162 @@
+"""Official RealUnify files: load the released items, run any protocol model (and any protocol judge), score.
+
+UEG items: {"task_type", "prompt", "question_list": [{"question", "answer"}]}: the model draws the prompt and the
+judge answers every yes/no question on the drawing; correct only if all match. GEU items: {"task_type",
+"question", "answer": letter, "image": path (or list), "options"?: list or {letter: text}}: 4-option MC.
+Answers are parsed strictly: 'yes'/'no' only as whole words (never 'no' inside 'nothing' or 'know'), an option
+letter only when it stands alone (never the article 'A' of a sentence).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unifylab.data.io import load_rgb, save_png
+from unifylab.errors import UserError
+from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
+from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups
+from unifylab.eval.tasks import LETTERS, mc_prompt, parse_letter
+
+
+@dataclass
+class RealUnifyItem:
+    id: str
+    kind: str  # "ueg" or "geu"
+    task_type: str
+    prompt: str
+    questions: list[dict[str, str]] = field(default_factory=list)
+    options: list[str] | None = None
+    answer: str | None = None
+    images: list[Path] = field(default_factory=list)
+
+
+def _read(path: Path) -> list[Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: RealUnify file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        return data if isinstance(data, list) else data.get("data", [data])
+    except json.JSONDecodeError:
+        pass
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: malformed JSON at column {e.colno}: {e.msg}") from None
+    return rows
+
+
+def load_realunify(path: Path) -> list[RealUnifyItem]:
+    """Validate and load a RealUnify JSON / JSONL file; image paths are relative to the file."""
+    path = Path(path)
+    items = []
+    for k, d in enumerate(_read(path)):
+        where = f"{path}: item {k}"
+        if not isinstance(d, dict) or "task_type" not in d:
+            raise UserError(f"{where}: expected an object with 'task_type'")
+        ident = str(d.get("id", d.get("index", k)))
+        if "question_list" in d:
+            ql = d["question_list"]
+            ok = isinstance(ql, list) and ql and all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in ql)
+            if not ok or not isinstance(d.get("prompt"), str):
+                raise UserError(f"{where}: a UEG item needs 'prompt' and a non-empty 'question_list' of "
+                                "{question, answer}")
+            qs = [{"question": str(q["question"]), "answer": str(q["answer"]).strip().lower()} for q in ql]
+            items.append(RealUnifyItem(ident, "ueg", str(d["task_type"]), d["prompt"], questions=qs))
+            continue
+        answer = str(d.get("answer", "")).strip().upper()
+        if "question" not in d or answer not in LETTERS:
+            raise UserError(f"{where}: a GEU item needs 'question' and 'answer' as a letter A-D, got {d.get('answer')!r}")
+        opts = d.get("options")
+        if isinstance(opts, dict):
+            opts = [str(opts[x]) for x in LETTERS if x in opts]
+        raw = d.get("image", d.get("images", []))
+        paths = [path.parent / p for p in ([raw] if isinstance(raw, str) else raw)]
+        for p in paths:
+            if not p.is_file():
+                raise UserError(f"{where}: image {p} not found (paths are relative to {path.parent})")
+        items.append(RealUnifyItem(ident, "geu", str(d["task_type"]), str(d["question"]), options=opts,
+                                   answer=answer, images=paths))
+    if not items:
+        raise UserError(f"{path}: no items")
+    return items
+
+
+_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+def parse_yes_no(text: str) -> str | None:
+    """'yes' or 'no' as a whole word (the first one said); None when neither is said."""
+    m = _YES_NO.search(text)
+    return m.group(1).lower() if m else None
+
+
+def run_realunify(model: UnifiedModel, judge: UnifiedModel, items: list[RealUnifyItem], out: Path,
+                  mode: str = "direct", size: int = 32, grid: int = 3) -> list[dict[str, Any]]:
+    """Score every item; writes out/realunify.jsonl (with reasons) and the drawn images; returns the records."""
+    if mode not in ("direct", "stepwise"):
+        raise UserError(f"--mode must be direct or stepwise, got {mode!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    ueg = [it for it in items if it.kind == "ueg"]
+    if ueg:
+        prompts = [it.prompt for it in ueg]
+        if mode == "stepwise":
+            prompts = model.generate_text([TextRequest(p, mode="rewrite", max_tokens=96) for p in prompts])
+        images = model.generate_images([ImageRequest(p, size, grid, seed=k) for k, p in enumerate(prompts)])
+        asks = [TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions]
+        replies = iter(judge.generate_text(asks))
+        for it, p, im in zip(ueg, prompts, images):
+            img_path = out / "images" / f"{it.id}.png"
+            save_png(img_path, np.asarray(im, np.uint8))
+            reasons = []
+            for q in it.questions:
+                reply = next(replies)
+                got = parse_yes_no(reply)
+                if got != q["answer"]:
+                    reasons.append(f"{q['question']} expected {q['answer']}, judge said {reply!r}")
+            records.append({"id": it.id, "kind": "ueg", "task_type": it.task_type, "prompt": it.prompt,
+                            "drawn_from": p, "image": str(img_path.relative_to(out)), "score": float(not reasons),
+                            "reasons": reasons})
+    geu = [it for it in items if it.kind == "geu"]
+    if geu:
+        shown = [load_rgb(it.images[0]) for it in geu]
+        if mode == "stepwise":
+            shown = model.generate_images([ImageRequest(it.prompt, size, grid, source=im, seed=k)
+                                           for k, (it, im) in enumerate(zip(geu, shown))])
+        prompts = [mc_prompt(it.prompt, it.options) if it.options else it.prompt for it in geu]
+        replies = model.generate_text([TextRequest(p, np.asarray(im, np.uint8), choices=list(LETTERS), max_tokens=8)
+                                       for p, im in zip(prompts, shown)])
+        for it, reply in zip(geu, replies):
+            got = parse_letter(reply)
+            reasons = [] if got == it.answer else [f"answered {reply!r} ({got or 'no letter'}), expected {it.answer}"]
+            records.append({"id": it.id, "kind": "geu", "task_type": it.task_type, "prompt": it.prompt,
+                            "reply": reply, "score": float(not reasons), "reasons": reasons})
+    (out / "realunify.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def summarise_realunify(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy per task type, per direction (UEG, GEU) and overall, each with a 95 % bootstrap CI."""
+    by_type: dict[str, list[float]] = defaultdict(list)
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        by_type[r["task_type"]].append(r["score"])
+        by_kind[r["kind"]].append(r["score"])
+    return {
+        "task_types": {t: bootstrap_mean(v).to_dict() for t, v in sorted(by_type.items())},
+        "directions": {k: bootstrap_mean(v).to_dict() for k, v in sorted(by_kind.items())},
+        "overall": bootstrap_mean([r["score"] for r in records]).to_dict(),
+        "mean_of_task_types": bootstrap_mean_of_groups(by_type).to_dict(),
+    }
