@@ -485,6 +485,32 @@ def score_realunify(
     Console().print(table)
 
 
+# ---------------------------------------------------------------------------------------------- study
+
+
+@app.command("study")
+def study_cmd(
+    preset: Annotated[str, typer.Option(help="quick, standard, scaling, alignment, or a preset YAML file.")] = "quick",
+    out: Annotated[Path | None, typer.Option(help="Study folder (default: study-<preset>); re-running resumes.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the preset's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training key for every run.")] = None,
+) -> None:
+    """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
+    from unifylab.study.preset import load_preset
+    from unifylab.study.report import answer, write_report
+    from unifylab.study.runner import run_study
+
+    p = load_preset(preset)
+    folder = out or Path(f"study-{p.name}")
+    seed_list = list(_ints(seeds, "--seeds")) if seeds else None
+    results = run_study(p, folder, seed_list, _device(device), set_ or [], err)
+    md, html_path = write_report(folder, results)
+    for line in answer(results):
+        err.print(line)
+    err.print(f"report: {html_path} and {md} ({results['wall_seconds']:.0f} s)")
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ class DataConfig(Strict):
         description="(shape, colour) pairs that never appear in training scenes; the held-out split uses them",
     )
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
+    n_scenes: int | None = Field(None, ge=1, description="training-set size: distinct training scenes (None: unlimited)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -144,6 +146,12 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
         if loaded is not None and not isinstance(loaded, dict):
             raise UserError(f"{path}: expected a mapping of config sections at the top level")
         tree = loaded or {}
+    return load_tree(tree, overrides, source)
+
+
+def load_tree(tree: dict[str, Any], overrides: list[str] = (), source: str = "config") -> TrainConfig:
+    """Validate a config tree after `key=value` overrides (values parsed as YAML)."""
+    tree = json.loads(json.dumps(tree, default=str))
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-3")

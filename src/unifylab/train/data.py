@@ -21,7 +21,7 @@ from unifylab.world import language as L
 from unifylab.world.scene import Obj, Scene, SceneError
 from unifylab.world.shapes import render, sample_scene
 
-SPLITS = {"train": 0, "val": 1, "heldout": 2}
+SPLITS = {"train": 0, "val": 1, "heldout": 2, "pool": 3}  # pool: the fixed scenes of a finite training set
 CAPTION_QUESTION = "describe the image."
 MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
 
@@ -69,14 +69,18 @@ class SceneSource:
         return splits
 
     def get(self, split: str, i: int) -> tuple[Scene, np.ndarray, np.random.Generator]:
+        """Scene i of a split, its image, and the example's RNG (training scenes cycle through data.n_scenes)."""
         rng = np.random.default_rng([self.cfg.data.seed, SPLITS[split], i])
+        if split == "train" and self.cfg.data.n_scenes is not None:
+            scene, image, _ = self.get("pool", i % self.cfg.data.n_scenes)
+            return scene, image, rng
         if self.folder is not None:
-            entries = self.folder[split] or self.folder["train"]
+            entries = self.folder.get(split) or self.folder["train"]
             scene, path = entries[i % len(entries)]
             return scene, load_rgb(path, scene.size), rng
         for _ in range(1000):
             scene = sample_scene(self.cfg.world, rng)
-            if split == "heldout":
+            if split == "heldout":  # force one object to a held-out (shape, colour) pair
                 if not scene.objects:
                     continue
                 k = int(rng.integers(len(scene.objects)))

@@ -135,8 +135,10 @@ def _first_diff(a: Any, b: Any, prefix: str = "") -> str:
 class Trainer:
     """One run: `fit()` trains from scratch or resumes, and returns a summary."""
 
-    def __init__(self, cfg: TrainConfig, run: Path, console: Console | None = None, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, run: Path, console: Console | None = None, progress: bool = True,
+                 on_step: Callable[[int, int], None] | None = None) -> None:
         self.cfg, self.run = cfg, Path(run)
+        self.on_step = on_step  # called with (steps done, steps planned), e.g. by the study's overall progress
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.device = resolve_device(cfg.device, 0)
@@ -330,6 +332,8 @@ class Trainer:
                 last = step + 1
                 if last % self.cfg.checkpoint.every == 0 or last == self.steps:
                     self._save(last, tokens)
+                if self.on_step is not None:
+                    self.on_step(last, self.steps)
                 bar.update(task, completed=last, rate=f"{rec['tokens_per_s']:,.0f} tok/s", loss=f"loss {rec['loss']:.3f}")
         summary = {"steps": self.steps, "tokens_seen": tokens, "mode": self.cfg.data.mode,
                    "budget": self.cfg.data.budget, "final": self.evaluate(),

@@ -1,0 +1,1 @@
+"""The question end to end: presets, the study runner (variants x seeds -> results.json), the report."""

@@ -1,0 +1,92 @@
+"""Study presets: YAML files naming the runs (variants x seeds x sweep values), the tasks, and the comparisons."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unifylab.config import build
+from unifylab.errors import UserError
+
+UND_TASKS = ("caption", "vqa", "mc", "geu", "geu_stepwise")
+GEN_TASKS = ("t2i", "geneval", "ueg", "ueg_stepwise")
+
+
+class Variant(BaseModel):
+    """One model to train: a name, its role in the comparison, and its config overrides (a TrainConfig tree)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    role: Literal["unified", "und", "gen"]
+    set: dict[str, Any] = Field(default_factory=dict)
+    tokenizer: Literal["grid", "vq", "patch+vq"] = "grid"
+
+
+class Sweep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="a dotted TrainConfig key, e.g. data.n_scenes")
+    values: list[Any]
+
+
+class Preset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict, description="TrainConfig tree shared by every run")
+    variants: list[Variant]
+    seeds: list[int] = [0]
+    sweep: Sweep | None = None
+    tasks: list[str] = list(UND_TASKS + GEN_TASKS)
+    limit: int | None = Field(100, description="items per task (None: the task's full size)")
+    vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
+
+    @model_validator(mode="after")
+    def _check(self) -> Preset:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        if not any(v.role == "unified" for v in self.variants):
+            raise ValueError("a study needs at least one unified variant")
+        return self
+
+
+def preset_files() -> dict[str, Path]:
+    root = resources.files("unifylab.study") / "presets"
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A built-in preset by name, or a preset YAML file."""
+    files = preset_files()
+    path = files.get(name_or_path) or Path(name_or_path)
+    if not path.is_file():
+        raise UserError(f"--preset: unknown preset {name_or_path!r}; built-in presets: {', '.join(sorted(files))} "
+                        "(or give a preset YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: malformed YAML: {e}") from None
+    return build(Preset, raw if isinstance(raw, dict) else {}, str(path))
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of config trees (`over` wins)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def dotted(key: str, value: Any) -> dict[str, Any]:
+    """'a.b.c', v -> {'a': {'b': {'c': v}}}."""
+    tree: Any = value
+    for k in reversed(key.split(".")):
+        tree = {k: tree}
+    return tree

@@ -1,0 +1,257 @@
+"""The study report: the answer in plain words with its intervals, then the evidence (curves, bars, synergy,
+direct vs stepwise, generated samples with the parser's verdict, configuration, environment).
+
+report.md links PNGs in DIR/figures/; report.html embeds the same PNGs inline, so it is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+
+def _pts(e: dict[str, Any]) -> str:
+    return f"{100 * e['value']:+.1f} points [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}]"
+
+
+def _verdict(e: dict[str, Any]) -> str:
+    if e["lo"] <= 0 <= e["hi"]:
+        return "no evidence of a change"
+    return "a gain" if e["value"] > 0 else "a loss"
+
+
+def answer(results: dict[str, Any]) -> list[str]:
+    """One plain sentence per comparison group, with intervals; 'no evidence' when an interval includes 0."""
+    name = results["preset"]["name"]
+    lines = []
+    for group, comp in results["comparisons"].items():
+        where = f"shapes/{name}" + ("" if group == "all" else f" ({results['preset']['sweep']['key']} = {group})")
+        parts = []
+        for u, syn in comp["synergy"].items():
+            for kind in ("understanding", "generation"):
+                s = syn.get(kind)
+                if s and s["pooled"]:
+                    e = s["pooled"]["diff"]
+                    parts.append(f"unification ({u} vs {s['vs']}) changed {kind} accuracy by {_pts(e)}: {_verdict(e)}")
+        for label, arch in comp["architecture"].items():
+            for kind, r in arch.items():
+                if r:
+                    parts.append(f"{label} changed {kind} accuracy by {_pts(r['diff'])}: {_verdict(r['diff'])}")
+        lines.append(f"On {where}, " + "; ".join(parts) + ".")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fig_losses(out: Path, results: dict[str, Any]) -> bytes:
+    tasks = ("caption", "vqa", "t2i")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), sharey=True)
+    for rid in results["runs"]:
+        rows = [json.loads(x) for x in (out / "runs" / rid / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        for ax, t in zip(axes, tasks):
+            pts = [(r["step"], r[f"loss/{t}"]) for r in rows if f"loss/{t}" in r]
+            if pts:
+                s, v = zip(*pts)
+                k = max(1, len(v) // 50)
+                smooth = np.convolve(v, np.ones(k) / k, mode="valid")
+                ax.plot(s[k - 1 :], smooth, label=rid)
+    for ax, t in zip(axes, tasks):
+        ax.set_title(f"training loss: {t}")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def _bars(ax: plt.Axes, results: dict[str, Any], tasks: list[str]) -> None:
+    runs = list(results["runs"])
+    width = 0.8 / max(1, len(runs))
+    for k, rid in enumerate(runs):
+        ev = results["runs"][rid]["eval"]
+        xs, vals, errs = [], [], []
+        for i, t in enumerate(tasks):
+            if t in ev:
+                a = ev[t]["accuracy"]
+                xs.append(i + k * width)
+                vals.append(a["value"])
+                errs.append([a["value"] - a["lo"], a["hi"] - a["value"]])
+        if xs:
+            ax.bar(xs, vals, width, yerr=np.array(errs).T, capsize=2, label=rid)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))], tasks, rotation=20)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (95% CI)")
+
+
+def fig_accuracy(results: dict[str, Any]) -> bytes:
+    tasks = results["preset"]["tasks"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks)), 3.5))
+    _bars(ax, results, tasks)
+    chance = [next((r["eval"][t]["chance"] for r in results["runs"].values() if t in r["eval"]), None) for t in tasks]
+    for i, c in enumerate(chance):
+        if c:
+            ax.hlines(c, i - 0.1, i + 0.8, colors="k", linestyles=":", linewidth=1)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("accuracy per task (dotted: chance)")
+    return _png(fig)
+
+
+def fig_synergy(results: dict[str, Any]) -> bytes:
+    rows = []
+    for group, comp in results["comparisons"].items():
+        for u, syn in comp["synergy"].items():
+            for kind, s in syn.items():
+                for t, r in s["tasks"].items():
+                    if r:
+                        rows.append((f"{t} ({u}-{s['vs']}{'' if group == 'all' else ', ' + group})", r["diff"]))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    for i, (label, e) in enumerate(rows):
+        ax.errorbar(e["value"], i, xerr=[[e["value"] - e["lo"]], [e["hi"] - e["value"]]], fmt="o", capsize=3)
+    ax.axvline(0, color="k", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.set_xlabel("unified minus specialist accuracy (95% CI, paired by item)")
+    ax.set_title("synergy per task")
+    return _png(fig)
+
+
+def fig_modes(results: dict[str, Any]) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    _bars(ax, results, [t for t in ("ueg", "ueg_stepwise", "geu", "geu_stepwise") if t in results["preset"]["tasks"]])
+    ax.legend(fontsize=7)
+    ax.set_title("UEG / GEU: direct vs stepwise")
+    return _png(fig)
+
+
+def fig_sweep(results: dict[str, Any]) -> bytes | None:
+    sweep = results["preset"].get("sweep")
+    if not sweep:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for group, comp in results["comparisons"].items():
+        for u, syn in comp["synergy"].items():
+            for kind, s in syn.items():
+                if s["pooled"]:
+                    series.setdefault(f"{kind} ({u})", []).append((float(group), s["pooled"]["diff"]))
+    for label, pts in series.items():
+        pts.sort()
+        x = [p[0] for p in pts]
+        v = np.array([p[1]["value"] for p in pts])
+        ax.plot(x, v, marker="o", label=label)
+        ax.fill_between(x, [p[1]["lo"] for p in pts], [p[1]["hi"] for p in pts], alpha=0.2)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(sweep["key"])
+    ax.set_ylabel("synergy (95% CI)")
+    ax.legend(fontsize=7)
+    ax.set_title("does the benefit grow with data?")
+    return _png(fig)
+
+
+def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
+    """Generated t2i images per run, titled with the parser's verdict."""
+    gen_runs = [rid for rid, r in results["runs"].items() if "t2i" in r["eval"]]
+    if not gen_runs:
+        return None
+    fig, axes = plt.subplots(len(gen_runs), n, figsize=(1.6 * n, 1.8 * len(gen_runs)), squeeze=False)
+    for row, rid in enumerate(gen_runs):
+        recs = [json.loads(x) for x in (out / "eval" / rid / "t2i.jsonl").read_text().splitlines()[:n]]
+        for col, rec in enumerate(recs):
+            ax = axes[row][col]
+            ax.imshow(Image.open(out / "eval" / rid / rec["output"]["images"][0]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title("correct" if rec["score"] else "wrong", fontsize=7, color="green" if rec["score"] else "red")
+            if col == 0:
+                ax.set_ylabel(rid, fontsize=7)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------- documents
+
+
+def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    tasks = results["preset"]["tasks"]
+    head = ["run", *tasks]
+    rows = []
+    for rid, r in results["runs"].items():
+        cells = [rid]
+        for t in tasks:
+            a = r["eval"].get(t, {}).get("accuracy")
+            cells.append("-" if a is None else f"{a['value']:.3f} [{a['lo']:.2f}, {a['hi']:.2f}]")
+        rows.append(cells)
+    return head, rows
+
+
+def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
+    """Write DIR/report.md (+ figures/) and the self-contained DIR/report.html."""
+    figs = {
+        "accuracy": fig_accuracy(results), "synergy": fig_synergy(results), "losses": fig_losses(out, results),
+        "modes": fig_modes(results), "sweep": fig_sweep(results), "samples": fig_samples(out, results),
+    }
+    figs = {k: v for k, v in figs.items() if v}
+    (out / "figures").mkdir(exist_ok=True)
+    for k, v in figs.items():
+        (out / "figures" / f"{k}.png").write_bytes(v)
+    captions = {
+        "accuracy": "Accuracy per task and run, with 95 % bootstrap intervals.",
+        "synergy": "Synergy: unified minus specialist, per task, paired by item.",
+        "losses": "Training loss per task (log scale, smoothed).",
+        "modes": "Reasoning tasks, direct vs stepwise.",
+        "sweep": "Synergy against the swept setting.",
+        "samples": "Generated t2i samples with the exact parser's verdict.",
+    }
+    head, rows = _table(results)
+    lines = answer(results)
+    env = results["environment"]
+    env_line = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None)
+    wall = f"{results['wall_seconds']:.0f} s"
+    md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *lines, "",
+          "## Accuracy", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+          *["| " + " | ".join(r) + " |" for r in rows], ""]
+    for k in figs:
+        md += [f"![{k}](figures/{k}.png)", "", captions[k], ""]
+    md += ["## Configuration", "", "```json", json.dumps(results["preset"], indent=1), "```", "",
+           f"Overrides: {results['overrides'] or 'none'}", "", "## Environment", "", env_line, "",
+           f"Wall time of this invocation: {wall}.", ""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md))
+    body = [f"<h1>unifylab study: {html.escape(results['preset']['name'])}</h1>", "<h2>Answer</h2>",
+            *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines], "<h2>Accuracy</h2>", "<table>",
+            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
+            *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>"]
+    for k, v in figs.items():
+        b64 = base64.b64encode(v).decode()
+        body += [f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'>",
+                 f"<figcaption>{html.escape(captions[k])}</figcaption></figure>"]
+    body += ["<h2>Configuration</h2>", f"<pre>{html.escape(json.dumps(results['preset'], indent=1))}</pre>",
+             f"<p>Overrides: {html.escape(str(results['overrides'] or 'none'))}</p>",
+             "<h2>Environment</h2>", f"<p>{html.escape(env_line)}</p>",
+             f"<p>Wall time of this invocation: {wall}.</p>"]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}.answer{font-size:1.1em;background:#f4f7fb;padding:.6em;border-left:4px solid #47a}")
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>unifylab study</title><style>{style}</style>"
+           f"</head><body>{''.join(body)}</body></html>")
+    html_path = out / "report.html"
+    html_path.write_text(doc)
+    return md_path, html_path

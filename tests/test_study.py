@@ -1,0 +1,99 @@
+import base64
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unifylab.study.preset import load_preset, preset_files
+from unifylab.study.report import answer
+
+Cli = Callable[..., tuple[int, str, str]]
+TINY = {"model": {"dim": 32, "layers": 2, "heads": 2}, "optim": {"steps": 6, "batch": 8, "warmup": 2},
+        "checkpoint": {"every": 100}, "eval": {"every": 100, "examples": 4}}
+
+
+def _tiny(preset: str, tmp: Path, **extra: object) -> Path:
+    raw = yaml.safe_load(preset_files()[preset].read_text())
+    raw["base"] = {**raw["base"], **TINY}
+    raw["limit"] = 6
+    raw.update(extra)
+    for v in raw["variants"]:
+        if v["set"].get("model", {}).get("fork_layer"):
+            v["set"]["model"]["fork_layer"] = 1
+    path = tmp / f"{preset}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_every_preset_loads() -> None:
+    assert {"quick", "standard", "scaling", "alignment"} <= set(preset_files())
+    for name in preset_files():
+        assert load_preset(name).variants
+
+
+def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["runs"]) == {"shared-s0", "unifork-s0", "und-only-s0", "gen-only-s0"}
+    syn = results["comparisons"]["all"]["synergy"]["shared"]
+    assert syn["understanding"]["vs"] == "und-only" and syn["generation"]["vs"] == "gen-only"
+    assert "unifork - shared" in results["comparisons"]["all"]["architecture"]
+    text = answer(results)[0]
+    assert text.startswith("On shapes/quick, unification (shared vs und-only) changed understanding accuracy by")
+    assert "[" in text and ("no evidence" in text or "a gain" in text or "a loss" in text)
+    html = (out / "report.html").read_text()
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
+    assert len(images) >= 5 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
+    md = (out / "report.md").read_text()
+    assert md.count("](figures/") == len(images) and all((out / "figures" / f"{k}.png").is_file()
+                                                      for k in ("accuracy", "synergy", "losses", "modes", "samples"))
+    mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
+    code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
+    assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_scaling_preset_sweeps_and_plots(cli: Cli, tmp_path: Path) -> None:
+    path = _tiny("scaling", tmp_path, sweep={"key": "data.n_scenes", "values": [20, 80]}, tasks=["vqa", "t2i"])
+    code, _, err = cli("study", "--preset", path, "--out", tmp_path / "s", "--device", "cpu")
+    assert code == 0, err
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert set(results["comparisons"]) == {"20", "80"} and (tmp_path / "s" / "figures" / "sweep.png").is_file()
+
+
+@pytest.mark.slow
+def test_alignment_preset_runs_with_learned_tokenizers(cli: Cli, tmp_path: Path) -> None:
+    path = _tiny("alignment", tmp_path, vq={"steps": 20, "n_train": 256, "n_val": 32,
+                                             "model": {"hidden": 16, "levels": [4, 4, 4]}}, tasks=["vqa", "t2i"])
+    code, _, err = cli("study", "--preset", path, "--out", tmp_path / "a", "--device", "cpu")
+    assert code == 0, err
+
+
+def test_study_errors(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("study", "--preset", "nope", "--out", tmp_path / "x")
+    assert code == 2 and "unknown preset 'nope'" in err
+    code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", tmp_path / "x", "--set", "optim.lrr=1")
+    assert code == 2 and "optim.lrr" in err
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(cli: Cli, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    out = tmp_path / "study"
+    assert cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")[0] == 0
+    page = (out / "report.html").resolve().as_uri()
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "unifylab study" in dom and "On shapes/quick" in dom and dom.count("<img") >= 5
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,3000", page], capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000  # a page with rendered figures, not a blank one
