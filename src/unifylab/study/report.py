@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
+
 
 
 def _pts(e: dict[str, Any]) -> str:
@@ -136,7 +138,8 @@ def fig_synergy(results: dict[str, Any]) -> bytes:
 def fig_modes(results: dict[str, Any]) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     _bars(ax, results, [t for t in ("ueg", "ueg_stepwise", "geu", "geu_stepwise") if t in results["preset"]["tasks"]])
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     ax.set_title("UEG / GEU: direct vs stepwise")
     return _png(fig)
 
@@ -189,6 +192,10 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
 # ---------------------------------------------------------------------------------------------- documents
 
 
+UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
+                  "scoring ignores extra objects, so random clutter can score there).")
+
+
 def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     tasks = results["preset"]["tasks"]
     head = ["run", *tasks]
@@ -197,7 +204,8 @@ def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = [rid]
         for t in tasks:
             a = r["eval"].get(t, {}).get("accuracy")
-            cells.append("-" if a is None else f"{a['value']:.3f} [{a['lo']:.2f}, {a['hi']:.2f}]")
+            off = (r["role"] == "und" and t in GEN_TASKS) or (r["role"] == "gen" and t in UND_TASKS)
+            cells.append("-" if a is None else f"{a['value']:.3f} [{a['lo']:.2f}, {a['hi']:.2f}]{'*' if off else ''}")
         rows.append(cells)
     return head, rows
 
@@ -227,7 +235,7 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     wall = f"{results['wall_seconds']:.0f} s"
     md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *lines, "",
           "## Accuracy", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-          *["| " + " | ".join(r) + " |" for r in rows], ""]
+          *["| " + " | ".join(r) + " |" for r in rows], "", UNTRAINED_NOTE, ""]
     for k in figs:
         md += [f"![{k}](figures/{k}.png)", "", captions[k], ""]
     md += ["## Configuration", "", "```json", json.dumps(results["preset"], indent=1), "```", "",
@@ -238,7 +246,8 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     body = [f"<h1>unifylab study: {html.escape(results['preset']['name'])}</h1>", "<h2>Answer</h2>",
             *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines], "<h2>Accuracy</h2>", "<table>",
             "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
-            *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>"]
+            *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>",
+            f"<p><small>{html.escape(UNTRAINED_NOTE)}</small></p>"]
     for k, v in figs.items():
         b64 = base64.b64encode(v).decode()
         body += [f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'>",
