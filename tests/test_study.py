@@ -97,3 +97,21 @@ def test_report_renders_in_headless_chromium(cli: Cli, tmp_path: Path) -> None:
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
                     "--window-size=1200,3000", page], capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000  # a page with rendered figures, not a blank one
+
+
+def test_locus_preset_fine_tunes_from_generation_with_frozen_groups(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("study", "--preset", _tiny("locus", tmp_path, tasks=["vqa"]), "--out", tmp_path / "l",
+                       "--device", "cpu")
+    assert code == 0, err
+    import torch
+    from safetensors.torch import load_file
+
+    pre = load_file(str(tmp_path / "l" / "runs" / "gen-pretrain-s0" / "model.safetensors"))
+    frozen = load_file(str(tmp_path / "l" / "runs" / "freeze-backbone-s0" / "model.safetensors"))
+    heads_frozen = load_file(str(tmp_path / "l" / "runs" / "freeze-embeddings-heads-s0" / "model.safetensors"))
+    assert torch.equal(pre["trunk.0.mlp.experts.0.down.weight"], frozen["trunk.0.mlp.experts.0.down.weight"])
+    assert not torch.equal(pre["head.weight"], frozen["head.weight"])
+    assert torch.equal(pre["head.weight"], heads_frozen["head.weight"])
+    assert not torch.equal(pre["trunk.0.mlp.experts.0.down.weight"], heads_frozen["trunk.0.mlp.experts.0.down.weight"])
+    results = json.loads((tmp_path / "l" / "results.json").read_text())
+    assert "freeze-backbone - finetune-all" in results["comparisons"]["all"]["architecture"]

@@ -25,6 +25,7 @@ class Variant(BaseModel):
     role: Literal["unified", "und", "gen"]
     set: dict[str, Any] = Field(default_factory=dict)
     tokenizer: Literal["grid", "vq", "patch+vq"] = "grid"
+    init_from: str | None = Field(None, description="name of a variant whose trained run this one starts from")
 
 
 class Sweep(BaseModel):
@@ -52,6 +53,9 @@ class Preset(BaseModel):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
+        for v in self.variants:
+            if v.init_from is not None and v.init_from not in names[: names.index(v.name)]:
+                raise ValueError(f"variant {v.name}: init_from {v.init_from!r} must name a variant listed before it")
         if not any(v.role == "unified" for v in self.variants):
             raise ValueError("a study needs at least one unified variant")
         return self

@@ -41,8 +41,13 @@ class Run:
         return "all" if self.sweep is None else str(self.sweep)
 
 
+def _run_id(preset: Preset, name: str, value: Any, seed: int) -> str:
+    return name + ("" if value is None else f"-{preset.sweep.key.split('.')[-1]}{value}") + f"-s{seed}"
+
+
 def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, overrides: list[str],
               vq_folder: Path | None) -> list[Run]:
+    """Runs in training order (a variant that starts from another comes after it)."""
     runs = []
     for value in (preset.sweep.values if preset.sweep else [None]):
         for seed in seeds or preset.seeds:
@@ -55,7 +60,9 @@ def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, o
                     tree = merge(tree, {"tokenizers": {"image": str(vq_folder)}})
                 if v.tokenizer == "patch+vq":
                     tree = merge(tree, {"tokenizers": {"und_image": "patch"}})
-                rid = v.name + ("" if value is None else f"-{preset.sweep.key.split('.')[-1]}{value}") + f"-s{seed}"
+                if v.init_from is not None:
+                    tree = merge(tree, {"init_from": str(out / "runs" / _run_id(preset, v.init_from, value, seed))})
+                rid = _run_id(preset, v.name, value, seed)
                 runs.append(Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})")))
     return runs
 

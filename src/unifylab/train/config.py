@@ -107,6 +107,9 @@ class TrainConfig(Strict):
     optim: OptimConfig = OptimConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: EvalConfig = EvalConfig()
+    init_from: Path | None = Field(None, description="start from this run's weights and tokenizers (fine-tuning)")
+    freeze: list[Literal["embeddings", "backbone", "heads"]] = Field(
+        default_factory=list, description="parameter groups kept fixed: embeddings, backbone (all blocks), heads")
     distributed: Literal["none", "ddp", "fsdp2"] = "none"
     compile: bool = False
     device: str = "auto"
@@ -114,6 +117,8 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if len(self.freeze) == 3:
+            raise ValueError("freeze: freezing embeddings, backbone and heads leaves nothing to train")
         if self.optim.batch % self.optim.accum:
             raise ValueError(f"optim.batch {self.optim.batch} must be divisible by optim.accum {self.optim.accum}")
         return self

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from unifylab.errors import UserError
-from unifylab.models.hub import save_pretrained
+from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
@@ -86,6 +86,15 @@ def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen:
         return UnifiedTransformer(mc)
 
 
+def freeze_groups(model: UnifiedTransformer, groups: list[str]) -> None:
+    """Stop gradients for whole parameter groups: embeddings (token + patch), backbone (every block and final
+    norm), heads (output projections)."""
+    for name, p in model.named_parameters():
+        group = "embeddings" if name.startswith(("embed.", "patch_proj.")) else \
+            "heads" if name.startswith(("head.", "text_head.", "image_head.")) else "backbone"
+        p.requires_grad_(group not in groups)
+
+
 def lr_lambda(cfg: TrainConfig, steps: int) -> Callable[[int], float]:
     """Linear warmup, then cosine from 1 to `min_lr_ratio` over the run's steps."""
     warm, floor = min(cfg.optim.warmup, max(steps - 1, 0)), cfg.optim.min_lr_ratio
@@ -150,16 +159,28 @@ class Trainer:
         if self.dist.main:
             _check_run_dir(self.run, cfg)
         D.barrier(self.dist)
-        self.text, self.und, self.gen = build_tokenizers(cfg)
+        if cfg.init_from is not None:
+            self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
+        else:
+            self.text, self.und, self.gen = build_tokenizers(cfg)
         self.packer = Packer(self.text, self.und, self.gen)
-        self.model = build_model(cfg, self.text, self.und, self.gen).to(self.device)
+        self.model = build_model(cfg, self.text, self.und, self.gen)
+        if cfg.init_from is not None:
+            init = from_pretrained(cfg.init_from)
+            if init.cfg != self.model.cfg:
+                diff = _first_diff(init.cfg.model_dump(), self.model.cfg.model_dump())
+                raise UserError(f"init_from {cfg.init_from}: its architecture differs from this config ({diff})")
+            self.model.load_state_dict(init.state_dict())
+        freeze_groups(self.model, cfg.freeze)
+        self.model.to(self.device)
         self.batches = Batches(cfg, self.packer, SceneSource(cfg))
         lengths = self.batches.lengths if cfg.data.budget == "equal-compute" and cfg.data.mode != "unified" else None
         self.stream, self.steps = self.batches.plan.stream(lengths)
         self.parallel = D.wrap(LossModule(self.model), cfg.distributed, self.dist, self.device)
         self.wrapped: nn.Module = torch.compile(self.parallel) if cfg.compile else self.parallel
-        decay = [p for p in self.model.parameters() if p.ndim >= 2]
-        no_decay = [p for p in self.model.parameters() if p.ndim < 2]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.ndim >= 2]
+        no_decay = [p for p in trainable if p.ndim < 2]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.optim.lr, betas=cfg.optim.betas, fused=self.device.type == "cuda" or None,
@@ -277,13 +298,14 @@ class Trainer:
             task_sum.index_add_(0, batch["task"], out["seq_sum"])
             task_cnt.index_add_(0, batch["task"], out["seq_count"])
         if not micro:  # a rank with no examples this step still joins the gradient all-reduce
-            (sum(p.sum() for p in self.model.parameters()) * 0.0).backward()
+            (sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0).backward()
         for t in (total, task_sum, task_cnt):
             D.all_reduce_sum(t, self.dist)
         value = float(total / count)
         if not math.isfinite(value):
             self._diverged(f"loss became {value}", step + 1)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.cfg.optim.clip))
         if not math.isfinite(grad_norm):
             self._diverged(f"loss became {grad_norm} in its gradient", step + 1)
         lr = self.sched.get_last_lr()[0]
