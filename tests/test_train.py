@@ -203,3 +203,15 @@ def test_training_from_a_dataset_folder(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("train", cfg, "--out", tmp_path / "r2", "--quiet", "--set", "data.source=folder",
                        "--set", f"data.folder={tmp_path / 'data'}", "--set", "world.grid=4")
     assert code == 2 and "grid 3" in err and "world.grid" in err
+
+
+def test_loss_on_trains_the_named_segments(tmp_path: Path) -> None:
+    cfg = load_config(_cfg(tmp_path), ["data.loss_on={gen: [prompt, image]}"])
+    trainer = Trainer(cfg, tmp_path / "r", progress=False)
+    idx = np.arange(40)
+    items = trainer.batches.items("train", idx, trainer.batches.task_of(idx))
+    gen = next(p for it, p in zip(items, trainer.batches.pack(items)) if it.task == "t2i" and it.text)
+    trained = {n for n, a, b in gen.segments if (gen.labels[a:b] != -100).any()}
+    assert {"prompt", "image"} <= trained
+    with pytest.raises(UserError, match="unknown segment"):
+        Trainer(load_config(_cfg(tmp_path), ["data.loss_on={gen: [answer]}"]), tmp_path / "r2", progress=False)

@@ -36,6 +36,10 @@ class DataConfig(Strict):
     )
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
     n_scenes: int | None = Field(None, ge=1, description="training-set size: distinct training scenes (None: unlimited)")
+    loss_on: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="segments trained per sequence form, e.g. {gen: [prompt, image]}; unset forms keep the default "
+                    "(und: answer, gen: image)")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -163,7 +163,7 @@ class Trainer:
             self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
         else:
             self.text, self.und, self.gen = build_tokenizers(cfg)
-        self.packer = Packer(self.text, self.und, self.gen)
+        self.packer = Packer(self.text, self.und, self.gen, loss_on=cfg.data.loss_on)
         self.model = build_model(cfg, self.text, self.und, self.gen)
         if cfg.init_from is not None:
             init = from_pretrained(cfg.init_from)
