@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from unifylab.errors import UserError
@@ -27,3 +30,22 @@ def build(model: type[M], values: dict[str, Any], source: str) -> M:
         return model.model_validate(values)
     except ValidationError as e:
         raise UserError(describe_validation_error(e, source)) from None
+
+
+def packaged_yaml(package: str, folder: str) -> dict[str, Path]:
+    """YAML files shipped in `package/folder`, by stem (the task registry, the study presets)."""
+    root = resources.files(package) / folder
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+
+
+def load_named(model: type[M], name_or_path: str, files: dict[str, Path], what: str, option: str) -> M:
+    """A packaged YAML by name, or a YAML file by path, validated into `model`."""
+    path = files.get(name_or_path) or Path(name_or_path)
+    if not path.is_file():
+        raise UserError(f"{option}: unknown {what} {name_or_path!r}; built-in {what}s: {', '.join(sorted(files))} "
+                        f"(or give a {what} YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: malformed YAML: {e}") from None
+    return build(model, raw if isinstance(raw, dict) else {}, str(path))

@@ -9,15 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from unifylab.config import build
+from unifylab.config import load_named, packaged_yaml
 from unifylab.data.geneval import TASKS as GENEVAL_TASKS
 from unifylab.data.geneval import generate as geneval_generate
 from unifylab.errors import UserError
@@ -264,22 +262,13 @@ SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, li
 
 def task_files() -> dict[str, Path]:
     """Built-in task YAMLs by name."""
-    root = resources.files("unifylab.eval") / "tasks"
-    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+    return packaged_yaml("unifylab.eval", "tasks")
 
 
 def load_task(name_or_path: str) -> TaskSpec:
     """A built-in task by name, or a task YAML file."""
-    files = task_files()
-    path = files.get(name_or_path) or Path(name_or_path)
-    if not path.is_file():
-        raise UserError(f"--tasks: unknown task {name_or_path!r}; built-in tasks: {', '.join(sorted(files))} "
-                        "(or give a task YAML file)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: malformed YAML: {e}") from None
-    spec = build(TaskSpec, raw if isinstance(raw, dict) else {}, str(path))
+    spec = load_named(TaskSpec, name_or_path, task_files(), "task", "--tasks")
+    path = task_files().get(name_or_path) or Path(name_or_path)
     if spec.generator not in GENERATORS:
         raise UserError(f"{path}: generator {spec.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
     if spec.scorer not in SCORERS:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from unifylab.config import build
-from unifylab.errors import UserError
+from unifylab.config import load_named, packaged_yaml
 
 UND_TASKS = ("caption", "vqa", "mc", "geu", "geu_stepwise")
 GEN_TASKS = ("t2i", "geneval", "ueg", "ueg_stepwise")
@@ -62,22 +59,12 @@ class Preset(BaseModel):
 
 
 def preset_files() -> dict[str, Path]:
-    root = resources.files("unifylab.study") / "presets"
-    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+    return packaged_yaml("unifylab.study", "presets")
 
 
 def load_preset(name_or_path: str) -> Preset:
     """A built-in preset by name, or a preset YAML file."""
-    files = preset_files()
-    path = files.get(name_or_path) or Path(name_or_path)
-    if not path.is_file():
-        raise UserError(f"--preset: unknown preset {name_or_path!r}; built-in presets: {', '.join(sorted(files))} "
-                        "(or give a preset YAML file)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: malformed YAML: {e}") from None
-    return build(Preset, raw if isinstance(raw, dict) else {}, str(path))
+    return load_named(Preset, name_or_path, preset_files(), "preset", "--preset")
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
