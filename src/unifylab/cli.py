@@ -223,13 +223,10 @@ def score_geneval(
 
 
 def _device(name: str) -> str:
-    import torch
+    """'auto' -> the local GPU if there is one, else cpu; a CUDA device without CUDA is a UserError."""
+    from unifylab.train.loop import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return name
+    return str(resolve_device(name))
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:

@@ -49,7 +49,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r}: CUDA is not available here; use device: cpu (or auto)")
+        raise UserError(f"device {name!r}: CUDA is not available here; use cpu (or auto)")
     return torch.device(name)
 
 
