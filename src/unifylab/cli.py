@@ -384,7 +384,7 @@ def load_protocol_model(spec: str, device: str = "auto", guidance: float = 3.0, 
 @app.command("eval")
 def eval_cmd(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle' or 'random'.")],
-    tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files.")] = "caption,vqa,mc,t2i,geneval",
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all'.")] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale for image generation.")] = 3.0,
@@ -393,9 +393,12 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out skips items already scored."""
     from unifylab.eval.harness import RESULTS, run_task, summarise, write_results
-    from unifylab.eval.tasks import load_task
+    from unifylab.eval.tasks import load_task, task_files
+    from unifylab.study.preset import GEN_TASKS, UND_TASKS
 
-    specs = [load_task(t.strip()) for t in tasks.split(",") if t.strip()]
+    names = list(UND_TASKS + GEN_TASKS) + sorted(set(task_files()) - set(UND_TASKS + GEN_TASKS)) \
+        if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    specs = [load_task(t) for t in names]
     m = load_protocol_model(model, device, guidance, seed)
     name = getattr(m, "name", model)
     results: dict = {}
