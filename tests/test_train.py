@@ -47,6 +47,13 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
                             text=True, env=env, **kw)
 
 
+def _torchrun(cfg: Path, out: Path, strategy: str) -> subprocess.CompletedProcess:
+    """Train with two gloo processes under torchrun."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unifylab",
+                           "train", str(cfg), "--out", str(out), "--quiet", "--set", f"distributed={strategy}"],
+                          capture_output=True, text=True, timeout=600)
+
+
 def test_config_errors_are_one_clear_line(cli: Cli, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--set", "optim.lrr=1")
@@ -166,9 +173,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, optim={"steps": 8, "batch": 8, "accum": 2}, eval={"every": 8, "examples": 4})
     one = _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"])
     assert one.wait(timeout=600) == 0, one.stderr.read()
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unifylab",
-                          "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet", "--set", "distributed=ddp"],
-                         capture_output=True, text=True, timeout=600)
+    two = _torchrun(cfg, tmp_path / "two", "ddp")
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
@@ -180,9 +185,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
 def test_fsdp2_matches_one_process(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4})
     assert _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"]).wait(timeout=600) == 0
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unifylab",
-                          "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet", "--set", "distributed=fsdp2"],
-                         capture_output=True, text=True, timeout=600)
+    two = _torchrun(cfg, tmp_path / "two", "fsdp2")
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

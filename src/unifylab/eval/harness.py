@@ -78,9 +78,10 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{spec.name}.jsonl"
     done = _done(path)
-    todo = [it for it in items(spec, limit) if it.id not in done]
-    if progress is not None and len(done):
-        progress(len(done))
+    wanted = items(spec, limit)
+    todo = [it for it in wanted if it.id not in done]
+    if progress is not None and len(wanted) > len(todo):
+        progress(len(wanted) - len(todo))
     score_fn = SCORERS[spec.scorer]
     with open(path, "a", encoding="utf-8") as f:
         for start in range(0, len(todo), batch):
@@ -100,8 +101,7 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
             f.flush()
             if progress is not None:
                 progress(len(chunk))
-    order = [it.id for it in items(spec, limit)]
-    return [done[i] for i in order]
+    return [done[it.id] for it in wanted]
 
 
 def summarise(spec: TaskSpec, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -267,8 +267,9 @@ def task_files() -> dict[str, Path]:
 
 def load_task(name_or_path: str) -> TaskSpec:
     """A built-in task by name, or a task YAML file."""
-    spec = load_named(TaskSpec, name_or_path, task_files(), "task", "--tasks")
-    path = task_files().get(name_or_path) or Path(name_or_path)
+    files = task_files()
+    spec = load_named(TaskSpec, name_or_path, files, "task", "--tasks")
+    path = files.get(name_or_path) or Path(name_or_path)
     if spec.generator not in GENERATORS:
         raise UserError(f"{path}: generator {spec.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
     if spec.scorer not in SCORERS:
