@@ -31,6 +31,11 @@ def text() -> TextTokenizer:
 
 
 def _setup(text: TextTokenizer, variant: dict, n: int = 8, seed: int = 0):
+    model, packer, items, und_tokens, codes = _build(text, variant, n, seed)
+    return model, packer, packer.collate(items), und_tokens, codes
+
+
+def _build(text: TextTokenizer, variant: dict, n: int, seed: int):
     grid = GridTokenizer(32, 3)
     und = PatchTokenizer(32, 4) if variant.get("image_input") == "patch" else grid
     packer = Packer(text, und, grid)
@@ -47,7 +52,27 @@ def _setup(text: TextTokenizer, variant: dict, n: int = 8, seed: int = 0):
         qa = L.sample_qa(s, rng)
         items.append(packer.pack(Example("und", qa.question, qa.answer, image=und_tokens[i])))
         items.append(packer.pack(Example("gen", L.t2i_prompt(s, rng)[0], image=codes[i])))
-    return model, packer, packer.collate(items), und_tokens, codes
+    return model, packer, items, und_tokens, codes
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_packed_rows_give_the_unpacked_loss_and_gradients(text: TextTokenizer, variant: dict) -> None:
+    model, packer, items, _, _ = _build(text, variant, 6, 1)
+    plain, packed = packer.collate(items), packer.collate(items, pack=True)
+    assert packed["input_ids"].shape[0] < plain["input_ids"].shape[0]  # rows were actually shared
+    results = []
+    for batch in (plain, packed):
+        model.zero_grad()
+        out = model.loss(batch)
+        out["sum"].backward()
+        results.append((out, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (a, ga), (b, gb) = results
+    assert float(a["count"]) == float(b["count"])
+    torch.testing.assert_close(b["sum"], a["sum"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b["seq_sum"], a["seq_sum"], rtol=1e-4, atol=1e-4)
+    assert len(ga) == len(gb)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)

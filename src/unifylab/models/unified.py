@@ -174,13 +174,16 @@ class UnifiedTransformer(nn.Module):
     # ------------------------------------------------------------------------------------------ forward
 
     def positions(self, modality: torch.Tensor, pos2d: torch.Tensor | None, attention_mask: torch.Tensor | None,
-                  start: int = 0) -> torch.Tensor:
+                  start: int = 0, segments: torch.Tensor | None = None) -> torch.Tensor:
         """Rotary position ids [B, L, 3]: text (i, i, i); with 2-D rope image tokens (i0, i0 + row, i0 + col).
 
-        `i` counts real tokens (left padding does not advance it); `i0` is the image's first position.
+        `i` counts real tokens (left padding does not advance it; packed `segments` restart it); `i0` is the image's
+        first position.
         """
         b, n = modality.shape
-        if attention_mask is None:
+        if segments is not None:
+            idx = _segment_index(segments)
+        elif attention_mask is None:
             idx = torch.arange(start, start + n, device=modality.device).expand(b, n)
         else:
             idx = attention_mask.long().cumsum(1) - 1
@@ -189,7 +192,9 @@ class UnifiedTransformer(nn.Module):
         if self.cfg.rope == "2d" and pos2d is not None:
             img = modality == IMAGE
             prev = torch.cat([torch.zeros_like(img[:, :1]), img[:, :-1]], 1)
-            run_start = torch.where(img & ~prev, idx, torch.zeros_like(idx)).cummax(1).values
+            col = torch.arange(n, device=modality.device).expand(b, n)
+            first = torch.where(img & ~prev, col, torch.zeros_like(col)).cummax(1).values  # column of the run's start
+            run_start = idx - (col - first)
             pos[..., 1] = torch.where(img, run_start + pos2d[..., 0], idx)
             pos[..., 2] = torch.where(img, run_start + pos2d[..., 1], idx)
             pos[..., 0] = torch.where(img, run_start, idx)
@@ -229,18 +234,23 @@ class UnifiedTransformer(nn.Module):
         positions: torch.Tensor | None = None,
         cache: list[KVCache] | None = None,
         start: int = 0,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final hidden states [B, L, dim] (after the final norm). With `cache`, the inputs continue a sequence at
-        `start`; `attention_mask` then covers all start + L positions (False = left padding)."""
+        `start`; `attention_mask` then covers all start + L positions (False = left padding). `segments` [B, L]
+        (training on packed rows) marks which sequence each token belongs to: attention stays within it."""
         b, n = input_ids.shape
         if start + n > self.cfg.max_len:
             raise ValueError(f"sequence of {start + n} tokens exceeds max_len {self.cfg.max_len}")
+        if segments is not None and (cache is not None or attention_mask is not None):
+            raise ValueError("packed `segments` are for training passes, without a cache or attention_mask")
         if modality is None:
             modality = (input_ids >= self.cfg.n_text).long()
         if positions is None:
-            positions = self.positions(modality, pos2d, attention_mask, start)
+            positions = self.positions(modality, pos2d, attention_mask, start, segments)
         rope = self.rotary(positions)
-        mask = self._mask(attention_mask, n, start, input_ids.device)
+        mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else \
+            _block_causal(segments)
         route = modality if self.cfg.backbone == "mot" else None
         x = self.embed_inputs(input_ids, cont, features)
         caches = iter(cache) if cache is not None else None
@@ -291,10 +301,12 @@ class UnifiedTransformer(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Next-token cross-entropy on labelled positions: `loss` (mean), `sum` and `count` (for exact averaging
-        across micro-batches and ranks), per-sequence `seq_sum`/`seq_count`, and `text_loss`/`image_loss`."""
+        across micro-batches and ranks), per-sequence `seq_sum`/`seq_count` (by `example` index when packed), and
+        `text_loss`/`image_loss`."""
         hidden = self(
             batch["input_ids"], batch.get("modality"), batch.get("pos2d"), batch.get("cont"), batch.get("features"),
             None,  # right padding: causal attention never lets a real token see a pad
+            segments=batch.get("segments"),
         )
         targets = batch["labels"][:, 1:]
         keep = targets != IGNORE
@@ -309,8 +321,11 @@ class UnifiedTransformer(nn.Module):
             if bool(is_img.any()):
                 per_tok[is_img] = F.cross_entropy(self.image_head(h[is_img]).float(), t[is_img] - self.cfg.n_text,
                                                   reduction="none")
-        rows = keep.nonzero()[:, 0]
-        b = targets.shape[0]
+        example = batch.get("example")
+        if example is None:  # one sequence per row
+            example = torch.arange(targets.shape[0], device=h.device)[:, None].expand(-1, targets.shape[1] + 1)
+        rows = example[:, 1:][keep]
+        b = int(example.max()) + 1
         seq_sum = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, per_tok)
         seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
         nan = torch.tensor(float("nan"), device=h.device)
@@ -323,3 +338,19 @@ class UnifiedTransformer(nn.Module):
             "text_loss": per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
             "image_loss": per_tok[is_img].mean() if bool(is_img.any()) else nan,
         }
+
+
+def _segment_index(segments: torch.Tensor) -> torch.Tensor:
+    """Each token's offset within its segment (a run of equal ids along the row)."""
+    n = segments.shape[1]
+    ar = torch.arange(n, device=segments.device).expand_as(segments)
+    new = torch.ones_like(segments, dtype=torch.bool)
+    new[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return ar - torch.where(new, ar, torch.zeros_like(ar)).cummax(1).values
+
+
+def _block_causal(segments: torch.Tensor) -> torch.Tensor:
+    """Boolean [B, 1, L, L]: causal attention that never crosses a segment boundary."""
+    n = segments.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
+    return (causal & (segments[:, :, None] == segments[:, None, :]))[:, None]

@@ -159,11 +159,19 @@ class Packer:
                 b.special("<eos>")
         return b.finish(self.loss_on[ex.task])
 
-    def collate(self, items: Sequence[Packed]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest: input_ids, labels, modality, pos2d, cont, attention_mask [B, L]; features [Nc, D]."""
+    def collate(self, items: Sequence[Packed], pack: bool = False) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest: input_ids, labels, modality, pos2d, cont, attention_mask [B, L]; features [Nc, D];
+        `example` [B, L] gives each token's item index (-1 on padding).
+
+        With `pack`, several sequences share a row (first-fit, rows as long as the longest item, items of one task
+        form per row so a forked backbone routes each row whole) and `segments` [B, L] (= example) tells the model
+        to restart positions and block attention at item boundaries: the loss is the unpacked one, with less padding.
+        """
         if not items:
             raise ValueError("cannot collate an empty batch")
-        n, length = len(items), max(len(p) for p in items)
+        rows = _first_fit(items) if pack else [[i] for i in range(len(items))]
+        length = max(sum(len(items[i]) for i in row) for row in rows)
+        n = len(rows)
         out = {
             "input_ids": torch.full((n, length), self.pad_id, dtype=torch.long),
             "labels": torch.full((n, length), IGNORE, dtype=torch.long),
@@ -171,14 +179,43 @@ class Packer:
             "pos2d": torch.full((n, length, 2), -1, dtype=torch.long),
             "cont": torch.zeros((n, length), dtype=torch.bool),
             "attention_mask": torch.zeros((n, length), dtype=torch.bool),
+            "example": torch.full((n, length), -1, dtype=torch.long),
         }
-        for i, p in enumerate(items):
-            k = len(p)
-            for key in ("input_ids", "labels", "modality", "pos2d", "cont"):
-                out[key][i, :k] = getattr(p, key)
-            out["attention_mask"][i, :k] = True
-        out["features"] = torch.cat([p.features for p in items]) if self._feature_dim else torch.zeros(0, 0)
+        for r, row in enumerate(rows):
+            at = 0
+            for i in row:
+                p, k = items[i], len(items[i])
+                for key in ("input_ids", "labels", "modality", "pos2d", "cont"):
+                    out[key][r, at : at + k] = getattr(p, key)
+                out["labels"][r, at] = IGNORE  # a sequence's first token is never predicted from the one before
+                out["attention_mask"][r, at : at + k] = True
+                out["example"][r, at : at + k] = i
+                at += k
+        if pack:
+            out["segments"] = out["example"]
+        feats = [items[i].features for row in rows for i in row]
+        out["features"] = torch.cat(feats) if self._feature_dim else torch.zeros(0, 0)
         return out
+
+
+def _first_fit(items: Sequence[Packed]) -> list[list[int]]:
+    """Rows of item indices, first-fit decreasing by length; a row holds one task form (its first two tokens)."""
+    cap = max(len(p) for p in items)
+    rows: list[list[int]] = []
+    room: list[int] = []
+    form: list[int] = []
+    for i in sorted(range(len(items)), key=lambda i: -len(items[i])):
+        k, tag = len(items[i]), int(items[i].input_ids[1])
+        for r in range(len(rows)):
+            if form[r] == tag and room[r] >= k:
+                rows[r].append(i)
+                room[r] -= k
+                break
+        else:
+            rows.append([i])
+            room.append(cap - k)
+            form.append(tag)
+    return rows
 
 
 class _Builder:

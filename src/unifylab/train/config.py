@@ -40,6 +40,8 @@ class DataConfig(Strict):
         default_factory=dict,
         description="segments trained per sequence form, e.g. {gen: [prompt, image]}; unset forms keep the default "
                     "(und: answer, gen: image)")
+    pack: bool = Field(True, description="pack several training sequences per row (block-diagonal attention, "
+                                         "restarted positions): the same loss with far less padding")
     seed: int = 0
 
     @model_validator(mode="after")

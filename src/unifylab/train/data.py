@@ -190,8 +190,8 @@ class Batches:
                 packed.append(self.packer.pack(Example("gen", it.text, image=next(gen_tok))))
         return packed
 
-    def collate(self, items: list[Item]) -> dict[str, torch.Tensor]:
-        batch = self.packer.collate(self.pack(items))
+    def collate(self, items: list[Item], pack: bool = False) -> dict[str, torch.Tensor]:
+        batch = self.packer.collate(self.pack(items), pack=pack)
         batch["task"] = torch.tensor([TASKS.index(it.task) for it in items], dtype=torch.long)
         return batch
 

@@ -273,7 +273,7 @@ class Trainer:
             if len(part) == 0:
                 continue
             items = self.batches.items("train", part, self.batches.task_of(part))
-            out.append(self.batches.collate(items))
+            out.append(self.batches.collate(items, pack=self.cfg.data.pack))
         return out
 
     def _step(self, step: int) -> dict[str, Any]:
