@@ -93,3 +93,17 @@ def test_satisfies_checks_counts_colours_positions_and_excludes() -> None:
     assert not L.satisfies(scene, S((R("circle", "red"), R("cross", position=("above", 0))))).ok
     with pytest.raises(Exception, match="relation"):
         L.satisfies(scene, S((R("circle"), R("cross", position=("near", 0)))))
+
+
+def test_cell_credit_gives_thirds_per_cell_and_nothing_for_inventions() -> None:
+    def o(shape: str, color: str, row: int, col: int) -> Obj:
+        return Obj(shape, color, row, col)
+
+    want = [o("circle", "red", 0, 0), o("square", "blue", 1, 1)]
+    assert L.cell_credit(want, want) == (1.0, [])
+    assert L.cell_credit([], want)[0] == 0.0 and L.cell_credit([], [])[0] == 1.0
+    score, reasons = L.cell_credit([o("ring", "red", 0, 0), o("square", "green", 1, 1)], want)
+    assert score == pytest.approx((2 / 3 + 2 / 3) / 2) and len(reasons) == 2
+    score, reasons = L.cell_credit(want + [o("cross", "white", 2, 2)], want)
+    assert score == pytest.approx(2 / 3) and reasons == ["invented white cross at row 3, column 3"]
+    assert L.cell_credit([o("circle", "red", 0, 1)], [o("circle", "red", 0, 0)])[0] == 0.0  # wrong cell: no credit

@@ -21,6 +21,7 @@ def _tiny(preset: str, tmp: Path, **extra: object) -> Path:
     raw = yaml.safe_load(preset_files()[preset].read_text())
     raw["base"] = {**raw["base"], **TINY}
     raw["limit"] = 6
+    raw["analysis_n"] = 12
     raw.update(extra)
     for v in raw["variants"]:
         if v["set"].get("model", {}).get("fork_layer"):
@@ -53,7 +54,10 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     assert len(images) >= 5 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     md = (out / "report.md").read_text()
     assert md.count("](figures/") == len(images) and all((out / "figures" / f"{k}.png").is_file()
-                                                      for k in ("accuracy", "synergy", "losses", "modes", "samples"))
+                                                      for k in ("accuracy", "synergy", "losses", "modes", "samples",
+                                                                "alignment", "entropy", "gradients"))
+    inside = results["runs"]["unifork-s0"]["analysis"]
+    assert {r["input"] for r in inside["alignment"]} == {"und", "gen"} and inside["entropy"] and inside["gradients"]
     mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
@@ -101,7 +105,7 @@ def test_report_renders_in_headless_chromium(cli: Cli, tmp_path: Path) -> None:
 
 def test_locus_preset_fine_tunes_from_generation_with_frozen_groups(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("study", "--preset", _tiny("locus", tmp_path, tasks=["vqa"]), "--out", tmp_path / "l",
-                       "--device", "cpu")
+                       "--device", "cpu", "--jobs", "1")  # the in-process path (the other studies run 2 workers)
     assert code == 0, err
     import torch
     from safetensors.torch import load_file

@@ -27,6 +27,8 @@ app.add_typer(data_app, name="data")
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train and save text and image tokenizers.")
 app.add_typer(score_app, name="score")
 app.add_typer(tokenizer_app, name="tokenizer")
+analyze_app = typer.Typer(no_args_is_help=True, help="Look inside models: alignment, entropy, gradient conflict.")
+app.add_typer(analyze_app, name="analyze")
 
 err = Console(stderr=True)
 WORLDS = ("shapes",)
@@ -365,7 +367,7 @@ def train_cmd(
 # ---------------------------------------------------------------------------------------------- eval
 
 
-def load_protocol_model(spec: str, device: str = "auto", guidance: float = 3.0, seed: int = 0) -> object:
+def load_protocol_model(spec: str, device: str = "auto", guidance: float = 1.0, seed: int = 0) -> object:
     """'oracle', 'random', or a run/model folder (native adapter)."""
     from unifylab.eval.protocol import OracleModel, RandomModel
 
@@ -381,13 +383,72 @@ def load_protocol_model(spec: str, device: str = "auto", guidance: float = 3.0, 
     return NativeModel(folder, _device(device), guidance=guidance, seed=seed)
 
 
+def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alpha: float, examples: int, seed: int,
+             device: str, force: bool) -> None:
+    from unifylab.analysis.run import analyze, world_of, write
+    from unifylab.data.io import guard_output
+    from unifylab.world.shapes import ShapesConfig
+
+    for f in (out / f"{kind}.jsonl", out / f"{kind}.png"):
+        guard_output(f, force)
+    rows: dict[str, list] = {}
+    with _progress() as bar:
+        task = bar.add_task(f"{kind}", total=len(models))
+        for spec in models:
+            m = load_protocol_model(spec, device, seed=seed)
+            folder = Path(spec) if Path(spec).is_dir() else None
+            name = getattr(m, "name", spec)
+            if name in rows:
+                raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
+            bar.update(task, description=f"{kind}: {name}")
+            rows[name] = analyze(kind, m, folder, world_of(folder, ShapesConfig()),
+                                 n or (200 if kind == "alignment" else 64), k, alpha, examples, seed)
+            bar.advance(task)
+    jsonl, png = write(kind, rows, out)
+    err.print(f"{kind}: {sum(map(len, rows.values()))} rows -> {jsonl}, plot {png}")
+
+
+_MODELS = Annotated[list[str], typer.Argument(metavar="RUN_OR_MODEL...", help="Run folders (one curve each).")]
+_OUT = Annotated[Path, typer.Option(help="Folder for <analysis>.jsonl and <analysis>.png.")]
+_SEED = Annotated[int, typer.Option(help="Seed of the scenes analysed.")]
+_DEVICE = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+_FORCE = Annotated[bool, typer.Option(help="Overwrite this analysis' files in --out.")]
+
+
+@analyze_app.command("alignment")
+def analyze_alignment(models: _MODELS, out: _OUT = ..., n: Annotated[int, typer.Option(min=3, help="Scenes.")] = 200,
+                      k: Annotated[int, typer.Option(min=1, help="Neighbours for mutual kNN.")] = 10,
+                      seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False) -> None:
+    """Per layer: mutual-kNN and linear CKA between mean-pooled image and text states (und and gen inputs)."""
+    _analyze("alignment", models, out, n, k, 1.01, 0, seed, device, force)
+
+
+@analyze_app.command("entropy")
+def analyze_entropy(models: _MODELS, out: _OUT = ..., n: Annotated[int, typer.Option(min=2, help="Sequences.")] = 64,
+                    alpha: Annotated[float, typer.Option(help="Renyi order (not 1).")] = 1.01,
+                    seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False) -> None:
+    """Per layer: Renyi entropy of text-only, image-only and mixed inputs, and response entropy (text vs image)."""
+    if alpha <= 0 or alpha == 1:
+        raise UserError(f"--alpha {alpha}: must be positive and not 1 (1.01 approximates Shannon entropy)")
+    _analyze("entropy", models, out, n, 10, alpha, 0, seed, device, force)
+
+
+@analyze_app.command("gradients")
+def analyze_gradients(models: _MODELS, out: _OUT = ...,
+                      examples: Annotated[int, typer.Option(min=2, help="Examples per task batch.")] = 64,
+                      seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False) -> None:
+    """Per layer and checkpoint: cosine between the understanding and generation loss gradients."""
+    _analyze("gradients", models, out, None, 10, 1.01, examples, seed, device, force)
+
+
 @app.command("eval")
 def eval_cmd(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle' or 'random'.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all'.")] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale for image generation.")] = 3.0,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale for image generation (1 = off; "
+                                                 "small lab models do best at 1-1.5).")] = 1.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
@@ -495,6 +556,8 @@ def study_cmd(
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the preset's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training key for every run.")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Trainings run at once (default: 2 on a multi-core CPU, "
+                                                         "else 1).")] = None,
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
     from unifylab.study.preset import load_preset
@@ -504,7 +567,7 @@ def study_cmd(
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     seed_list = list(_ints(seeds, "--seeds")) if seeds else None
-    results = run_study(p, folder, seed_list, _device(device), set_ or [], err)
+    results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs)
     md, html_path = write_report(folder, results)
     for line in answer(results):
         err.print(line)

@@ -14,7 +14,7 @@ import numpy as np
 from unifylab.data.io import save_png
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
-from unifylab.eval.tasks import SCORERS, Item, TaskSpec, items
+from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
 
 RESULTS = "results.json"
 
@@ -33,7 +33,8 @@ def _done(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str]) -> dict[str, Any]:
+def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool
+            ) -> dict[str, Any]:
     return {
         "id": item.id,
         "input": {"prompts": [r.prompt for r in item.text] + [r.prompt for r in item.images]},
@@ -41,7 +42,7 @@ def _record(item: Item, texts: list[str], image_paths: list[str], score: float, 
         "target": item.target,
         "score": score,
         "reasons": reasons,
-        "chance": item.chance if (item.chance or not item.images) else None,
+        "chance": item.chance if not graded and (item.chance or not item.images) else None,
         "meta": item.meta,
     }
 
@@ -95,7 +96,7 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
                     save_png(p, im)
                     paths.append(str(p.relative_to(out)))
                 score, reasons = score_fn(it, t, ims)
-                rec = _record(it, t, paths, score, reasons)
+                rec = _record(it, t, paths, score, reasons, spec.scorer in GRADED)
                 done[it.id] = rec
                 f.write(json.dumps(rec) + "\n")
             f.flush()

@@ -8,16 +8,16 @@ import numpy as np
 import torch
 
 from unifylab.errors import UserError
-from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, TextRequest
+from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
 from unifylab.models.generate import Sampling, generate_images, generate_text
 from unifylab.models.hub import from_pretrained, load_tokenizers
-from unifylab.tokenize.sequence import Example, Packer
+from unifylab.tokenize.sequence import IMAGE, Example, Packer
 
 
 class NativeModel:
     """Greedy text answers, loglikelihoods from the training loss, and CFG-guided image sampling."""
 
-    def __init__(self, folder: Path, device: str = "cpu", guidance: float = 3.0, top_k: int = 0,
+    def __init__(self, folder: Path, device: str = "cpu", guidance: float = 1.0, top_k: int = 0,
                  temperature: float = 1.0, batch: int = 64, seed: int = 0) -> None:
         folder = Path(folder)
         self.name = folder.name
@@ -76,4 +76,43 @@ class NativeModel:
             codes = generate_images(self.model, prefixes, uncond, self.guidance, self.image_sampling,
                                     seed=self.seed + chunk[0].seed)
             out += list(self.gen.decode(codes))
+        return out
+
+    @torch.no_grad()
+    def hidden_states(self, requests: list[HiddenRequest]) -> list[HiddenStates]:
+        """Per-layer states of each request's sequence (batched, returned on the CPU in float32)."""
+        out: list[HiddenStates] = []
+        device = next(self.model.parameters()).device
+        for i in range(0, len(requests), self.batch):
+            chunk = requests[i : i + self.batch]
+            und = iter(self._und_tokens([r.image for r in chunk if r.kind == "und" and r.image is not None]))
+            gen = iter(list(self.gen.encode(np.stack(imgs))) if (imgs := [r.image for r in chunk if r.kind == "gen"
+                                                                          and r.image is not None]) else [])
+            packed = []
+            for r in chunk:
+                if r.kind == "und":
+                    ex = Example("und", r.text, r.answer, image=next(und) if r.image is not None else None)
+                    packed.append(self.packer.pack(ex, with_target=True) if r.image is not None else
+                                  self.packer.pack(Example("rewrite", r.text, r.answer)))
+                elif r.kind == "gen":
+                    img = next(gen) if r.image is not None else None
+                    packed.append(self.packer.pack(Example("gen", r.text, image=img), with_target=img is not None))
+                else:
+                    raise UserError(f"hidden-state request kind {r.kind!r}; expected 'und' or 'gen'")
+            batch = {k: v.to(device) for k, v in self.packer.collate(packed).items()}
+            layers: list[torch.Tensor] = []
+            self.model(batch["input_ids"], batch["modality"], batch["pos2d"], batch["cont"], batch["features"],
+                       layers=layers)
+            states = torch.stack(layers, 1).float().cpu()  # [B, layers + 1, L, D]
+            for k, (r, p) in enumerate(zip(chunk, packed)):
+                n = len(p)
+                masks = {m: torch.zeros(n, dtype=torch.bool) for m in ("text", "image", "prompt", "response")}
+                for name, a, b in p.segments:
+                    if name.startswith("<"):
+                        continue
+                    is_image = bool((p.modality[a:b] == IMAGE).all())
+                    masks["image" if is_image else "text"][a:b] = True
+                    response = name == "answer" or (r.kind == "gen" and is_image)
+                    masks["response" if response else "prompt"][a:b] = True
+                out.append(HiddenStates(states[k, :, :n].clone(), masks))
         return out

@@ -52,6 +52,35 @@ class ImageRequest:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class HiddenRequest:
+    """A sequence to look inside: `und` reads `image`, then `text`, then `answer`; `gen` reads `text`, then draws
+    `image`. Leaving parts out gives text-only (gen without image) or image-only (und without text) inputs."""
+
+    kind: str
+    text: str = ""
+    image: np.ndarray | None = None
+    answer: str = ""
+
+
+@dataclass
+class HiddenStates:
+    """Residual-stream states [layers + 1, L, D] (the embedding output first) with boolean masks [L] over content
+    tokens: `text`, `image`, `prompt` (what conditions the response) and `response` (the answer, or the image drawn)."""
+
+    layers: Any
+    masks: dict[str, Any]
+
+
+def hidden_states_of(model: Any) -> Any:
+    """The model's `hidden_states` method, or a clear error for adapters that do not expose internals."""
+    fn = getattr(model, "hidden_states", None)
+    if fn is None:
+        raise UserError(f"model {getattr(model, 'name', model)!r} does not expose hidden states; analyses need a run "
+                        "folder, a save_pretrained folder or an hf-janus/hf-emu3 model")
+    return fn
+
+
 @runtime_checkable
 class UnifiedModel(Protocol):
     name: str

@@ -225,6 +225,14 @@ def score_caption(item: Item, texts: list[str], images: list[np.ndarray]) -> tup
     return (1.0, []) if got == want and len(objs) == len(got) else (0.0, reasons or ["repeated an object"])
 
 
+def score_caption_cells(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    """Partial credit per cell (filled, colour, shape) for the caption's objects against the scene."""
+    objs = L.parse_caption(texts[0])
+    if objs is None:
+        return 0.0, [f"caption {texts[0]!r} names no object in a readable form"]
+    return L.cell_credit(objs, Scene.from_dict(item.meta["scene"]).objects)
+
+
 def score_mc(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
     reasons = []
     for k, (t, want) in enumerate(zip(texts, item.target)):
@@ -242,6 +250,14 @@ def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
     return (1.0 if verdict.ok else 0.0), verdict.reasons
 
 
+def score_image_cells(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    """Partial credit per cell (filled, colour, shape) for the parsed image against the prompted scene."""
+    req = item.images[0]
+    parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
+    item.meta["parsed"] = parsed.to_dict()
+    return L.cell_credit(parsed.objects, Scene.from_dict(item.meta["scene"]).objects)
+
+
 def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
     """Poll the drawn image with the item's yes/no questions, answered exactly on the parsed scene."""
     req = item.images[0]
@@ -254,7 +270,9 @@ def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tupl
 
 SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
     "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image, "verify": score_verify,
+    "caption_cells": score_caption_cells, "image_cells": score_image_cells,
 }
+GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -235,10 +235,13 @@ class UnifiedTransformer(nn.Module):
         cache: list[KVCache] | None = None,
         start: int = 0,
         segments: torch.Tensor | None = None,
+        layers: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Final hidden states [B, L, dim] (after the final norm). With `cache`, the inputs continue a sequence at
         `start`; `attention_mask` then covers all start + L positions (False = left padding). `segments` [B, L]
-        (training on packed rows) marks which sequence each token belongs to: attention stays within it."""
+        (training on packed rows) marks which sequence each token belongs to: attention stays within it. A `layers`
+        list receives the residual stream [B, L, dim] after the embedding and after every block (for a forked
+        backbone, each row's own branch), for looking inside."""
         b, n = input_ids.shape
         if start + n > self.cfg.max_len:
             raise ValueError(f"sequence of {start + n} tokens exceeds max_len {self.cfg.max_len}")
@@ -253,9 +256,13 @@ class UnifiedTransformer(nn.Module):
             _block_causal(segments)
         route = modality if self.cfg.backbone == "mot" else None
         x = self.embed_inputs(input_ids, cont, features)
+        if layers is not None:
+            layers.append(x)
         caches = iter(cache) if cache is not None else None
         for blk in self.trunk:
             x = blk(x, rope, route, mask, next(caches) if caches else None, start)
+            if layers is not None:
+                layers.append(x)
         if self.branches is None:
             return self.norms[0](x)
         if branch is None:
@@ -263,9 +270,10 @@ class UnifiedTransformer(nn.Module):
             if branch is None:
                 raise ValueError("fork backbone: pass `branch` when continuing from a cache")
         out = torch.empty_like(x)
-        for bi, layers in enumerate(self.branches):
+        deep = [torch.empty_like(x) for _ in self.branches[0]] if layers is not None else []
+        for bi, blocks in enumerate(self.branches):
             rows = (branch == bi).nonzero()[:, 0]
-            layer_caches = [next(caches) for _ in layers] if caches else [None] * len(layers)
+            layer_caches = [next(caches) for _ in blocks] if caches else [None] * len(blocks)
             if rows.numel() == 0:
                 continue
             full = rows.numel() == b
@@ -273,9 +281,13 @@ class UnifiedTransformer(nn.Module):
             h = x if full else x[rows]
             r = rope if full else (rope[0][rows], rope[1][rows])
             m = mask if (full or mask is None) else mask[rows]
-            for blk, c in zip(layers, layer_caches):
+            for j, (blk, c) in enumerate(zip(blocks, layer_caches)):
                 h = blk(h, r, None, m, c, start, sel)
+                if layers is not None:
+                    deep[j][rows] = h
             out[rows] = self.norms[bi](h)
+        if layers is not None:
+            layers.extend(deep)
         return out
 
     @staticmethod

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import load_named, packaged_yaml
 
-UND_TASKS = ("caption", "vqa", "mc", "geu", "geu_stepwise")
-GEN_TASKS = ("t2i", "geneval", "ueg", "ueg_stepwise")
+UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise")
+GEN_TASKS = ("t2i", "t2i_cells", "geneval", "ueg", "ueg_stepwise")
 
 
 class Variant(BaseModel):
@@ -44,6 +44,9 @@ class Preset(BaseModel):
     tasks: list[str] = list(UND_TASKS + GEN_TASKS)
     limit: int | None = Field(100, description="items per task (None: the task's full size)")
     vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
+    analyses: list[Literal["alignment", "entropy", "gradients"]] = Field(
+        default_factory=lambda: ["alignment", "entropy", "gradients"], description="looking inside every run")
+    analysis_n: int = Field(100, ge=12, description="scenes per analysis (alignment pairs, entropy sequences)")
 
     @model_validator(mode="after")
     def _check(self) -> Preset:

@@ -196,6 +196,19 @@ UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was neve
                   "scoring ignores extra objects, so random clutter can score there).")
 
 
+def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
+    """Curves over depth of one analysis for the first seed's runs (of the first sweep value), side by side."""
+    from unifylab.analysis.plots import png_bytes
+
+    runs = results["runs"]
+    first = next(iter(runs.values()), None)
+    if first is None:
+        return None
+    rows = {r["variant"]: r["analysis"][kind] for r in runs.values()
+            if kind in r.get("analysis", {}) and r["seed"] == first["seed"] and r["sweep"] == first["sweep"]}
+    return png_bytes(kind, rows) if rows else None
+
+
 def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     tasks = results["preset"]["tasks"]
     head = ["run", *tasks]
@@ -215,6 +228,7 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     figs = {
         "accuracy": fig_accuracy(results), "synergy": fig_synergy(results), "losses": fig_losses(out, results),
         "modes": fig_modes(results), "sweep": fig_sweep(results), "samples": fig_samples(out, results),
+        **{k: fig_analysis(results, k) for k in ("alignment", "entropy", "gradients")},
     }
     figs = {k: v for k, v in figs.items() if v}
     (out / "figures").mkdir(exist_ok=True)
@@ -227,6 +241,12 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "modes": "Reasoning tasks, direct vs stepwise.",
         "sweep": "Synergy against the swept setting.",
         "samples": "Generated t2i samples with the exact parser's verdict.",
+        "alignment": "Inside the models: mutual-kNN and linear CKA between mean-pooled image and text states per layer, "
+                     "for understanding inputs (image, then caption) and generation inputs (prompt, then image).",
+        "entropy": "Inside the models: Renyi entropy (alpha 1.01) of text-only, image-only and mixed inputs per layer "
+                   "(normalised by log tokens), and response entropy H(prompt+response) - H(prompt), text vs image.",
+        "gradients": "Inside the models: cosine between understanding and generation loss gradients per layer at the "
+                     "final checkpoint (every checkpoint is in results.json); forked layers share nothing, so none.",
     }
     head, rows = _table(results)
     lines = answer(results)

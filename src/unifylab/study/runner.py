@@ -5,8 +5,12 @@ first), and write results.json for the report. Finished runs and scored items ar
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
 import platform
 import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +122,31 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
     return out
 
 
+def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
+                  threads: int, report: Callable[[str, int], None], evals: dict[str, Any], summaries: dict[str, Any],
+                  analyses: tuple[list[str], int]) -> None:
+    """Schedule runs on a spawn-process pool as their `init_from` parents finish; progress comes back by queue."""
+    ctx = mp.get_context("spawn")
+    parent = {r.id: Path(r.cfg.init_from).name if r.cfg.init_from is not None else None for r in runs}
+    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        waiting, running = list(runs), {}
+        while waiting or running:
+            for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in evals]:
+                if len(running) >= jobs:
+                    break
+                waiting.remove(r)
+                running[pool.submit(_pool_worker, r, out, device, tasks, limit, threads, queue, analyses)] = r
+            if not running:
+                raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            while not queue.empty():
+                report(*queue.get())
+            for f in finished:
+                r = running.pop(f)
+                evals[r.id], summaries[r.id] = f.result()
+
+
 def environment(device: str) -> dict[str, Any]:
     return {
         "unifylab": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -132,12 +161,77 @@ def _train_steps(run: Run) -> int:
         else run.cfg.optim.steps
 
 
-def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device: str = "cpu",
-              overrides: list[str] = (), console: Console | None = None) -> dict[str, Any]:
-    """Train, evaluate and compare; returns (and writes) results.json's content."""
+def default_jobs(device: str) -> int:
+    """Parallel trainings: two on a CPU with >= 2 cores (small models use one core well, two poorly), else one."""
+    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+
+
+def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int) -> dict[str, list[dict[str, Any]]]:
+    """Each analysis of a run (cached in DIR/analysis/<run>.json, so re-runs skip it)."""
+    from unifylab.analysis.run import analyze
+
+    path = out / "analysis" / f"{run.id}.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    for kind in kinds:
+        if kind not in done:
+            done[kind] = analyze(kind, model, out / "runs" / run.id, run.cfg.world, n=n, k=10, alpha=1.01,
+                                 examples=min(n, 64), seed=0, batch=64)
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(done))
+            tmp.replace(path)
+    return {k: done[k] for k in kinds}
+
+
+def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int,
+                    report: Callable[[str, int], None], analyses: tuple[list[str], int] = ([], 0)
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
+    progress bar. The summaries hold each task's summary and, under "analysis", the analyses' rows."""
     from unifylab.eval.native import NativeModel
     from unifylab.train.loop import Trainer
 
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = out / "runs" / run.id
+    steps = _train_steps(run)
+    if not (run_dir / "summary.json").is_file():
+        report(f"training {run.id}", 0)
+        last = [0]
+
+        def step(k: int, n: int) -> None:
+            report(f"training {run.id}", k - last[0])
+            last[0] = k
+
+        Trainer(run.cfg, run_dir, Console(stderr=True, quiet=True), progress=False, on_step=step).fit()
+        report(f"evaluating {run.id}", steps - last[0])
+    else:
+        report(f"evaluating {run.id}", steps)
+    model = NativeModel(run_dir, device)
+    scores, summaries = {}, {}
+    for spec in (load_task(t) for t in tasks):
+        recs = run_task(model, spec, out / "eval" / run.id, limit, progress=lambda k: report(f"evaluating {run.id}", k))
+        scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
+        summaries[spec.name] = summarise(spec, recs)
+    if analyses[0]:
+        report(f"analysing {run.id}", 0)
+        summaries["analysis"] = _analyses(run, model, out, *analyses)
+    return scores, summaries
+
+
+def _queue_report(queue: Any) -> Callable[[str, int], None]:
+    return lambda what, units: queue.put((what, units))
+
+
+def _pool_worker(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int, queue: Any,
+                 analyses: tuple[list[str], int]) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    return _train_and_eval(run, out, device, tasks, limit, threads, _queue_report(queue), analyses)
+
+
+def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device: str = "cpu",
+              overrides: list[str] = (), console: Console | None = None, jobs: int | None = None) -> dict[str, Any]:
+    """Train, evaluate and compare; returns (and writes) results.json's content. `jobs` runs that many trainings
+    at once in worker processes (default: `default_jobs`); a run that starts from another waits for it."""
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -151,43 +245,37 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
         tok, metrics = train_vq(vcfg, device)
         save_trained(tok, vcfg, metrics, vq_folder)
     runs = plan_runs(preset, out, seeds, device, list(overrides), vq_folder)
-    specs = [load_task(t) for t in preset.tasks]
-    n_items = sum(min(s.n, preset.limit or s.n) for s in specs)
+    tasks = [load_task(t).name for t in preset.tasks]
+    n_items = sum(min(s.n, preset.limit or s.n) for s in map(load_task, tasks))
     total = sum(_train_steps(r) for r in runs) + n_items * len(runs)
+    jobs = max(1, min(jobs or default_jobs(device), len(runs)))
+    threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
+    analyses = (list(preset.analyses), preset.analysis_n)
     evals: dict[str, dict[str, dict[str, float]]] = {}
     summaries: dict[str, Any] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(f"study {preset.name}", total=total)
-        done = 0
-        for r in runs:
-            run_dir = out / "runs" / r.id
-            steps = _train_steps(r)
-            if not (run_dir / "summary.json").is_file():
-                bar.update(task, description=f"training {r.id}")
-                base = done
-                Trainer(r.cfg, run_dir, console, progress=False,
-                        on_step=lambda k, n, b=base: bar.update(task, completed=b + k)).fit()
-            done += steps
-            bar.update(task, completed=done, description=f"evaluating {r.id}")
-            model = NativeModel(run_dir, device)
-            evals[r.id], summaries[r.id] = {}, {}
-            for spec in specs:
-                recs = run_task(model, spec, out / "eval" / r.id, preset.limit,
-                                progress=lambda k: bar.advance(task, k))
-                evals[r.id][spec.name] = {rec["id"]: rec["score"] for rec in recs}
-                summaries[r.id][spec.name] = summarise(spec, recs)
-            done += n_items
-            bar.update(task, completed=done)
+
+        def report(what: str, units: int) -> None:
+            bar.update(task, advance=units, description=what)
+
+        if jobs == 1:
+            for r in runs:
+                evals[r.id], summaries[r.id] = _train_and_eval(r, out, device, tasks, preset.limit, 0, report,
+                                                               analyses)
+        else:
+            _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, evals, summaries, analyses)
     results = {
         "preset": preset.model_dump(mode="json"),
         "runs": {r.id: {"variant": r.variant.name, "role": r.variant.role, "seed": r.seed, "sweep": r.sweep,
                         "train": json.loads((out / "runs" / r.id / "summary.json").read_text()),
-                        "eval": summaries[r.id]} for r in runs},
+                        "eval": {t: v for t, v in summaries[r.id].items() if t != "analysis"},
+                        "analysis": summaries[r.id].get("analysis", {})} for r in runs},
         "comparisons": comparisons(preset, runs, evals),
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "environment": environment(device),
+        "environment": {**environment(device), "parallel_runs": jobs},
         "overrides": list(overrides),
     }
     (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")

@@ -160,6 +160,31 @@ def _listing(objs: list[Obj]) -> str:
     return "; ".join(o.describe() for o in objs) if objs else "nothing"
 
 
+def cell_credit(got: list[Obj] | tuple[Obj, ...], want: list[Obj] | tuple[Obj, ...]) -> tuple[float, list[str]]:
+    """Graded agreement of two object layouts: over every cell either side fills, a wanted object earns a third
+    each for its cell being filled, its colour and its shape (size counts with shape); an invented object earns 0.
+    1.0 only for an exact match; gives partial learning (right places and colours, wrong shapes) a score."""
+    g = {(o.row, o.col): o for o in got}
+    w = {(o.row, o.col): o for o in want}
+    cells = sorted(set(g) | set(w))
+    if not cells:
+        return 1.0, []
+    total, reasons = 0.0, []
+    for cell in cells:
+        a, b = g.get(cell), w.get(cell)
+        where = f"row {cell[0] + 1}, column {cell[1] + 1}"
+        if b is None:
+            reasons.append(f"invented {a.describe()}")
+        elif a is None:
+            reasons.append(f"missed {b.describe()}")
+        else:
+            colour, shape = a.color == b.color, (a.shape, a.size) == (b.shape, b.size)
+            total += (1 + colour + shape) / 3
+            if not (colour and shape):
+                reasons.append(f"{where}: {a.describe()} instead of {b.describe()}")
+    return total / len(cells), reasons
+
+
 def satisfies(scene: Scene, spec: Spec) -> Verdict:
     """Check a (parsed) scene against a spec, returning every reason it fails.
 

@@ -1,0 +1,66 @@
+"""Layer-wise modality alignment: how similarly a model's image and text representations of the same scenes are
+organised, per layer, measured by mutual k-nearest-neighbour overlap (as in the Platonic-representation work that
+UniFork uses) and by linear CKA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from unifylab.analysis.capture import Pooled, pooled_features, scene_requests
+from unifylab.world.shapes import ShapesConfig
+
+
+def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mean share of each item's k nearest neighbours (cosine, excluding itself) that the two feature sets agree on.
+
+    a [N, Da] and b [N, Db] describe the same N items; 1 = identical neighbourhoods, about k / (N - 1) for
+    unrelated features."""
+    n = a.shape[0]
+    if b.shape[0] != n:
+        raise ValueError(f"mutual_knn needs paired features, got {n} and {b.shape[0]} rows")
+    if not 1 <= k < n:
+        raise ValueError(f"k must lie in 1..{n - 1} for {n} items, got {k}")
+
+    def knn(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.normalize(x.double(), dim=1)
+        sim = x @ x.T
+        sim.fill_diagonal_(-float("inf"))
+        return sim.topk(k, dim=1).indices
+
+    ia, ib = knn(a), knn(b)
+    hits = torch.zeros(n, n, dtype=torch.bool)
+    hits[torch.arange(n)[:, None], ia] = True
+    return float(hits.gather(1, ib).sum(1).double().mean() / k)
+
+
+def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Linear centred kernel alignment of paired features a [N, Da], b [N, Db]: 1 for features equal up to rotation
+    and scale, near 0 for independent ones."""
+    a = a.double() - a.double().mean(0)
+    b = b.double() - b.double().mean(0)
+    cross = (b.T @ a).pow(2).sum()
+    norm = (a.T @ a).pow(2).sum().sqrt() * (b.T @ b).pow(2).sum().sqrt()
+    return float(cross / norm) if norm > 0 else 0.0
+
+
+def layer_alignment(pooled: Pooled, k: int) -> list[dict[str, Any]]:
+    """Mutual kNN and CKA between mean-pooled image and text states at every layer."""
+    rows = []
+    for layer in range(pooled.image.shape[0]):
+        img, txt = pooled.image[layer], pooled.text[layer]
+        rows.append({"layer": layer, "mutual_knn": mutual_knn(img, txt, k), "cka": linear_cka(img, txt)})
+    return rows
+
+
+def alignment(model: Any, world: ShapesConfig, n: int = 200, k: int = 10, seed: int = 0, batch: int = 64
+              ) -> list[dict[str, Any]]:
+    """Per layer, for understanding inputs (image, then its caption) and generation inputs (prompt, then the image):
+    rows {input, layer, mutual_knn, cka, chance} with chance = k / (n - 1), the mutual-kNN of unrelated features."""
+    out = []
+    for kind in ("und", "gen"):
+        pooled = pooled_features(model, scene_requests(kind, world, n, seed), batch)
+        for row in layer_alignment(pooled, k):
+            out.append({"input": kind, **row, "chance": k / (n - 1)})
+    return out

@@ -1,0 +1,79 @@
+"""Hidden-state capture for any protocol model with `hidden_states`: batched and streamed, so only one batch of
+per-layer states is in memory at a time; pooled per-modality features for alignment; optional shards on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from unifylab.data.io import guard_output
+from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
+from unifylab.world import language as L
+from unifylab.world.shapes import ShapesConfig, render, sample_scene
+
+CAPTION_QUESTION = "describe the image."
+
+
+def scene_requests(kind: str, world: ShapesConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
+    """n paired image/text inputs from the world: `und` = image, then "describe the image." and its true caption;
+    `gen` = a t2i prompt, then its true image."""
+    rng = np.random.default_rng([seed, 3])
+    out = []
+    for _ in range(n):
+        scene = sample_scene(world, rng)
+        if kind == "und":
+            out.append(HiddenRequest("und", CAPTION_QUESTION, render(scene), L.caption(scene, rng)))
+        else:
+            out.append(HiddenRequest("gen", L.t2i_prompt(scene, rng)[0], render(scene)))
+    return out
+
+
+def stream_states(model: Any, requests: list[HiddenRequest], batch: int = 64
+                  ) -> Iterator[tuple[HiddenRequest, HiddenStates]]:
+    """(request, states) pairs, computed `batch` requests at a time."""
+    fn = hidden_states_of(model)
+    for i in range(0, len(requests), batch):
+        chunk = requests[i : i + batch]
+        yield from zip(chunk, fn(chunk))
+
+
+@dataclass
+class Pooled:
+    """Mean-pooled states per layer: image [layers, N, D] and text [layers, N, D]."""
+
+    image: torch.Tensor
+    text: torch.Tensor
+
+
+def pooled_features(model: Any, requests: list[HiddenRequest], batch: int = 64) -> Pooled:
+    """Each sequence's image tokens and content text tokens, mean-pooled separately at every layer."""
+    image, text = [], []
+    for _, s in stream_states(model, requests, batch):
+        if not (bool(s.masks["image"].any()) and bool(s.masks["text"].any())):
+            raise ValueError("alignment needs sequences with both image and text content tokens")
+        image.append(s.layers[:, s.masks["image"]].mean(1))
+        text.append(s.layers[:, s.masks["text"]].mean(1))
+    return Pooled(torch.stack(image, 1), torch.stack(text, 1))
+
+
+def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: int = 64) -> list[Path]:
+    """Write every sequence's per-layer states and masks to safetensors shards (one per batch) in a new folder."""
+    folder = Path(folder)
+    guard_output(folder, False)
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for b, i in enumerate(range(0, len(requests), batch)):
+        tensors: dict[str, torch.Tensor] = {}
+        for k, (_, s) in enumerate(stream_states(model, requests[i : i + batch], batch)):
+            tensors[f"{i + k}.layers"] = s.layers.contiguous()
+            for name, m in s.masks.items():
+                tensors[f"{i + k}.{name}"] = m.contiguous()
+        shards.append(folder / f"states-{b:05d}.safetensors")
+        save_file(tensors, str(shards[-1]))
+    return shards

@@ -1,0 +1,90 @@
+"""Matrix-based Renyi entropy of token states (how spread a sequence's representations are), its trajectory over
+depth for text-only, image-only and mixed inputs, and the response-entropy proxy H(prompt + response) - H(prompt)
+that separates text answers from drawn images ("pseudo-unification")."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from unifylab.analysis.capture import stream_states
+from unifylab.eval.protocol import HiddenRequest
+from unifylab.world import language as L
+from unifylab.world.shapes import ShapesConfig, render, sample_scene
+
+
+def renyi_entropy(states: torch.Tensor, alpha: float = 1.01) -> float:
+    """S_alpha = log(sum_i lambda_i^alpha) / (1 - alpha), natural log, over the eigenvalues of the trace-normalised
+    Gram matrix of L2-normalised token states [n, D]: 0 when all tokens point the same way, log n when orthogonal."""
+    if alpha <= 0 or alpha == 1:
+        raise ValueError(f"alpha must be positive and not 1 (use 1.01 for the Shannon limit), got {alpha}")
+    z = torch.nn.functional.normalize(states.double(), dim=1)
+    gram = z @ z.T
+    lam = torch.linalg.eigvalsh(gram / gram.trace()).clamp_min(0)
+    return float(torch.log((lam ** alpha).sum()) / (1 - alpha))
+
+
+def _masked(layers: torch.Tensor, mask: torch.Tensor, alpha: float) -> list[float]:
+    return [renyi_entropy(layers[j][mask], alpha) for j in range(layers.shape[0])]
+
+
+def _inputs(world: ShapesConfig, n: int, seed: int) -> dict[str, list[HiddenRequest]]:
+    rng = np.random.default_rng([seed, 7])
+    text_only, image_only, mixed = [], [], []
+    for _ in range(n):
+        scene = sample_scene(world, rng)
+        image = render(scene)
+        text_only.append(HiddenRequest("gen", L.t2i_prompt(scene, rng)[0]))
+        image_only.append(HiddenRequest("und", "", image))
+        mixed.append(HiddenRequest("und", "describe the image.", image, L.caption(scene, rng)))
+    return {"text": text_only, "image": image_only, "mixed": mixed}
+
+
+def trajectories(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+                 ) -> list[dict[str, Any]]:
+    """Rows {input: text|image|mixed, layer, entropy, normalised}: mean entropy of each sequence's content tokens
+    per layer; `normalised` divides by log(tokens), the value for orthogonal tokens, so inputs of different length
+    compare."""
+    out = []
+    for name, reqs in _inputs(world, n, seed).items():
+        per_layer: list[list[float]] = []
+        norm: list[list[float]] = []
+        for r, s in stream_states(model, reqs, batch):
+            mask = s.masks["text"] | s.masks["image"]
+            h = _masked(s.layers, mask, alpha)
+            per_layer.append(h)
+            norm.append([x / math.log(int(mask.sum())) for x in h])
+        for j, (m, z) in enumerate(zip(np.mean(per_layer, 0), np.mean(norm, 0))):
+            out.append({"input": name, "layer": j, "entropy": float(m), "normalised": float(z)})
+    return out
+
+
+def response_entropy(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0,
+                     batch: int = 64) -> list[dict[str, Any]]:
+    """Rows {response: text|image, layer, delta}: mean H(prompt + response) - H(prompt) over the model's own
+    answers to "describe the image." and its own drawings of t2i prompts."""
+    from unifylab.eval.protocol import ImageRequest, TextRequest
+
+    rng = np.random.default_rng([seed, 11])
+    scenes = [sample_scene(world, rng) for _ in range(n)]
+    images = [render(s) for s in scenes]
+    prompts = [L.t2i_prompt(s, rng)[0] for s in scenes]
+    answers = model.generate_text([TextRequest("describe the image.", im) for im in images])
+    drawn = model.generate_images([ImageRequest(p, world.size, world.grid, seed=i) for i, p in enumerate(prompts)])
+    reqs = {"text": [HiddenRequest("und", "describe the image.", im, a) for im, a in zip(images, answers)],
+            "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)]}
+    out = []
+    for name, rs in reqs.items():
+        deltas = []
+        for _, s in stream_states(model, rs, batch):
+            prompt = s.masks["prompt"]
+            full = prompt | s.masks["response"]
+            if not bool(s.masks["response"].any()):
+                continue  # an empty answer has no response entropy
+            deltas.append([a - b for a, b in zip(_masked(s.layers, full, alpha), _masked(s.layers, prompt, alpha))])
+        for j, d in enumerate(np.mean(deltas, 0) if deltas else []):
+            out.append({"response": name, "layer": j, "delta": float(d), "n": len(deltas)})
+    return out
