@@ -110,7 +110,8 @@ def test_native_model_runs_every_task(tmp_path: Path) -> None:
     model = NativeModel(tmp_path / "run")
     for task in TASKS:
         recs = run_task(model, load_task(task), tmp_path / "ev", limit=4)
-        assert len(recs) == 4 and all(r["score"] in (0.0, 1.0) for r in recs)
+        assert len(recs) == 4 and all(0.0 <= r["score"] <= 1.0 for r in recs)
+        assert task.endswith("_cells") or all(r["score"] in (0.0, 1.0) for r in recs)
     ll = model.loglikelihood([LoglikelihoodRequest("is there a red ring?", "yes", np.zeros((32, 32, 3), np.uint8))])
     assert len(ll) == 1 and ll[0] < 0
     assert model.generate_text([TextRequest("draw a red ring.", mode="rewrite", max_tokens=3)])[0] is not None
