@@ -144,3 +144,23 @@ def test_geu_answers_hold_on_the_imagined_image_and_ueg_questions_on_the_scene()
         prompt, scene, wrong = R.ueg_item(R.UEG_KINDS[k % 6], ShapesConfig(), rng)
         for q in R.questions_for(scene, rng, wrong):
             assert R.verify(scene, q["question"]) == q["answer"], (prompt, q)
+
+
+def test_partial_credit_tasks_rescore_their_siblings_outputs(tmp_path: Path) -> None:
+    class Refuses:
+        name = "refuses"
+
+        def generate_text(self, requests: list) -> list:
+            raise AssertionError("the sibling's answers should have been reused")
+
+        generate_images = generate_text
+
+    run_task(RandomModel(1), load_task("caption"), tmp_path, limit=8)
+    run_task(RandomModel(1), load_task("t2i"), tmp_path, limit=8)
+    cells = run_task(Refuses(), load_task("caption_cells"), tmp_path, limit=8)
+    images = run_task(Refuses(), load_task("t2i_cells"), tmp_path, limit=8)
+    first = [json.loads(ln) for ln in (tmp_path / "caption.jsonl").read_text().splitlines()]
+    assert [r["output"] for r in cells] == [r["output"] for r in first]
+    assert all(0 <= r["score"] <= 1 for r in cells + images) and images[0]["output"]["images"][0].startswith("t2i/")
+    with pytest.raises(AssertionError, match="reused"):  # items the sibling has not scored are generated
+        run_task(Refuses(), load_task("t2i_cells"), tmp_path, limit=9)

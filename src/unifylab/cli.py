@@ -368,16 +368,26 @@ def train_cmd(
 
 
 def load_protocol_model(spec: str, device: str = "auto", guidance: float = 1.0, seed: int = 0) -> object:
-    """'oracle', 'random', or a run/model folder (native adapter)."""
+    """'oracle', 'random', a run/model folder (native adapter), or a transformers model: 'hf-janus:<path-or-id>',
+    'hf-emu3:<path-or-id>' or 'hf:<path-or-id>' (adapter chosen from config.json's model_type)."""
     from unifylab.eval.protocol import OracleModel, RandomModel
 
     if spec == "oracle":
         return OracleModel()
     if spec == "random":
         return RandomModel(seed)
+    kind, sep, target = spec.partition(":")
+    if sep and kind in ("hf", "hf-janus", "hf-emu3"):
+        if not target:
+            raise UserError(f"{spec}: give the model after the colon, e.g. {kind}:./Janus-Pro-1B")
+        from unifylab.eval.hf import load_hf
+
+        # --guidance 1 (the default, right for small lab models) leaves a published model at its own recommended scale
+        return load_hf(kind, target, _device(device), guidance=None if guidance == 1.0 else guidance, seed=seed)
     folder = Path(spec)
     if not folder.is_dir():
-        raise UserError(f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle' or 'random'")
+        raise UserError(f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle', 'random' "
+                        "or a transformers model as hf-janus:DIR or hf-emu3:DIR")
     from unifylab.eval.native import NativeModel
 
     return NativeModel(folder, _device(device), guidance=guidance, seed=seed)
@@ -408,7 +418,8 @@ def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alp
     err.print(f"{kind}: {sum(map(len, rows.values()))} rows -> {jsonl}, plot {png}")
 
 
-_MODELS = Annotated[list[str], typer.Argument(metavar="RUN_OR_MODEL...", help="Run folders (one curve each).")]
+_MODELS = Annotated[list[str], typer.Argument(metavar="RUN_OR_MODEL...", help="Run folders or hf-janus:/hf-emu3: models "
+                                                                          "(one curve each).")]
 _OUT = Annotated[Path, typer.Option(help="Folder for <analysis>.jsonl and <analysis>.png.")]
 _SEED = Annotated[int, typer.Option(help="Seed of the scenes analysed.")]
 _DEVICE = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
@@ -443,7 +454,8 @@ def analyze_gradients(models: _MODELS, out: _OUT = ...,
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle' or 'random'.")],
+    model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle', 'random', or "
+                                                                   "hf-janus:DIR / hf-emu3:DIR / hf:DIR.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all'.")] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.data.io import save_png
+from unifylab.data.io import load_rgb, save_png
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
@@ -73,6 +73,17 @@ def _run_chunk(model: UnifiedModel, chunk: list[Item]) -> tuple[dict[str, list[s
     return texts, images
 
 
+def _index(item_id: str) -> str:
+    return item_id.rsplit("-", 1)[1]
+
+
+def _sibling_outputs(spec: TaskSpec, out: Path) -> dict[str, dict[str, Any]]:
+    """Records of `spec.outputs_of` already in this eval folder, by item index (same items, same requests)."""
+    if spec.outputs_of is None:
+        return {}
+    return {_index(k): rec for k, rec in _done(out / f"{spec.outputs_of}.jsonl").items()}
+
+
 def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
              progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Score every item of `spec` not already in out/<task>.jsonl; returns all records."""
@@ -84,17 +95,24 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
     if progress is not None and len(wanted) > len(todo):
         progress(len(wanted) - len(todo))
     score_fn = SCORERS[spec.scorer]
+    reuse = _sibling_outputs(spec, out)
     with open(path, "a", encoding="utf-8") as f:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            texts, images = _run_chunk(model, chunk)
+            fresh = [it for it in chunk if _index(it.id) not in reuse]
+            texts, images = _run_chunk(model, fresh)
             for it in chunk:
-                t, ims = texts[it.id], images[it.id]
-                paths = []
-                for k, im in enumerate(ims):
-                    p = out / spec.name / f"{it.id}-{k}.png"
-                    save_png(p, im)
-                    paths.append(str(p.relative_to(out)))
+                if it.id in texts:
+                    t, ims = texts[it.id], images[it.id]
+                    paths = []
+                    for k, im in enumerate(ims):
+                        p = out / spec.name / f"{it.id}-{k}.png"
+                        save_png(p, im)
+                        paths.append(str(p.relative_to(out)))
+                else:  # the sibling task already asked the model exactly this
+                    rec = reuse[_index(it.id)]
+                    t, paths = rec["output"]["texts"], rec["output"]["images"]
+                    ims = [load_rgb(out / q) for q in paths]
                 score, reasons = score_fn(it, t, ims)
                 rec = _record(it, t, paths, score, reasons, spec.scorer in GRADED)
                 done[it.id] = rec

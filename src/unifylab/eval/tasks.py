@@ -43,6 +43,8 @@ class TaskSpec(BaseModel):
     seed: int = 12345
     world: ShapesConfig = ShapesConfig()
     options: dict[str, Any] = Field(default_factory=dict)
+    outputs_of: str | None = Field(None, description="a task with the same items whose model outputs, when already "
+                                                     "in the eval folder, are re-scored instead of generated again")
 
 
 @dataclass
@@ -292,6 +294,11 @@ def load_task(name_or_path: str) -> TaskSpec:
         raise UserError(f"{path}: generator {spec.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
     if spec.scorer not in SCORERS:
         raise UserError(f"{path}: scorer {spec.scorer!r} unknown; expected one of {', '.join(SCORERS)}")
+    if spec.outputs_of is not None:
+        other = load_task(spec.outputs_of)
+        same = ("generator", "seed", "world", "options")
+        if any(getattr(other, k) != getattr(spec, k) for k in same):
+            raise UserError(f"{path}: outputs_of {spec.outputs_of!r} must have the same {', '.join(same)}")
     return spec
 
 

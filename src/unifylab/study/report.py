@@ -192,6 +192,10 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
 # ---------------------------------------------------------------------------------------------- documents
 
 
+ANALYSES = ("alignment", "entropy", "gradients")
+POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over the preset's tasks of that kind "
+               "(caption_cells and t2i_cells count partial credit); differences are paired by item, with 95 % "
+               "bootstrap intervals.")
 UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
                   "scoring ignores extra objects, so random clutter can score there).")
 
@@ -228,9 +232,10 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     figs = {
         "accuracy": fig_accuracy(results), "synergy": fig_synergy(results), "losses": fig_losses(out, results),
         "modes": fig_modes(results), "sweep": fig_sweep(results), "samples": fig_samples(out, results),
-        **{k: fig_analysis(results, k) for k in ("alignment", "entropy", "gradients")},
+        **{k: fig_analysis(results, k) for k in ANALYSES},
     }
     figs = {k: v for k, v in figs.items() if v}
+    inside = next((k for k in figs if k in ANALYSES), None)  # opens the "Inside the models" section
     (out / "figures").mkdir(exist_ok=True)
     for k, v in figs.items():
         (out / "figures" / f"{k}.png").write_bytes(v)
@@ -253,10 +258,12 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     env = results["environment"]
     env_line = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None)
     wall = f"{results['wall_seconds']:.0f} s"
-    md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *lines, "",
+    md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *lines, "", POOLED_NOTE, "",
           "## Accuracy", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
           *["| " + " | ".join(r) + " |" for r in rows], "", UNTRAINED_NOTE, ""]
     for k in figs:
+        if k == inside:
+            md += ["## Inside the models", ""]
         md += [f"![{k}](figures/{k}.png)", "", captions[k], ""]
     md += ["## Configuration", "", "```json", json.dumps(results["preset"], indent=1), "```", "",
            f"Overrides: {results['overrides'] or 'none'}", "", "## Environment", "", env_line, "",
@@ -264,11 +271,14 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     md_path = out / "report.md"
     md_path.write_text("\n".join(md))
     body = [f"<h1>unifylab study: {html.escape(results['preset']['name'])}</h1>", "<h2>Answer</h2>",
-            *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines], "<h2>Accuracy</h2>", "<table>",
+            *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines],
+            f"<p><small>{html.escape(POOLED_NOTE)}</small></p>", "<h2>Accuracy</h2>", "<table>",
             "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
             *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>",
             f"<p><small>{html.escape(UNTRAINED_NOTE)}</small></p>"]
     for k, v in figs.items():
+        if k == inside:
+            body.append("<h2>Inside the models</h2>")
         b64 = base64.b64encode(v).decode()
         body += [f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'>",
                  f"<figcaption>{html.escape(captions[k])}</figcaption></figure>"]
