@@ -106,8 +106,10 @@ def test_states_stream_to_disk_in_shards(run: Path, tmp_path: Path) -> None:
 
 def test_analyze_commands_write_jsonl_and_plots(cli: Cli, run: Path, tmp_path: Path) -> None:
     out = tmp_path / "an"
-    code, _, err = cli("analyze", "alignment", run / "shared", run / "fork", "--out", out, "--n", "30", "--k", "5")
+    code, _, err = cli("analyze", "alignment", run / "shared", run / "fork", "--out", out, "--n", "30", "--k", "5",
+                       "--save-states")
     assert code == 0, err
+    assert len(list((out / "states" / "fork" / "gen").glob("states-*.safetensors"))) == 1
     rows = [json.loads(ln) for ln in (out / "alignment.jsonl").read_text().splitlines()]
     assert {r["model"] for r in rows} == {"shared", "fork"} and {r["input"] for r in rows} == {"und", "gen"}
     assert len(rows) == 2 * 2 * 3 and all(0 <= r["mutual_knn"] <= 1 and -1e-9 <= r["cka"] <= 1 + 1e-9 for r in rows)

@@ -394,7 +394,9 @@ def load_protocol_model(spec: str, device: str = "auto", guidance: float = 1.0, 
 
 
 def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alpha: float, examples: int, seed: int,
-             device: str, force: bool) -> None:
+             device: str, force: bool, save_states: bool = False) -> None:
+    from unifylab.analysis.capture import save_states as save_shards
+    from unifylab.analysis.capture import scene_requests
     from unifylab.analysis.run import analyze, world_of, write
     from unifylab.data.io import guard_output
     from unifylab.world.shapes import ShapesConfig
@@ -411,8 +413,13 @@ def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alp
             if name in rows:
                 raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
             bar.update(task, description=f"{kind}: {name}")
-            rows[name] = analyze(kind, m, folder, world_of(folder, ShapesConfig()),
-                                 n or (200 if kind == "alignment" else 64), k, alpha, examples, seed)
+            world = world_of(folder, ShapesConfig())
+            rows[name] = analyze(kind, m, folder, world, n or (200 if kind == "alignment" else 64), k, alpha,
+                                 examples, seed)
+            if save_states:
+                for form in ("und", "gen"):
+                    save_shards(m, scene_requests(form, world, n or 200, seed), out / "states" / name / form,
+                                force=force)
             bar.advance(task)
     jsonl, png = write(kind, rows, out)
     err.print(f"{kind}: {sum(map(len, rows.values()))} rows -> {jsonl}, plot {png}")
@@ -429,9 +436,12 @@ _FORCE = Annotated[bool, typer.Option(help="Overwrite this analysis' files in --
 @analyze_app.command("alignment")
 def analyze_alignment(models: _MODELS, out: _OUT = ..., n: Annotated[int, typer.Option(min=3, help="Scenes.")] = 200,
                       k: Annotated[int, typer.Option(min=1, help="Neighbours for mutual kNN.")] = 10,
-                      seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False) -> None:
+                      seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False,
+                      save_states: Annotated[bool, typer.Option(
+                          help="Also stream every sequence's per-layer states and masks to "
+                               "OUT/states/<model>/<und|gen>/states-*.safetensors.")] = False) -> None:
     """Per layer: mutual-kNN and linear CKA between mean-pooled image and text states (und and gen inputs)."""
-    _analyze("alignment", models, out, n, k, 1.01, 0, seed, device, force)
+    _analyze("alignment", models, out, n, k, 1.01, 0, seed, device, force, save_states)
 
 
 @analyze_app.command("entropy")

@@ -62,11 +62,15 @@ def pooled_features(model: Any, requests: list[HiddenRequest], batch: int = 64) 
     return Pooled(torch.stack(image, 1), torch.stack(text, 1))
 
 
-def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: int = 64) -> list[Path]:
-    """Write every sequence's per-layer states and masks to safetensors shards (one per batch) in a new folder."""
+def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: int = 64, force: bool = False
+                ) -> list[Path]:
+    """Write every sequence's per-layer states and masks to safetensors shards (one per batch) in a new folder
+    (an existing non-empty one only with `force`)."""
     folder = Path(folder)
-    guard_output(folder, False)
+    guard_output(folder, force)
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("states-*.safetensors"):  # a forced re-run replaces the whole set
+        old.unlink()
     shards = []
     for b, i in enumerate(range(0, len(requests), batch)):
         tensors: dict[str, torch.Tensor] = {}
