@@ -205,12 +205,17 @@ def test_masks_cover_exactly_the_text(adapters, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cli_eval(cli, folders, tmp_path, kind):
-    code, _, err = cli("eval", f"{kind}:{folders[kind]}", "--tasks", "vqa,t2i", "--limit", "2", "--out", tmp_path,
-                       "--device", "cpu")
+    tasks = ["caption", "caption_cells", "vqa", "mc", "geu", "t2i", "t2i_cells", "geneval", "ueg", "ueg_stepwise"]
+    code, _, err = cli("eval", f"{kind}:{folders[kind]}", "--tasks", ",".join(tasks), "--limit", "2", "--out",
+                       tmp_path, "--device", "cpu")
     assert code == 0, err
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["model"] == folders[kind].name and set(results["tasks"]) == {"vqa", "t2i"}
+    assert results["model"] == folders[kind].name and set(results["tasks"]) == set(tasks)
     assert len(list((tmp_path / "t2i").glob("*.png"))) == 2
+    code, _, err = cli("eval", f"{kind}:{folders[kind]}", "--tasks", "geu_stepwise", "--limit", "1", "--out",
+                       tmp_path, "--device", "cpu")  # drawing an edit of an image: not in these models' ports
+    last = err.strip().splitlines()[-1]  # after transformers' weight-loading bar
+    assert code == 2 and last.startswith("error:") and "cannot edit images" in last
 
 
 def test_cli_analyze_alignment(cli, folders, tmp_path):
