@@ -141,3 +141,23 @@ def test_analyze_errors_are_one_line(cli: Cli, run: Path, tmp_path: Path) -> Non
     (tmp_path / "y" / "alignment.jsonl").write_text("mine\n")
     code, _, err = cli("analyze", "alignment", run / "shared", "--out", tmp_path / "y", "--n", "10", "--k", "3")
     assert code == 2 and "already exists" in err and (tmp_path / "y" / "alignment.jsonl").read_text() == "mine\n"
+
+
+def test_attention_outputs_rebuild_the_residual_stream(run: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    for name in ("shared", "fork"):
+        model = NativeModel(run / name)
+        reqs = scene_requests("und", ShapesConfig(), 2) + scene_requests("gen", ShapesConfig(), 2)
+        for r, s in zip(reqs, model.hidden_states(reqs, attention=True)):
+            assert s.attention.shape == (2, *s.layers.shape[1:])
+            m = model.model
+            blocks = [m.trunk[0], m.trunk[1]] if name == "shared" else \
+                [m.trunk[0], m.branches[0 if r.kind == "und" else 1][0]]
+            with torch.no_grad():
+                for d, blk in enumerate(blocks):  # x + attn(x) + mlp(norm2(x + attn(x))) is the next layer
+                    mid = s.layers[d][None] + s.attention[d][None]
+                    torch.testing.assert_close(mid + blk.mlp(blk.norm2(mid, None), None), s.layers[d + 1][None],
+                                               rtol=1e-4, atol=1e-5)
+        shards = save_states(model, reqs, tmp_path / name, batch=4)
+        assert load_file(str(shards[0]))["3.attention"].shape[0] == 2

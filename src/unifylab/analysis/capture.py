@@ -3,6 +3,7 @@ per-layer states is in memory at a time; pooled per-modality features for alignm
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,14 @@ def scene_requests(kind: str, world: ShapesConfig, n: int, seed: int = 0) -> lis
     return out
 
 
-def stream_states(model: Any, requests: list[HiddenRequest], batch: int = 64
+def stream_states(model: Any, requests: list[HiddenRequest], batch: int = 64, attention: bool = False
                   ) -> Iterator[tuple[HiddenRequest, HiddenStates]]:
-    """(request, states) pairs, computed `batch` requests at a time."""
+    """(request, states) pairs, computed `batch` requests at a time (with attention outputs where the model gives
+    them)."""
     fn = hidden_states_of(model)
     for i in range(0, len(requests), batch):
         chunk = requests[i : i + batch]
-        yield from zip(chunk, fn(chunk))
+        yield from zip(chunk, fn(chunk, attention=True) if attention else fn(chunk))
 
 
 @dataclass
@@ -64,8 +66,9 @@ def pooled_features(model: Any, requests: list[HiddenRequest], batch: int = 64) 
 
 def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: int = 64, force: bool = False
                 ) -> list[Path]:
-    """Write every sequence's per-layer states and masks to safetensors shards (one per batch) in a new folder
-    (an existing non-empty one only with `force`)."""
+    """Write every sequence's per-layer states, masks and (for models that give them) attention outputs to
+    safetensors shards (one per batch) in a new folder (an existing non-empty one only with `force`)."""
+    attention = "attention" in inspect.signature(hidden_states_of(model)).parameters
     folder = Path(folder)
     guard_output(folder, force)
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,8 +77,10 @@ def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: 
     shards = []
     for b, i in enumerate(range(0, len(requests), batch)):
         tensors: dict[str, torch.Tensor] = {}
-        for k, (_, s) in enumerate(stream_states(model, requests[i : i + batch], batch)):
+        for k, (_, s) in enumerate(stream_states(model, requests[i : i + batch], batch, attention)):
             tensors[f"{i + k}.layers"] = s.layers.contiguous()
+            if s.attention is not None:
+                tensors[f"{i + k}.attention"] = s.attention.contiguous()
             for name, m in s.masks.items():
                 tensors[f"{i + k}.{name}"] = m.contiguous()
         shards.append(folder / f"states-{b:05d}.safetensors")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +81,9 @@ class NativeModel:
         return out
 
     @torch.no_grad()
-    def hidden_states(self, requests: list[HiddenRequest]) -> list[HiddenStates]:
-        """Per-layer states of each request's sequence (batched, returned on the CPU in float32)."""
+    def hidden_states(self, requests: list[HiddenRequest], attention: bool = False) -> list[HiddenStates]:
+        """Per-layer states of each request's sequence (batched, returned on the CPU in float32); with `attention`,
+        also each block's attention-sublayer output (what it adds to the residual stream)."""
         out: list[HiddenStates] = []
         device = next(self.model.parameters()).device
         for i in range(0, len(requests), self.batch):
@@ -101,9 +104,11 @@ class NativeModel:
                     raise UserError(f"hidden-state request kind {r.kind!r}; expected 'und' or 'gen'")
             batch = {k: v.to(device) for k, v in self.packer.collate(packed).items()}
             layers: list[torch.Tensor] = []
-            self.model(batch["input_ids"], batch["modality"], batch["pos2d"], batch["cont"], batch["features"],
-                       layers=layers)
+            with _attention_outputs(self.model, attention, len(chunk)) as attn:
+                self.model(batch["input_ids"], batch["modality"], batch["pos2d"], batch["cont"], batch["features"],
+                           layers=layers)
             states = torch.stack(layers, 1).float().cpu()  # [B, layers + 1, L, D]
+            attn_states = torch.stack([attn[d] for d in sorted(attn)], 1).float().cpu() if attention else None
             for k, (r, p) in enumerate(zip(chunk, packed)):
                 n = len(p)
                 masks = {m: torch.zeros(n, dtype=torch.bool) for m in ("text", "image", "prompt", "response")}
@@ -114,5 +119,36 @@ class NativeModel:
                     masks["image" if is_image else "text"][a:b] = True
                     response = name == "answer" or (r.kind == "gen" and is_image)
                     masks["response" if response else "prompt"][a:b] = True
-                out.append(HiddenStates(states[k, :, :n].clone(), masks))
+                out.append(HiddenStates(states[k, :, :n].clone(), masks,
+                                        attn_states[k, :, :n].clone() if attn_states is not None else None))
         return out
+
+
+@contextmanager
+def _attention_outputs(model: torch.nn.Module, enabled: bool, batch: int) -> Iterator[dict[int, torch.Tensor]]:
+    """Collect every block's attention output [B, L, D] by depth while the model runs (forward hooks; a forked
+    depth's two branch blocks each fill their own rows)."""
+    store: dict[int, torch.Tensor] = {}
+    if not enabled:
+        yield store
+        return
+    blocks = [(d, blk) for d, blk in enumerate(model.trunk)]
+    for branch in model.branches or []:
+        blocks += [(len(model.trunk) + j, blk) for j, blk in enumerate(branch)]
+
+    def hook(depth: int) -> Callable[..., None]:
+        def fn(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+            rows = args[6] if len(args) > 6 else None
+            if rows is None:
+                store[depth] = output.detach()
+            else:  # a branch that got only some rows: place them in the full batch
+                store.setdefault(depth, output.new_zeros(batch, *output.shape[1:]))[rows] = output.detach()
+        return fn
+
+    handles = [blk.attn.register_forward_hook(hook(d)) for d, blk in blocks]
+    try:
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+

@@ -66,10 +66,12 @@ class HiddenRequest:
 @dataclass
 class HiddenStates:
     """Residual-stream states [layers + 1, L, D] (the embedding output first) with boolean masks [L] over content
-    tokens: `text`, `image`, `prompt` (what conditions the response) and `response` (the answer, or the image drawn)."""
+    tokens: `text`, `image`, `prompt` (what conditions the response) and `response` (the answer, or the image drawn);
+    `attention` [layers, L, D], when asked for and cheap, holds each block's attention-sublayer output."""
 
     layers: Any
     masks: dict[str, Any]
+    attention: Any = None
 
 
 def hidden_states_of(model: Any) -> Any:
