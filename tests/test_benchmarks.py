@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("script, args", [
     ("parser.py", ["--n", "64"]),
     ("model.py", ["--dim", "32", "--layers", "2", "--heads", "2", "--batch", "2", "--seq", "16", "--seconds", "0.05"]),
+    ("train.py", ["--steps", "2", "--batch", "4", "--dim", "32"]),
 ])
 def test_benchmark_prints_json_lines(script: str, args: list[str]) -> None:
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
