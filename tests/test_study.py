@@ -119,3 +119,29 @@ def test_locus_preset_fine_tunes_from_generation_with_frozen_groups(cli: Cli, tm
     assert not torch.equal(pre["trunk.0.mlp.experts.0.down.weight"], heads_frozen["trunk.0.mlp.experts.0.down.weight"])
     results = json.loads((tmp_path / "l" / "results.json").read_text())
     assert "freeze-backbone - finetune-all" in results["comparisons"]["all"]["architecture"]
+
+
+def test_interrupting_a_parallel_study_exits_130_and_stops_its_workers(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    path = _tiny("quick", tmp_path, tasks=["vqa"])
+    raw = yaml.safe_load(path.read_text())
+    raw["base"]["optim"]["steps"] = 5000  # long enough to be interrupted mid-training
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "unifylab", "study", "--preset", str(path), "--out", str(out),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted", err[-2000:]
+    steps = [len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")]
+    time.sleep(2)  # no worker keeps training after the parent has gone
+    assert steps == [len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")]

@@ -603,7 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user and usage errors become one `error:` line and exit code 2."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="unifylab", standalone_mode=False)
+        code = command.main(args=argv, prog_name="unifylab", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into an exit code when not in standalone mode
+            print("error: interrupted", file=sys.stderr)
+        if isinstance(code, int):
+            return code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

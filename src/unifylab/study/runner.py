@@ -10,7 +10,6 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,26 +124,35 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
 def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
                   threads: int, report: Callable[[str, int], None], evals: dict[str, Any], summaries: dict[str, Any],
                   analyses: tuple[list[str], int]) -> None:
-    """Schedule runs on a spawn-process pool as their `init_from` parents finish; progress comes back by queue."""
+    """Schedule runs on a spawn-process pool as their `init_from` parents finish; progress comes back by queue.
+    An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk)."""
     ctx = mp.get_context("spawn")
     parent = {r.id: Path(r.cfg.init_from).name if r.cfg.init_from is not None else None for r in runs}
-    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+    with ctx.Manager() as manager:
         queue = manager.Queue()
-        waiting, running = list(runs), {}
-        while waiting or running:
-            for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in evals]:
-                if len(running) >= jobs:
-                    break
-                waiting.remove(r)
-                running[pool.submit(_pool_worker, r, out, device, tasks, limit, threads, queue, analyses)] = r
-            if not running:
-                raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
-            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-            while not queue.empty():
-                report(*queue.get())
-            for f in finished:
-                r = running.pop(f)
-                evals[r.id], summaries[r.id] = f.result()
+        pool = ctx.Pool(jobs)
+        try:
+            waiting, running = list(runs), {}
+            while waiting or running:
+                for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in evals]:
+                    if len(running) >= jobs:
+                        break
+                    waiting.remove(r)
+                    running[r.id] = (r, pool.apply_async(_pool_worker, (r, out, device, tasks, limit, threads, queue,
+                                                                        analyses)))
+                if not running:
+                    raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
+                time.sleep(0.2)
+                while not queue.empty():
+                    report(*queue.get())
+                for rid, (r, res) in list(running.items()):
+                    if res.ready():
+                        del running[rid]
+                        evals[r.id], summaries[r.id] = res.get()
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
 
 
 def environment(device: str) -> dict[str, Any]:
