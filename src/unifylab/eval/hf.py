@@ -11,6 +11,7 @@ found by comparing the processor's tokens with and without each piece, so the ma
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,7 +81,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-class _HFModel:
+class _HFModel(ABC):
     """What Janus and Emu3 share: chat rendering, batched text answers, loglikelihoods and understanding states."""
 
     family = ""
@@ -246,8 +247,9 @@ class _HFModel:
                                                          "prompt": image | text, "response": answer}))
         return out
 
+    @abstractmethod
     def _gen_states(self, chunk: list[HiddenRequest]) -> list[HiddenStates]:
-        raise NotImplementedError
+        """States of generation inputs (prompt, then the image's own generation tokens); family specific."""
 
     @staticmethod
     def _states(layers: torch.Tensor, mask: torch.Tensor, masks: dict[str, torch.Tensor]) -> HiddenStates:
@@ -268,11 +270,11 @@ class _HFModel:
     # ------------------------------------------------------------------------------------------ images
 
     def _check_generation(self) -> None:
-        """A clear error for checkpoints that cannot draw."""
+        """A clear error for checkpoints that cannot draw (a family overrides it where that can happen)."""
 
+    @abstractmethod
     def _draw(self, prompts: list[str]) -> torch.Tensor:
         """Images [B, 3, H, W] in the processor's normalised pixel space."""
-        raise NotImplementedError
 
     def _to_uint8(self, pixels: torch.Tensor) -> list[np.ndarray]:
         """Undo the processor's normalisation: [B, 3, H, W] -> uint8 [H, W, 3] arrays."""
