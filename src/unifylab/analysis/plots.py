@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +19,61 @@ PANELS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
                   ("input", "cka", "linear CKA (image vs text)", "alignment: linear CKA")),
     "entropy": (("input", "normalised", "Renyi entropy / log(tokens)", "encoding entropy over depth"),
                 ("response", "delta", "H(prompt+response) - H(prompt)", "response entropy")),
-    "gradients": (("step", "cosine", "cos(grad und, grad gen)", "gradient conflict per layer"),),
 }
+STYLES = ["-", "--", ":", "-."]
 
 
 def depth_figure(kind: str, rows_by_model: dict[str, list[dict[str, Any]]]) -> plt.Figure:
-    """One panel per measure; x = layer (0 = embeddings), one line per (model, input) or, for gradients, per
-    (model, checkpoint step)."""
+    """One panel per measure; x = layer (0 = embeddings), one line per (model, input). Gradients get their own
+    two panels (`gradient_figure`)."""
+    if kind == "gradients":
+        return gradient_figure(rows_by_model)
     panels = PANELS[kind]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
-    styles = ["-", "--", ":", "-."]
     for ax, (series, y, ylabel, title) in zip(axes[0], panels):
         for m, (model, rows) in enumerate(rows_by_model.items()):
-            keys = sorted({r[series] for r in rows if series in r and r.get(y) is not None}, key=str)
-            if kind == "gradients" and keys:
-                keys = [keys[-1]]  # the final checkpoint; the jsonl has every step
-            for key in keys:
-                pts = sorted((r["depth"] if kind == "gradients" else r["layer"], r[y]) for r in rows
-                             if r.get(series) == key and r.get(y) is not None)
-                if pts:
-                    label = f"{model}: {key}" if kind != "gradients" else f"{model} (step {key})"
-                    ax.plot(*zip(*pts), styles[m % len(styles)], marker="o", ms=3, label=label)
+            for key in sorted({r[series] for r in rows if series in r}, key=str):
+                pts = sorted((r["layer"], r[y]) for r in rows if r.get(series) == key)
+                ax.plot(*zip(*pts), STYLES[m % len(STYLES)], marker="o", ms=3, label=f"{model}: {key}")
         chance = [r["chance"] for rows in rows_by_model.values() for r in rows if y == "mutual_knn" and "chance" in r]
         if chance:
             ax.axhline(chance[0], color="grey", lw=0.8, ls=":", label="unrelated features")
-        if kind == "gradients":
-            ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("layer (0 = embeddings)" if kind != "gradients" else "depth (-1 = embeddings, last = head)")
-        ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=6)
+        _finish(ax, "layer (0 = embeddings)", ylabel, title, integer_x=True)
     fig.tight_layout()
     return fig
+
+
+def gradient_figure(rows_by_model: dict[str, list[dict[str, Any]]]) -> plt.Figure:
+    """Left: cosine per depth at each model's last checkpoint. Right: over training, the mean cosine of the
+    transformer layers that both tasks share (forked layers have none), one line per model."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 3.6))
+    for m, (model, rows) in enumerate(rows_by_model.items()):
+        if not rows:
+            continue
+        last = max(r["step"] for r in rows)
+        pts = sorted((r["depth"], math.nan if r["cosine"] is None else r["cosine"]) for r in rows if r["step"] == last)
+        axes[0].plot(*zip(*pts), STYLES[m % len(STYLES)], marker="o", ms=3, label=f"{model} (step {last})")  # gaps: forked
+        layers = [r for r in rows if r["layer"].startswith("layer") and r["cosine"] is not None]
+        steps = sorted({r["step"] for r in layers})
+        means = [sum(r["cosine"] for r in layers if r["step"] == s) / sum(r["step"] == s for r in layers) for s in steps]
+        if steps:
+            axes[1].plot(steps, means, STYLES[m % len(STYLES)], marker="o", ms=3, label=model)
+    for ax in axes:
+        ax.axhline(0, color="grey", lw=0.8)
+    _finish(axes[0], "depth (-1 = embeddings, last = head)", "cos(grad und, grad gen)", "gradient conflict per layer",
+            integer_x=True)
+    _finish(axes[1], "training step (checkpoint)", "mean cos over shared layers", "gradient conflict over training")
+    fig.tight_layout()
+    return fig
+
+
+def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str, integer_x: bool = False) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6)
 
 
 def save_depth_figure(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:

@@ -251,7 +251,8 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "entropy": "Inside the models: Renyi entropy (alpha 1.01) of text-only, image-only and mixed inputs per layer "
                    "(normalised by log tokens), and response entropy H(prompt+response) - H(prompt), text vs image.",
         "gradients": "Inside the models: cosine between understanding and generation loss gradients per layer at the "
-                     "final checkpoint (every checkpoint is in results.json); forked layers share nothing, so none.",
+                     "last checkpoint (forked layers share no weights: gaps), and its mean over the shared "
+                     "transformer layers at every checkpoint.",
     }
     head, rows = _table(results)
     lines = answer(results)
