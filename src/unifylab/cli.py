@@ -367,7 +367,7 @@ def train_cmd(
 # ---------------------------------------------------------------------------------------------- eval
 
 
-def load_protocol_model(spec: str, device: str = "auto", guidance: float = 1.0, seed: int = 0) -> object:
+def load_protocol_model(spec: str, device: str = "auto", guidance: float | None = None, seed: int = 0) -> object:
     """'oracle', 'random', a run/model folder (native adapter), or a transformers model: 'hf-janus:<path-or-id>',
     'hf-emu3:<path-or-id>' or 'hf:<path-or-id>' (adapter chosen from config.json's model_type)."""
     from unifylab.eval.protocol import OracleModel, RandomModel
@@ -382,15 +382,14 @@ def load_protocol_model(spec: str, device: str = "auto", guidance: float = 1.0, 
             raise UserError(f"{spec}: give the model after the colon, e.g. {kind}:./Janus-Pro-1B")
         from unifylab.eval.hf import load_hf
 
-        # --guidance 1 (the default, right for small lab models) leaves a published model at its own recommended scale
-        return load_hf(kind, target, _device(device), guidance=None if guidance == 1.0 else guidance, seed=seed)
+        return load_hf(kind, target, _device(device), guidance=guidance, seed=seed)  # None: the model's own scale
     folder = Path(spec)
     if not folder.is_dir():
         raise UserError(f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle', 'random' "
                         "or a transformers model as hf-janus:DIR or hf-emu3:DIR")
     from unifylab.eval.native import NativeModel
 
-    return NativeModel(folder, _device(device), guidance=guidance, seed=seed)
+    return NativeModel(folder, _device(device), guidance=1.0 if guidance is None else guidance, seed=seed)
 
 
 def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alpha: float, examples: int, seed: int,
@@ -469,8 +468,9 @@ def eval_cmd(
     tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all'.")] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale for image generation (1 = off; "
-                                                 "small lab models do best at 1-1.5).")] = 1.0,
+    guidance: Annotated[float | None, typer.Option(
+        help="Classifier-free guidance scale for image generation (1 = off). Default: off for lab models (they do best "
+             "at 1-1.5), the model's own recommended scale for hf-janus/hf-emu3.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
