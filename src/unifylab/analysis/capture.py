@@ -18,18 +18,15 @@ from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
 from unifylab.world import language as L
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
-CAPTION_QUESTION = "describe the image."
-
-
 def scene_requests(kind: str, world: ShapesConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
-    """n paired image/text inputs from the world: `und` = image, then "describe the image." and its true caption;
+    """n paired image/text inputs from the world: `und` = image, then the caption question and its true caption;
     `gen` = a t2i prompt, then its true image."""
     rng = np.random.default_rng([seed, 3])
     out = []
     for _ in range(n):
         scene = sample_scene(world, rng)
         if kind == "und":
-            out.append(HiddenRequest("und", CAPTION_QUESTION, render(scene), L.caption(scene, rng)))
+            out.append(HiddenRequest("und", L.CAPTION_QUESTION, render(scene), L.caption(scene, rng)))
         else:
             out.append(HiddenRequest("gen", L.t2i_prompt(scene, rng)[0], render(scene)))
     return out

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from unifylab.analysis.capture import stream_states
-from unifylab.eval.protocol import HiddenRequest
+from unifylab.eval.protocol import HiddenRequest, ImageRequest, TextRequest
 from unifylab.world import language as L
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
@@ -39,7 +39,7 @@ def _inputs(world: ShapesConfig, n: int, seed: int) -> dict[str, list[HiddenRequ
         image = render(scene)
         text_only.append(HiddenRequest("gen", L.t2i_prompt(scene, rng)[0]))
         image_only.append(HiddenRequest("und", "", image))
-        mixed.append(HiddenRequest("und", "describe the image.", image, L.caption(scene, rng)))
+        mixed.append(HiddenRequest("und", L.CAPTION_QUESTION, image, L.caption(scene, rng)))
     return {"text": text_only, "image": image_only, "mixed": mixed}
 
 
@@ -52,7 +52,7 @@ def trajectories(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.
     for name, reqs in _inputs(world, n, seed).items():
         per_layer: list[list[float]] = []
         norm: list[list[float]] = []
-        for r, s in stream_states(model, reqs, batch):
+        for _, s in stream_states(model, reqs, batch):
             mask = s.masks["text"] | s.masks["image"]
             h = _masked(s.layers, mask, alpha)
             per_layer.append(h)
@@ -65,16 +65,14 @@ def trajectories(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.
 def response_entropy(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0,
                      batch: int = 64) -> list[dict[str, Any]]:
     """Rows {response: text|image, layer, delta}: mean H(prompt + response) - H(prompt) over the model's own
-    answers to "describe the image." and its own drawings of t2i prompts."""
-    from unifylab.eval.protocol import ImageRequest, TextRequest
-
+    answers to the caption question and its own drawings of t2i prompts."""
     rng = np.random.default_rng([seed, 11])
     scenes = [sample_scene(world, rng) for _ in range(n)]
     images = [render(s) for s in scenes]
     prompts = [L.t2i_prompt(s, rng)[0] for s in scenes]
-    answers = model.generate_text([TextRequest("describe the image.", im) for im in images])
+    answers = model.generate_text([TextRequest(L.CAPTION_QUESTION, im) for im in images])
     drawn = model.generate_images([ImageRequest(p, world.size, world.grid, seed=i) for i, p in enumerate(prompts)])
-    reqs = {"text": [HiddenRequest("und", "describe the image.", im, a) for im, a in zip(images, answers)],
+    reqs = {"text": [HiddenRequest("und", L.CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
             "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)]}
     out = []
     for name, rs in reqs.items():

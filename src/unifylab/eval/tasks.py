@@ -80,7 +80,7 @@ _ANSWER_SPACE: dict[str, Callable[[Scene], list[str]]] = {
 
 def gen_caption(spec: TaskSpec, i: int) -> Item:
     scene, _ = _scene(spec, i)
-    req = TextRequest("describe the image.", render(scene), truth=L.caption(scene, np.random.default_rng(i)))
+    req = TextRequest(L.CAPTION_QUESTION, render(scene), truth=L.caption(scene, np.random.default_rng(i)))
     return Item(f"{spec.name}-{i}", text=[req], target=scene.to_dict(), meta={"scene": scene.to_dict()})
 
 

@@ -22,7 +22,6 @@ from unifylab.world.scene import Obj, Scene, SceneError
 from unifylab.world.shapes import render, sample_scene
 
 SPLITS = {"train": 0, "val": 1, "heldout": 2, "pool": 3}  # pool: the fixed scenes of a finite training set
-CAPTION_QUESTION = "describe the image."
 MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
 
 
@@ -97,7 +96,7 @@ class SceneSource:
 
 def make_item(task: str, scene: Scene, image: np.ndarray, rng: np.random.Generator, cfg_dropout: float) -> Item:
     if task == "caption":
-        return Item(task, CAPTION_QUESTION, L.caption(scene, rng), image, scene)
+        return Item(task, L.CAPTION_QUESTION, L.caption(scene, rng), image, scene)
     if task == "vqa":
         qa = L.sample_qa(scene, rng)
         return Item(task, qa.question, qa.answer, image, scene)

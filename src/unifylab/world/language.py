@@ -17,6 +17,8 @@ from unifylab.errors import UserError
 from unifylab.world import shapes as W
 from unifylab.world.scene import Obj, Scene
 
+CAPTION_QUESTION = "describe the image."  # the one question that asks for a caption
+
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 POSITION_THRESHOLD = 0.1
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
