@@ -145,3 +145,19 @@ def test_interrupting_a_parallel_study_exits_130_and_stops_its_workers(tmp_path:
     steps = [len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")]
     time.sleep(2)  # no worker keeps training after the parent has gone
     assert steps == [len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")]
+
+
+def test_recipe_preset_sweeps_labelled_values(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("study", "--preset", _tiny("recipe", tmp_path, tasks=["vqa", "t2i_cells"]), "--out",
+                       tmp_path / "r", "--device", "cpu")
+    assert code == 0, err
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert set(results["comparisons"]) == {"targets-only", "with-prompt"}
+    assert "shared-loss_ontargets-only-s0" in results["runs"] and (tmp_path / "r" / "figures" / "sweep.png").is_file()
+    prompt_cfg = yaml.safe_load((tmp_path / "r" / "runs" / "shared-loss_onwith-prompt-s0" / "config.yaml").read_text())
+    assert prompt_cfg["data"]["loss_on"] == {"gen": ["prompt", "image"]}
+    bad = yaml.safe_load(preset_files()["recipe"].read_text())
+    del bad["sweep"]["labels"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    code, _, err = cli("study", "--preset", tmp_path / "bad.yaml", "--out", tmp_path / "b")
+    assert code == 2 and "give `labels`" in err

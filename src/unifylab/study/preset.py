@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +32,24 @@ class Sweep(BaseModel):
 
     key: str = Field(description="a dotted TrainConfig key, e.g. data.n_scenes")
     values: list[Any]
+    labels: list[str] | None = Field(None, description="names for the values (needed when they are not plain "
+                                                        "numbers or words), used in run folders and the report")
+
+    @model_validator(mode="after")
+    def _check(self) -> Sweep:
+        names = self.names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"sweep labels must be distinct, got {names}")
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.+-]+", n)]
+        if bad:
+            raise ValueError(f"sweep value {bad[0]!r} cannot name a run folder; give `labels` (letters, digits, _ . + -)")
+        return self
+
+    def names(self) -> list[str]:
+        """One name per value: its label, or the value itself."""
+        if self.labels is not None and len(self.labels) != len(self.values):
+            raise ValueError(f"sweep has {len(self.values)} values but {len(self.labels)} labels")
+        return list(self.labels) if self.labels is not None else [str(v) for v in self.values]
 
 
 class Preset(BaseModel):

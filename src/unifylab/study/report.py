@@ -145,28 +145,34 @@ def fig_modes(results: dict[str, Any]) -> bytes:
 
 
 def fig_sweep(results: dict[str, Any]) -> bytes | None:
+    """Pooled synergy against the swept setting: a log axis for numbers (e.g. data size), categories otherwise."""
     sweep = results["preset"].get("sweep")
     if not sweep:
         return None
+    names = sweep["labels"] or [str(v) for v in sweep["values"]]
+    numeric = sweep["labels"] is None and all(isinstance(v, (int, float)) and v > 0 for v in sweep["values"])
+    where = {n: (float(v) if numeric else k) for k, (n, v) in enumerate(zip(names, sweep["values"]))}
     fig, ax = plt.subplots(figsize=(6, 3.2))
     series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for group, comp in results["comparisons"].items():
         for u, syn in comp["synergy"].items():
             for kind, s in syn.items():
                 if s["pooled"]:
-                    series.setdefault(f"{kind} ({u})", []).append((float(group), s["pooled"]["diff"]))
+                    series.setdefault(f"{kind} ({u})", []).append((where[group], s["pooled"]["diff"]))
     for label, pts in series.items():
-        pts.sort()
+        pts.sort(key=lambda p: p[0])
         x = [p[0] for p in pts]
-        v = np.array([p[1]["value"] for p in pts])
-        ax.plot(x, v, marker="o", label=label)
+        ax.plot(x, [p[1]["value"] for p in pts], marker="o", label=label)
         ax.fill_between(x, [p[1]["lo"] for p in pts], [p[1]["hi"] for p in pts], alpha=0.2)
     ax.axhline(0, color="k", linewidth=0.8)
-    ax.set_xscale("log")
+    if numeric:
+        ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(names)), names)
     ax.set_xlabel(sweep["key"])
     ax.set_ylabel("synergy (95% CI)")
     ax.legend(fontsize=7)
-    ax.set_title("does the benefit grow with data?")
+    ax.set_title(f"synergy against {sweep['key']}")
     return _png(fig)
 
 

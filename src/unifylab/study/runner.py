@@ -37,22 +37,24 @@ class Run:
     seed: int
     sweep: Any
     cfg: TrainConfig
+    label: str | None = None  # the sweep value's name
 
     @property
     def group(self) -> str:
         """Runs compared with each other share a group (one per sweep value)."""
-        return "all" if self.sweep is None else str(self.sweep)
+        return "all" if self.label is None else self.label
 
 
-def _run_id(preset: Preset, name: str, value: Any, seed: int) -> str:
-    return name + ("" if value is None else f"-{preset.sweep.key.split('.')[-1]}{value}") + f"-s{seed}"
+def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:
+    return name + ("" if label is None else f"-{preset.sweep.key.split('.')[-1]}{label}") + f"-s{seed}"
 
 
 def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, overrides: list[str],
               vq_folder: Path | None) -> list[Run]:
     """Runs in training order (a variant that starts from another comes after it)."""
     runs = []
-    for value in (preset.sweep.values if preset.sweep else [None]):
+    sweep = list(zip(preset.sweep.values, preset.sweep.names())) if preset.sweep else [(None, None)]
+    for value, label in sweep:
         for seed in seeds or preset.seeds:
             for v in preset.variants:
                 tree = merge(preset.base, v.set)
@@ -64,9 +66,10 @@ def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, o
                 if v.tokenizer == "patch+vq":
                     tree = merge(tree, {"tokenizers": {"und_image": "patch"}})
                 if v.init_from is not None:
-                    tree = merge(tree, {"init_from": str(out / "runs" / _run_id(preset, v.init_from, value, seed))})
-                rid = _run_id(preset, v.name, value, seed)
-                runs.append(Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})")))
+                    tree = merge(tree, {"init_from": str(out / "runs" / _run_id(preset, v.init_from, label, seed))})
+                rid = _run_id(preset, v.name, label, seed)
+                runs.append(Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})"),
+                                label))
     return runs
 
 
@@ -278,6 +281,7 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
     results = {
         "preset": preset.model_dump(mode="json"),
         "runs": {r.id: {"variant": r.variant.name, "role": r.variant.role, "seed": r.seed, "sweep": r.sweep,
+                        "sweep_label": r.label,
                         "train": json.loads((out / "runs" / r.id / "summary.json").read_text()),
                         "eval": {t: v for t, v in summaries[r.id].items() if t != "analysis"},
                         "analysis": summaries[r.id].get("analysis", {})} for r in runs},
