@@ -251,6 +251,19 @@ class _HFModel(ABC):
     def _gen_states(self, chunk: list[HiddenRequest]) -> list[HiddenStates]:
         """States of generation inputs (prompt, then the image's own generation tokens); family specific."""
 
+    def _gen_rows(self, hidden: tuple[torch.Tensor, ...], mask: torch.Tensor, spans: list[tuple[int, int]],
+                  image: torch.Tensor) -> list[HiddenStates]:
+        """States of generation inputs: each row's prompt span is its text (and prompt), the image positions, the
+        same in every row of the batch, its image (and response)."""
+        layers = torch.stack(hidden, 1).float().cpu()
+        out = []
+        for k, span in enumerate(spans):
+            text = torch.zeros_like(image)
+            text[slice(*span)] = True
+            out.append(self._states(layers[k], mask[k].cpu(), {"text": text, "image": image, "prompt": text,
+                                                               "response": image}))
+        return out
+
     @staticmethod
     def _states(layers: torch.Tensor, mask: torch.Tensor, masks: dict[str, torch.Tensor]) -> HiddenStates:
         """One row's states and masks without its left padding."""
@@ -332,16 +345,10 @@ class HFJanus(_HFModel):
             mask = torch.cat([mask, mask.new_ones(len(chunk), n_image)], 1)
         result = self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
                                                  position_ids=_positions(mask), output_hidden_states=True)
-        layers = torch.stack(result.hidden_states, 1).float().cpu()
-        out = []
-        for k in range(len(chunk)):
-            text = torch.zeros(mask.shape[1], dtype=torch.bool)
-            text[slice(*spans[k])] = True
-            image = torch.zeros_like(text)
-            image[mask.shape[1] - n_image:] = n_image > 0
-            out.append(self._states(layers[k], mask[k].cpu(), {"text": text, "image": image, "prompt": text,
-                                                               "response": image}))
-        return out
+        image = torch.zeros(mask.shape[1], dtype=torch.bool)
+        if n_image:
+            image[-n_image:] = True
+        return self._gen_rows(result.hidden_states, mask, spans, image)
 
     def _draw(self, prompts: list[str]) -> torch.Tensor:
         enc = self._gen_text(prompts)
@@ -440,18 +447,11 @@ class HFEmu3(_HFModel):
             mask = torch.cat([mask, mask.new_ones(len(chunk), n_grid + 2)], 1)
         result = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                             output_hidden_states=True, logits_to_keep=1)
-        layers = torch.stack(result.hidden_states, 1).float().cpu()
-        out = []
-        for k in range(len(chunk)):
-            text = torch.zeros(ids.shape[1], dtype=torch.bool)
-            text[slice(*spans[k])] = True
-            image = torch.zeros_like(text)
-            if n_grid:
-                start = enc["input_ids"].shape[1]
-                image[start : start + n_grid] = self._not_eol(n_grid, self._grid()[1])
-            out.append(self._states(layers[k], mask[k].cpu(), {"text": text, "image": image, "prompt": text,
-                                                               "response": image}))
-        return out
+        image = torch.zeros(ids.shape[1], dtype=torch.bool)
+        if n_grid:
+            start = enc["input_ids"].shape[1]
+            image[start : start + n_grid] = self._not_eol(n_grid, self._grid()[1])
+        return self._gen_rows(result.hidden_states, mask, spans, image)
 
     def _draw(self, prompts: list[str]) -> torch.Tensor:
         from transformers import LogitsProcessorList
