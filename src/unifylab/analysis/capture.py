@@ -18,6 +18,7 @@ from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
 from unifylab.world import language as L
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
+
 def scene_requests(kind: str, world: ShapesConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
     """n paired image/text inputs from the world: `und` = image, then the caption question and its true caption;
     `gen` = a t2i prompt, then its true image."""

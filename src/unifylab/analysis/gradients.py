@@ -4,7 +4,6 @@ in opposite directions, the argument for forking deep layers."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from unifylab.data.io import read_json
 from unifylab.errors import UserError
 from unifylab.models.hub import from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import Packer
@@ -92,4 +92,4 @@ def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict
 def _final_step(run: Path) -> int | None:
     """The final step of a finished run (summary.json), None while it is unfinished."""
     f = run / "summary.json"
-    return int(json.loads(f.read_text())["steps"]) if f.is_file() else None
+    return int(read_json(f)["steps"]) if f.is_file() else None

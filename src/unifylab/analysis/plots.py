@@ -76,16 +76,18 @@ def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str, integer_x: bool 
     ax.legend(fontsize=6)
 
 
-def save_depth_figure(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
-    fig = depth_figure(kind, rows_by_model)
-    fig.savefig(path, dpi=110)
+def figure_png(fig: plt.Figure) -> bytes:
+    """PNG bytes of a figure (tight bounding box), closing it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return buf.getvalue()
 
 
 def png_bytes(kind: str, rows_by_model: dict[str, list[dict[str, Any]]]) -> bytes:
-    fig = depth_figure(kind, rows_by_model)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(depth_figure(kind, rows_by_model))
+
+
+def save_depth_figure(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    path.write_bytes(png_bytes(kind, rows_by_model))
+    return path

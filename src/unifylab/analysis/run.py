@@ -3,7 +3,6 @@ PNG of curves over depth."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from unifylab.analysis.alignment import alignment
 from unifylab.analysis.entropy import response_entropy, trajectories
 from unifylab.analysis.gradients import gradient_conflict
 from unifylab.analysis.plots import save_depth_figure
+from unifylab.data.io import write_jsonl
 from unifylab.errors import UserError
 from unifylab.world.shapes import ShapesConfig
 
@@ -44,9 +44,6 @@ def analyze(kind: str, model: Any, folder: Path | None, world: ShapesConfig, n: 
 
 def write(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], out: Path) -> tuple[Path, Path]:
     """out/<kind>.jsonl (one row per model x measure x layer) and out/<kind>.png."""
-    out.mkdir(parents=True, exist_ok=True)
     jsonl = out / f"{kind}.jsonl"
-    tmp = jsonl.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps({"model": m, **r}) + "\n" for m, rows in rows_by_model.items() for r in rows))
-    tmp.replace(jsonl)
+    write_jsonl(jsonl, ({"model": m, **r} for m, rows in rows_by_model.items() for r in rows))
     return jsonl, save_depth_figure(kind, rows_by_model, out / f"{kind}.png")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from unifylab.analysis.plots import figure_png, png_bytes  # noqa: E402
 from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 
 
@@ -58,13 +58,6 @@ def answer(results: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- figures
 
 
-def _png(fig: plt.Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def fig_losses(out: Path, results: dict[str, Any]) -> bytes:
     tasks = ("caption", "vqa", "t2i")
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), sharey=True)
@@ -82,7 +75,7 @@ def fig_losses(out: Path, results: dict[str, Any]) -> bytes:
         ax.set_xlabel("step")
         ax.set_yscale("log")
     axes[0].legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _bars(ax: plt.Axes, results: dict[str, Any], tasks: list[str]) -> None:
@@ -114,7 +107,7 @@ def fig_accuracy(results: dict[str, Any]) -> bytes:
             ax.hlines(c, i - 0.1, i + 0.8, colors="k", linestyles=":", linewidth=1)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("accuracy per task (dotted: chance)")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def fig_synergy(results: dict[str, Any]) -> bytes:
@@ -132,7 +125,7 @@ def fig_synergy(results: dict[str, Any]) -> bytes:
     ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
     ax.set_xlabel("unified minus specialist accuracy (95% CI, paired by item)")
     ax.set_title("synergy per task")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def fig_modes(results: dict[str, Any]) -> bytes:
@@ -141,7 +134,7 @@ def fig_modes(results: dict[str, Any]) -> bytes:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     ax.set_title("UEG / GEU: direct vs stepwise")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def fig_sweep(results: dict[str, Any]) -> bytes | None:
@@ -173,7 +166,7 @@ def fig_sweep(results: dict[str, Any]) -> bytes | None:
     ax.set_ylabel("synergy (95% CI)")
     ax.legend(fontsize=7)
     ax.set_title(f"synergy against {sweep['key']}")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
@@ -192,7 +185,7 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
             ax.set_title("correct" if rec["score"] else "wrong", fontsize=7, color="green" if rec["score"] else "red")
             if col == 0:
                 ax.set_ylabel(rid, fontsize=7)
-    return _png(fig)
+    return figure_png(fig)
 
 
 # ---------------------------------------------------------------------------------------------- documents
@@ -208,8 +201,6 @@ UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was neve
 
 def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
     """Curves over depth of one analysis for the first seed's runs (of the first sweep value), side by side."""
-    from unifylab.analysis.plots import png_bytes
-
     runs = results["runs"]
     first = next(iter(runs.values()), None)
     if first is None:

@@ -45,6 +45,15 @@ class Run:
         return "all" if self.label is None else self.label
 
 
+@dataclass
+class RunResult:
+    """What a run brings back: item scores and summaries per task, and the analyses' rows per analysis."""
+
+    scores: dict[str, dict[str, float]]
+    summaries: dict[str, Any]
+    analysis: dict[str, list[dict[str, Any]]]
+
+
 def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:
     return name + ("" if label is None else f"-{preset.sweep.key.split('.')[-1]}{label}") + f"-s{seed}"
 
@@ -125,19 +134,21 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
 
 
 def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
-                  threads: int, report: Callable[[str, int], None], evals: dict[str, Any], summaries: dict[str, Any],
-                  analyses: tuple[list[str], int]) -> None:
+                  threads: int, report: Callable[[str, int], None], analyses: tuple[list[str], int]
+                  ) -> dict[str, RunResult]:
     """Schedule runs on a spawn-process pool as their `init_from` parents finish; progress comes back by queue.
-    An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk)."""
+    An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk).
+    Returns each run's result by id."""
     ctx = mp.get_context("spawn")
     parent = {r.id: Path(r.cfg.init_from).name if r.cfg.init_from is not None else None for r in runs}
+    done: dict[str, RunResult] = {}
     with ctx.Manager() as manager:
         queue = manager.Queue()
         pool = ctx.Pool(jobs)
         try:
             waiting, running = list(runs), {}
             while waiting or running:
-                for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in evals]:
+                for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in done]:
                     if len(running) >= jobs:
                         break
                     waiting.remove(r)
@@ -151,11 +162,12 @@ def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], lim
                 for rid, (r, res) in list(running.items()):
                     if res.ready():
                         del running[rid]
-                        evals[r.id], summaries[r.id] = res.get()
+                        done[rid] = res.get()
             pool.close()
         finally:
             pool.terminate()
             pool.join()
+    return done
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -195,10 +207,9 @@ def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int) -> dict
 
 
 def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int,
-                    report: Callable[[str, int], None], analyses: tuple[list[str], int] = ([], 0)
-                    ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+                    report: Callable[[str, int], None], analyses: tuple[list[str], int] = ([], 0)) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
-    progress bar. The summaries hold each task's summary and, under "analysis", the analyses' rows."""
+    progress bar."""
     from unifylab.eval.native import NativeModel
     from unifylab.train.loop import Trainer
 
@@ -224,10 +235,11 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
         recs = run_task(model, spec, out / "eval" / run.id, limit, progress=lambda k: report(f"evaluating {run.id}", k))
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
         summaries[spec.name] = summarise(spec, recs)
+    inside = {}
     if analyses[0]:
         report(f"analysing {run.id}", 0)
-        summaries["analysis"] = _analyses(run, model, out, *analyses)
-    return scores, summaries
+        inside = _analyses(run, model, out, *analyses)
+    return RunResult(scores, summaries, inside)
 
 
 def _queue_report(queue: Any) -> Callable[[str, int], None]:
@@ -235,7 +247,7 @@ def _queue_report(queue: Any) -> Callable[[str, int], None]:
 
 
 def _pool_worker(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int, queue: Any,
-                 analyses: tuple[list[str], int]) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+                 analyses: tuple[list[str], int]) -> RunResult:
     return _train_and_eval(run, out, device, tasks, limit, threads, _queue_report(queue), analyses)
 
 
@@ -256,14 +268,13 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
         tok, metrics = train_vq(vcfg, device)
         save_trained(tok, vcfg, metrics, vq_folder)
     runs = plan_runs(preset, out, seeds, device, list(overrides), vq_folder)
-    tasks = [load_task(t).name for t in preset.tasks]
-    n_items = sum(min(s.n, preset.limit or s.n) for s in map(load_task, tasks))
+    specs = [load_task(t) for t in preset.tasks]
+    tasks = [s.name for s in specs]
+    n_items = sum(min(s.n, preset.limit or s.n) for s in specs)
     total = sum(_train_steps(r) for r in runs) + n_items * len(runs)
     jobs = max(1, min(jobs or default_jobs(device), len(runs)))
     threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
     analyses = (list(preset.analyses), preset.analysis_n)
-    evals: dict[str, dict[str, dict[str, float]]] = {}
-    summaries: dict[str, Any] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -273,19 +284,16 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
             bar.update(task, advance=units, description=what)
 
         if jobs == 1:
-            for r in runs:
-                evals[r.id], summaries[r.id] = _train_and_eval(r, out, device, tasks, preset.limit, 0, report,
-                                                               analyses)
+            done = {r.id: _train_and_eval(r, out, device, tasks, preset.limit, 0, report, analyses) for r in runs}
         else:
-            _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, evals, summaries, analyses)
+            done = _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, analyses)
     results = {
         "preset": preset.model_dump(mode="json"),
         "runs": {r.id: {"variant": r.variant.name, "role": r.variant.role, "seed": r.seed, "sweep": r.sweep,
                         "sweep_label": r.label,
                         "train": json.loads((out / "runs" / r.id / "summary.json").read_text()),
-                        "eval": {t: v for t, v in summaries[r.id].items() if t != "analysis"},
-                        "analysis": summaries[r.id].get("analysis", {})} for r in runs},
-        "comparisons": comparisons(preset, runs, evals),
+                        "eval": done[r.id].summaries, "analysis": done[r.id].analysis} for r in runs},
+        "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()}),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "environment": {**environment(device), "parallel_runs": jobs},
         "overrides": list(overrides),
