@@ -20,3 +20,16 @@ def test_benchmark_prints_json_lines(script: str, args: list[str]) -> None:
                          check=True, timeout=300)
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     assert rows and all("figure" in r for r in rows)
+
+
+def test_learning_benchmark_scores_every_model_and_draws_curves(tmp_path: Path) -> None:
+    args = ["--steps", "2", "--models", "reference,shared,patch", "--eval-n", "4", "--evals", "1",
+            "--set", "model.dim=32", "--set", "model.heads=2", "--out", str(tmp_path)]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "learning.py"), *args], capture_output=True,
+                         text=True, check=True, timeout=300)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    assert [r["model"] for r in rows] == ["reference", "shared", "patch"]
+    for r in rows:
+        for key in ("val/t2i", "heldout/t2i", "val/vqa", "heldout/caption"):
+            assert 0 <= r[key] <= 1
+    assert rows[1]["tokens_per_s_vs_reference"] > 0 and (tmp_path / "curves.png").stat().st_size > 1000

@@ -13,11 +13,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from unifylab.data.splits import EVAL_SCENE_SHARE, is_eval_scene
 from unifylab.errors import UserError
 from unifylab.models import from_pretrained
 from unifylab.train import Trainer, load_config
 from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS
 from unifylab.train.data import Plan, SceneSource
+from unifylab.world.shapes import sample_scenes
 
 Cli = Callable[..., tuple[int, str, str]]
 TINY = {
@@ -99,6 +101,16 @@ def test_held_out_pairs_never_reach_training(tmp_path: Path) -> None:
     assert a[0] == b[0] and np.array_equal(a[1], b[1])
 
 
+def test_val_scenes_are_reserved_and_never_trained(tmp_path: Path) -> None:
+    cfg = load_config(_cfg(tmp_path), ["world.min_objects=1", "world.max_objects=1", "data.n_scenes=50"])
+    src = SceneSource(cfg)
+    train = {src.get("train", i)[0] for i in range(2000)} | {src.get("pool", i)[0] for i in range(400)}
+    val = {src.get("val", i)[0] for i in range(300)}
+    assert not any(is_eval_scene(s) for s in train) and all(is_eval_scene(s) for s in val)
+    assert not train & val and len(val) > 20  # one-object scenes: a few hundred exist, so overlap would show
+    assert abs(np.mean([is_eval_scene(s) for s in sample_scenes(cfg.world, 4000, 1)]) - EVAL_SCENE_SHARE) < 0.03
+
+
 @pytest.mark.parametrize("mode", ["unified", "und-only", "gen-only"])
 def test_each_mode_trains_with_falling_per_task_losses(tmp_path: Path, mode: str) -> None:
     cfg = load_config(_cfg(tmp_path), [f"data.mode={mode}", "optim.steps=60", "checkpoint.every=100"])
@@ -107,7 +119,9 @@ def test_each_mode_trains_with_falling_per_task_losses(tmp_path: Path, mode: str
     for t in tasks:
         series = [x for x in _losses(tmp_path / "run", f"loss/{t}") if x is not None]
         assert np.mean(series[-5:]) < 0.8 * np.mean(series[:5]), (t, series[:5], series[-5:])
-    assert set(summary["final"]) == {f"{s}/{t}" for s in ("val", "heldout") for t in tasks}
+    names = {f"{s}/{t}" for s in ("val", "heldout") for t in tasks}
+    assert set(summary["final"]) == names | {f"exact/{n}" for n in names}
+    assert all(0 <= summary["final"][f"exact/{n}"] <= 1 for n in names)
     assert summary["mode"] == mode and summary["budget"] == "equal-task-data"
     model = from_pretrained(tmp_path / "run")
     assert model.parameter_counts()["total"] == summary["parameters"]["total"]

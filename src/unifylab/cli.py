@@ -360,8 +360,11 @@ def train_cmd(
     finally:
         shutdown(trainer.dist)
     if trainer.dist.main:
-        final = ", ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
-        err.print(f"trained {summary['steps']} steps ({summary['tokens_seen']:,} tokens) -> {out}; held-out loss: {final}")
+        loss = ", ".join(f"{k} {v:.3f}" for k, v in summary["final"].items() if not k.startswith("exact/"))
+        exact = ", ".join(f"{k.removeprefix('exact/')} {v:.3f}" for k, v in summary["final"].items()
+                          if k.startswith("exact/"))
+        err.print(f"trained {summary['steps']} steps ({summary['tokens_seen']:,} tokens) -> {out}; held-out loss: "
+                  f"{loss}; greedy-exact: {exact}")
 
 
 # ---------------------------------------------------------------------------------------------- eval

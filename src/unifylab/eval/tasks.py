@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from unifylab.config import load_named, packaged_yaml
 from unifylab.data.geneval import TASKS as GENEVAL_TASKS
 from unifylab.data.geneval import generate as geneval_generate
+from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval import reasoning as R
 from unifylab.eval.protocol import ImageRequest, TextRequest
@@ -64,8 +65,14 @@ class Item:
 
 
 def _scene(spec: TaskSpec, i: int) -> tuple[Scene, np.random.Generator]:
+    """Item i's scene, drawn only from the scenes reserved for evaluation (never trained on), and its RNG."""
     rng = np.random.default_rng([spec.seed, i])
-    return sample_scene(spec.world, rng), rng
+    for _ in range(10_000):
+        if is_eval_scene(scene := sample_scene(spec.world, rng)):
+            return scene, rng
+    raise UserError(f"task {spec.name}: its world ({spec.world.min_objects}..{spec.world.max_objects} objects on a "
+                    f"{spec.world.grid}x{spec.world.grid} grid) has too few distinct scenes to hold some out for "
+                    "evaluation; allow more objects per scene")
 
 
 _ANSWER_SPACE: dict[str, Callable[[Scene], list[str]]] = {

@@ -30,6 +30,7 @@ from unifylab.tokenize.text import SPECIAL_TOKENS
 
 UND, GEN = 0, 1  # branches
 TASK_BRANCH = {"<und>": UND, "<rewrite>": UND, "<gen>": GEN, "<edit>": GEN}
+RESIDUAL_OUT = tuple(f"{m}.experts.{e}{leaf}" for m, leaf in (("attn.out", ""), ("mlp", ".down")) for e in (0, 1))
 
 
 class ModelConfig(BaseModel):
@@ -52,6 +53,8 @@ class ModelConfig(BaseModel):
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
     rope_theta: float = 10000.0
+    init_std: float | None = Field(None, gt=0, description="None: scaled to width (embeddings N(0, 1), each Linear "
+                                   "N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for width 768)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -106,18 +109,21 @@ class UnifiedTransformer(nn.Module):
         for tok, branch in TASK_BRANCH.items():
             tags[SPECIAL_TOKENS.index(tok)] = branch
         self.register_buffer("tag_branch", tags, persistent=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith(("attn.out.experts.0.weight", "attn.out.experts.1.weight", "mlp.experts.0.down.weight",
-                              "mlp.experts.1.down.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.layers))
+        self.reset_parameters()
 
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+    def reset_parameters(self) -> None:
+        """Initialise for this width: embeddings N(0, 1) and every Linear N(0, 1/fan_in) (or `init_std` for all),
+        zero biases; the projections that write into the residual stream are scaled by 1/sqrt(2 * layers) so the
+        stream's variance does not grow with depth."""
+        std = self.cfg.init_std
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=std or 1.0)
+            elif isinstance(m, nn.Linear):
+                scale = 1 / math.sqrt(2 * self.cfg.layers) if name.endswith(RESIDUAL_OUT) else 1.0
+                nn.init.normal_(m.weight, std=scale * (std or m.in_features**-0.5))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------------------------------ bookkeeping
 
@@ -313,7 +319,8 @@ class UnifiedTransformer(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Next-token cross-entropy on labelled positions: `loss` (mean), `sum` and `count` (for exact averaging
-        across micro-batches and ranks), per-sequence `seq_sum`/`seq_count` (by `example` index when packed), and
+        across micro-batches and ranks), per-sequence `seq_sum`/`seq_count` (by `example` index when packed),
+        `seq_exact` (1 when every target is the greedy choice given the gold prefix, see `greedy_hits`), and
         `text_loss`/`image_loss`."""
         hidden = self(
             batch["input_ids"], batch.get("modality"), batch.get("pos2d"), batch.get("cont"), batch.get("features"),
@@ -325,14 +332,17 @@ class UnifiedTransformer(nn.Module):
         h, t = hidden[:, :-1][keep], targets[keep]
         is_img = t >= self.cfg.n_text
         if self.cfg.output_heads == "shared":
-            per_tok = F.cross_entropy(self.head(h).float(), t, reduction="none")
+            logits = self.head(h).float()
+            per_tok = F.cross_entropy(logits, t, reduction="none")
+            hits = greedy_hits(logits, t, self.cfg.n_text)
         else:
             per_tok = torch.empty(t.shape, device=h.device, dtype=torch.float32)
-            if bool((~is_img).any()):
-                per_tok[~is_img] = F.cross_entropy(self.text_head(h[~is_img]).float(), t[~is_img], reduction="none")
-            if bool(is_img.any()):
-                per_tok[is_img] = F.cross_entropy(self.image_head(h[is_img]).float(), t[is_img] - self.cfg.n_text,
-                                                  reduction="none")
+            hits = torch.empty(t.shape, device=h.device, dtype=torch.bool)
+            for sel, head, offset in ((~is_img, self.text_head, 0), (is_img, self.image_head, self.cfg.n_text)):
+                if bool(sel.any()):
+                    logits = head(h[sel]).float()
+                    per_tok[sel] = F.cross_entropy(logits, t[sel] - offset, reduction="none")
+                    hits[sel] = logits.argmax(-1) + offset == t[sel]
         example = batch.get("example")
         if example is None:  # one sequence per row
             example = torch.arange(targets.shape[0], device=h.device)[:, None].expand(-1, targets.shape[1] + 1)
@@ -340,6 +350,7 @@ class UnifiedTransformer(nn.Module):
         b = int(example.max()) + 1
         seq_sum = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, per_tok)
         seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
+        misses = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, (~hits).float())
         nan = torch.tensor(float("nan"), device=h.device)
         return {
             "loss": per_tok.mean(),
@@ -347,9 +358,18 @@ class UnifiedTransformer(nn.Module):
             "count": torch.tensor(float(per_tok.numel()), device=h.device),
             "seq_sum": seq_sum.detach(),
             "seq_count": seq_count,
+            "seq_exact": ((misses == 0) & (seq_count > 0)).float(),
             "text_loss": per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
             "image_loss": per_tok[is_img].mean() if bool(is_img.any()) else nan,
         }
+
+
+def greedy_hits(logits: torch.Tensor, targets: torch.Tensor, n_text: int) -> torch.Tensor:
+    """Whether each target id is the argmax of its logits over its own modality's ids (text targets over text ids,
+    image targets over image ids), which is the choice the greedy samplers make given the same prefix."""
+    is_img = targets >= n_text
+    pred = torch.where(is_img, logits[..., n_text:].argmax(-1) + n_text, logits[..., :n_text].argmax(-1))
+    return pred == targets
 
 
 def _segment_index(segments: torch.Tensor) -> torch.Tensor:

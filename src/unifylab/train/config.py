@@ -79,6 +79,7 @@ class ModelSpec(Strict):
     fork_layer: int | None = None
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
+    init_std: float | None = None
 
 
 class OptimConfig(Strict):

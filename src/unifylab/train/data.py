@@ -1,6 +1,7 @@
 """Deterministic task mixtures: example i of a split is a pure function of (seed, split, i), so a run's data
-position is just its step, specialists can see exactly the unified run's examples of their kind, and held-out
-compositions ((shape, colour) pairs) never reach training.
+position is just its step, specialists can see exactly the unified run's examples of their kind, and neither
+held-out compositions ((shape, colour) pairs, the `heldout` split) nor the reserved evaluation scenes (the `val`
+split, `data.splits`) ever reach training.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from unifylab.data.io import iter_jsonl, load_rgb
+from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.tokenize.sequence import Example, Packed, Packer
 from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS, TrainConfig
@@ -61,7 +63,7 @@ class SceneSource:
                                 f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
                                 "world.grid to match the folder")
             image = folder / "images" / f"{k:06d}.png"
-            split = "heldout" if self._held(scene) else ("val" if k % 20 == 19 else "train")
+            split = "heldout" if self._held(scene) else ("val" if is_eval_scene(scene) else "train")
             splits[split].append((scene, image))
         if not splits["train"]:
             raise UserError(f"{folder}: no training scenes (all hold a held-out pair, or scenes.jsonl is empty)")
@@ -89,9 +91,11 @@ class SceneSource:
                 objs[k] = Obj(shape, color, o.row, o.col, o.size)
                 scene = Scene(scene.size, scene.grid, tuple(objs))
                 return scene, render(scene), rng
-            if not self._held(scene):
+            if not self._held(scene) and is_eval_scene(scene) == (split == "val"):
                 return scene, render(scene), rng
-        raise UserError("data.holdout_pairs exclude almost every scene; hold out fewer (shape, colour) pairs")
+        raise UserError(f"no {split} scene found in 1000 draws: data.holdout_pairs exclude almost every scene, or the "
+                        "world has too few distinct scenes to reserve some for evaluation; hold out fewer (shape, "
+                        "colour) pairs or allow more objects per scene")
 
 
 def make_item(task: str, scene: Scene, image: np.ndarray, rng: np.random.Generator, cfg_dropout: float) -> Item:

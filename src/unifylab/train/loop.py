@@ -45,6 +45,12 @@ class LossModule(nn.Module):
         return self.model.loss(batch)
 
 
+def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str, torch.Tensor]]:
+    """`n` fixed examples per task of the run's mode from the `val` and `heldout` splits, as unpacked batches."""
+    return {f"{split}/{task}": batches.collate(batches.items(split, np.arange(n), np.full(n, TASKS.index(task))))
+            for split in ("val", "heldout") for task in MODE_TASKS[cfg.data.mode]}
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -192,14 +198,11 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ setup helpers
 
     def _eval_sets(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Fixed per-task batches of the `val` (same compositions) and `heldout` (unseen pairs) splits."""
-        out = {}
-        n = self.cfg.eval.examples
-        for split in ("val", "heldout"):
-            for task in MODE_TASKS[self.cfg.data.mode]:
-                items = self.batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
-                out[f"{split}/{task}"] = self.batches.collate(items)
-        return out
+        """Fixed per-task batches of the `val` (reserved scenes of trained compositions) and `heldout` (unseen
+        pairs) splits, each trained only on its task's own target (the answer, or the image), whatever `loss_on`
+        trains, so eval losses and exact scores compare across recipes."""
+        return eval_sets(self.cfg, Batches(self.cfg, Packer(self.text, self.und, self.gen), self.batches.source),
+                         self.cfg.eval.examples)
 
     def _tensorboard(self) -> Any:
         if not self.dist.main:
@@ -317,7 +320,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean token loss per split/task on the fixed eval batches."""
+        """Per split/task on the fixed eval batches: mean token loss (`val/t2i`) and greedy-exact accuracy
+        (`exact/val/t2i`: every target token is the greedy choice given the gold prefix)."""
         self.wrapped.eval()
         out = {}
         cuda = self.device.type == "cuda"
@@ -325,6 +329,7 @@ class Trainer:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 r = self.wrapped(self._to_device(batch))
             out[name] = float(r["sum"] / r["count"])
+            out[f"exact/{name}"] = float(r["seq_exact"].mean())
         self.wrapped.train()
         return out
 

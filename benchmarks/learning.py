@@ -1,0 +1,302 @@
+"""Learning efficiency: each backbone of the lab and a plain reference GPT trained on identical batches (the
+project's own Trainer stream: same examples, same order, same learning-rate schedule), scored by greedy-exact
+accuracy on scenes never seen in training: `val` (reserved scenes of trained compositions) and `heldout`
+(held-out (shape, colour) pairs).
+
+Captions are greedy-decoded and scored by the objects they state (their wording is sampled from templates, so
+no model can match it token for token). Greedy-exact for the rest: an item is right when every target token is the argmax given the gold prefix, which is exactly
+what greedy decoding reproduces (answer + <eos> for understanding, image tokens + <eoi> for t2i; each argmax
+over its own modality's ids, as the samplers restrict them). Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG)
+and the per-evaluation records (jsonl) to --out.
+
+Run: python benchmarks/learning.py [--preset quick --steps 1800 --seeds 0 --models reference,shared,fork,mot,patch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from unifylab.eval.tasks import Item, score_caption
+from unifylab.models.generate import EOS, generate_text
+from unifylab.models.unified import greedy_hits
+from unifylab.study.preset import load_preset, merge
+from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
+from unifylab.train.config import TASKS, load_tree
+from unifylab.train.data import MODE_TASKS, Batches
+from unifylab.train.loop import Trainer, eval_sets, lr_lambda
+from unifylab.world.scene import Scene
+
+CAPTION_TOKENS = 64  # longest caption a model may write (three objects take about 30)
+QA_KINDS = (("exist", r"^is there "), ("count", r"^how many "), ("color_of", r"^what colou?r "),
+            ("shape_of", r"^what shape "), ("where", r"^where "), ("relation", r"^is the "))
+
+
+class RefBlock(nn.Module):
+    """A textbook GPT-2 block: LayerNorm with bias, causal SDPA attention, GELU MLP 4x."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.fc, self.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, n, d))
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class RefGPT(nn.Module):
+    """The plain reference: token + learned absolute position embeddings, blocks, LayerNorm, head; PyTorch's
+    default initialisation everywhere."""
+
+    def __init__(self, vocab: int, dim: int, layers: int, heads: int, max_len: int) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(max_len, dim)
+        self.blocks = nn.ModuleList(RefBlock(dim, heads) for _ in range(layers))
+        self.ln, self.head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln(x))
+
+
+def variants(layers: int) -> dict[str, dict[str, Any]]:
+    """Config overrides per benchmarked model (the reference trains on the shared model's unpacked batches)."""
+    return {
+        "shared": {"model": {"backbone": "shared"}},
+        "fork": {"model": {"backbone": "fork", "fork_layer": layers // 2}},
+        "mot": {"model": {"backbone": "mot"}},
+        "patch": {"model": {"backbone": "shared"}, "tokenizers": {"und_image": "patch"}},
+        "reference": {"model": {"backbone": "shared"}, "data": {"pack": False}},
+    }
+
+
+def qa_kind(question: str) -> str:
+    return next((k for k, pat in QA_KINDS if re.match(pat, question)), "other")
+
+
+class Scorer:
+    """Fixed eval sets per split and task (the Trainer's eval sets, `n` items each) and a model's accuracy on them:
+    greedy-exact for vqa and t2i (overall and per question kind), and for captions, whose wording is sampled from
+    templates, the objects a greedy-decoded caption states against the scene (the eval harness's caption scorer)."""
+
+    def __init__(self, trainer: Trainer, n: int) -> None:
+        batches = Batches(trainer.cfg, Packer(trainer.text, trainer.und, trainer.gen), trainer.batches.source)
+        tasks = MODE_TASKS[trainer.cfg.data.mode]
+        self.text = trainer.text
+        self.sets = {k: v for k, v in eval_sets(trainer.cfg, batches, n).items() if not k.endswith("/caption")}
+        self.kinds: dict[str, list[str]] = {}
+        self.captions: dict[str, tuple[list[Packed], list[Scene]]] = {}
+        for split in ("val", "heldout"):
+            if "vqa" in tasks:
+                items = batches.items(split, np.arange(n), np.full(n, TASKS.index("vqa")))
+                self.kinds[f"{split}/vqa"] = [qa_kind(it.text) for it in items]
+            if "caption" in tasks:
+                items = batches.items(split, np.arange(n), np.full(n, TASKS.index("caption")))
+                codes = trainer.und.encode(np.stack([it.image for it in items]))
+                prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
+                            for it, c in zip(items, codes)]
+                self.captions[f"{split}/caption"] = (prefixes, [it.scene for it in items])
+
+    @torch.no_grad()
+    def score(self, exact_of: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+              caption_of: Callable[[list[Packed]], list[list[int]]]) -> dict[str, float]:
+        """`exact_of(batch)`: 1/0 per row (every target the greedy choice); `caption_of(prefixes)`: greedy text ids."""
+        out: dict[str, float] = {}
+        for name, (prefixes, scenes) in self.captions.items():
+            texts = [self.text.decode(ids) for ids in caption_of(prefixes)]
+            right = [score_caption(Item(name, target=sc.to_dict()), [t], [])[0] for t, sc in zip(texts, scenes)]
+            out[name] = float(np.mean(right))
+        for name, batch in self.sets.items():
+            right = exact_of(batch)
+            out[name] = float(right.float().mean())
+            kinds = self.kinds.get(name, [])
+            for kind in sorted(set(kinds)):
+                out[f"{name}/{kind}"] = float(right[torch.tensor([k == kind for k in kinds])].float().mean())
+        return out
+
+
+def greedy_text(logits_of: Callable[[torch.Tensor], torch.Tensor], prefixes: list[Packed], n_text: int,
+                max_new: int = CAPTION_TOKENS) -> list[list[int]]:
+    """Greedy text continuation for a model without a cache (the reference): prefixes of one length decode as a
+    batch, each step recomputes the whole sequence; ids up to <eos>."""
+    out: list[list[int]] = [[] for _ in prefixes]
+    for length in sorted({len(p) for p in prefixes}):
+        rows = [i for i, p in enumerate(prefixes) if len(p) == length]
+        ids = torch.stack([prefixes[i].input_ids for i in rows])
+        for _ in range(max_new):
+            logits = logits_of(ids)[:, -1]
+            ids = torch.cat([ids, logits[:, :n_text].argmax(-1, keepdim=True)], 1)
+            if bool((ids[:, length:] == EOS).any(1).all()):
+                break
+        for r, seq in zip(rows, ids[:, length:].tolist()):
+            out[r] = seq[: seq.index(EOS)] if EOS in seq else seq
+    return out
+
+
+def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
+    model = trainer.model
+
+    def exact_of(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        model.eval()
+        out = model.loss(b)["seq_exact"]
+        model.train()
+        return out
+
+    def caption_of(prefixes: list[Packed]) -> list[list[int]]:
+        model.eval()
+        out = generate_text(model, prefixes, max_new_tokens=CAPTION_TOKENS)
+        model.train()
+        return out
+
+    curve, wall, tokens = [], 0.0, 0
+    for step in range(steps):
+        t = time.perf_counter()
+        tokens += trainer._step(step)["tokens"]
+        wall += time.perf_counter() - t
+        if (step + 1) % every == 0 or step + 1 == steps:
+            curve.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of)})
+    return curve, wall, tokens
+
+
+def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
+    cfg = trainer.cfg
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        ref = RefGPT(trainer.model.cfg.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads,
+                     cfg.model.max_len)
+    opt = torch.optim.AdamW(ref.parameters(), lr=cfg.optim.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
+
+    def exact_of(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        ref.eval()
+        targets = b["labels"][:, 1:]
+        hits = greedy_hits(ref(b["input_ids"])[:, :-1], targets.clamp(min=0), trainer.model.cfg.n_text)
+        ref.train()
+        return (hits | (targets == IGNORE)).all(1)
+
+    def caption_of(prefixes: list[Packed]) -> list[list[int]]:
+        ref.eval()
+        out = greedy_text(ref, prefixes, trainer.model.cfg.n_text)
+        ref.train()
+        return out
+
+    curve, wall, tokens = [], 0.0, 0
+    for step in range(steps):
+        t = time.perf_counter()
+        (batch,) = trainer._micro_batches(step)
+        targets = batch["labels"][:, 1:]
+        loss = F.cross_entropy(ref(batch["input_ids"])[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.optim.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        wall += time.perf_counter() - t
+        tokens += int(batch["attention_mask"].sum())
+        if (step + 1) % every == 0 or step + 1 == steps:
+            curve.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of)})
+    return curve, wall, tokens
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({k.split("/")[1] for r in records for k in r["curve"][0] if k.count("/") == 1})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    colours = {}
+    for r in records:
+        c = colours.setdefault(r["model"], f"C{len(colours)}")
+        steps = [p["step"] for p in r["curve"]]
+        for ax, task in zip(axes[0], tasks):
+            for split, style in (("val", "-"), ("heldout", ":")):
+                key = f"{split}/{task}"
+                if key in r["curve"][0]:
+                    label = f"{r['model']} {split}" if r["seed"] == records[0]["seed"] else None
+                    ax.plot(steps, [p[key] for p in r["curve"]], style, color=c, label=label, alpha=0.85)
+    for ax, task in zip(axes[0], tasks):
+        ax.set_title(f"{task}: greedy-exact")
+        ax.set_xlabel("step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="quick", help="study preset whose base config is trained")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every model")
+    ap.add_argument("--models", default="reference,shared,fork,mot,patch")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (model init and data stream)")
+    ap.add_argument("--eval-n", type=int, default=256, help="items per split and task")
+    ap.add_argument("--evals", type=int, default=6, help="evaluations along the run (the curve's points)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the study trains one thread per run)")
+    ap.add_argument("--out", type=Path, default=Path("learning-out"), help="folder for curves.png and records")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    base = load_preset(args.preset).base
+    steps = args.steps or int(base["optim"]["steps"])
+    every = max(1, math.ceil(steps / args.evals))
+    table = variants(int(load_tree(base, args.overrides).model.layers))
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in table]
+    if unknown:
+        ap.error(f"--models: unknown {unknown}; choose from {', '.join(table)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        speeds: dict[str, float] = {}
+        for name in names:
+            tree = merge(merge(base, table[name]), {"seed": seed, "optim": {"steps": steps}, "data": {"seed": seed}})
+            cfg = load_tree(tree, args.overrides, f"preset {args.preset}")
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer = Trainer(cfg, Path(tmp) / name, progress=False)
+                scorer = Scorer(trainer, args.eval_n)
+                if name == "reference":
+                    curve, wall, tokens = run_reference(trainer, scorer, steps, every)
+                    params = None
+                else:
+                    curve, wall, tokens = run_lab(trainer, scorer, steps, every)
+                    params = trainer.model.parameter_counts()["total"]
+            speeds[name] = tokens / wall
+            final = {k: round(v, 4) for k, v in curve[-1].items() if k not in ("step", "wall_s")}
+            rec = {"figure": "learning", "model": name, "seed": seed, "steps": steps, "batch": cfg.optim.batch,
+                   "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "real_tokens_per_s": round(speeds[name]),
+                   "parameters": params, **final}
+            if "reference" in speeds and name != "reference":
+                rec["tokens_per_s_vs_reference"] = round(speeds[name] / speeds["reference"], 3)
+            print(json.dumps(rec), flush=True)
+            records.append({**rec, "curve": curve})
+            with open(args.out / "records.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({**rec, "curve": curve}) + "\n")
+            plot(records, args.out / "curves.png")
+
+
+if __name__ == "__main__":
+    main()
