@@ -56,11 +56,48 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     assert md.count("](figures/") == len(images) and all((out / "figures" / f"{k}.png").is_file()
                                                       for k in ("accuracy", "synergy", "losses", "modes", "samples",
                                                                 "alignment", "entropy", "gradients"))
+    _check_synergy_independently(out, results)
     inside = results["runs"]["unifork-s0"]["analysis"]
     assert {r["input"] for r in inside["alignment"]} == {"und", "gen"} and inside["entropy"] and inside["gradients"]
     mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
+
+
+def _check_synergy_independently(out: Path, results: dict) -> None:
+    """Recompute the report's pooled differences from the per-item jsonl, in plain Python: only the tasks both
+    models were trained for, exact scores only, mean over seeds of the mean paired difference; and check the
+    Holm adjustment by its definition."""
+
+    def items(run: str, tasks: list[str]) -> dict[str, float]:
+        scores = {}
+        for t in tasks:
+            for line in (out / "eval" / run / f"{t}.jsonl").read_text().splitlines():
+                rec = json.loads(line)
+                scores[rec["id"]] = float(rec["score"])
+        return scores
+
+    comp = results["comparisons"]["all"]
+    pairs = [(comp["synergy"]["shared"]["understanding"], "und-only-s0", "shared-s0", ["caption", "vqa"]),
+             (comp["synergy"]["shared"]["generation"], "gen-only-s0", "shared-s0", ["t2i"]),
+             (comp["architecture"]["unifork - shared"]["generation"], "shared-s0", "unifork-s0", ["t2i"])]
+    for rec, base, other, tasks in pairs:
+        rec = rec.get("pooled", rec)
+        a, b = items(base, tasks), items(other, tasks)
+        want = sum(b[i] - a[i] for i in a) / len(a)
+        assert abs(rec["diff"]["value"] - want) < 1e-9 and rec["diff"]["lo"] <= want <= rec["diff"]["hi"]
+    tests = []
+    for syn in comp["synergy"].values():
+        for s in syn.values():
+            tests += [s["pooled"], *s["tasks"].values()]
+    for arch in comp["architecture"].values():
+        tests += list(arch.values())
+    ps = sorted((r["p_value"], r["p_adjusted"]) for r in tests if r)
+    m = len(ps)
+    running = 0.0
+    for k, (p, adj) in enumerate(ps):
+        running = max(running, min(1.0, (m - k) * p))
+        assert abs(adj - running) < 1e-12
 
 
 def test_scaling_preset_sweeps_and_plots(cli: Cli, tmp_path: Path) -> None:

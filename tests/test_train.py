@@ -90,6 +90,21 @@ def test_budgets_give_specialists_the_unified_examples_or_tokens(tmp_path: Path)
     assert lengths(idx).sum() >= budget and lengths(idx[:-8]).sum() < budget and n == -(-len(idx) // 8)
 
 
+def test_equal_steps_keeps_each_example_at_its_unified_step(tmp_path: Path) -> None:
+    over = ["data.mixture={caption: 10, vqa: 10, t2i: 1}"]
+    base = Plan(load_config(_cfg(tmp_path), over))
+    uni, steps = base.stream()
+    tasks = base.tasks(len(uni))
+    cfg = load_config(_cfg(tmp_path), [*over, "data.mode=gen-only", "data.budget=equal-steps"])
+    gen, gen_steps = Plan(cfg).stream()
+    assert gen_steps == steps and len(gen) == len(uni)
+    assert np.array_equal(gen >= 0, tasks == TASKS.index("t2i")) and np.array_equal(gen[gen >= 0], uni[gen >= 0])
+    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()  # most steps hold no t2i example: skipped
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["steps"] == steps == len(rows) and any(r.get("skipped") for r in rows)
+    assert any("loss/t2i" in r for r in rows)
+
+
 def test_held_out_pairs_never_reach_training(tmp_path: Path) -> None:
     cfg = load_config(_cfg(tmp_path), [])
     src = SceneSource(cfg)

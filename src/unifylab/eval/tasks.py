@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +46,8 @@ class TaskSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     outputs_of: str | None = Field(None, description="a task with the same items whose model outputs, when already "
                                                      "in the eval folder, are re-scored instead of generated again")
+    trained_by: Literal["caption", "vqa", "t2i"] | None = Field(
+        None, description="the training task whose examples teach this task; None when no training form does")
 
 
 @dataclass

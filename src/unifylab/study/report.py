@@ -24,18 +24,22 @@ from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 
 
 
-def _pts(e: dict[str, Any]) -> str:
-    return f"{100 * e['value']:+.1f} points [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}]"
+def _pts(r: dict[str, Any]) -> str:
+    e = r["diff"]
+    return (f"{100 * e['value']:+.1f} points [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}], "
+            f"adjusted p = {r['p_adjusted']:.3g}")
 
 
-def _verdict(e: dict[str, Any]) -> str:
-    if e["lo"] <= 0 <= e["hi"]:
+def _verdict(r: dict[str, Any]) -> str:
+    """A gain or a loss only when the Holm-adjusted p-value is below 0.05."""
+    if r["p_adjusted"] >= 0.05:
         return "no evidence of a change"
-    return "a gain" if e["value"] > 0 else "a loss"
+    return "a gain" if r["diff"]["value"] > 0 else "a loss"
 
 
 def answer(results: dict[str, Any]) -> list[str]:
-    """One plain sentence per comparison group, with intervals; 'no evidence' when an interval includes 0."""
+    """One plain sentence per comparison group, with intervals and Holm-adjusted p-values over every comparison
+    in the report; 'no evidence' unless the adjusted p is below 0.05."""
     name = results["preset"]["name"]
     lines = []
     for group, comp in results["comparisons"].items():
@@ -45,12 +49,12 @@ def answer(results: dict[str, Any]) -> list[str]:
             for kind in ("understanding", "generation"):
                 s = syn.get(kind)
                 if s and s["pooled"]:
-                    e = s["pooled"]["diff"]
-                    parts.append(f"unification ({u} vs {s['vs']}) changed {kind} accuracy by {_pts(e)}: {_verdict(e)}")
+                    r = s["pooled"]
+                    parts.append(f"unification ({u} vs {s['vs']}) changed {kind} accuracy by {_pts(r)}: {_verdict(r)}")
         for label, arch in comp["architecture"].items():
             for kind, r in arch.items():
                 if r:
-                    parts.append(f"{label} changed {kind} accuracy by {_pts(r['diff'])}: {_verdict(r['diff'])}")
+                    parts.append(f"{label} changed {kind} accuracy by {_pts(r)}: {_verdict(r)}")
         lines.append(f"On {where}, " + "; ".join(parts) + ".")
     return lines
 
@@ -192,9 +196,12 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
 
 
 ANALYSES = ("alignment", "entropy", "gradients")
-POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over the preset's tasks of that kind "
-               "(caption_cells and t2i_cells count partial credit); differences are paired by item, with 95 % "
-               "bootstrap intervals.")
+POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over the tasks of that kind that both "
+               "compared models were trained for (exact scores only: caption_cells and t2i_cells re-score the "
+               "same outputs with partial credit and are shown per task, never pooled). Differences are paired "
+               "by item; 95 % intervals resample seeds, then items within each seed; p-values (sign-flip "
+               "permutation) are Holm-adjusted over every comparison in the report, and a change is called a "
+               "gain or a loss only when the adjusted p is below 0.05.")
 UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
                   "scoring ignores extra objects, so random clutter can score there).")
 

@@ -21,11 +21,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from unifylab import __version__
 from unifylab.eval.harness import run_task, summarise
-from unifylab.eval.stats import paired_difference
-from unifylab.eval.tasks import load_task
+from unifylab.eval.stats import hierarchical_paired_difference, holm
+from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
 from unifylab.train.config import TrainConfig, load_tree
-from unifylab.train.data import Plan
+from unifylab.train.data import MODE_TASKS, Plan
 
 RESULTS = "results.json"
 
@@ -83,10 +83,11 @@ def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, o
 
 
 def _paired(a: dict[str, float], b: dict[str, float]) -> dict[str, Any] | None:
+    """b - a over the items both scored (keys 's<seed>/<item>'), with a seeds-then-items bootstrap CI."""
     ids = sorted(set(a) & set(b))
     if not ids:
         return None
-    diff, p = paired_difference([a[i] for i in ids], [b[i] for i in ids])
+    diff, p = hierarchical_paired_difference([a[i] for i in ids], [b[i] for i in ids], [i.split("/")[0] for i in ids])
     return {"diff": diff.to_dict(), "p_value": p}
 
 
@@ -101,9 +102,23 @@ def _scores(evals: dict[str, dict[str, dict[str, float]]], runs: list[Run], task
     return out
 
 
-def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+def trained_tasks(cfg: TrainConfig) -> set[str]:
+    """The training tasks a run's examples include (its mode's tasks with mixture weight > 0)."""
+    return {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
+
+
+def pooled_tasks(specs: dict[str, TaskSpec], kind: tuple[str, ...], *runs: list[Run]) -> list[str]:
+    """Tasks of a kind that enter a pooled headline: taught by training data that every compared run saw, and
+    scored on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled)."""
+    taught = set.intersection(*(trained_tasks(r.cfg) for rs in runs for r in rs))
+    return [t for t, s in specs.items() if t in kind and s.trained_by in taught and s.outputs_of is None]
+
+
+def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict[str, float]]],
+                specs: dict[str, TaskSpec]) -> dict[str, Any]:
     """Per group: synergy of each unified variant against each specialist, and each other unified variant against
-    the first (e.g. UniFork vs shared), pooled over tasks of a kind and per task."""
+    the first (e.g. UniFork vs shared), pooled over the trained tasks of a kind and per task; every p-value is then
+    Holm-adjusted over all the comparisons (`p_adjusted`)."""
     tasks = preset.tasks
     out: dict[str, Any] = {}
     for group in sorted({r.group for r in runs}):
@@ -114,22 +129,40 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
         for u in unified:
             syn: dict[str, Any] = {}
             for spec_v in [v for v in preset.variants if v.role != "unified"]:
-                kind_tasks = [t for t in tasks if t in (UND_TASKS if spec_v.role == "und" else GEN_TASKS)]
+                kind = UND_TASKS if spec_v.role == "und" else GEN_TASKS
+                kind_tasks = [t for t in tasks if t in kind]
                 key = "understanding" if spec_v.role == "und" else "generation"
-                pooled = _paired(_scores(evals, by_variant[spec_v.name], kind_tasks),
-                                 _scores(evals, by_variant[u.name], kind_tasks))
+                pool = pooled_tasks(specs, kind, by_variant[spec_v.name], by_variant[u.name])
+                pooled = _paired(_scores(evals, by_variant[spec_v.name], pool), _scores(evals, by_variant[u.name], pool))
                 per_task = {t: _paired(_scores(evals, by_variant[spec_v.name], [t]), _scores(evals, by_variant[u.name], [t]))
                             for t in kind_tasks}
-                syn[key] = {"vs": spec_v.name, "pooled": pooled, "tasks": per_task}
+                syn[key] = {"vs": spec_v.name, "pooled": pooled, "pooled_tasks": pool, "tasks": per_task}
             res["synergy"][u.name] = syn
+        first = unified[0] if unified else None
         for u in unified[1:]:
-            first = unified[0]
-            res["architecture"][f"{u.name} - {first.name}"] = {
-                kind: _paired(_scores(evals, by_variant[first.name], kt), _scores(evals, by_variant[u.name], kt))
-                for kind, kt in (("understanding", [t for t in tasks if t in UND_TASKS]),
-                                 ("generation", [t for t in tasks if t in GEN_TASKS]))
-            }
+            arch = {}
+            for key, kind in (("understanding", UND_TASKS), ("generation", GEN_TASKS)):
+                pool = pooled_tasks(specs, kind, by_variant[first.name], by_variant[u.name])
+                arch[key] = _paired(_scores(evals, by_variant[first.name], pool), _scores(evals, by_variant[u.name], pool))
+                if arch[key] is not None:
+                    arch[key]["pooled_tasks"] = pool
+            res["architecture"][f"{u.name} - {first.name}"] = arch
         out[group] = res
+    tests = [r for r in _comparison_records(out) if r is not None]
+    for r, p in zip(tests, holm([r["p_value"] for r in tests])):
+        r["p_adjusted"] = p
+    return out
+
+
+def _comparison_records(comps: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """Every paired comparison in a comparisons tree (pooled, per task, architecture), in a fixed order."""
+    out: list[dict[str, Any] | None] = []
+    for res in comps.values():
+        for syn in res["synergy"].values():
+            for s in syn.values():
+                out += [s["pooled"], *s["tasks"].values()]
+        for arch in res["architecture"].values():
+            out += list(arch.values())
     return out
 
 
@@ -180,7 +213,7 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def _train_steps(run: Run) -> int:
-    return Plan(run.cfg).stream()[1] if run.cfg.data.budget == "equal-task-data" or run.cfg.data.mode == "unified" \
+    return Plan(run.cfg).stream()[1] if run.cfg.data.budget != "equal-compute" or run.cfg.data.mode == "unified" \
         else run.cfg.optim.steps
 
 
@@ -293,7 +326,8 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
                         "sweep_label": r.label,
                         "train": json.loads((out / "runs" / r.id / "summary.json").read_text()),
                         "eval": done[r.id].summaries, "analysis": done[r.id].analysis} for r in runs},
-        "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()}),
+        "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()},
+                                   {s.name: s for s in specs}),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "environment": {**environment(device), "parallel_runs": jobs},
         "overrides": list(overrides),

@@ -29,7 +29,10 @@ class DataConfig(Strict):
     folder: Path | None = Field(None, description="a `unifylab world sample` output folder (source: folder)")
     mixture: dict[str, float] = Field(default_factory=lambda: {"caption": 1.0, "vqa": 2.0, "t2i": 3.0})
     mode: Literal["unified", "und-only", "gen-only"] = "unified"
-    budget: Literal["equal-task-data", "equal-compute"] = "equal-task-data"
+    budget: Literal["equal-task-data", "equal-steps", "equal-compute"] = Field(
+        "equal-task-data", description="a specialist's budget: the unified run's examples of its tasks in fewer "
+                                       "steps (equal-task-data) or in the same steps and schedule (equal-steps), "
+                                       "or as many tokens as the unified run (equal-compute)")
     holdout_pairs: list[tuple[str, str]] = Field(
         default_factory=lambda: [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow")],
         description="(shape, colour) pairs that never appear in training scenes; the held-out split uses them",

@@ -131,6 +131,8 @@ class Plan:
         """(global example indices, steps) for this run's mode and budget.
 
         equal-task-data: a specialist gets exactly the unified run's first steps*batch examples of its tasks.
+        equal-steps: the same examples, each at the step where the unified run saw it: the unified stream with the
+        other tasks' examples marked -1 (skipped), so steps, schedule and example timing all match.
         equal-compute: a specialist continues its filtered stream until it has seen as many tokens as the unified
         run (`lengths(indices)` gives tokens per example).
         """
@@ -138,9 +140,11 @@ class Plan:
         allowed = [TASKS.index(t) for t in MODE_TASKS[self.cfg.data.mode]]
         if self.cfg.data.mode == "unified":
             return np.arange(self.unified_examples), self.cfg.optim.steps
-        if self.cfg.data.budget == "equal-task-data":
-            tasks = self.tasks(self.unified_examples)
-            idx = np.flatnonzero(np.isin(tasks, allowed))
+        if self.cfg.data.budget in ("equal-task-data", "equal-steps"):
+            keep = np.isin(self.tasks(self.unified_examples), allowed)
+            if self.cfg.data.budget == "equal-steps":
+                return np.where(keep, np.arange(self.unified_examples), -1), self.cfg.optim.steps
+            idx = np.flatnonzero(keep)
             return idx, max(1, math.ceil(len(idx) / b))
         if lengths is None:
             raise ValueError("equal-compute needs example lengths")

@@ -269,6 +269,7 @@ class Trainer:
     def _micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
         b, accum = self.cfg.optim.batch, self.cfg.optim.accum
         idx = self.stream[step * b : (step + 1) * b]
+        idx = idx[idx >= 0]  # equal-steps: the unified step's examples of other tasks are skipped
         mb = math.ceil(len(idx) / accum)
         out = []
         for m in range(accum):
@@ -285,6 +286,10 @@ class Trainer:
         n_tokens = torch.tensor(float(sum(int(b["attention_mask"].sum()) for b in micro)), device=self.device)
         D.all_reduce_sum(count, self.dist)
         D.all_reduce_sum(n_tokens, self.dist)
+        if float(count) == 0:  # equal-steps: the unified step held no example of this run's tasks
+            lr = self.sched.get_last_lr()[0]
+            self.sched.step()
+            return {"loss": float("nan"), "lr": lr, "grad_norm": 0.0, "tokens": 0, "skipped": True}
         task_sum = torch.zeros(len(TASKS), device=self.device)
         task_cnt = torch.zeros(len(TASKS), device=self.device)
         total = torch.zeros((), device=self.device)
