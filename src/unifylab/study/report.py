@@ -38,8 +38,8 @@ def _verdict(r: dict[str, Any]) -> str:
 
 
 def answer(results: dict[str, Any]) -> list[str]:
-    """One plain sentence per comparison group, with intervals and Holm-adjusted p-values over every comparison
-    in the report; 'no evidence' unless the adjusted p is below 0.05."""
+    """One plain sentence per comparison group, with intervals and Holm-adjusted p-values over the headline
+    comparisons; 'no evidence' unless the adjusted p is below 0.05."""
     name = results["preset"]["name"]
     lines = []
     for group, comp in results["comparisons"].items():
@@ -200,8 +200,9 @@ POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over t
                "compared models were trained for (exact scores only: caption_cells and t2i_cells re-score the "
                "same outputs with partial credit and are shown per task, never pooled). Differences are paired "
                "by item; 95 % intervals resample seeds, then items within each seed; p-values (sign-flip "
-               "permutation) are Holm-adjusted over every comparison in the report, and a change is called a "
-               "gain or a loss only when the adjusted p is below 0.05.")
+               "permutation) are Holm-adjusted over the headline comparisons above (the per-task breakdown is "
+               "adjusted as a family of its own), and a change is called a gain or a loss only when the "
+               "adjusted p is below 0.05.")
 UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
                   "scoring ignores extra objects, so random clutter can score there).")
 

@@ -117,8 +117,8 @@ def pooled_tasks(specs: dict[str, TaskSpec], kind: tuple[str, ...], *runs: list[
 def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict[str, float]]],
                 specs: dict[str, TaskSpec]) -> dict[str, Any]:
     """Per group: synergy of each unified variant against each specialist, and each other unified variant against
-    the first (e.g. UniFork vs shared), pooled over the trained tasks of a kind and per task; every p-value is then
-    Holm-adjusted over all the comparisons (`p_adjusted`)."""
+    the first (e.g. UniFork vs shared), pooled over the trained tasks of a kind and per task; p-values are then
+    Holm-adjusted (`p_adjusted`) within each family of `comparison_families`."""
     tasks = preset.tasks
     out: dict[str, Any] = {}
     for group in sorted({r.group for r in runs}):
@@ -148,22 +148,26 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
                     arch[key]["pooled_tasks"] = pool
             res["architecture"][f"{u.name} - {first.name}"] = arch
         out[group] = res
-    tests = [r for r in _comparison_records(out) if r is not None]
-    for r, p in zip(tests, holm([r["p_value"] for r in tests])):
-        r["p_adjusted"] = p
+    for family in comparison_families(out):
+        tests = [r for r in family if r is not None]
+        for r, p in zip(tests, holm([r["p_value"] for r in tests])):
+            r["p_adjusted"] = p
     return out
 
 
-def _comparison_records(comps: dict[str, Any]) -> list[dict[str, Any] | None]:
-    """Every paired comparison in a comparisons tree (pooled, per task, architecture), in a fixed order."""
-    out: list[dict[str, Any] | None] = []
+def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | None], list[dict[str, Any] | None]]:
+    """The two families of paired comparisons, each Holm-adjusted on its own: the headline claims (pooled synergy
+    and architecture per kind, every sweep group) and the per-task breakdown shown beside them."""
+    headline: list[dict[str, Any] | None] = []
+    per_task: list[dict[str, Any] | None] = []
     for res in comps.values():
         for syn in res["synergy"].values():
             for s in syn.values():
-                out += [s["pooled"], *s["tasks"].values()]
+                headline.append(s["pooled"])
+                per_task += list(s["tasks"].values())
         for arch in res["architecture"].values():
-            out += list(arch.values())
-    return out
+            headline += list(arch.values())
+    return headline, per_task
 
 
 def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
