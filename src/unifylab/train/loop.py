@@ -289,7 +289,7 @@ class Trainer:
         if float(count) == 0:  # equal-steps: the unified step held no example of this run's tasks
             lr = self.sched.get_last_lr()[0]
             self.sched.step()
-            return {"loss": float("nan"), "lr": lr, "grad_norm": 0.0, "tokens": 0, "skipped": True}
+            return {"loss": None, "lr": lr, "grad_norm": 0.0, "tokens": 0, "skipped": True}
         task_sum = torch.zeros(len(TASKS), device=self.device)
         task_cnt = torch.zeros(len(TASKS), device=self.device)
         total = torch.zeros((), device=self.device)
@@ -366,7 +366,8 @@ class Trainer:
                     self._save(last, tokens)
                 if self.on_step is not None:
                     self.on_step(last, self.steps)
-                bar.update(task, completed=last, rate=f"{rec['tokens_per_s']:,.0f} tok/s", loss=f"loss {rec['loss']:.3f}")
+                loss = "skipped" if rec["loss"] is None else f"loss {rec['loss']:.3f}"
+                bar.update(task, completed=last, rate=f"{rec['tokens_per_s']:,.0f} tok/s", loss=loss)
         summary = {"steps": self.steps, "tokens_seen": tokens, "mode": self.cfg.data.mode,
                    "budget": self.cfg.data.budget, "final": self.evaluate(),
                    "parameters": self.model.parameter_counts(), "world_size": self.dist.world}
