@@ -153,33 +153,42 @@ def greedy_text(logits_of: Callable[[torch.Tensor], torch.Tensor], prefixes: lis
     return out
 
 
-def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
-    model = trainer.model
-
-    def exact_of(b: dict[str, torch.Tensor]) -> torch.Tensor:
-        model.eval()
-        out = model.loss(b)["seq_exact"]
-        model.train()
-        return out
-
-    def caption_of(prefixes: list[Packed]) -> list[list[int]]:
-        model.eval()
-        out = generate_text(model, prefixes, max_new_tokens=CAPTION_TOKENS)
-        model.train()
-        return out
-
-    curve, wall, tokens = [], 0.0, 0
+def curve(train_step: Callable[[int], int], scorer: Scorer, exact_of: Callable, caption_of: Callable, steps: int,
+          every: int) -> tuple[list[dict], float, int]:
+    """Train `steps` steps (`train_step(step)` returns its real tokens), scoring every `every` steps; returns the
+    accuracy curve, the training wall time (scoring excluded) and the real tokens trained on."""
+    points, wall, tokens = [], 0.0, 0
     for step in range(steps):
         t = time.perf_counter()
-        tokens += trainer._step(step)["tokens"]
+        tokens += train_step(step)
         wall += time.perf_counter() - t
         if (step + 1) % every == 0 or step + 1 == steps:
-            curve.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of)})
-    return curve, wall, tokens
+            points.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of)})
+    return points, wall, tokens
+
+
+def evaluating(model: nn.Module, fn: Callable) -> Callable:
+    """`fn` run with the model in eval mode (and back to training after)."""
+
+    def wrapped(*args: Any) -> Any:
+        model.eval()
+        try:
+            return fn(*args)
+        finally:
+            model.train()
+
+    return wrapped
+
+
+def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
+    model = trainer.model
+    exact_of = evaluating(model, lambda b: model.loss(b)["seq_exact"])
+    caption_of = evaluating(model, lambda prefixes: generate_text(model, prefixes, max_new_tokens=CAPTION_TOKENS))
+    return curve(lambda step: trainer._step(step)["tokens"], scorer, exact_of, caption_of, steps, every)
 
 
 def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
-    cfg = trainer.cfg
+    cfg, n_text = trainer.cfg, trainer.model.cfg.n_text
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         ref = RefGPT(trainer.model.cfg.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads,
@@ -187,35 +196,26 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
     opt = torch.optim.AdamW(ref.parameters(), lr=cfg.optim.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
 
-    def exact_of(b: dict[str, torch.Tensor]) -> torch.Tensor:
-        ref.eval()
+    def exact(b: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = b["labels"][:, 1:]
-        hits = greedy_hits(ref(b["input_ids"])[:, :-1], targets.clamp(min=0), trainer.model.cfg.n_text)
-        ref.train()
+        hits = greedy_hits(ref(b["input_ids"])[:, :-1], targets.clamp(min=0), n_text)
         return (hits | (targets == IGNORE)).all(1)
 
-    def caption_of(prefixes: list[Packed]) -> list[list[int]]:
-        ref.eval()
-        out = greedy_text(ref, prefixes, trainer.model.cfg.n_text)
-        ref.train()
-        return out
-
-    curve, wall, tokens = [], 0.0, 0
-    for step in range(steps):
-        t = time.perf_counter()
-        (batch,) = trainer._micro_batches(step)
-        targets = batch["labels"][:, 1:]
-        loss = F.cross_entropy(ref(batch["input_ids"])[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        loss.backward()
+    def train_step(step: int) -> int:
+        micro = trainer._micro_batches(step)
+        count = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
+        for b in micro:  # summed token losses over the step's global target count, as the Trainer does
+            logits = ref(b["input_ids"])[:, :-1].flatten(0, 1)
+            (F.cross_entropy(logits, b["labels"][:, 1:].flatten(), ignore_index=IGNORE, reduction="sum")
+             / count).backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.optim.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
-        wall += time.perf_counter() - t
-        tokens += int(batch["attention_mask"].sum())
-        if (step + 1) % every == 0 or step + 1 == steps:
-            curve.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of)})
-    return curve, wall, tokens
+        return sum(int(b["attention_mask"].sum()) for b in micro)
+
+    caption_of = evaluating(ref, lambda prefixes: greedy_text(ref, prefixes, n_text))
+    return curve(train_step, scorer, evaluating(ref, exact), caption_of, steps, every)
 
 
 def plot(records: list[dict], path: Path) -> None:
