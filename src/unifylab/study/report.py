@@ -199,8 +199,8 @@ ANALYSES = ("alignment", "entropy", "gradients")
 POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over the tasks of that kind that both "
                "compared models were trained for (exact scores only: caption_cells and t2i_cells re-score the "
                "same outputs with partial credit and are shown per task, never pooled). Differences are paired "
-               "by item; 95 % intervals resample seeds, then items within each seed; p-values (sign-flip "
-               "permutation) are Holm-adjusted over the headline comparisons above (the per-task breakdown is "
+               "by item; 95 % intervals resample seeds, then items within each seed; p-values (from the same "
+               "bootstrap) are Holm-adjusted over the headline comparisons above (the per-task breakdown is "
                "adjusted as a family of its own), and a change is called a gain or a loss only when the "
                "adjusted p is below 0.05.")
 UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
