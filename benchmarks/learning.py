@@ -36,7 +36,7 @@ from unifylab.study.preset import load_preset, merge
 from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
 from unifylab.train.config import TASKS, load_tree
 from unifylab.train.data import MODE_TASKS, Batches
-from unifylab.train.loop import Trainer, eval_sets, lr_lambda
+from unifylab.train.loop import Trainer, lr_lambda
 from unifylab.world.scene import Scene
 
 CAPTION_TOKENS = 64  # longest caption a model may write (three objects take about 30)
@@ -101,21 +101,23 @@ class Scorer:
 
     def __init__(self, trainer: Trainer, n: int) -> None:
         batches = Batches(trainer.cfg, Packer(trainer.text, trainer.und, trainer.gen), trainer.batches.source)
-        tasks = MODE_TASKS[trainer.cfg.data.mode]
         self.text = trainer.text
-        self.sets = {k: v for k, v in eval_sets(trainer.cfg, batches, n).items() if not k.endswith("/caption")}
+        self.sets: dict[str, dict[str, torch.Tensor]] = {}
         self.kinds: dict[str, list[str]] = {}
         self.captions: dict[str, tuple[list[Packed], list[Scene]]] = {}
         for split in ("val", "heldout"):
-            if "vqa" in tasks:
-                items = batches.items(split, np.arange(n), np.full(n, TASKS.index("vqa")))
-                self.kinds[f"{split}/vqa"] = [qa_kind(it.text) for it in items]
-            if "caption" in tasks:
-                items = batches.items(split, np.arange(n), np.full(n, TASKS.index("caption")))
-                codes = trainer.und.encode(np.stack([it.image for it in items]))
-                prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
-                            for it, c in zip(items, codes)]
-                self.captions[f"{split}/caption"] = (prefixes, [it.scene for it in items])
+            for task in MODE_TASKS[trainer.cfg.data.mode]:  # the items of the Trainer's `eval_sets`, built once
+                name = f"{split}/{task}"
+                items = batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
+                if task == "caption":
+                    codes = trainer.und.encode(np.stack([it.image for it in items]))
+                    prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
+                                for it, c in zip(items, codes)]
+                    self.captions[name] = (prefixes, [it.scene for it in items])
+                    continue
+                self.sets[name] = batches.collate(items)
+                if task == "vqa":
+                    self.kinds[name] = [qa_kind(it.text) for it in items]
 
     @torch.no_grad()
     def score(self, exact_of: Callable[[dict[str, torch.Tensor]], torch.Tensor],
