@@ -4,10 +4,11 @@ accuracy on scenes never seen in training: `val` (reserved scenes of trained com
 (held-out (shape, colour) pairs).
 
 Captions are greedy-decoded and scored by the objects they state (their wording is sampled from templates, so
-no model can match it token for token). Greedy-exact for the rest: an item is right when every target token is the argmax given the gold prefix, which is exactly
-what greedy decoding reproduces (answer + <eos> for understanding, image tokens + <eoi> for t2i; each argmax
-over its own modality's ids, as the samplers restrict them). Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG)
-and the per-evaluation records (jsonl) to --out.
+no model can match it token for token). Greedy-exact for the rest: an item is right when every target token is
+the argmax given the gold prefix, which is exactly what greedy decoding reproduces (answer + <eos> for
+understanding, image tokens + <eoi> for t2i; each argmax over its own modality's ids, as the samplers restrict
+them). Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG) and the per-evaluation
+records (jsonl) to --out.
 
 Run: python benchmarks/learning.py [--preset quick --steps 1800 --seeds 0 --models reference,shared,fork,mot,patch]
 """
@@ -289,8 +290,8 @@ def main() -> None:
             speeds[name] = tokens / wall
             final = {k: round(v, 4) for k, v in curve[-1].items() if k not in ("step", "wall_s")}
             rec = {"figure": "learning", "model": name, "seed": seed, "steps": steps, "batch": cfg.optim.batch,
-                   "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "real_tokens_per_s": round(speeds[name]),
-                   "parameters": params, **final}
+                   "threads": torch.get_num_threads(), "wall_s": round(wall, 1),
+                   "real_tokens_per_s": round(speeds[name]), "parameters": params, **final}
             if "reference" in speeds and name != "reference":
                 rec["tokens_per_s_vs_reference"] = round(speeds[name] / speeds["reference"], 3)
             print(json.dumps(rec), flush=True)

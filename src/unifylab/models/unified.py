@@ -53,8 +53,9 @@ class ModelConfig(BaseModel):
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
     rope_theta: float = 10000.0
-    init_std: float | None = Field(None, gt=0, description="None: scaled to width (embeddings N(0, 1), each Linear "
-                                   "N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for width 768)")
+    init_std: float | None = Field(None, gt=0, description="None: scaled to width (embeddings N(0, 1), each "
+                                   "Linear N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for "
+                                   "width 768)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -114,6 +114,12 @@ def pooled_tasks(specs: dict[str, TaskSpec], kind: tuple[str, ...], *runs: list[
     return [t for t, s in specs.items() if t in kind and s.trained_by in taught and s.outputs_of is None]
 
 
+def _compare(evals: dict[str, dict[str, dict[str, float]]], base: list[Run], other: list[Run], tasks: list[str]
+             ) -> dict[str, Any] | None:
+    """`other` minus `base` over the items of `tasks`, paired by seed and item."""
+    return _paired(_scores(evals, base, tasks), _scores(evals, other, tasks))
+
+
 def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict[str, float]]],
                 specs: dict[str, TaskSpec]) -> dict[str, Any]:
     """Per group: synergy of each unified variant against each specialist, and each other unified variant against
@@ -130,20 +136,19 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
             syn: dict[str, Any] = {}
             for spec_v in [v for v in preset.variants if v.role != "unified"]:
                 kind = UND_TASKS if spec_v.role == "und" else GEN_TASKS
-                kind_tasks = [t for t in tasks if t in kind]
-                key = "understanding" if spec_v.role == "und" else "generation"
-                pool = pooled_tasks(specs, kind, by_variant[spec_v.name], by_variant[u.name])
-                pooled = _paired(_scores(evals, by_variant[spec_v.name], pool), _scores(evals, by_variant[u.name], pool))
-                per_task = {t: _paired(_scores(evals, by_variant[spec_v.name], [t]), _scores(evals, by_variant[u.name], [t]))
-                            for t in kind_tasks}
-                syn[key] = {"vs": spec_v.name, "pooled": pooled, "pooled_tasks": pool, "tasks": per_task}
+                base, other = by_variant[spec_v.name], by_variant[u.name]
+                pool = pooled_tasks(specs, kind, base, other)
+                syn["understanding" if spec_v.role == "und" else "generation"] = {
+                    "vs": spec_v.name, "pooled": _compare(evals, base, other, pool), "pooled_tasks": pool,
+                    "tasks": {t: _compare(evals, base, other, [t]) for t in tasks if t in kind}}
             res["synergy"][u.name] = syn
-        first = unified[0] if unified else None
+        first = unified[0]  # a preset always has one (validated)
         for u in unified[1:]:
+            base, other = by_variant[first.name], by_variant[u.name]
             arch = {}
             for key, kind in (("understanding", UND_TASKS), ("generation", GEN_TASKS)):
-                pool = pooled_tasks(specs, kind, by_variant[first.name], by_variant[u.name])
-                arch[key] = _paired(_scores(evals, by_variant[first.name], pool), _scores(evals, by_variant[u.name], pool))
+                pool = pooled_tasks(specs, kind, base, other)
+                arch[key] = _compare(evals, base, other, pool)
                 if arch[key] is not None:
                     arch[key]["pooled_tasks"] = pool
             res["architecture"][f"{u.name} - {first.name}"] = arch
