@@ -19,8 +19,8 @@ VARIANTS = [
     dict(backbone="fork", fork_layer=1),
     dict(backbone="fork", fork_layer=0),
     dict(backbone="mot"),
-    dict(backbone="shared", rope="2d", output_heads="split"),
-    dict(backbone="mot", image_input="patch", patch_dim=48, rope="2d"),
+    dict(backbone="shared", rope="2d", output_heads="split", image_pos=True),
+    dict(backbone="mot", image_input="patch", patch_dim=48, input_grid=(8, 8), rope="2d", image_pos=True),
 ]
 IDS = ["shared", "fork1", "fork0", "mot", "shared-2d-split", "mot-patch"]
 
@@ -102,10 +102,10 @@ def test_cached_logits_match_uncached(text: TextTokenizer, variant: dict) -> Non
         branch = model.branch_of(ids, mask)
         cache = model.new_cache(ids.shape[0], ids.shape[1])
         k = max(20, int(cont.nonzero()[:, 1].max()) + 1 if cont.any() else 0)  # prefill holds every continuous slot
-        parts = [model(ids[:, :k], mod[:, :k], None, cont[:, :k], batch["features"], mask[:, :k], branch,
+        parts = [model(ids[:, :k], mod[:, :k], pos2d[:, :k], cont[:, :k], batch["features"], mask[:, :k], branch,
                        pos[:, :k], cache, 0)]
         for t in range(k, ids.shape[1]):
-            parts.append(model(ids[:, t : t + 1], mod[:, t : t + 1], None, None, None, mask[:, : t + 1], branch,
+            parts.append(model(ids[:, t : t + 1], mod[:, t : t + 1], pos2d[:, t : t + 1], None, None, mask[:, : t + 1], branch,
                                pos[:, t : t + 1], cache, t))
     cached = torch.cat(parts, 1)
     real = mask[..., None].expand_as(full)

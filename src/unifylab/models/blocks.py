@@ -34,9 +34,9 @@ class SwiGLU(nn.Module):
 class Rotary(nn.Module):
     """Rotary embeddings from position ids [B, L, 3] = (sequence, row, column) components.
 
-    `mode="1d"` rotates every frequency by the sequence component. `mode="2d"` splits the frequencies into three
-    sections (1/2, 1/4, 1/4) rotated by the three components, as in M-RoPE: text tokens carry (i, i, i), which is
-    plain 1-D RoPE, and image tokens carry (i0, i0 + row, i0 + col) with i0 the image's first position.
+    `mode="1d"` rotates every frequency by the sequence component. `mode="2d"` assigns the frequencies to the three
+    components in turn (interleaved M-RoPE): text tokens carry (i, i, i), which is plain 1-D RoPE, and image tokens
+    carry (i0, i0 + row, i0 + col) with i0 the image's first position.
     """
 
     def __init__(self, head_dim: int, theta: float = 10000.0, mode: str = "1d") -> None:
@@ -45,10 +45,10 @@ class Rotary(nn.Module):
             raise ValueError(f"head_dim must be a multiple of 8 for rotary embeddings, got {head_dim}")
         half = head_dim // 2
         self.register_buffer("inv_freq", theta ** (-torch.arange(half, dtype=torch.float32) / half), persistent=False)
-        section = torch.zeros(half, dtype=torch.long)
-        if mode == "2d":
-            section[half // 2 : 3 * half // 4] = 1
-            section[3 * half // 4 :] = 2
+        # 2d: frequencies interleaved sequence, row, column, sequence, ... so each component spans high to low
+        # frequencies (contiguous sections would leave rows and columns only the slowest ones, which rotate a
+        # few cells' offset by almost nothing)
+        section = torch.arange(half) % 3 if mode == "2d" else torch.zeros(half, dtype=torch.long)
         self.register_buffer("section", section, persistent=False)
 
     def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

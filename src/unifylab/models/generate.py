@@ -61,17 +61,17 @@ class _Decoder:
             raise ValueError(f"prefix ({lp}) + new tokens ({new_tokens}) exceed the model's max_len {model.cfg.max_len}")
         self.ids = torch.zeros(b, total, dtype=torch.long, device=dev)
         self.mod = torch.full((b, total), TEXT, dtype=torch.long, device=dev)
-        pos2d = torch.full((b, lp, 2), -1, dtype=torch.long, device=dev)
+        self.pos2d = torch.full((b, total, 2), -1, dtype=torch.long, device=dev)
         self.cont = torch.zeros(b, lp, dtype=torch.bool, device=dev)
         self.attn = torch.ones(b, total, dtype=torch.bool, device=dev)
         for i, p in enumerate(prefixes):
             k = len(p)
             self.ids[i, lp - k : lp], self.mod[i, lp - k : lp] = p.input_ids, p.modality
-            pos2d[i, lp - k :], self.cont[i, lp - k :] = p.pos2d, p.cont
+            self.pos2d[i, lp - k : lp], self.cont[i, lp - k :] = p.pos2d, p.cont
             self.attn[i, : lp - k] = False
         self.features = torch.cat([p.features for p in prefixes]).to(dev) if self.cont.any() else None
         self.pos = torch.zeros(b, total, 3, dtype=torch.long, device=dev)
-        self.pos[:, :lp] = model.positions(self.mod[:, :lp], pos2d, self.attn[:, :lp])
+        self.pos[:, :lp] = model.positions(self.mod[:, :lp], self.pos2d[:, :lp], self.attn[:, :lp])
         self.branch = torch.full((b,), branch, dtype=torch.long, device=dev)
         self.n = lp
         self.cache: list[KVCache] | None = model.new_cache(b, total) if use_cache else None
@@ -82,18 +82,22 @@ class _Decoder:
         n, m = self.n, self.model
         if self.use_cache:
             a = n - self.fresh
-            h = m(self.ids[:, a:n], self.mod[:, a:n], None, self.cont[:, a:n] if a == 0 else None,
+            h = m(self.ids[:, a:n], self.mod[:, a:n], self.pos2d[:, a:n], self.cont[:, a:n] if a == 0 else None,
                   self.features if a == 0 else None, self.attn[:, :n], self.branch, self.pos[:, a:n], self.cache, a)
         else:
             lp = self.cont.shape[1]
             cont = torch.cat([self.cont, self.cont.new_zeros(self.cont.shape[0], n - lp)], 1)
-            h = m(self.ids[:, :n], self.mod[:, :n], None, cont, self.features, self.attn[:, :n], self.branch,
+            h = m(self.ids[:, :n], self.mod[:, :n], self.pos2d[:, :n], cont, self.features, self.attn[:, :n], self.branch,
                   self.pos[:, :n])
         self.fresh = 0
         return m.logits(h[:, -1])
 
-    def append(self, token: torch.Tensor, modality: int, pos: torch.Tensor) -> None:
+    def append(self, token: torch.Tensor, modality: int, pos: torch.Tensor, cell: tuple[int, int] | None = None
+               ) -> None:
+        """Feed one token per row at rotary position `pos` [B, 3]; an image token also gets its (row, col) `cell`."""
         self.ids[:, self.n], self.mod[:, self.n], self.pos[:, self.n] = token, modality, pos
+        if cell is not None:
+            self.pos2d[:, self.n] = torch.tensor(cell, device=self.pos2d.device)
         self.n += 1
         self.fresh = 1
 
@@ -177,5 +181,5 @@ def generate_images(
                 pos = torch.stack([i0, i0 + k // w, i0 + k % w], -1)
             else:
                 pos = (i0 + k)[:, None].expand(-1, 3)
-            dec.append(full, IMAGE, pos)
+            dec.append(full, IMAGE, pos, (k // w, k % w))
     return codes.cpu()

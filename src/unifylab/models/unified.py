@@ -53,6 +53,10 @@ class ModelConfig(BaseModel):
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
     rope_theta: float = 10000.0
+    image_pos: bool = Field(False, description="add a learned (row, column) embedding (zero at init) to every image "
+                            "input token, so each carries the cell it shows (rotary positions alone give offsets)")
+    input_grid: tuple[int, int] | None = Field(None, description="token grid of understanding inputs when they "
+                                               "differ from image_grid (patch input)")
     init_std: float | None = Field(None, gt=0, description="None: scaled to width (embeddings N(0, 1), each "
                                    "Linear N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for "
                                    "width 768)")
@@ -68,6 +72,8 @@ class ModelConfig(BaseModel):
             raise ValueError(f"fork_layer is only used with backbone 'fork' (backbone is {self.backbone!r})")
         if self.image_input == "patch" and not self.patch_dim:
             raise ValueError("image_input 'patch' needs patch_dim (the patch tokenizer's feature_dim)")
+        if self.image_input == "patch" and self.image_pos and not self.input_grid:
+            raise ValueError("image_input 'patch' with image_pos needs input_grid (the patch tokenizer's token_grid)")
         return self
 
     @property
@@ -77,6 +83,11 @@ class ModelConfig(BaseModel):
     @property
     def hidden(self) -> int:
         return self.mlp_hidden or 16 * math.ceil(8 * self.dim / 3 / 16)
+
+    @property
+    def pos_cells(self) -> int:
+        """Rows of the row and column embedding tables: the longest side of any image grid the model reads."""
+        return max(*self.image_grid, *(self.input_grid or self.image_grid))
 
     @property
     def image_tokens(self) -> int:
@@ -95,6 +106,8 @@ class UnifiedTransformer(nn.Module):
 
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.patch_proj = nn.Linear(cfg.patch_dim, cfg.dim) if cfg.image_input == "patch" else None
+        self.row_embed = nn.Embedding(cfg.pos_cells, cfg.dim) if cfg.image_pos else None
+        self.col_embed = nn.Embedding(cfg.pos_cells, cfg.dim) if cfg.image_pos else None
         self.trunk = nn.ModuleList(block() for _ in range(n_trunk))
         n_branch = cfg.layers - n_trunk
         self.branches = nn.ModuleList(nn.ModuleList(block() for _ in range(n_branch)) for _ in (UND, GEN)) \
@@ -115,10 +128,13 @@ class UnifiedTransformer(nn.Module):
     def reset_parameters(self) -> None:
         """Initialise for this width: embeddings N(0, 1) and every Linear N(0, 1/fan_in) (or `init_std` for all),
         zero biases; the projections that write into the residual stream are scaled by 1/sqrt(2 * layers) so the
-        stream's variance does not grow with depth."""
+        stream's variance does not grow with depth. Image position embeddings start at zero: they add only what
+        training finds useful, instead of noise as large as the token identity."""
         std = self.cfg.init_std
         for name, m in self.named_modules():
-            if isinstance(m, nn.Embedding):
+            if name in ("row_embed", "col_embed"):
+                nn.init.zeros_(m.weight)
+            elif isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=std or 1.0)
             elif isinstance(m, nn.Linear):
                 scale = 1 / math.sqrt(2 * self.cfg.layers) if name.endswith(RESIDUAL_OUT) else 1.0
@@ -155,7 +171,7 @@ class UnifiedTransformer(nn.Module):
         return [KVCache(batch, self.cfg.heads, n, hd, p.device, p.dtype) for _ in self.attention_layers()]
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per component: embeddings, trunk, branches, modality experts, heads, total."""
+        """Parameters per component: embeddings (token, patch and image position), trunk, branches, modality experts, heads, total."""
 
         def count(mods: list[nn.Module] | nn.Module | None) -> int:
             if mods is None:
@@ -164,7 +180,8 @@ class UnifiedTransformer(nn.Module):
             return sum(p.numel() for m in mods for p in m.parameters())
 
         heads = [self.head] if self.cfg.output_heads == "shared" else [self.text_head, self.image_head]
-        out = {"embeddings": count([self.embed]) + count(self.patch_proj), "norms": count(list(self.norms)),
+        inputs = (self.embed, self.patch_proj, self.row_embed, self.col_embed)
+        out = {"embeddings": count([m for m in inputs if m is not None]), "norms": count(list(self.norms)),
                "heads": count(heads)}
         if self.cfg.backbone == "mot":
             for i, name in enumerate(("text_experts", "image_experts")):
@@ -217,8 +234,10 @@ class UnifiedTransformer(nn.Module):
             raise ValueError("fork backbone: every sequence must start with <bos> and a task tag (<und>, <gen>, ...)")
         return branch
 
-    def embed_inputs(self, input_ids: torch.Tensor, cont: torch.Tensor | None, features: torch.Tensor | None
-                     ) -> torch.Tensor:
+    def embed_inputs(self, input_ids: torch.Tensor, cont: torch.Tensor | None, features: torch.Tensor | None,
+                     pos2d: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings, continuous features projected in place, plus each image token's (row, col) embedding
+        (`pos2d` [B, L, 2], -1 on text)."""
         x = self.embed(input_ids)
         if cont is not None and features is not None and features.numel():
             if self.patch_proj is None:
@@ -227,6 +246,12 @@ class UnifiedTransformer(nn.Module):
                 raise ValueError(f"{int(cont.sum())} continuous slots in the inputs but {features.shape[0]} feature rows")
             x = x.clone()
             x[cont] = self.patch_proj(features.to(x.dtype))
+        if self.row_embed is not None and pos2d is not None:
+            if int(pos2d.max()) >= self.cfg.pos_cells:
+                raise ValueError(f"image position {int(pos2d.max())} outside the model's {self.cfg.pos_cells}-cell "
+                                 "grid (model.image_grid / input_grid)")
+            cell = pos2d.clamp(min=0)
+            x = x + (self.row_embed(cell[..., 0]) + self.col_embed(cell[..., 1])) * (pos2d[..., :1] >= 0)
         return x
 
     def forward(
@@ -262,7 +287,7 @@ class UnifiedTransformer(nn.Module):
         mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else \
             _block_causal(segments)
         route = modality if self.cfg.backbone == "mot" else None
-        x = self.embed_inputs(input_ids, cont, features)
+        x = self.embed_inputs(input_ids, cont, features, pos2d)
         if layers is not None:
             layers.append(x)
         caches = iter(cache) if cache is not None else None

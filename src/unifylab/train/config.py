@@ -83,6 +83,7 @@ class ModelSpec(Strict):
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
     init_std: float | None = None
+    image_pos: bool = False
 
 
 class OptimConfig(Strict):
