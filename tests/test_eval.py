@@ -5,11 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unifylab.errors import UserError
 from unifylab.eval.compare import compare
 from unifylab.eval.harness import run_task, summarise
-from unifylab.eval.protocol import LoglikelihoodRequest, OracleModel, RandomModel, TextRequest
+from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, OracleModel, RandomModel, TextRequest
 from unifylab.eval.stats import paired_difference
-from unifylab.eval.tasks import Item, load_task, normalise, parse_letter, score_caption, task_files
+from unifylab.eval.tasks import SCORERS, Item, items, load_task, normalise, parse_letter, score_caption, task_files
+from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
 Cli = Callable[..., tuple[int, str, str]]
 TASKS = ["caption", "caption_cells", "vqa", "mc", "t2i", "t2i_cells", "geneval"]
@@ -42,9 +44,14 @@ def test_records_explain_failures_and_resume_skips_done_items(tmp_path: Path) ->
     assert {"id", "input", "output", "target", "score", "reasons", "meta"} <= set(first[0])
     lines = (tmp_path / "vqa.jsonl").read_text()
     (tmp_path / "vqa.jsonl").write_text(lines + '{"id": "torn')  # an interrupted write
-    again = run_task(OracleModel(), spec, tmp_path, limit=20)
-    assert [r["score"] for r in again[:10]] == [r["score"] for r in first]  # kept, not re-scored
-    assert all(r["score"] == 1.0 for r in again[10:]) and len(again) == 20
+    again = run_task(RandomModel(0), spec, tmp_path, limit=20)
+    assert [r["score"] for r in again[:10]] == [r["score"] for r in first] and len(again) == 20  # kept
+    with pytest.raises(UserError, match=r"model.name: 'random' there, 'oracle' now.*--force"):
+        run_task(OracleModel(), spec, tmp_path, limit=20)  # another model's records are never mixed in
+    with pytest.raises(UserError, match=r"task.seed: 202 there, 7 now"):
+        run_task(RandomModel(0), spec.model_copy(update={"seed": 7}), tmp_path, limit=20)
+    forced = run_task(OracleModel(), spec, tmp_path, limit=20, force=True)
+    assert all(r["score"] == 1.0 for r in forced) and len((tmp_path / "vqa.jsonl").read_text().splitlines()) == 20
 
 
 def test_answer_normalisation_and_letter_parsing() -> None:
@@ -115,6 +122,8 @@ def test_native_model_runs_every_task(tmp_path: Path) -> None:
     ll = model.loglikelihood([LoglikelihoodRequest("is there a red ring?", "yes", np.zeros((32, 32, 3), np.uint8))])
     assert len(ll) == 1 and ll[0] < 0
     assert model.generate_text([TextRequest("draw a red ring.", mode="rewrite", max_tokens=3)])[0] is not None
+    rambling = "draw a red ring and then " * 100  # longer than max_len: keeps its start, still draws
+    assert model.generate_images([ImageRequest(rambling, 32, 3)])[0].shape == (32, 32, 3)
 
 
 @pytest.mark.parametrize("task", ["ueg", "ueg_stepwise", "geu", "geu_stepwise"])
@@ -164,3 +173,35 @@ def test_partial_credit_tasks_rescore_their_siblings_outputs(tmp_path: Path) -> 
     assert all(0 <= r["score"] <= 1 for r in cells + images) and images[0]["output"]["images"][0].startswith("t2i/")
     with pytest.raises(AssertionError, match="reused"):  # items the sibling has not scored are generated
         run_task(Refuses(), load_task("t2i_cells"), tmp_path, limit=9)
+
+
+def test_strict_geneval_fails_clutter_that_geneval_rules_accept() -> None:
+    faithful, strict = load_task("geneval"), load_task("geneval_strict")
+    assert strict.outputs_of == "geneval" and items(strict, 12)[3].target == items(faithful, 12)[3].target
+    rng = np.random.default_rng(0)
+    cases = items(strict, 30)
+    truth = [render(it.images[0].truth) for it in cases]
+    clutter = [render(sample_scene(ShapesConfig(min_objects=8, max_objects=9), rng)) for _ in cases]
+    assert all(SCORERS["image_strict"](it, [], [im])[0] == 1.0 for it, im in zip(cases, truth))
+    loose = [SCORERS["image"](it, [], [im])[0] for it, im in zip(cases, clutter)]
+    tight = [SCORERS["image_strict"](it, [], [im]) for it, im in zip(cases, clutter)]
+    assert sum(loose) >= 3 and all(s == 0.0 for s, _ in tight)
+    assert any("at most" in r for _, reasons in tight for r in reasons)
+
+
+def test_geu_answers_are_balanced_so_a_blind_prior_is_near_a_quarter() -> None:
+    from collections import Counter
+
+    from unifylab.eval import reasoning as R
+
+    world = ShapesConfig(size=32, grid=4, min_objects=1, max_objects=4)
+    rng = np.random.default_rng(1)
+    for kind in R.GEU_KINDS:
+        cases = [R.geu_item(kind, world, rng) for _ in range(300)]
+        answers = Counter(it["options"]["ABCD".index(it["answer"])] for it in cases)
+        letters = Counter(it["answer"] for it in cases)
+        # the best blind rule, fitted on these very items: pick the option that is most often right a priori
+        blind = np.mean([max(it["options"], key=lambda o: answers[o]) == it["options"]["ABCD".index(it["answer"])]
+                         for it in cases])
+        assert answers.most_common(1)[0][1] / len(cases) < 0.32 and max(letters.values()) / len(cases) < 0.32, kind
+        assert blind < 0.37, (kind, blind)

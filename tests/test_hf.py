@@ -223,7 +223,7 @@ def test_cli_analyze_alignment(cli, folders, tmp_path):
                        "--k", "3", "--device", "cpu")
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "alignment.jsonl").read_text().splitlines()]
-    assert {r["input"] for r in rows} == {"und", "gen"} and len(rows) == 2 * 3
+    assert {r["input"] for r in rows} == {"und", "gen", "separate"} and len(rows) == 3 * 3
 
 
 def test_hf_prefix_detects_the_family(folders):

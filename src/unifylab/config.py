@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,24 @@ def build(model: type[M], values: dict[str, Any], source: str) -> M:
         return model.model_validate(values)
     except ValidationError as e:
         raise UserError(describe_validation_error(e, source)) from None
+
+
+def first_diff(a: Any, b: Any, prefix: str = "") -> str:
+    """The first field where two config trees differ, as 'dotted.key: <a> there, <b> now'."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if a.get(k) != b.get(k):
+                return first_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits): identifies model weights in fingerprints."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def packaged_yaml(package: str, folder: str) -> dict[str, Path]:

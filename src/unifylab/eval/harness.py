@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from dataclasses import replace
 from collections.abc import Callable
@@ -11,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from unifylab.config import first_diff
 from unifylab.data.io import load_rgb, save_png
+from unifylab.errors import UserError
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
@@ -84,11 +87,38 @@ def _sibling_outputs(spec: TaskSpec, out: Path) -> dict[str, dict[str, Any]]:
     return {_index(k): rec for k, rec in _done(out / f"{spec.outputs_of}.jsonl").items()}
 
 
+def fingerprint(model: UnifiedModel, spec: TaskSpec) -> dict[str, Any]:
+    """Everything that determines a task's records: the model (weights' hash, sampling settings) and the task spec."""
+    return {"model": getattr(model, "fingerprint", {"name": getattr(model, "name", type(model).__name__)}),
+            "task": spec.model_dump(mode="json")}
+
+
+def check_fingerprint(file: Path, stamp: dict[str, Any], what: str, *, made: bool, force: bool) -> bool:
+    """True when results that `made` under `file`'s stamp may be reused (the stamp is `stamp`). Results made under
+    another stamp, or none (an older unifylab), are refused with the changed field named, unless `force`; then (or
+    when nothing was made yet) the new stamp is written and False returned: the caller (re)computes."""
+    old = json.loads(file.read_text()) if file.is_file() else None
+    if old == stamp:
+        return True
+    if made and not force:
+        why = first_diff(old, stamp) if old is not None else "no fingerprint: made by an older unifylab"
+        raise UserError(f"{file.parent}: {what} were made under other settings ({why}); re-run with --force to "
+                        "recompute them, or choose another --out")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(stamp) + "\n")
+    return False
+
+
 def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
-             progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Score every item of `spec` not already in out/<task>.jsonl; returns all records."""
+             progress: Callable[[int], None] | None = None, *, force: bool = False) -> list[dict[str, Any]]:
+    """Score every item of `spec` not already in out/<task>.jsonl; returns all records. Records made by another
+    model or task version (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{spec.name}.jsonl"
+    if not check_fingerprint(out / f"{spec.name}.fingerprint.json", fingerprint(model, spec),
+                             f"the {spec.name} records", made=path.is_file(), force=force):
+        path.unlink(missing_ok=True)
+        shutil.rmtree(out / spec.name, ignore_errors=True)
     done = _done(path)
     wanted = items(spec, limit)
     todo = [it for it in wanted if it.id not in done]
@@ -123,8 +153,21 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
     return [done[it.id] for it in wanted]
 
 
-def summarise(spec: TaskSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy with a 95 % bootstrap CI (GenEval: mean of per-tag accuracies), chance, and per-group accuracies."""
+SPLITS = ("new_scenes", "heldout_pairs", "all")
+
+
+def split_of(record: dict[str, Any], pairs: set[tuple[str, str]]) -> str:
+    """'heldout_pairs' when the item's scene holds a (shape, colour) pair its model never trained on, else
+    'new_scenes' (eval scenes are never training scenes, see `unifylab.data.splits`)."""
+    scene = record["meta"].get("scene") or record["meta"].get("shown") or {}
+    held = any((o["shape"], o["color"]) in pairs for o in scene.get("objects", []))
+    return "heldout_pairs" if held else "new_scenes"
+
+
+def summarise(spec: TaskSpec, records: list[dict[str, Any]], holdout_pairs: list[list[str]] | None = None
+              ) -> dict[str, Any]:
+    """Accuracy with a 95 % bootstrap CI (GenEval: mean of per-tag accuracies), chance, per-group accuracies and,
+    with the model's `holdout_pairs`, accuracy on new scenes of trained compositions, on held-out pairs, and all."""
     scores = [r["score"] for r in records]
     groups: dict[str, list[float]] = defaultdict(list)
     key = "tag" if spec.generator == "geneval" else "kind"
@@ -133,12 +176,20 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
             groups[r["meta"][key]].append(r["score"])
     acc: Estimate = bootstrap_mean_of_groups(groups) if spec.generator == "geneval" else bootstrap_mean(scores)
     chances = [r["chance"] for r in records if r["chance"] is not None]
-    return {
+    out = {
         "accuracy": acc.to_dict(),
         "chance": float(np.mean(chances)) if chances else None,
         "groups": {g: bootstrap_mean(v).to_dict() for g, v in sorted(groups.items())},
         "n": len(records),
     }
+    if holdout_pairs is not None:
+        pairs = {(a, b) for a, b in holdout_pairs}
+        by: dict[str, list[float]] = {k: [] for k in SPLITS[:2]}
+        for r in records:
+            by[split_of(r, pairs)].append(r["score"])
+        out["splits"] = {**{k: bootstrap_mean(v).to_dict() if v else None for k, v in by.items()},
+                         "all": out["accuracy"]}
+    return out
 
 
 def write_results(out: Path, model_name: str, results: dict[str, Any]) -> None:

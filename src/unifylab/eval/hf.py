@@ -100,6 +100,7 @@ class _HFModel(ABC):
         self.device, self.dtype = param.device, param.dtype
         config_guidance = getattr(model.generation_config, "guidance_scale", None)
         self.guidance = guidance if guidance is not None else (config_guidance or self.default_guidance)
+        self.fingerprint = {"name": name, "dtype": str(self.dtype), "guidance": self.guidance, "seed": seed}
 
     # ------------------------------------------------------------------------------------------ inputs
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unifylab.config import file_digest
 from unifylab.errors import UserError
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
 from unifylab.models.generate import Sampling, generate_images, generate_text
-from unifylab.models.hub import from_pretrained, load_tokenizers
-from unifylab.tokenize.sequence import IMAGE, Example, Packer
+from unifylab.models.hub import WEIGHTS, from_pretrained, load_tokenizers
+from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
 
 
 class NativeModel:
@@ -28,6 +29,8 @@ class NativeModel:
         self.packer = Packer(self.text, self.und, self.gen)
         self.guidance, self.batch, self.seed = guidance, batch, seed
         self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
+        self.fingerprint = {"weights": file_digest(folder / WEIGHTS), "guidance": guidance, "temperature": temperature,
+                            "top_k": top_k, "seed": seed}
 
     def _und_tokens(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         return list(self.und.encode(np.stack(images))) if images else []
@@ -63,6 +66,20 @@ class NativeModel:
             out += (-self.model.loss(batch)["seq_sum"]).tolist()
         return out
 
+    def _image_prefix(self, prompt: str, source: torch.Tensor | None) -> Packed:
+        """The packed prompt (and source image) before <boi>; a prompt too long to leave room for the image within
+        max_len (e.g. a model's own rambling rewrite in a stepwise task) keeps only its first tokens."""
+        def pack(text: str) -> Packed:
+            ex = Example("gen", text) if source is None else Example("edit", text, source=source)
+            return self.packer.pack(ex, with_target=False)
+
+        prefix = pack(prompt)
+        while (excess := len(prefix) + self.model.cfg.image_tokens - self.model.cfg.max_len) > 0 and prompt:
+            n = len(self.text.encode(prompt))  # cut characters in proportion; at least one, so this ends
+            prompt = prompt[: min(len(prompt) - 1, len(prompt) * max(0, n - excess) // max(n, 1))]
+            prefix = pack(prompt)
+        return prefix
+
     def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         bad = [r for r in requests if r.size != self.gen.size]
         if bad:
@@ -72,9 +89,7 @@ class NativeModel:
         for i in range(0, len(requests), self.batch):
             chunk = requests[i : i + self.batch]
             sources = iter(self._und_tokens([r.source for r in chunk if r.source is not None]))
-            prefixes = [self.packer.pack(Example("gen", r.prompt) if r.source is None else
-                                         Example("edit", r.prompt, source=next(sources)), with_target=False)
-                        for r in chunk]
+            prefixes = [self._image_prefix(r.prompt, None if r.source is None else next(sources)) for r in chunk]
             codes = generate_images(self.model, prefixes, uncond, self.guidance, self.image_sampling,
                                     seed=self.seed + chunk[0].seed)
             out += list(self.gen.decode(codes))

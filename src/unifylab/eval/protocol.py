@@ -118,6 +118,7 @@ class RandomModel:
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
+        self.fingerprint = {"name": self.name, "seed": seed}
 
     def generate_text(self, requests: list[TextRequest]) -> list[str]:
         return [str(self.rng.choice(r.choices or ["yes", "no"])) for r in requests]

@@ -158,9 +158,14 @@ def ueg_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> tuple[
 # ---------------------------------------------------------------------------------------------- GEU
 
 
-def _options(answer: str, space: list[str], rng: np.random.Generator) -> tuple[list[str], str]:
-    others = [x for x in space if x != answer]
-    opts = [answer] + [others[int(k)] for k in rng.choice(len(others), 3, replace=False)]
+def _options(answer: str, space: list[str], rng: np.random.Generator, first: tuple[str, ...] = ()
+             ) -> tuple[list[str], str]:
+    """The answer and three distractors in random order: the `first` ones that differ from the answer (always
+    offered, so an answer that is common a priori is a distractor as often as it is right), then random ones from
+    `space`."""
+    fixed = [x for x in first if x != answer][:3]
+    others = [x for x in space if x != answer and x not in fixed]
+    opts = [answer, *fixed] + [others[int(k)] for k in rng.choice(len(others), 3 - len(fixed), replace=False)]
     opts = [opts[int(k)] for k in rng.permutation(4)]
     return opts, "ABCD"[opts.index(answer)]
 
@@ -192,9 +197,11 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
             return Obj(o.shape, o.color, qr * h + o.row % h, qc * h + o.col % h, o.size)
 
         shown = Scene(size, g, tuple(moved(o) for o in original.objects))
-        r, c = int(rng.integers(g)), int(rng.integers(g))
+        empty = rng.random() < 0.25  # "nothing" is right a quarter of the time, and always offered
+        cells = [(i, j) for i in range(g) for j in range(g) if (original.at(i, j) is None) == empty]
+        r, c = cells[int(rng.integers(len(cells)))]
         answer = _describe(original.at(r, c))
-        opts, letter = _options(answer, _ALL_OBJECTS, rng)
+        opts, letter = _options(answer, _ALL_OBJECTS, rng, first=("nothing",))
         plural = "s" if k > 1 else ""
         instruction = f"rotate the quadrants of this image counter-clockwise by {k} place{plural}."
         q = f"this image's quadrants were rotated clockwise by {k} place{plural}; in the original, what is at {cell(r, c)}?"
@@ -216,10 +223,17 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
                 steps.append(name)
             if ok and (r, c) != (o.row, o.col):
                 break
-        new_color = list(W.COLORS)[int(rng.integers(len(W.COLORS)))]
+        taken = {x.color for x in scene.objects if x != o and x.shape == o.shape}  # keep "the <colour> <shape>" unique
+        free_colors = [col for col in W.COLORS if col not in taken]
+        new_color = free_colors[int(rng.integers(len(free_colors)))]
         final = Scene(size, g, tuple(x for x in scene.objects if x != o) + (Obj(o.shape, new_color, r, c, o.size),))
         answer = cell(r, c)
-        opts, letter = _options(answer, [cell(i, j) for i in range(g) for j in range(g)], rng)
+        # distractors: other cells two unit moves away (as the answer is), so "an empty cell two steps away" is no
+        # shortcut
+        two = sorted({(o.row + a + b, o.col + x + y) for _, a, x in moves for _, b, y in moves})
+        near = [cell(i, j) for i, j in two if 0 <= i < g and 0 <= j < g]
+        near = [near[int(k)] for k in rng.permutation(len(near))]
+        opts, letter = _options(answer, [cell(i, j) for i in range(g) for j in range(g)], rng, first=tuple(near))
         instruction = (f"move the {o.color} {o.shape} one cell {steps[0]}, then one cell {steps[1]}, "
                        f"then recolour it {new_color}.")
         return {"shown": scene, "instruction": instruction,
@@ -228,14 +242,20 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
     if kind == "attentional_focusing":
         if g % 2:
             raise ValueError("attentional_focusing needs an even grid (quarters of whole cells)")
-        scene = sample_scene(ShapesConfig(size=size, grid=g, min_objects=g * g // 2, max_objects=g * g - 2), rng)
         h = g // 2
         names = ["top-left", "top-right", "bottom-left", "bottom-right"]
-        qi = int(rng.integers(4))
-        color = list(W.COLORS)[int(rng.integers(len(W.COLORS)))]
-        inside = tuple(o for o in scene.objects if (o.row // h, o.col // h) == divmod(qi, 2))
-        answer = str(sum(o.color == color for o in inside))
-        opts, letter = _options(answer, [str(k) for k in range(h * h + 1)], rng)
+        want = int(rng.integers(min(4, h * h + 1)))  # the count is uniform over the four offered answers
+        while True:
+            scene = sample_scene(ShapesConfig(size=size, grid=g, min_objects=g * g // 2, max_objects=g * g - 2), rng)
+            qi = int(rng.integers(4))
+            inside = tuple(o for o in scene.objects if (o.row // h, o.col // h) == divmod(qi, 2))
+            fits = [c for c in W.COLORS if sum(o.color == c for o in inside) == want]
+            if fits:
+                break
+        color = fits[int(rng.integers(len(fits)))]
+        answer = str(want)
+        opts, letter = _options(answer, [str(k) for k in range(h * h + 1)], rng,
+                                first=tuple(str(k) for k in range(min(4, h * h + 1))))
         return {"shown": scene, "instruction": f"keep only the {names[qi]} quarter of this image.",
                 "question": f"how many {color} objects are in the {names[qi]} quarter?", "options": opts,
                 "answer": letter, "target": Scene(size, g, inside),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,6 +261,19 @@ def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
     return (1.0 if verdict.ok else 0.0), verdict.reasons
 
 
+def score_image_strict(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    """GenEval's rules plus one: the image holds no object beyond those the prompt asks for (GenEval ignores extra
+    objects, so clutter can pass; here it fails)."""
+    req = item.images[0]
+    parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
+    spec = L.Spec.from_dict(item.target)
+    if spec.max_objects is None:
+        spec = replace(spec, max_objects=sum(r.count for r in spec.include))
+    verdict = L.satisfies(parsed, spec)
+    item.meta["parsed"] = parsed.to_dict()
+    return (1.0 if verdict.ok else 0.0), verdict.reasons
+
+
 def score_image_cells(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
     """Partial credit per cell (filled, colour, shape) for the parsed image against the prompted scene."""
     req = item.images[0]
@@ -281,7 +294,7 @@ def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tupl
 
 SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
     "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image, "verify": score_verify,
-    "caption_cells": score_caption_cells, "image_cells": score_image_cells,
+    "caption_cells": score_caption_cells, "image_cells": score_image_cells, "image_strict": score_image_strict,
 }
 GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
 

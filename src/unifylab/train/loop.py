@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from unifylab.config import first_diff
 from unifylab.errors import UserError
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
@@ -85,7 +86,7 @@ def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen:
     spec = cfg.model.model_dump()
     values = {**spec, "n_text": text.vocab_size, "n_image": gen.vocab_size, "image_grid": gen.token_grid}
     if not und.discrete:
-        values.update(image_input="patch", patch_dim=und.feature_dim)
+        values.update(image_input="patch", patch_dim=und.feature_dim, input_grid=und.token_grid)
     mc = build(ModelConfig, values, "model (config.yaml)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -132,19 +133,11 @@ def _check_run_dir(run: Path, cfg: TrainConfig) -> None:
 
             old = load_config(saved).model_dump(mode="json")
             new = cfg.model_dump(mode="json")
-            diff = _first_diff(old, new)
+            diff = first_diff(old, new)
             raise UserError(f"{run}: holds a run with a different config ({diff}); resume with the same config or "
                             "choose another --out")
     elif run.exists() and any(run.iterdir()):
         raise UserError(f"{run}: folder exists and is not a unifylab run (no {CONFIG_FILE}); choose another --out")
-
-
-def _first_diff(a: Any, b: Any, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            if a.get(k) != b.get(k):
-                return _first_diff(a.get(k), b.get(k), f"{prefix}{k}.")
-    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
 
 
 class Trainer:
@@ -174,7 +167,7 @@ class Trainer:
         if cfg.init_from is not None:
             init = from_pretrained(cfg.init_from)
             if init.cfg != self.model.cfg:
-                diff = _first_diff(init.cfg.model_dump(), self.model.cfg.model_dump())
+                diff = first_diff(init.cfg.model_dump(), self.model.cfg.model_dump())
                 raise UserError(f"init_from {cfg.init_from}: its architecture differs from this config ({diff})")
             self.model.load_state_dict(init.state_dict())
         freeze_groups(self.model, cfg.freeze)
