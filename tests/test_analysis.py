@@ -111,8 +111,8 @@ def test_analyze_commands_write_jsonl_and_plots(cli: Cli, run: Path, tmp_path: P
     assert code == 0, err
     assert len(list((out / "states" / "fork" / "gen").glob("states-*.safetensors"))) == 1
     rows = [json.loads(ln) for ln in (out / "alignment.jsonl").read_text().splitlines()]
-    assert {r["model"] for r in rows} == {"shared", "fork"} and {r["input"] for r in rows} == {"und", "gen"}
-    assert len(rows) == 2 * 2 * 3 and all(0 <= r["mutual_knn"] <= 1 and -1e-9 <= r["cka"] <= 1 + 1e-9 for r in rows)
+    assert {r["model"] for r in rows} == {"shared", "fork"} and {r["input"] for r in rows} == {"und", "gen", "separate"}
+    assert len(rows) == 2 * 3 * 3 and all(0 <= r["mutual_knn"] <= 1 and -1e-9 <= r["cka"] <= 1 + 1e-9 for r in rows)
     assert (out / "alignment.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = cli("analyze", "entropy", run / "shared", "--out", out, "--n", "6")
     assert code == 0, err

@@ -42,13 +42,29 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
-    assert set(results["runs"]) == {"shared-s0", "unifork-s0", "und-only-s0", "gen-only-s0"}
-    syn = results["comparisons"]["all"]["synergy"]["shared"]
+    assert set(results["runs"]) == {"shared-s0", "unifork-s0", "und-only-s0", "gen-only-s0", "und-only-etd-s0",
+                                    "gen-only-etd-s0", "und-only-ec-s0", "gen-only-ec-s0"}
+    assert set(results["runs"]["gen-only-ec-s0"]["eval"]) <= {"t2i", "t2i_cells", "geneval", "geneval_strict", "ueg",
+                                                             "ueg_stepwise"}  # a contrast is scored on its kind
+    comp = results["comparisons"]["all"]
+    syn = comp["synergy"]["shared"]
     assert syn["understanding"]["vs"] == "und-only" and syn["generation"]["vs"] == "gen-only"
-    assert "unifork - shared" in results["comparisons"]["all"]["architecture"]
-    text = answer(results)[0]
-    assert text.startswith("On shapes/quick, unification (shared vs und-only) changed understanding accuracy by")
-    assert "[" in text and ("no evidence" in text or "a gain" in text or "a loss" in text)
+    assert "unifork - shared" in comp["architecture"]
+    budgets = comp["budgets"]["shared"]["generation"]
+    assert set(budgets) == {"equal-steps", "equal-task-data", "equal-compute"}
+    assert budgets["equal-steps"]["pooled"] is syn["generation"]["pooled"] or \
+        budgets["equal-steps"]["pooled"] == syn["generation"]["pooled"]
+    assert "p_adjusted" in budgets["equal-compute"]["pooled"]
+    vqa = results["runs"]["shared-s0"]["eval"]["vqa"]
+    assert set(vqa["splits"]) == {"new_scenes", "heldout_pairs", "all"}
+    n_split = sum(vqa["splits"][k]["n"] for k in ("new_scenes", "heldout_pairs") if vqa["splits"][k])
+    assert n_split == vqa["n"] == 6
+    blind = results["baselines"]["all"]
+    assert set(blind) == set(results["preset"]["tasks"]) and blind["t2i"]["accuracy"]["value"] <= 0.5
+    lines = answer(results)
+    assert lines[0].startswith("Understanding (shared vs und-only): ") and lines[1].startswith("Generation (")
+    assert any(x.startswith("unifork vs shared (understanding): ") for x in lines)
+    assert all("adjusted p = " in x and ("no evidence" in x or "a gain" in x or "a loss" in x) for x in lines)
     html = (out / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
     assert len(images) >= 5 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
@@ -58,10 +74,17 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
                                                                 "alignment", "entropy", "gradients"))
     _check_synergy_independently(out, results)
     inside = results["runs"]["unifork-s0"]["analysis"]
-    assert {r["input"] for r in inside["alignment"]} == {"und", "gen"} and inside["entropy"] and inside["gradients"]
+    assert {r["input"] for r in inside["alignment"]} == {"und", "gen", "separate"} and inside["entropy"] and inside["gradients"]
     mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
+    changed = ("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu", "--set", "optim.lr=0.002")
+    code, _, err = cli(*changed)  # other settings into the same folder: refused, nothing reused or lost
+    assert code == 2 and "optim.lr: 0.003 there, 0.002 now" in err and "--force" in err
+    assert (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
+    code, _, err = cli(*changed, "--force")
+    assert code == 0, err
+    assert json.loads((out / "runs" / "shared-s0" / "config.yaml").read_text().split("lr: ")[1].split()[0]) == 0.002
 
 
 def _check_synergy_independently(out: Path, results: dict) -> None:
@@ -118,6 +141,9 @@ def test_study_errors(cli: Cli, tmp_path: Path) -> None:
     assert code == 2 and "unknown preset 'nope'" in err
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", tmp_path / "x", "--set", "optim.lrr=1")
     assert code == 2 and "optim.lrr" in err
+    code, _, err = cli("study", "--preset", _tiny("quick", tmp_path, tasks=["vqa", "geu"]), "--out", tmp_path / "y")
+    assert code == 2 and "task geu is built on a 32 px 4x4 world but run shared-s0 trains on 32 px 3x3" in err
+    assert not (tmp_path / "y" / "runs").exists()
 
 
 @pytest.mark.slow

@@ -476,8 +476,10 @@ def eval_cmd(
              "at 1-1.5), the model's own recommended scale for hf-janus/hf-emu3.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Re-score tasks in --out whose model or settings changed "
+                                                        "(default: refuse).")] = False,
 ) -> None:
-    """Evaluate a model on tasks; re-running with the same --out skips items already scored."""
+    """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
     from unifylab.eval.harness import RESULTS, run_task, summarise, write_results
     from unifylab.eval.tasks import load_task, task_files
     from unifylab.study.preset import GEN_TASKS, UND_TASKS
@@ -492,7 +494,7 @@ def eval_cmd(
         from unifylab.data.io import read_json
 
         previous = read_json(out / RESULTS)
-        if previous.get("model") != name:
+        if previous.get("model") != name and not force:
             raise UserError(f"{out}: holds results of model {previous.get('model')!r}, not {name!r}; "
                             "choose another --out")
         results = previous.get("tasks", {})
@@ -500,7 +502,7 @@ def eval_cmd(
         for spec in specs:
             n = spec.n if limit is None else min(spec.n, limit)
             task = bar.add_task(spec.name, total=n)
-            records = run_task(m, spec, out, limit, progress=lambda k, t=task: bar.advance(t, k))
+            records = run_task(m, spec, out, limit, progress=lambda k, t=task: bar.advance(t, k), force=force)
             results[spec.name] = summarise(spec, records)
     write_results(out, name, results)
     table = Table(title=f"{name} on {len(specs)} task(s)")
@@ -583,6 +585,8 @@ def study_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training key for every run.")] = None,
     jobs: Annotated[int | None, typer.Option(min=1, help="Trainings run at once (default: 2 on a multi-core CPU, "
                                                          "else 1).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo runs, scores and analyses in --out whose settings "
+                                                        "changed (default: refuse).")] = False,
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
     from unifylab.study.preset import load_preset
@@ -592,7 +596,7 @@ def study_cmd(
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     seed_list = list(_ints(seeds, "--seeds")) if seeds else None
-    results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs)
+    results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs, force)
     md, html_path = write_report(folder, results)
     for line in answer(results):
         err.print(line)

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from unifylab.analysis.capture import Pooled, pooled_features, scene_requests
+from unifylab.analysis.capture import Pooled, pooled_features, pooled_part, scene_requests
+from unifylab.eval.protocol import HiddenRequest
 from unifylab.world.shapes import ShapesConfig
 
 
@@ -56,11 +57,18 @@ def layer_alignment(pooled: Pooled, k: int) -> list[dict[str, Any]]:
 
 def alignment(model: Any, world: ShapesConfig, n: int = 200, k: int = 10, seed: int = 0, batch: int = 64
               ) -> list[dict[str, Any]]:
-    """Per layer, for understanding inputs (image, then its caption) and generation inputs (prompt, then the image):
-    rows {input, layer, mutual_knn, cka, chance} with chance = k / (n - 1), the mutual-kNN of unrelated features."""
+    """Per layer, for understanding inputs (image, then its caption), generation inputs (prompt, then the image) and
+    `separate` inputs (each scene's image alone and its caption alone, two sequences: no token has attended to the
+    other modality, so this measures shared representations, not attention mixing): rows {input, layer,
+    mutual_knn, cka, chance} with chance = k / (n - 1), the mutual-kNN of unrelated features."""
     out = []
-    for kind in ("und", "gen"):
-        pooled = pooled_features(model, scene_requests(kind, world, n, seed), batch)
+    for kind in ("und", "gen", "separate"):
+        if kind == "separate":
+            reqs = scene_requests("und", world, n, seed)
+            pooled = Pooled(pooled_part(model, [HiddenRequest("und", image=r.image) for r in reqs], "image", batch),
+                            pooled_part(model, [HiddenRequest("gen", r.answer) for r in reqs], "text", batch))
+        else:
+            pooled = pooled_features(model, scene_requests(kind, world, n, seed), batch)
         for row in layer_alignment(pooled, k):
             out.append({"input": kind, **row, "chance": k / (n - 1)})
     return out

@@ -51,6 +51,16 @@ class Pooled:
     text: torch.Tensor
 
 
+def pooled_part(model: Any, requests: list[HiddenRequest], part: str, batch: int = 64) -> torch.Tensor:
+    """Each sequence's `part` ('image' or 'text' content tokens), mean-pooled at every layer: [layers, N, D]."""
+    out = []
+    for _, s in stream_states(model, requests, batch):
+        if not bool(s.masks[part].any()):
+            raise ValueError(f"alignment needs {part} content tokens in every sequence")
+        out.append(s.layers[:, s.masks[part]].mean(1))
+    return torch.stack(out, 1)
+
+
 def pooled_features(model: Any, requests: list[HiddenRequest], batch: int = 64) -> Pooled:
     """Each sequence's image tokens and content text tokens, mean-pooled separately at every layer."""
     image, text = [], []

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.config import load_named, packaged_yaml
 
 UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise")
-GEN_TASKS = ("t2i", "t2i_cells", "geneval", "ueg", "ueg_stepwise")
+GEN_TASKS = ("t2i", "t2i_cells", "geneval", "geneval_strict", "ueg", "ueg_stepwise")
 
 
 class Variant(BaseModel):
@@ -25,6 +25,14 @@ class Variant(BaseModel):
     set: dict[str, Any] = Field(default_factory=dict)
     tokenizer: Literal["grid", "vq", "patch+vq"] = "grid"
     init_from: str | None = Field(None, description="name of a variant whose trained run this one starts from")
+    contrast: bool = Field(False, description="a specialist at another budget (data.budget): its synergy goes to "
+                                              "the report's budget table, not the answer; scored on its own kind only")
+
+    def scored_on(self, tasks: list[str]) -> list[str]:
+        """The tasks this variant is evaluated on (a budget contrast skips the other kind's, never trained)."""
+        if not self.contrast:
+            return list(tasks)
+        return [t for t in tasks if t in (UND_TASKS if self.role == "und" else GEN_TASKS)]
 
 
 class Sweep(BaseModel):
@@ -78,6 +86,11 @@ class Preset(BaseModel):
                 raise ValueError(f"variant {v.name}: init_from {v.init_from!r} must name a variant listed before it")
         if not any(v.role == "unified" for v in self.variants):
             raise ValueError("a study needs at least one unified variant")
+        for v in self.variants:
+            if v.contrast and (v.role == "unified" or not any(w.role == v.role and not w.contrast
+                                                              for w in self.variants)):
+                raise ValueError(f"variant {v.name}: contrast is for a specialist beside a non-contrast specialist "
+                                 "of the same role")
         return self
 
 

@@ -37,26 +37,32 @@ def _verdict(r: dict[str, Any]) -> str:
     return "a gain" if r["diff"]["value"] > 0 else "a loss"
 
 
-def answer(results: dict[str, Any]) -> list[str]:
-    """One plain sentence per comparison group, with intervals and Holm-adjusted p-values over the headline
-    comparisons; 'no evidence' unless the adjusted p is below 0.05."""
-    name = results["preset"]["name"]
-    lines = []
+def _where(results: dict[str, Any], group: str) -> str:
+    return "" if group == "all" else f"At {results['preset']['sweep']['key']} = {group}: "
+
+
+def headline(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The report's questions in order, as (question, comparison, paired result): understanding and generation
+    synergy of the first unified variant, then each other unified variant against it, per comparison group."""
+    rows = []
     for group, comp in results["comparisons"].items():
-        where = f"shapes/{name}" + ("" if group == "all" else f" ({results['preset']['sweep']['key']} = {group})")
-        parts = []
-        for u, syn in comp["synergy"].items():
-            for kind in ("understanding", "generation"):
-                s = syn.get(kind)
-                if s and s["pooled"]:
-                    r = s["pooled"]
-                    parts.append(f"unification ({u} vs {s['vs']}) changed {kind} accuracy by {_pts(r)}: {_verdict(r)}")
+        where = _where(results, group)
+        first, syn = next(iter(comp["synergy"].items()))
+        for kind in ("understanding", "generation"):
+            s = syn.get(kind)
+            if s and s["pooled"]:
+                rows.append((f"{where}{kind.capitalize()}", f"{first} vs {s['vs']}", s["pooled"]))
         for label, arch in comp["architecture"].items():
             for kind, r in arch.items():
                 if r:
-                    parts.append(f"{label} changed {kind} accuracy by {_pts(r)}: {_verdict(r)}")
-        lines.append(f"On {where}, " + "; ".join(parts) + ".")
-    return lines
+                    rows.append((f"{where}{label.split(' - ')[0]} vs {first}", f"{kind}", r))
+    return rows
+
+
+def answer(results: dict[str, Any]) -> list[str]:
+    """One short sentence per question, with its 95 % interval and Holm-adjusted p; a change is a gain or a loss
+    only when the adjusted p is below 0.05, else 'no evidence'."""
+    return [f"{question} ({what}): {_pts(r)}: {_verdict(r)}." for question, what, r in headline(results)]
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -203,8 +209,12 @@ POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over t
                "bootstrap) are Holm-adjusted over the headline comparisons above (the per-task breakdown is "
                "adjusted as a family of its own), and a change is called a gain or a loss only when the "
                "adjusted p is below 0.05.")
-UNTRAINED_NOTE = ("* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
-                  "scoring ignores extra objects, so random clutter can score there).")
+TABLE_NOTE = ("Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
+              "held-out (shape, colour) pair); every eval scene is one no run trained on. chance: a uniform guess "
+              "over the answer space. blind: the best answer from the question alone (the most common training "
+              "answer to that question), and for generation the most common training image whatever the prompt. "
+              "* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
+              "scoring ignores extra objects, so random clutter can score there).")
 
 
 def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
@@ -218,16 +228,60 @@ def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
     return png_bytes(kind, rows) if rows else None
 
 
-def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    tasks = results["preset"]["tasks"]
-    head = ["run", *tasks]
+def _summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per headline question: the difference, its interval, adjusted p and verdict."""
+    head = ["question", "comparison", "difference (points) [95% CI]", "adjusted p", "verdict"]
+    rows = [[q, what, f"{100 * r['diff']['value']:+.1f} [{100 * r['diff']['lo']:+.1f}, {100 * r['diff']['hi']:+.1f}]",
+             f"{r['p_adjusted']:.3g}", _verdict(r)] for q, what, r in headline(results)]
+    return head, rows
+
+
+BUDGETS = ("equal-steps", "equal-task-data", "equal-compute")
+BUDGET_NOTE = ("Synergy (unified minus specialist, pooled as in the answer) against specialists trained under each "
+               "budget: equal-steps sees exactly the unified run's examples of its kind in the same number of "
+               "steps; equal-task-data sees the same examples in fewer steps (its share of the batch); "
+               "equal-compute trains as many steps as the unified run on its own kind only (more examples of "
+               "it). The gap between columns is how much of an effect the budget makes. The contrasts are "
+               "Holm-adjusted as a family of their own.")
+
+
+def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows = (group, unified variant, kind); columns = the budgets: difference [CI], adjusted p."""
+    head = ["unified", "kind", *BUDGETS]
     rows = []
-    for rid, r in results["runs"].items():
-        cells = [rid]
-        for t in tasks:
-            a = r["eval"].get(t, {}).get("accuracy")
+    for group, comp in results["comparisons"].items():
+        for u, per_kind in comp.get("budgets", {}).items():
+            for kind, per in per_kind.items():
+                cells = [f"{_where(results, group)}{u}", kind]
+                for b in BUDGETS:
+                    r = (per.get(b) or {}).get("pooled")
+                    cells.append("-" if r is None else f"{100 * r['diff']['value']:+.1f} [{100 * r['diff']['lo']:+.1f}, "
+                                 f"{100 * r['diff']['hi']:+.1f}], p = {r['p_adjusted']:.3g}")
+                rows.append(cells)
+    return head, rows
+
+
+def _cell(summary: dict[str, Any] | None, off: bool = False) -> str:
+    """'all (new scenes / held-out pairs)' accuracies; '*' marks a task the model was never trained for."""
+    if summary is None:
+        return "-"
+    sp = summary.get("splits") or {}
+    part = [f"{sp[k]['value']:.2f}" if sp.get(k) else "-" for k in ("new_scenes", "heldout_pairs")]
+    return f"{summary['accuracy']['value']:.2f} ({' / '.join(part)}){'*' if off else ''}"
+
+
+def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows = tasks; columns = chance, the blind baseline (first group), then every run."""
+    tasks = results["preset"]["tasks"]
+    blind = next(iter(results.get("baselines", {}).values()), {})
+    head = ["task", "chance", "blind", *results["runs"]]
+    rows = []
+    for t in tasks:
+        chance = next((r["eval"][t]["chance"] for r in results["runs"].values() if t in r["eval"]), None)
+        cells = [t, "-" if chance is None else f"{chance:.2f}", _cell(blind.get(t))]
+        for r in results["runs"].values():
             off = (r["role"] == "und" and t in GEN_TASKS) or (r["role"] == "gen" and t in UND_TASKS)
-            cells.append("-" if a is None else f"{a['value']:.3f} [{a['lo']:.2f}, {a['hi']:.2f}]{'*' if off else ''}")
+            cells.append(_cell(r["eval"].get(t), off))
         rows.append(cells)
     return head, rows
 
@@ -259,39 +313,40 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
                      "last checkpoint (forked layers share no weights: gaps), and its mean over the shared "
                      "transformer layers at every checkpoint.",
     }
-    head, rows = _table(results)
     lines = answer(results)
+    tables = [("Summary", *_summary_table(results), POOLED_NOTE), ("Accuracy by task", *_table(results), TABLE_NOTE)]
+    if any(comp.get("budgets") for comp in results["comparisons"].values()):
+        tables.append(("Budgets", *_budget_table(results), BUDGET_NOTE))
     env = results["environment"]
     env_line = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None)
     wall = f"{results['wall_seconds']:.0f} s"
-    md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *lines, "", POOLED_NOTE, "",
-          "## Accuracy", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-          *["| " + " | ".join(r) + " |" for r in rows], "", UNTRAINED_NOTE, ""]
-    for k in figs:
-        if k == inside:
-            md += ["## Inside the models", ""]
-        md += [f"![{k}](figures/{k}.png)", "", captions[k], ""]
-    md += ["## Configuration", "", "```json", json.dumps(results["preset"], indent=1), "```", "",
-           f"Overrides: {results['overrides'] or 'none'}", "", "## Environment", "", env_line, "",
-           f"Wall time of this invocation: {wall}.", ""]
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
+    md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *[f"- {x}" for x in lines], ""]
     body = [f"<h1>unifylab study: {html.escape(results['preset']['name'])}</h1>", "<h2>Answer</h2>",
-            *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines],
-            f"<p><small>{html.escape(POOLED_NOTE)}</small></p>", "<h2>Accuracy</h2>", "<table>",
-            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
-            *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>",
-            f"<p><small>{html.escape(UNTRAINED_NOTE)}</small></p>"]
+            *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines]]
+    for title, head, rows, note in tables:
+        md += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+               *["| " + " | ".join(r) + " |" for r in rows], "", note, ""]
+        body += [f"<h2>{html.escape(title)}</h2>", "<table>",
+                 "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
+                 *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>",
+                 f"<p><small>{html.escape(note)}</small></p>"]
     for k, v in figs.items():
         if k == inside:
+            md += ["## Inside the models", ""]
             body.append("<h2>Inside the models</h2>")
+        md += [f"![{k}](figures/{k}.png)", "", captions[k], ""]
         b64 = base64.b64encode(v).decode()
         body += [f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'>",
                  f"<figcaption>{html.escape(captions[k])}</figcaption></figure>"]
-    body += ["<h2>Configuration</h2>", f"<pre>{html.escape(json.dumps(results['preset'], indent=1))}</pre>",
+    md += ["## Environment", "", env_line, "", f"Wall time of this invocation: {wall}.", "",
+           "## Configuration", "", f"Overrides: {results['overrides'] or 'none'}", "", "```json",
+           json.dumps(results["preset"], indent=1), "```", ""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md))
+    body += ["<h2>Environment</h2>", f"<p>{html.escape(env_line)}</p>",
+             f"<p>Wall time of this invocation: {wall}.</p>", "<h2>Configuration</h2>",
              f"<p>Overrides: {html.escape(str(results['overrides'] or 'none'))}</p>",
-             "<h2>Environment</h2>", f"<p>{html.escape(env_line)}</p>",
-             f"<p>Wall time of this invocation: {wall}.</p>"]
+             f"<pre>{html.escape(json.dumps(results['preset'], indent=1))}</pre>"]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
              "img{max-width:100%}.answer{font-size:1.1em;background:#f4f7fb;padding:.6em;border-left:4px solid #47a}")

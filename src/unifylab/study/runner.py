@@ -8,6 +8,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +21,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from unifylab import __version__
-from unifylab.eval.harness import run_task, summarise
+from unifylab.config import first_diff
+from unifylab.errors import UserError
+from unifylab.eval.harness import check_fingerprint, run_task, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
-from unifylab.train.config import TrainConfig, load_tree
+from unifylab.train.config import TrainConfig, dump_config, load_config, load_tree
 from unifylab.train.data import MODE_TASKS, Plan
+from unifylab.train.loop import CONFIG_FILE
 
 RESULTS = "results.json"
 
@@ -131,17 +135,24 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
         g = [r for r in runs if r.group == group]
         by_variant = {v.name: [r for r in g if r.variant.name == v.name] for v in preset.variants}
         unified = [v for v in preset.variants if v.role == "unified"]
-        res: dict[str, Any] = {"synergy": {}, "architecture": {}}
+        res: dict[str, Any] = {"synergy": {}, "architecture": {}, "budgets": {}}
         for u in unified:
             syn: dict[str, Any] = {}
+            budgets: dict[str, dict[str, Any]] = {}
             for spec_v in [v for v in preset.variants if v.role != "unified"]:
                 kind = UND_TASKS if spec_v.role == "und" else GEN_TASKS
+                key = "understanding" if spec_v.role == "und" else "generation"
                 base, other = by_variant[spec_v.name], by_variant[u.name]
                 pool = pooled_tasks(specs, kind, base, other)
-                syn["understanding" if spec_v.role == "und" else "generation"] = {
-                    "vs": spec_v.name, "pooled": _compare(evals, base, other, pool), "pooled_tasks": pool,
-                    "tasks": {t: _compare(evals, base, other, [t]) for t in tasks if t in kind}}
+                pooled = _compare(evals, base, other, pool)
+                budget = base[0].cfg.data.budget if base else None
+                budgets.setdefault(key, {})[budget] = {"vs": spec_v.name, "pooled": pooled, "contrast": spec_v.contrast}
+                if not spec_v.contrast:
+                    syn[key] = {"vs": spec_v.name, "pooled": pooled, "pooled_tasks": pool,
+                                "tasks": {t: _compare(evals, base, other, [t]) for t in tasks if t in kind}}
             res["synergy"][u.name] = syn
+            if any(b["contrast"] for per in budgets.values() for b in per.values()):
+                res["budgets"][u.name] = budgets
         first = unified[0]  # a preset always has one (validated)
         for u in unified[1:]:
             base, other = by_variant[first.name], by_variant[u.name]
@@ -160,11 +171,14 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
     return out
 
 
-def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | None], list[dict[str, Any] | None]]:
-    """The two families of paired comparisons, each Holm-adjusted on its own: the headline claims (pooled synergy
-    and architecture per kind, every sweep group) and the per-task breakdown shown beside them."""
+def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | None], ...]:
+    """The three families of paired comparisons, each Holm-adjusted on its own: the headline claims (pooled synergy
+    and architecture per kind, every sweep group), the per-task breakdown shown beside them, and the synergy
+    against specialists at other budgets (the budget table)."""
     headline: list[dict[str, Any] | None] = []
     per_task: list[dict[str, Any] | None] = []
+    budgets = [b["pooled"] for res in comps.values() for per_u in res.get("budgets", {}).values()
+               for per in per_u.values() for b in per.values() if b["contrast"]]
     for res in comps.values():
         for syn in res["synergy"].values():
             for s in syn.values():
@@ -172,11 +186,11 @@ def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | No
                 per_task += list(s["tasks"].values())
         for arch in res["architecture"].values():
             headline += list(arch.values())
-    return headline, per_task
+    return headline, per_task, budgets
 
 
 def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
-                  threads: int, report: Callable[[str, int], None], analyses: tuple[list[str], int]
+                  threads: int, report: Callable[[str, int], None], analyses: tuple[list[str], int], force: bool
                   ) -> dict[str, RunResult]:
     """Schedule runs on a spawn-process pool as their `init_from` parents finish; progress comes back by queue.
     An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk).
@@ -195,7 +209,7 @@ def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], lim
                         break
                     waiting.remove(r)
                     running[r.id] = (r, pool.apply_async(_pool_worker, (r, out, device, tasks, limit, threads, queue,
-                                                                        analyses)))
+                                                                        analyses, force)))
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
                 time.sleep(0.2)
@@ -231,12 +245,16 @@ def default_jobs(device: str) -> int:
     return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
-def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int) -> dict[str, list[dict[str, Any]]]:
-    """Each analysis of a run (cached in DIR/analysis/<run>.json, so re-runs skip it)."""
+def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int, force: bool
+              ) -> dict[str, list[dict[str, Any]]]:
+    """Each analysis of a run (cached in DIR/analysis/<run>.json with its fingerprint, so re-runs skip it)."""
     from unifylab.analysis.run import analyze
 
     path = out / "analysis" / f"{run.id}.json"
-    done = json.loads(path.read_text()) if path.is_file() else {}
+    stamp = {"weights": model.fingerprint["weights"], "n": n}
+    fresh = not check_fingerprint(path.with_suffix(".fingerprint.json"), stamp, "the analyses", made=path.is_file(),
+                                  force=force)
+    done = json.loads(path.read_text()) if path.is_file() and not fresh else {}
     for kind in kinds:
         if kind not in done:
             done[kind] = analyze(kind, model, out / "runs" / run.id, run.cfg.world, n=n, k=10, alpha=1.01,
@@ -249,7 +267,8 @@ def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int) -> dict
 
 
 def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int,
-                    report: Callable[[str, int], None], analyses: tuple[list[str], int] = ([], 0)) -> RunResult:
+                    report: Callable[[str, int], None], analyses: tuple[list[str], int] = ([], 0),
+                    force: bool = False) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
     progress bar."""
     from unifylab.eval.native import NativeModel
@@ -273,14 +292,15 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
         report(f"evaluating {run.id}", steps)
     model = NativeModel(run_dir, device)
     scores, summaries = {}, {}
-    for spec in (load_task(t) for t in tasks):
-        recs = run_task(model, spec, out / "eval" / run.id, limit, progress=lambda k: report(f"evaluating {run.id}", k))
+    for spec in (load_task(t) for t in run.variant.scored_on(tasks)):
+        recs = run_task(model, spec, out / "eval" / run.id, limit, progress=lambda k: report(f"evaluating {run.id}", k),
+                        force=force)
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
-        summaries[spec.name] = summarise(spec, recs)
+        summaries[spec.name] = summarise(spec, recs, run.cfg.data.holdout_pairs)
     inside = {}
-    if analyses[0]:
+    if analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
         report(f"analysing {run.id}", 0)
-        inside = _analyses(run, model, out, *analyses)
+        inside = _analyses(run, model, out, *analyses, force)
     return RunResult(scores, summaries, inside)
 
 
@@ -289,18 +309,65 @@ def _queue_report(queue: Any) -> Callable[[str, int], None]:
 
 
 def _pool_worker(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int, queue: Any,
-                 analyses: tuple[list[str], int]) -> RunResult:
-    return _train_and_eval(run, out, device, tasks, limit, threads, _queue_report(queue), analyses)
+                 analyses: tuple[list[str], int], force: bool) -> RunResult:
+    return _train_and_eval(run, out, device, tasks, limit, threads, _queue_report(queue), analyses, force)
+
+
+def baselines(runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool
+              ) -> dict[str, dict[str, Any]]:
+    """Per comparison group: the blind baseline (answers from the question alone, the modal training image)
+    estimated on the group's unified training data and scored on every task (records in DIR/baselines/)."""
+    from unifylab.eval.blind import blind_summaries
+
+    out_b: dict[str, dict[str, Any]] = {}
+    for group in sorted({r.group for r in runs}):
+        first = next(r for r in runs if r.group == group and r.variant.role == "unified")
+        out_b[group] = blind_summaries(first.cfg, specs, out / "baselines" / f"blind-{group}", limit, force=force)
+    return out_b
+
+
+def check_worlds(runs: list[Run], specs: list[TaskSpec]) -> None:
+    """Every task must be built on its models' world (image size and grid), else one clear error before training."""
+    for r in runs:
+        w = r.cfg.world
+        for s in specs:
+            if (s.world.size, s.world.grid) != (w.size, w.grid):
+                raise UserError(f"task {s.name} is built on a {s.world.size} px {s.world.grid}x{s.world.grid} world but "
+                                f"run {r.id} trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop "
+                                "the task from the preset's tasks or train on its world")
+
+
+def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
+    """A run folder already in the study must hold this very config: otherwise refuse (naming the changed field),
+    or with `force` delete it and everything derived from it so it is trained and scored again."""
+    for r in runs:
+        saved = out / "runs" / r.id / CONFIG_FILE
+        if not saved.is_file() or saved.read_text() == dump_config(r.cfg):
+            continue
+        diff = first_diff(load_config(saved).model_dump(mode="json"), r.cfg.model_dump(mode="json"))
+        if not force:
+            raise UserError(f"{saved.parent}: trained under another config ({diff}); re-run with --force to train it "
+                            "again (its scores and analyses are recomputed), or choose another --out")
+        shutil.rmtree(saved.parent)
+        shutil.rmtree(out / "eval" / r.id, ignore_errors=True)
+        for f in (out / "analysis").glob(f"{r.id}.*"):
+            f.unlink()
 
 
 def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device: str = "cpu",
-              overrides: list[str] = (), console: Console | None = None, jobs: int | None = None) -> dict[str, Any]:
+              overrides: list[str] = (), console: Console | None = None, jobs: int | None = None,
+              force: bool = False) -> dict[str, Any]:
     """Train, evaluate and compare; returns (and writes) results.json's content. `jobs` runs that many trainings
-    at once in worker processes (default: `default_jobs`); a run that starts from another waits for it."""
+    at once in worker processes (default: `default_jobs`); a run that starts from another waits for it. Work
+    already in `out` is reused only when its fingerprint matches; `force` redoes work whose settings changed."""
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     vq_folder = out / "tokenizers" / "vq" if any(v.tokenizer != "grid" for v in preset.variants) else None
+    runs = plan_runs(preset, out, seeds, device, list(overrides), vq_folder)
+    specs = [load_task(t) for t in preset.tasks]
+    check_worlds(runs, specs)
+    check_runs(runs, out, force=force)
     if vq_folder is not None and not (vq_folder / "model.safetensors").is_file():
         from unifylab.config import build
         from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
@@ -309,11 +376,9 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
         vcfg = build(VQTrainConfig, preset.vq, f"preset {preset.name}: vq")
         tok, metrics = train_vq(vcfg, device)
         save_trained(tok, vcfg, metrics, vq_folder)
-    runs = plan_runs(preset, out, seeds, device, list(overrides), vq_folder)
-    specs = [load_task(t) for t in preset.tasks]
     tasks = [s.name for s in specs]
-    n_items = sum(min(s.n, preset.limit or s.n) for s in specs)
-    total = sum(_train_steps(r) for r in runs) + n_items * len(runs)
+    items_of = {s.name: min(s.n, preset.limit or s.n) for s in specs}
+    total = sum(_train_steps(r) + sum(items_of[t] for t in r.variant.scored_on(tasks)) for r in runs)
     jobs = max(1, min(jobs or default_jobs(device), len(runs)))
     threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
     analyses = (list(preset.analyses), preset.analysis_n)
@@ -326,9 +391,10 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
             bar.update(task, advance=units, description=what)
 
         if jobs == 1:
-            done = {r.id: _train_and_eval(r, out, device, tasks, preset.limit, 0, report, analyses) for r in runs}
+            done = {r.id: _train_and_eval(r, out, device, tasks, preset.limit, 0, report, analyses, force)
+                    for r in runs}
         else:
-            done = _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, analyses)
+            done = _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, analyses, force)
     results = {
         "preset": preset.model_dump(mode="json"),
         "runs": {r.id: {"variant": r.variant.name, "role": r.variant.role, "seed": r.seed, "sweep": r.sweep,
@@ -337,6 +403,7 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
                         "eval": done[r.id].summaries, "analysis": done[r.id].analysis} for r in runs},
         "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()},
                                    {s.name: s for s in specs}),
+        "baselines": baselines(runs, specs, out, preset.limit, force=force),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "environment": {**environment(device), "parallel_runs": jobs},
         "overrides": list(overrides),
