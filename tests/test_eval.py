@@ -104,7 +104,7 @@ def test_eval_and_compare_commands(cli: Cli, tmp_path: Path) -> None:
     assert code == 2 and "not found" in err
 
 
-def test_native_model_runs_every_task(tmp_path: Path) -> None:
+def test_native_model_runs_every_task(cli: Cli, tmp_path: Path) -> None:
     import yaml
 
     from unifylab.eval.native import NativeModel
@@ -115,6 +115,10 @@ def test_native_model_runs_every_task(tmp_path: Path) -> None:
                                    "eval": {"every": 3, "examples": 4}}))
     Trainer(load_config(cfg, []), tmp_path / "run", progress=False).fit()
     model = NativeModel(tmp_path / "run")
+    with pytest.raises(UserError, match="task geu is built on a 32 px 4x4 world but run reads and draws 32 px 3x3"):
+        run_task(model, load_task("geu"), tmp_path / "ev", limit=4)  # never re-encoded at the wrong grid
+    code, _, err = cli("eval", tmp_path / "run", "--out", tmp_path / "all", "--limit", "1", "--device", "cpu")
+    assert code == 0 and "skipping geu, geu_stepwise" in err and not (tmp_path / "all" / "geu.jsonl").exists()
     for task in TASKS:
         recs = run_task(model, load_task(task), tmp_path / "ev", limit=4)
         assert len(recs) == 4 and all(0.0 <= r["score"] <= 1.0 for r in recs)

@@ -468,7 +468,8 @@ def analyze_gradients(models: _MODELS, out: _OUT = ...,
 def eval_cmd(
     model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle', 'random', or "
                                                                    "hf-janus:DIR / hf-emu3:DIR / hf:DIR.")],
-    tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all'.")] = "all",
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all' (every task "
+                                            "built on the model's world).")] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
     guidance: Annotated[float | None, typer.Option(
@@ -489,6 +490,13 @@ def eval_cmd(
     specs = [load_task(t) for t in names]
     m = load_protocol_model(model, device, guidance, seed)
     name = getattr(m, "name", model)
+    world = getattr(m, "world", None)
+    if tasks == "all" and world is not None:  # 'all' = every task built on the model's world
+        skipped = [s.name for s in specs if (s.world.size, s.world.grid) != world]
+        specs = [s for s in specs if s.name not in skipped]
+        if skipped:
+            err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
+                      f"{world[1]}x{world[1]}")
     results: dict = {}
     if (out / RESULTS).is_file():
         from unifylab.data.io import read_json

@@ -111,8 +111,14 @@ def check_fingerprint(file: Path, stamp: dict[str, Any], what: str, *, made: boo
 
 def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
              progress: Callable[[int], None] | None = None, *, force: bool = False) -> list[dict[str, Any]]:
-    """Score every item of `spec` not already in out/<task>.jsonl; returns all records. Records made by another
-    model or task version (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
+    """Score every item of `spec` not already in out/<task>.jsonl; returns all records. A model whose `world`
+    (size, grid) differs from the task's is refused; records made by another model or task version
+    (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
+    world = getattr(model, "world", None)
+    if world is not None and world != (spec.world.size, spec.world.grid):
+        raise UserError(f"task {spec.name} is built on a {spec.world.size} px {spec.world.grid}x{spec.world.grid} world "
+                        f"but {getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
+                        "grids; evaluate it on tasks of its world")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{spec.name}.jsonl"
     if not check_fingerprint(out / f"{spec.name}.fingerprint.json", fingerprint(model, spec),

@@ -14,6 +14,7 @@ from unifylab.errors import UserError
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
 from unifylab.models.generate import Sampling, generate_images, generate_text
 from unifylab.models.hub import WEIGHTS, from_pretrained, load_tokenizers
+from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
 
 
@@ -29,6 +30,8 @@ class NativeModel:
         self.packer = Packer(self.text, self.und, self.gen)
         self.guidance, self.batch, self.seed = guidance, batch, seed
         self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
+        grids = {t.grid for t in (self.und, self.gen) if isinstance(t, GridTokenizer)}
+        self.world = (self.gen.size, grids.pop()) if len(grids) == 1 else None  # (size, grid) a grid tokenizer fixes
         self.fingerprint = {"weights": file_digest(folder / WEIGHTS), "guidance": guidance, "temperature": temperature,
                             "top_k": top_k, "seed": seed}
 
