@@ -21,15 +21,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from unifylab import __version__
-from unifylab.config import first_diff
 from unifylab.errors import UserError
 from unifylab.eval.harness import check_fingerprint, run_task, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
-from unifylab.train.config import TrainConfig, dump_config, load_config, load_tree
+from unifylab.train.config import TrainConfig, load_tree
 from unifylab.train.data import MODE_TASKS, Plan
-from unifylab.train.loop import CONFIG_FILE
+from unifylab.train.loop import config_change
 
 RESULTS = "results.json"
 
@@ -341,14 +340,13 @@ def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
     """A run folder already in the study must hold this very config: otherwise refuse (naming the changed field),
     or with `force` delete it and everything derived from it so it is trained and scored again."""
     for r in runs:
-        saved = out / "runs" / r.id / CONFIG_FILE
-        if not saved.is_file() or saved.read_text() == dump_config(r.cfg):
+        folder = out / "runs" / r.id
+        if not (diff := config_change(folder, r.cfg)):
             continue
-        diff = first_diff(load_config(saved).model_dump(mode="json"), r.cfg.model_dump(mode="json"))
         if not force:
-            raise UserError(f"{saved.parent}: trained under another config ({diff}); re-run with --force to train it "
+            raise UserError(f"{folder}: trained under another config ({diff}); re-run with --force to train it "
                             "again (its scores and analyses are recomputed), or choose another --out")
-        shutil.rmtree(saved.parent)
+        shutil.rmtree(folder)
         shutil.rmtree(out / "eval" / r.id, ignore_errors=True)
         for f in (out / "analysis").glob(f"{r.id}.*"):
             f.unlink()

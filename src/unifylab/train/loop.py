@@ -124,16 +124,21 @@ def parameter_table(counts: dict[str, int], title: str) -> Table:
     return table
 
 
+def config_change(run: Path, cfg: TrainConfig) -> str | None:
+    """How the config saved in a run folder differs from `cfg` ('field: old there, new now'); None when the folder
+    holds no config or the same one."""
+    saved = run / CONFIG_FILE
+    if not saved.is_file() or saved.read_text() == dump_config(cfg):
+        return None
+    from unifylab.train.config import load_config
+
+    return first_diff(load_config(saved).model_dump(mode="json"), cfg.model_dump(mode="json"))
+
+
 def _check_run_dir(run: Path, cfg: TrainConfig) -> None:
     """A run folder is either new/empty, or a run of this very config (then it resumes)."""
-    saved = run / CONFIG_FILE
-    if saved.is_file():
-        if saved.read_text() != dump_config(cfg):
-            from unifylab.train.config import load_config
-
-            old = load_config(saved).model_dump(mode="json")
-            new = cfg.model_dump(mode="json")
-            diff = first_diff(old, new)
+    if (run / CONFIG_FILE).is_file():
+        if diff := config_change(run, cfg):
             raise UserError(f"{run}: holds a run with a different config ({diff}); resume with the same config or "
                             "choose another --out")
     elif run.exists() and any(run.iterdir()):
