@@ -210,7 +210,8 @@ POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over t
                "adjusted as a family of its own), and a change is called a gain or a loss only when the "
                "adjusted p is below 0.05.")
 TABLE_NOTE = ("Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
-              "held-out (shape, colour) pair); every eval scene is one no run trained on. chance: a uniform guess "
+              "held-out (shape, colour) pair), the mean over the variant's seeds; every eval scene is one no run "
+              "trained on. chance: a uniform guess "
               "over the answer space. blind: the best answer from the question alone (the most common training "
               "answer to that question), and for generation the most common training image whatever the prompt. "
               "* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
@@ -261,27 +262,41 @@ def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def _cell(summary: dict[str, Any] | None, off: bool = False) -> str:
-    """'all (new scenes / held-out pairs)' accuracies; '*' marks a task the model was never trained for."""
-    if summary is None:
+def _mean(summaries: list[dict[str, Any]], split: str | None) -> float | None:
+    """Mean over seeds of a task's accuracy (`split` None) or of one split's; None when no seed has it."""
+    vals = [(x["accuracy"] if split is None else (x.get("splits") or {}).get(split) or {}).get("value")
+            for x in summaries]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _cell(summaries: list[dict[str, Any]], off: bool = False) -> str:
+    """'all (new scenes / held-out pairs)' accuracies, averaged over seeds; '*' marks a task the model was never
+    trained for."""
+    if not summaries:
         return "-"
-    sp = summary.get("splits") or {}
-    part = [f"{sp[k]['value']:.2f}" if sp.get(k) else "-" for k in ("new_scenes", "heldout_pairs")]
-    return f"{summary['accuracy']['value']:.2f} ({' / '.join(part)}){'*' if off else ''}"
+    part = [f"{v:.2f}" if (v := _mean(summaries, k)) is not None else "-" for k in ("new_scenes", "heldout_pairs")]
+    return f"{_mean(summaries, None):.2f} ({' / '.join(part)}){'*' if off else ''}"
 
 
 def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Rows = tasks; columns = chance, the blind baseline (first group), then every run."""
+    """Rows = tasks; columns = chance, the blind baseline (first group), then every variant (and sweep value),
+    each cell the mean over its seeds."""
     tasks = results["preset"]["tasks"]
     blind = next(iter(results.get("baselines", {}).values()), {})
-    head = ["task", "chance", "blind", *results["runs"]]
+    columns: dict[str, list[dict[str, Any]]] = {}
+    for r in results["runs"].values():
+        label = r["variant"] + ("" if r.get("sweep_label") is None else f" ({r['sweep_label']})")
+        columns.setdefault(label, []).append(r)
+    head = ["task", "chance", "blind", *columns]
     rows = []
     for t in tasks:
         chance = next((r["eval"][t]["chance"] for r in results["runs"].values() if t in r["eval"]), None)
-        cells = [t, "-" if chance is None else f"{chance:.2f}", _cell(blind.get(t))]
-        for r in results["runs"].values():
-            off = (r["role"] == "und" and t in GEN_TASKS) or (r["role"] == "gen" and t in UND_TASKS)
-            cells.append(_cell(r["eval"].get(t), off))
+        cells = [t, "-" if chance is None else f"{chance:.2f}", _cell([blind[t]] if t in blind else [])]
+        for runs in columns.values():
+            role = runs[0]["role"]
+            off = (role == "und" and t in GEN_TASKS) or (role == "gen" and t in UND_TASKS)
+            cells.append(_cell([r["eval"][t] for r in runs if t in r["eval"]], off))
         rows.append(cells)
     return head, rows
 
