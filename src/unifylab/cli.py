@@ -504,7 +504,7 @@ def eval_cmd(
         previous = read_json(out / RESULTS)
         if previous.get("model") != name and not force:
             raise UserError(f"{out}: holds results of model {previous.get('model')!r}, not {name!r}; "
-                            "choose another --out")
+                            "choose another --out, or --force to score this model there instead")
         results = previous.get("tasks", {})
     with _progress() as bar:
         for spec in specs:

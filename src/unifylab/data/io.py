@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -72,19 +73,61 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
-    """Write rows as jsonl atomically (temp file, then rename), so a crash never leaves half a file."""
+    """Write rows as jsonl atomically (temp file, fsync, rename), so a crash never leaves half a file."""
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace a file's content atomically (temp file in the same folder, fsync, rename): a crash or a full disk
+    leaves either the old file or the new one, never an empty or half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         _publish_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_jsonl_tolerant(path: Path) -> list[Any]:
+    """The objects of a jsonl file this program appends to, dropping a torn last line (what a crash or a full disk
+    leaves); a bad line elsewhere is a UserError naming it."""
+    lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if n == len(lines):
+                break
+            raise UserError(f"{path}:{n}: malformed JSON at column {e.colno}: {e.msg}") from None
+    return out
+
+
+def inside(root: Path, relative: str, what: str) -> Path:
+    """`root / relative`, resolved, which must stay inside `root` (no '..' escape, no absolute path): input data
+    never makes the program read or write elsewhere."""
+    root = Path(root).resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
+        raise UserError(f"{what} {relative!r} points outside {root}; use a path inside it")
+    return target
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def file_name(value: str, what: str) -> str:
+    """`value` when it can name a file inside a folder (letters, digits, _ . + -; no separators, no '..')."""
+    if not _NAME.fullmatch(value) or ".." in value:
+        raise UserError(f"{what} {value!r} cannot name a file: use letters, digits and _ . + - only")
+    return value
 
 
 _LOSSLESS_COLOUR_MODES = {"RGB", "RGBA", "P"}

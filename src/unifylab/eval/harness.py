@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from unifylab.config import first_diff
-from unifylab.data.io import load_rgb, save_png
+from unifylab.data.io import load_rgb, read_jsonl_tolerant, save_png, write_jsonl, write_text_atomic
 from unifylab.errors import UserError
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
@@ -23,16 +23,12 @@ RESULTS = "results.json"
 
 
 def _done(path: Path) -> dict[str, dict[str, Any]]:
-    """Records already written (resume); a torn last line from an interrupted run is dropped."""
-    out: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            out[rec["id"]] = rec
-        path.write_text("".join(json.dumps(r) + "\n" for r in out.values()))
+    """Records already written (resume); a torn last line from an interrupted run is dropped, and the file is
+    rewritten atomically without it."""
+    if not path.is_file():
+        return {}
+    out = {rec["id"]: rec for rec in read_jsonl_tolerant(path)}
+    write_jsonl(path, out.values())
     return out
 
 
@@ -104,8 +100,7 @@ def check_fingerprint(file: Path, stamp: dict[str, Any], what: str, *, made: boo
         why = first_diff(old, stamp) if old is not None else "no fingerprint: made by an older unifylab"
         raise UserError(f"{file.parent}: {what} were made under other settings ({why}); re-run with --force to "
                         "recompute them, or choose another --out")
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(stamp) + "\n")
+    write_text_atomic(file, json.dumps(stamp) + "\n")
     return False
 
 

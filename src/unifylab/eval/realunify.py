@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.data.io import load_rgb, save_png
+from unifylab.data.io import file_name, inside, load_rgb, save_png
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
 from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups
@@ -44,9 +44,13 @@ def _read(path: Path) -> list[Any]:
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
-        return data if isinstance(data, list) else data.get("data", [data])
     except json.JSONDecodeError:
-        pass
+        data = None
+    if data is not None:
+        rows = data if isinstance(data, list) else data.get("data", [data]) if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise UserError(f"{path}: expected a list of items (or {{\"data\": [...]}}), got {type(data).__name__}")
+        return rows
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -65,14 +69,18 @@ def load_realunify(path: Path) -> list[RealUnifyItem]:
         where = f"{path}: item {k}"
         if not isinstance(d, dict) or "task_type" not in d:
             raise UserError(f"{where}: expected an object with 'task_type'")
-        ident = str(d.get("id", d.get("index", k)))
+        ident = file_name(str(d.get("id", d.get("index", k))), f"{where}: id")  # it names the item's image file
         if "question_list" in d:
             ql = d["question_list"]
             ok = isinstance(ql, list) and ql and all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in ql)
             if not ok or not isinstance(d.get("prompt"), str):
                 raise UserError(f"{where}: a UEG item needs 'prompt' and a non-empty 'question_list' of "
                                 "{question, answer}")
-            qs = [{"question": str(q["question"]), "answer": str(q["answer"]).strip().lower()} for q in ql]
+            answers = [parse_yes_no(str(q["answer"])) for q in ql]
+            if None in answers:
+                bad = ql[answers.index(None)]["answer"]
+                raise UserError(f"{where}: a verification answer must say yes or no, got {bad!r}")
+            qs = [{"question": str(q["question"]), "answer": a} for q, a in zip(ql, answers)]
             items.append(RealUnifyItem(ident, "ueg", str(d["task_type"]), d["prompt"], questions=qs))
             continue
         answer = str(d.get("answer", "")).strip().upper()
@@ -81,8 +89,13 @@ def load_realunify(path: Path) -> list[RealUnifyItem]:
         opts = d.get("options")
         if isinstance(opts, dict):
             opts = [str(opts[x]) for x in LETTERS if x in opts]
+        if opts is not None and (not isinstance(opts, list) or len(opts) != len(LETTERS)):
+            raise UserError(f"{where}: 'options' must give exactly {len(LETTERS)} options (A-D), got {opts!r}")
         raw = d.get("image", d.get("images", []))
-        paths = [path.parent / p for p in ([raw] if isinstance(raw, str) else raw)]
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not raw or not all(isinstance(p, str) for p in raw):
+            raise UserError(f"{where}: a GEU item needs 'image': a path (or a list of paths) relative to {path.parent}")
+        paths = [inside(path.parent, p, f"{where}: image") for p in raw]
         for p in paths:
             if not p.is_file():
                 raise UserError(f"{where}: image {p} not found (paths are relative to {path.parent})")

@@ -36,7 +36,7 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="names its files in an eval folder")
     description: str = ""
     generator: str
     scorer: str

@@ -75,6 +75,8 @@ def list_checkpoints(run: Path) -> list[Path]:
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(model state, optimiser/scheduler/RNG state, trainer meta); raises on any damage."""
     meta = json.loads((path / META).read_text())
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("step", "tokens_seen")):
+        raise ValueError(f"{META} lacks integer 'step' and 'tokens_seen'")
     model_state = load_file(str(path / MODEL))
     state = torch.load(path / STATE, weights_only=True, map_location="cpu")
     return model_state, state, meta

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from unifylab.config import first_diff
+from unifylab.data.io import read_jsonl_tolerant, write_jsonl
 from unifylab.errors import UserError
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
@@ -259,8 +260,7 @@ class Trainer:
         """Drop log lines written after the checkpoint we resume from, so the log equals an uninterrupted run's."""
         f = self.run / METRICS_FILE
         if f.is_file():
-            keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-            f.write_text("".join(ln + "\n" for ln in keep))
+            write_jsonl(f, [r for r in read_jsonl_tolerant(f) if r.get("step", 0) <= step])
 
     # ------------------------------------------------------------------------------------------ loop
 

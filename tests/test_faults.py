@@ -1,0 +1,128 @@
+"""Bad inputs and faults: each case is one `error:` line with exit code 2, and every file that existed before is
+byte-identical afterwards (nothing outside --out written, nothing lost or mixed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unifylab.data.io import read_jsonl_tolerant
+from unifylab.eval.realunify import load_realunify
+
+Cli = Callable[..., tuple[int, str, str]]
+FIXTURE = Path(__file__).parent / "fixtures" / "realunify" / "realunify_small.json"
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _realunify(tmp: Path, edit: Callable[[list[dict]], None]) -> Path:
+    """A copy of the small RealUnify fixture (with its images) after `edit`."""
+    folder = tmp / "ru"
+    shutil.copytree(FIXTURE.parent, folder)
+    items = json.loads(FIXTURE.read_text())
+    edit(items)
+    (folder / FIXTURE.name).write_text(json.dumps(items))
+    return folder / FIXTURE.name
+
+
+def _geu(items: list[dict]) -> dict:
+    return next(d for d in items if "question_list" not in d)
+
+
+def _ueg(items: list[dict]) -> dict:
+    return next(d for d in items if "question_list" in d)
+
+
+REALUNIFY_CASES = {
+    "id climbing out of --out": (lambda it: _ueg(it).update(id="../../victim/images/00000"), "cannot name a file"),
+    "absolute id": (lambda it: _ueg(it).update(id="/tmp/unifylab-victim"), "cannot name a file"),
+    "image outside the data folder": (lambda it: _geu(it).update(image="../outside/x.png"), "points outside"),
+    "absolute image path": (lambda it: _geu(it).update(image="/etc/hostname"), "points outside"),
+    "five options": (lambda it: _geu(it).update(options=["a", "b", "c", "d", "e"]), "exactly 4 options"),
+    "GEU item without image": (lambda it: (_geu(it).pop("image", None), _geu(it).pop("images", None)),
+                               "needs 'image'"),
+    "verification answer neither yes nor no": (lambda it: _ueg(it)["question_list"][0].update(answer="maybe"),
+                                               "must say yes or no"),
+    "answer letter E": (lambda it: _geu(it).update(answer="E"), "answer' as a letter A-D"),
+}
+
+
+@pytest.mark.parametrize("case", list(REALUNIFY_CASES))
+def test_bad_realunify_items_are_one_error_and_write_nothing(cli: Cli, tmp_path: Path, case: str) -> None:
+    edit, message = REALUNIFY_CASES[case]
+    data = _realunify(tmp_path, edit)
+    (tmp_path / "victim" / "images").mkdir(parents=True)
+    (tmp_path / "victim" / "images" / "00000.png").write_bytes(b"precious")
+    before = _snapshot(tmp_path)
+    code, _, err = cli("score", "realunify", "--data", data, "--model", "oracle", "--out", tmp_path / "out" / "a")
+    assert code == 2 and err.count("error:") == 1 and message in err, err
+    assert _snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_realunify_yes_no_answers_are_normalised_like_the_judges() -> None:
+    items = load_realunify(FIXTURE)  # the fixture writes "Yes" / "No"
+    assert {q["answer"] for it in items if it.kind == "ueg" for q in it.questions} == {"yes", "no"}
+
+
+def test_realunify_top_level_that_is_not_a_list(cli: Cli, tmp_path: Path) -> None:
+    for body in ('{"data": 5}', "5", '"text"'):
+        (tmp_path / "x.json").write_text(body)
+        code, _, err = cli("score", "realunify", "--data", tmp_path / "x.json", "--model", "oracle", "--out",
+                           tmp_path / "o")
+        assert code == 2 and err.count("error:") == 1 and ("expected a list" in err or "expected an object" in err)
+
+
+def test_task_yaml_named_to_escape_the_eval_folder(cli: Cli, tmp_path: Path) -> None:
+    spec = yaml.safe_load((Path(__file__).parents[1] / "src/unifylab/eval/tasks/vqa.yaml").read_text())
+    spec["name"] = "../../escaped"
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+    before = _snapshot(tmp_path)
+    code, _, err = cli("eval", "oracle", "--tasks", tmp_path / "t.yaml", "--out", tmp_path / "a" / "b")
+    assert code == 2 and err.count("error:") == 1 and "name" in err
+    assert _snapshot(tmp_path) == before and not (tmp_path / "escaped.jsonl").exists()
+
+
+def test_another_model_or_seed_never_reuses_records(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    assert cli("eval", "random", "--tasks", "vqa", "--limit", "6", "--out", out)[0] == 0
+    before = _snapshot(out)
+    for args in (("oracle",), ("random", "--seed", "3")):
+        code, _, err = cli("eval", *args, "--tasks", "vqa", "--limit", "6", "--out", out)
+        assert code == 2 and err.count("error:") == 1 and "--force" in err, err
+        assert _snapshot(out) == before
+
+
+def test_a_torn_last_line_is_dropped_on_resume(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    assert cli("eval", "random", "--tasks", "vqa", "--limit", "6", "--out", out)[0] == 0
+    rows = (out / "vqa.jsonl").read_text()
+    (out / "vqa.jsonl").write_text(rows + '{"id": "vqa-99", "sco')  # what a kill or a full disk leaves
+    assert cli("eval", "random", "--tasks", "vqa", "--limit", "6", "--out", out)[0] == 0
+    assert (out / "vqa.jsonl").read_text() == rows and not list(out.glob(".vqa.jsonl.*"))
+    (tmp_path / "m.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert read_jsonl_tolerant(tmp_path / "m.jsonl") == [{"step": 1}, {"step": 2}]
+    (tmp_path / "m.jsonl").write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(Exception, match="m.jsonl:2: malformed JSON"):
+        read_jsonl_tolerant(tmp_path / "m.jsonl")
+
+
+def test_an_empty_trainer_json_marks_its_checkpoint_damaged(tmp_path: Path) -> None:
+    import torch
+
+    from unifylab.train import checkpoint as C
+
+    weights = {"w": torch.zeros(2)}
+    for step in (2, 4):
+        C.save_checkpoint(tmp_path, step, weights, {"optimizer": {}}, {"tokens_seen": 10 * step}, keep=2)
+    (tmp_path / C.CKPT_DIR / "step-4" / C.META).write_text("{}")
+    warnings: list[str] = []
+    path, (_, _, meta) = C.latest_checkpoint(tmp_path, warnings.append)
+    assert path.name == "step-2" and meta["step"] == 2
+    assert len(warnings) == 1 and "step-4 is damaged" in warnings[0] and "tokens_seen" in warnings[0]
