@@ -126,3 +126,40 @@ def test_an_empty_trainer_json_marks_its_checkpoint_damaged(tmp_path: Path) -> N
     path, (_, _, meta) = C.latest_checkpoint(tmp_path, warnings.append)
     assert path.name == "step-2" and meta["step"] == 2
     assert len(warnings) == 1 and "step-4 is damaged" in warnings[0] and "tokens_seen" in warnings[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("eval", "oracle", "--tasks", ""), "no task named"),
+    (("eval", "oracle", "--tasks", "vqa", "--device", "tpu"), "expected auto, cpu, cuda or cuda:N"),
+    (("eval", "oracle", "--tasks", "vqa", "--limit", "2"), "a file stands where a folder is needed"),
+    (("train", "--set", "optim.steps=2"), "a file stands where a folder is needed"),
+    (("world", "sample", "--n", "2"), "already exists"),
+])
+def test_bad_options_and_an_out_that_is_a_file(cli: Cli, tmp_path: Path, args: tuple[str, ...], message: str
+                                              ) -> None:
+    (tmp_path / "out").write_text("mine")
+    code, _, err = cli(*args, "--out", tmp_path / "out")
+    assert code == 2 and err.count("error:") == 1 and message in err, err
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_a_full_disk_is_one_error_and_keeps_what_was_scored(cli: Cli, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from unifylab.eval import harness
+
+    out = tmp_path / "ev"
+    assert cli("eval", "random", "--tasks", "t2i", "--limit", "4", "--out", out)[0] == 0
+    before = _snapshot(out)
+
+    def full(path: Path, image: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(harness, "save_png", full)
+    code, _, err = cli("eval", "random", "--tasks", "t2i", "--limit", "8", "--out", out)
+    assert code == 2 and err.count("error:") == 1 and "No space left on device (ENOSPC)" in err, err
+    assert _snapshot(out) == before
+    monkeypatch.undo()
+    assert cli("eval", "random", "--tasks", "t2i", "--limit", "8", "--out", out)[0] == 0  # resumes once fixed
+    assert len((out / "t2i.jsonl").read_text().splitlines()) == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -375,6 +376,7 @@ def load_protocol_model(spec: str, device: str = "auto", guidance: float | None 
     'hf-emu3:<path-or-id>' or 'hf:<path-or-id>' (adapter chosen from config.json's model_type)."""
     from unifylab.eval.protocol import OracleModel, RandomModel
 
+    _device(device)  # a bad --device is an error even for models that ignore it
     if spec == "oracle":
         return OracleModel()
     if spec == "random":
@@ -487,6 +489,8 @@ def eval_cmd(
 
     names = list(UND_TASKS + GEN_TASKS) + sorted(set(task_files()) - set(UND_TASKS + GEN_TASKS)) \
         if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise UserError(f"--tasks {tasks!r}: no task named; give task names or YAML files separated by commas, or all")
     specs = [load_task(t) for t in names]
     m = load_protocol_model(model, device, guidance, seed)
     name = getattr(m, "name", model)
@@ -626,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only or missing folder, a file where a folder should be, ...
+        print(f"error: {os_error(e)}", file=sys.stderr)
+        return 2
     except typer.Exit as e:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
@@ -641,6 +648,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}{hint}", file=sys.stderr)
         return 2
     return 0
+
+
+def os_error(e: OSError) -> str:
+    """One line for a filesystem error: what failed, on which path, and that finished work is kept."""
+    name = errno.errorcode.get(e.errno or 0, "")
+    where = f"{e.filename}: " if e.filename else ""
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{where}a file stands where a folder is needed ({name}); choose another --out"
+    return (f"{where}{e.strerror or e} ({name}); every file written before was written whole (atomic writes), and "
+            "finished runs, checkpoints and scored items are kept: fix the cause and re-run to resume")
 
 
 def entry() -> None:
