@@ -163,3 +163,26 @@ def test_a_full_disk_is_one_error_and_keeps_what_was_scored(cli: Cli, tmp_path: 
     monkeypatch.undo()
     assert cli("eval", "random", "--tasks", "t2i", "--limit", "8", "--out", out)[0] == 0  # resumes once fixed
     assert len((out / "t2i.jsonl").read_text().splitlines()) == 8
+
+
+@pytest.mark.parametrize("command", ["eval", "train", "study"])
+def test_a_second_writer_into_a_busy_folder_is_refused(cli: Cli, tmp_path: Path, command: str) -> None:
+    import fcntl
+    import os
+
+    from unifylab.data.io import LOCK
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's writer, as far as the CLI can tell
+    try:
+        before = _snapshot(out)
+        args = {"eval": ("eval", "random", "--tasks", "vqa", "--limit", "2"),
+                "train": ("train", "--set", "optim.steps=2"), "study": ("study", "--preset", "quick")}[command]
+        code, _, err = cli(*args, "--out", out)
+        assert code == 2 and err.count("error:") == 1 and "in use by process 4242" in err, err
+        assert _snapshot(out) == before
+    finally:
+        os.close(fd)

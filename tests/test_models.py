@@ -105,8 +105,8 @@ def test_cached_logits_match_uncached(text: TextTokenizer, variant: dict) -> Non
         parts = [model(ids[:, :k], mod[:, :k], pos2d[:, :k], cont[:, :k], batch["features"], mask[:, :k], branch,
                        pos[:, :k], cache, 0)]
         for t in range(k, ids.shape[1]):
-            parts.append(model(ids[:, t : t + 1], mod[:, t : t + 1], pos2d[:, t : t + 1], None, None, mask[:, : t + 1], branch,
-                               pos[:, t : t + 1], cache, t))
+            parts.append(model(ids[:, t : t + 1], mod[:, t : t + 1], pos2d[:, t : t + 1], None, None,
+                               mask[:, : t + 1], branch, pos[:, t : t + 1], cache, t))
     cached = torch.cat(parts, 1)
     real = mask[..., None].expand_as(full)
     assert torch.allclose(full[real], cached[real], atol=1e-5)

@@ -74,11 +74,13 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
                                                                 "alignment", "entropy", "gradients"))
     _check_synergy_independently(out, results)
     inside = results["runs"]["unifork-s0"]["analysis"]
-    assert {r["input"] for r in inside["alignment"]} == {"und", "gen", "separate"} and inside["entropy"] and inside["gradients"]
+    assert {r["input"] for r in inside["alignment"]} == {"und", "gen", "separate"}
+    assert inside["entropy"] and inside["gradients"]
     mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
-    changed = ("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu", "--set", "optim.lr=0.002")
+    changed = ("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu",
+               "--set", "optim.lr=0.002")
     code, _, err = cli(*changed)  # other settings into the same folder: refused, nothing reused or lost
     assert code == 2 and "optim.lr: 0.003 there, 0.002 now" in err and "--force" in err
     assert (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime

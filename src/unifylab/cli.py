@@ -483,7 +483,7 @@ def eval_cmd(
                                                         "(default: refuse).")] = False,
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
-    from unifylab.eval.harness import RESULTS, run_task, summarise, write_results
+    from unifylab.data.io import folder_lock
     from unifylab.eval.tasks import load_task, task_files
     from unifylab.study.preset import GEN_TASKS, UND_TASKS
 
@@ -501,6 +501,14 @@ def eval_cmd(
         if skipped:
             err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
                       f"{world[1]}x{world[1]}")
+    with folder_lock(out, "this eval folder"):
+        _eval_into(out, m, name, specs, limit, force)
+
+
+def _eval_into(out: Path, m: object, name: str, specs: list, limit: int | None, force: bool) -> None:
+    """Score `specs` into `out` (resuming), write results.json and print the table."""
+    from unifylab.eval.harness import RESULTS, run_task, summarise, write_results
+
     results: dict = {}
     if (out / RESULTS).is_file():
         from unifylab.data.io import read_json
@@ -601,6 +609,7 @@ def study_cmd(
                                                         "changed (default: refuse).")] = False,
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
+    from unifylab.data.io import folder_lock
     from unifylab.study.preset import load_preset
     from unifylab.study.report import answer, write_report
     from unifylab.study.runner import run_study
@@ -608,8 +617,9 @@ def study_cmd(
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     seed_list = list(_ints(seeds, "--seeds")) if seeds else None
-    results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs, force)
-    md, html_path = write_report(folder, results)
+    with folder_lock(folder, "this study folder"):
+        results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs, force)
+        md, html_path = write_report(folder, results)
     for line in answer(results):
         err.print(line)
     err.print(f"report: {html_path} and {md} ({results['wall_seconds']:.0f} s)")

@@ -111,8 +111,9 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
     (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
     world = getattr(model, "world", None)
     if world is not None and world != (spec.world.size, spec.world.grid):
-        raise UserError(f"task {spec.name} is built on a {spec.world.size} px {spec.world.grid}x{spec.world.grid} world "
-                        f"but {getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
+        w = spec.world
+        raise UserError(f"task {spec.name} is built on a {w.size} px {w.grid}x{w.grid} world but "
+                        f"{getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
                         "grids; evaluate it on tasks of its world")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{spec.name}.jsonl"
@@ -194,4 +195,4 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], holdout_pairs: list
 
 
 def write_results(out: Path, model_name: str, results: dict[str, Any]) -> None:
-    (out / RESULTS).write_text(json.dumps({"model": model_name, "tasks": results}, indent=2) + "\n")
+    write_text_atomic(out / RESULTS, json.dumps({"model": model_name, "tasks": results}, indent=2) + "\n")

@@ -87,8 +87,8 @@ class _Decoder:
         else:
             lp = self.cont.shape[1]
             cont = torch.cat([self.cont, self.cont.new_zeros(self.cont.shape[0], n - lp)], 1)
-            h = m(self.ids[:, :n], self.mod[:, :n], self.pos2d[:, :n], cont, self.features, self.attn[:, :n], self.branch,
-                  self.pos[:, :n])
+            h = m(self.ids[:, :n], self.mod[:, :n], self.pos2d[:, :n], cont, self.features, self.attn[:, :n],
+                  self.branch, self.pos[:, :n])
         self.fresh = 0
         return m.logits(h[:, -1])
 

@@ -171,7 +171,8 @@ class UnifiedTransformer(nn.Module):
         return [KVCache(batch, self.cfg.heads, n, hd, p.device, p.dtype) for _ in self.attention_layers()]
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per component: embeddings (token, patch and image position), trunk, branches, modality experts, heads, total."""
+        """Parameters per component: embeddings (token, patch and image position), trunk, branches, modality
+        experts, heads, total."""
 
         def count(mods: list[nn.Module] | nn.Module | None) -> int:
             if mods is None:

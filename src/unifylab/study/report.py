@@ -256,8 +256,9 @@ def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 cells = [f"{_where(results, group)}{u}", kind]
                 for b in BUDGETS:
                     r = (per.get(b) or {}).get("pooled")
-                    cells.append("-" if r is None else f"{100 * r['diff']['value']:+.1f} [{100 * r['diff']['lo']:+.1f}, "
-                                 f"{100 * r['diff']['hi']:+.1f}], p = {r['p_adjusted']:.3g}")
+                    d = None if r is None else r["diff"]
+                    cells.append("-" if r is None else f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, "
+                                 f"{100 * d['hi']:+.1f}], p = {r['p_adjusted']:.3g}")
                 rows.append(cells)
     return head, rows
 
@@ -320,8 +321,9 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "modes": "Reasoning tasks, direct vs stepwise.",
         "sweep": "Synergy against the swept setting.",
         "samples": "Generated t2i samples with the exact parser's verdict.",
-        "alignment": "Inside the models: mutual-kNN and linear CKA between mean-pooled image and text states per layer, "
-                     "for understanding inputs (image, then caption) and generation inputs (prompt, then image).",
+        "alignment": "Inside the models: mutual-kNN and linear CKA between mean-pooled image and text states per "
+                     "layer, for understanding inputs (image, then caption), generation inputs (prompt, then image) "
+                     "and separate ones (the image alone, its caption alone: no attention between them).",
         "entropy": "Inside the models: Renyi entropy (alpha 1.01) of text-only, image-only and mixed inputs per layer "
                    "(normalised by log tokens), and response entropy H(prompt+response) - H(prompt), text vs image.",
         "gradients": "Inside the models: cosine between understanding and generation loss gradients per layer at the "

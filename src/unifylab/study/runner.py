@@ -331,9 +331,10 @@ def check_worlds(runs: list[Run], specs: list[TaskSpec]) -> None:
         w = r.cfg.world
         for s in specs:
             if (s.world.size, s.world.grid) != (w.size, w.grid):
-                raise UserError(f"task {s.name} is built on a {s.world.size} px {s.world.grid}x{s.world.grid} world but "
-                                f"run {r.id} trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop "
-                                "the task from the preset's tasks or train on its world")
+                t = s.world
+                raise UserError(f"task {s.name} is built on a {t.size} px {t.grid}x{t.grid} world but run {r.id} "
+                                f"trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop the task "
+                                "from the preset's tasks or train on its world")
 
 
 def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from unifylab.config import first_diff
-from unifylab.data.io import read_jsonl_tolerant, write_jsonl
+from unifylab.data.io import LOCK, folder_lock, read_jsonl_tolerant, write_jsonl
 from unifylab.errors import UserError
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
@@ -145,7 +145,7 @@ def _check_run_dir(run: Path, cfg: TrainConfig) -> None:
         if diff := config_change(run, cfg):
             raise UserError(f"{run}: holds a run with a different config ({diff}); resume with the same config or "
                             "choose another --out")
-    elif run.exists() and any(run.iterdir()):
+    elif run.exists() and any(p.name != LOCK for p in run.iterdir()):
         raise UserError(f"{run}: folder exists and is not a unifylab run (no {CONFIG_FILE}); choose another --out")
 
 
@@ -340,7 +340,12 @@ class Trainer:
         return out
 
     def fit(self) -> dict[str, Any]:
-        """Train to the planned number of steps (resuming if the run has checkpoints); returns the summary."""
+        """Train to the planned number of steps (resuming if the run has checkpoints); returns the summary. The run
+        folder is locked meanwhile: a second trainer into it is refused."""
+        with folder_lock(self.run, "this run folder") if self.dist.main else nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         start, tokens = self._resume()
         if self.dist.main:
             self.run.mkdir(parents=True, exist_ok=True)
