@@ -186,3 +186,26 @@ def test_a_second_writer_into_a_busy_folder_is_refused(cli: Cli, tmp_path: Path,
         assert _snapshot(out) == before
     finally:
         os.close(fd)
+
+
+def test_checkpoints_hold_no_pickle_and_old_pickle_ones_are_refused(tmp_path: Path) -> None:
+    import torch
+
+    from unifylab.errors import UserError
+    from unifylab.train import checkpoint as C
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = {"optimizer": opt.state_dict(), "rng": C.rng_state()}
+    path = C.save_checkpoint(tmp_path, 2, model.state_dict(), state, {"tokens_seen": 8}, keep=2)
+    assert {p.name for p in path.iterdir()} == {C.MODEL, C.STATE, C.STATE_TREE, C.META}
+    _, back, _ = C.load_checkpoint(path)
+    assert torch.equal(back["optimizer"]["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert back["rng"]["python"] == state["rng"]["python"]
+    legacy = tmp_path / C.CKPT_DIR / "step-4"
+    legacy.mkdir()
+    (legacy / C.LEGACY_STATE).write_bytes(b"\x80\x04pickle")
+    with pytest.raises(UserError, match="older unifylab"):
+        C.latest_checkpoint(tmp_path, print)

@@ -252,6 +252,13 @@ def test_errors(cli, folders, tmp_path):
     for f in ("tokenizer.json", "tokenizer_config.json"):
         (partial / f).unlink()
     assert "tokenizer.json" in _error(cli, "eval", f"hf-janus:{partial}", "--tasks", "vqa", "--out", tmp_path / "o3")
+    pickled = tmp_path / "pickled"
+    shutil.copytree(folders["hf-janus"], pickled)
+    for f in pickled.glob("*.safetensors"):
+        f.unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04 never unpickled")
+    line = _error(cli, "eval", f"hf-janus:{pickled}", "--tasks", "vqa", "--out", tmp_path / "o5")
+    assert "only pickle files: pytorch_model.bin" in line and "safetensors only" in line
     llava = tmp_path / "llava"
     llava.mkdir()
     (llava / "config.json").write_text(json.dumps({"model_type": "llava"}))

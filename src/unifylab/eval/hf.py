@@ -551,7 +551,14 @@ def load_hf(kind: str, path_or_id: str, device: str = "cpu", guidance: float | N
                 f"; {ORIGINAL_FORMATS[found]}" if found in ORIGINAL_FORMATS else "")
         raise UserError(f"{path_or_id}: {kind} expects config.json model_type {expected!r}, found {found!r}{hint}")
     if local:
-        _check_processor_files(Path(path_or_id).expanduser())
+        folder = Path(path_or_id).expanduser()
+        _check_processor_files(folder)
+        if not any(folder.glob("*.safetensors")):
+            pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+            only = f" (only pickle files: {', '.join(pickles)})" if pickles else ""
+            raise UserError(f"{folder}: no *.safetensors weights{only}; "
+                            "unifylab loads safetensors only (pickle files can run code): convert the weights, e.g. "
+                            "save_pretrained(..., safe_serialization=True) in a trusted environment")
     cls = HFJanus if expected == "janus" else HFEmu3
     model_class = transformers.JanusForConditionalGeneration if expected == "janus" else \
         transformers.Emu3ForConditionalGeneration
@@ -559,7 +566,7 @@ def load_hf(kind: str, path_or_id: str, device: str = "cpu", guidance: float | N
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
         processor = processor_class.from_pretrained(path_or_id, local_files_only=local)
-        model = model_class.from_pretrained(path_or_id, dtype=dtype, local_files_only=local)
+        model = model_class.from_pretrained(path_or_id, dtype=dtype, local_files_only=local, use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path_or_id}: could not load the {expected} model: {reason}") from None

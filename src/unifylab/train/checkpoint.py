@@ -1,6 +1,6 @@
 """Atomic checkpoints: `checkpoints/step-N/` holds the model (safetensors), optimiser + scheduler + RNG states
-(a weights-only torch file) and `trainer.json`; written to a temp folder and renamed, keep-last-k, and a damaged
-latest checkpoint falls back to the one before it."""
+(their tensors in `state.safetensors`, their structure in `state.json`: no pickle anywhere) and `trainer.json`;
+written to a temp folder and renamed, keep-last-k, and a damaged latest checkpoint falls back to the one before it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,43 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from unifylab.errors import UserError
+
 CKPT_DIR = "checkpoints"
-MODEL, STATE, META = "model.safetensors", "state.pt", "trainer.json"
+MODEL, STATE, STATE_TREE, META = "model.safetensors", "state.safetensors", "state.json", "trainer.json"
+LEGACY_STATE = "state.pt"  # pickle-format state of checkpoints before unifylab stored none
+
+
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor] | None = None) -> tuple[Any, dict[str, torch.Tensor]]:
+    """A JSON-able tree for nested dicts / lists / tuples / scalars, with every tensor moved to `tensors` (saved as
+    safetensors) and referenced by name; dict keys keep their types (optimizer state is keyed by int)."""
+    tensors = {} if tensors is None else tensors
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(tensors)}"
+        tensors[name] = obj.detach().cpu().clone().contiguous()
+        return {"tensor": name}, tensors
+    if isinstance(obj, dict):
+        return {"dict": [[flatten_state(k, tensors)[0], flatten_state(v, tensors)[0]] for k, v in obj.items()]}, tensors
+    if isinstance(obj, (list, tuple)):
+        return {"tuple" if isinstance(obj, tuple) else "list": [flatten_state(v, tensors)[0] for v in obj]}, tensors
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": obj}, tensors
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint")
+
+
+def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of `flatten_state`."""
+    (kind, value), = tree.items()
+    if kind == "tensor":
+        return tensors[value]
+    if kind == "dict":
+        return {unflatten_state(k, tensors): unflatten_state(v, tensors) for k, v in value}
+    if kind in ("list", "tuple"):
+        items = [unflatten_state(v, tensors) for v in value]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "value":
+        return value
+    raise ValueError(f"unknown node {kind!r} in {STATE_TREE}")
 
 
 def rng_state() -> dict[str, Any]:
@@ -49,7 +84,9 @@ def save_checkpoint(run: Path, step: int, model_state: dict[str, torch.Tensor], 
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".step-{step}.", suffix=".tmp"))
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / MODEL))
-        torch.save(state, tmp / STATE)
+        tree, tensors = flatten_state(state)
+        save_file(tensors, str(tmp / STATE))
+        (tmp / STATE_TREE).write_text(json.dumps(tree))
         (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
         final = root / f"step-{step}"
         if final.exists():
@@ -78,13 +115,17 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("step", "tokens_seen")):
         raise ValueError(f"{META} lacks integer 'step' and 'tokens_seen'")
     model_state = load_file(str(path / MODEL))
-    state = torch.load(path / STATE, weights_only=True, map_location="cpu")
+    state = unflatten_state(json.loads((path / STATE_TREE).read_text()), load_file(str(path / STATE)))
     return model_state, state, meta
 
 
 def latest_checkpoint(run: Path, warn: Any) -> tuple[Path, tuple[dict, dict, dict]] | None:
-    """The newest checkpoint that loads; damaged newer ones are reported through `warn` and skipped."""
+    """The newest checkpoint that loads; damaged newer ones are reported through `warn` and skipped. Checkpoints
+    of an older unifylab (pickle state) are refused, not silently skipped (that would restart the run)."""
     for path in reversed(list_checkpoints(run)):
+        if (path / LEGACY_STATE).is_file() and not (path / STATE).is_file():
+            raise UserError(f"{path}: written by an older unifylab (pickle {LEGACY_STATE}, which this version never "
+                            "loads); finish the run with that version, or train again into a new --out")
         try:
             return path, load_checkpoint(path)
         except Exception as e:  # truncated safetensors, bad JSON, corrupt zip: all mean "unusable"
