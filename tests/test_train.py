@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_checkpoints(cli: Cli, tmp
     cfg = _cfg(tmp_path, optim={"steps": 200, "lr": 1e6, "clip": 1e12, "warmup": 0}, checkpoint={"every": 1, "keep": 3})
     code, _, err = cli("train", cfg, "--out", tmp_path / "nan", "--quiet")
     err = err.replace("\n", " ").lower()
-    assert code == 2 and ("loss became nan" in err or "loss became inf" in err) and "lower optim.lr" in err
+    assert code == 2 and ("loss became nan" in err or "loss became inf" in err) and "at a lower learning rate" in err
     from unifylab.train.checkpoint import latest_checkpoint, list_checkpoints
 
     steps = [int(p.name[5:]) for p in list_checkpoints(tmp_path / "nan")]
@@ -189,6 +190,28 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_checkpoints(cli: Cli, tmp
     assert steps and max(steps) == failed_at - 1
     _, (weights, _, _) = latest_checkpoint(tmp_path / "nan", warn=pytest.fail)
     assert all(torch.isfinite(v).all() for v in weights.values())
+    advice = err.split("re-run the same command with ")[1].split()[:2]  # ['--set', 'optim.lr=100000']
+    assert advice == ["--set", "optim.lr=100000"]
+
+
+def test_an_unfinished_run_resumes_with_a_lower_lr_and_nothing_else(cli: Cli, tmp_path: Path) -> None:
+    """What the divergence message advises: the same command with --set optim.lr=... resumes from the checkpoint."""
+    from unifylab.train.checkpoint import list_checkpoints
+
+    cfg = _cfg(tmp_path, optim={"steps": 12, "warmup": 0}, checkpoint={"every": 6, "keep": 3})
+    run = tmp_path / "r"
+    assert cli("train", cfg, "--out", run, "--quiet")[0] == 0
+    (run / "summary.json").unlink()  # as if it had stopped after step 6 (a divergence, a crash)
+    for p in list_checkpoints(run)[1:]:
+        shutil.rmtree(p)
+    code, _, err = cli("train", cfg, "--out", run, "--quiet", "--set", "optim.batch=4")
+    assert code == 2 and "optim.batch" in err  # only optim.lr may change on resume
+    code, _, err = cli("train", cfg, "--out", run, "--quiet", "--set", "optim.lr=0.0001")
+    assert code == 0 and "resuming from" in err and "step 6 of 12" in err.replace("\n", ""), err
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows if r["step"] > 6 and "lr" in r] and \
+        all(r["lr"] <= 0.0001 for r in rows if r["step"] > 6 and "lr" in r) and rows[-1]["step"] == 12
+    assert "lr: 0.0001" in (run / "config.yaml").read_text()
 
 
 def test_changed_config_does_not_resume_silently(cli: Cli, tmp_path: Path) -> None:

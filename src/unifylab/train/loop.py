@@ -139,10 +139,22 @@ def config_change(run: Path, cfg: TrainConfig) -> str | None:
     return first_diff(load_config(saved).model_dump(mode="json"), cfg.model_dump(mode="json"))
 
 
+def _lr_only(run: Path, cfg: TrainConfig) -> bool:
+    """Whether the saved config differs from `cfg` in optim.lr alone and the run is unfinished with a checkpoint:
+    the one change a resume allows (after a divergence, from the last good checkpoint with a lower rate)."""
+    from unifylab.train.config import load_config
+
+    old = load_config(run / CONFIG_FILE)
+    same = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": old.optim.lr})})
+    return dump_config(same) == dump_config(old) and not (run / "summary.json").is_file() and \
+        bool(C.list_checkpoints(run))
+
+
 def _check_run_dir(run: Path, cfg: TrainConfig) -> None:
-    """A run folder is either new/empty, or a run of this very config (then it resumes)."""
+    """A run folder is either new/empty, or a run of this very config (then it resumes); an unfinished run may
+    resume with another optim.lr."""
     if (run / CONFIG_FILE).is_file():
-        if diff := config_change(run, cfg):
+        if (diff := config_change(run, cfg)) and not _lr_only(run, cfg):
             raise UserError(f"{run}: holds a run with a different config ({diff}); resume with the same config or "
                             "choose another --out")
     elif run.exists() and any(p.name != LOCK for p in run.iterdir()):
@@ -230,9 +242,11 @@ class Trainer:
 
     def _diverged(self, what: str, step: int) -> None:
         ckpts = C.list_checkpoints(self.run)
-        kept = f"the last good checkpoint {ckpts[-1]} is intact" if ckpts else "no checkpoint had been written yet"
-        raise UserError(f"{what} at step {step}; training stopped and {kept}; lower optim.lr "
-                        f"(now {self.cfg.optim.lr}) or check the data")
+        lower = f"--set optim.lr={self.cfg.optim.lr / 10:g}"
+        how = (f"the last good checkpoint {ckpts[-1]} is intact: re-run the same command with {lower} to resume from "
+               "it at a lower learning rate (optim.lr is the one setting a resume may change)") if ckpts else \
+            f"no checkpoint had been written yet: train again into a new --out with {lower}"
+        raise UserError(f"{what} at step {step}; training stopped; {how}, or check the data")
 
     def _save(self, step: int, tokens: int) -> None:
         weights = {k.removeprefix("model."): v for k, v in D.model_state(self.parallel, self.dist).items()}
@@ -252,6 +266,12 @@ class Trainer:
         prefixed = {f"model.{k}": v for k, v in weights.items()}
         D.load_states(self.parallel, self.opt, prefixed, state["optimizer"], self.dist)
         self.sched.load_state_dict(state["scheduler"])
+        if self.sched.base_lrs[0] != self.cfg.optim.lr:  # resumed with a new optim.lr (see _lr_only)
+            self.sched.base_lrs = [self.cfg.optim.lr] * len(self.sched.base_lrs)
+            for group, fn in zip(self.opt.param_groups, self.sched.lr_lambdas):
+                group["initial_lr"] = self.cfg.optim.lr
+                group["lr"] = self.cfg.optim.lr * fn(self.sched.last_epoch)
+            self.sched._last_lr = [g["lr"] for g in self.opt.param_groups]
         C.set_rng_state(state["rng"])
         step = int(meta["step"])
         if self.dist.main:
