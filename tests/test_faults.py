@@ -209,3 +209,13 @@ def test_checkpoints_hold_no_pickle_and_old_pickle_ones_are_refused(tmp_path: Pa
     (legacy / C.LEGACY_STATE).write_bytes(b"\x80\x04pickle")
     with pytest.raises(UserError, match="older unifylab"):
         C.latest_checkpoint(tmp_path, print)
+
+
+def test_a_max_len_too_short_for_the_data_is_refused_before_anything_is_written(cli: Cli, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    small = ("--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2", "--set", "optim.steps=2")
+    code, _, err = cli("train", "--out", run, "--quiet", *small, "--set", "model.max_len=16")
+    assert code == 2 and err.count("error:") == 1 and "model.max_len 16 is shorter" in err, err
+    assert not run.exists() or not [p for p in run.iterdir() if p.name != ".unifylab.lock"]
+    code, _, err = cli("train", "--out", run, "--quiet", *small)  # the corrected config is then accepted
+    assert code == 0, err

@@ -196,6 +196,7 @@ class Trainer:
         self.batches = Batches(cfg, self.packer, SceneSource(cfg))
         lengths = self.batches.lengths if cfg.data.budget == "equal-compute" and cfg.data.mode != "unified" else None
         self.stream, self.steps = self.batches.plan.stream(lengths)
+        self._check_max_len()
         self.parallel = D.wrap(LossModule(self.model), cfg.distributed, self.dist, self.device)
         self.wrapped: nn.Module = torch.compile(self.parallel) if cfg.compile else self.parallel
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -210,6 +211,16 @@ class Trainer:
         self.tb = self._tensorboard()
 
     # ------------------------------------------------------------------------------------------ setup helpers
+
+    def _check_max_len(self, n: int = 512) -> None:
+        """Refuse, before anything is written, a model.max_len shorter than the data's sequences (measured on the
+        stream's first `n` examples), instead of failing deep inside the first step."""
+        idx = self.stream[self.stream >= 0][:n]
+        longest = max(len(p) for p in self.batches.pack(self.batches.items("train", idx, self.batches.task_of(idx))))
+        if longest > self.model.cfg.max_len:
+            raise UserError(f"model.max_len {self.model.cfg.max_len} is shorter than this data's sequences (up to "
+                            f"{longest} tokens in the first {len(idx)} examples); set model.max_len >= "
+                            f"{longest + longest // 4}")
 
     def _eval_sets(self) -> dict[str, dict[str, torch.Tensor]]:
         """Fixed per-task batches of the `val` (reserved scenes of trained compositions) and `heldout` (unseen
