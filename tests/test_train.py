@@ -221,8 +221,12 @@ def test_changed_config_does_not_resume_silently(cli: Cli, tmp_path: Path) -> No
     assert code == 2 and "optim.lr" in err and "different config" in err
 
 
-def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, optim={"steps": 8, "batch": 8, "accum": 2}, eval={"every": 8, "examples": 4})
+@pytest.mark.parametrize("model", [{}, {"backbone": "fork", "fork_layer": 1}, {"backbone": "mot"},
+                                   {"output_heads": "split"}], ids=["shared", "fork", "mot", "split"])
+def test_two_gloo_processes_match_one_process(tmp_path: Path, model: dict) -> None:
+    # batch 4 with accum 2: each rank's micro-batch holds one example, so a rank often lacks a task form entirely
+    cfg = _cfg(tmp_path, optim={"steps": 8, "batch": 4, "accum": 2}, eval={"every": 8, "examples": 4},
+               **({"model": model} if model else {}))
     one = _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"])
     assert one.wait(timeout=600) == 0, one.stderr.read()
     two = _torchrun(cfg, tmp_path / "two", "ddp")

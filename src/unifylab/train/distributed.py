@@ -45,7 +45,12 @@ def wrap(model: nn.Module, strategy: str, d: Dist, device: torch.device) -> nn.M
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        cfg = model.model.cfg  # model is the LossModule wrapper
+        # a forked branch, a modality expert or a split head sees no token on a rank whose micro-batch lacks that
+        # task form or modality: DDP must then reduce those parameters' (zero) gradients without them
+        sparse = cfg.backbone != "shared" or cfg.output_heads == "split"
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=sparse)
     if strategy == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
