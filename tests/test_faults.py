@@ -219,3 +219,15 @@ def test_a_max_len_too_short_for_the_data_is_refused_before_anything_is_written(
     assert not run.exists() or not [p for p in run.iterdir() if p.name != ".unifylab.lock"]
     code, _, err = cli("train", "--out", run, "--quiet", *small)  # the corrected config is then accepted
     assert code == 0, err
+
+
+def test_a_foreign_line_in_an_eval_file_is_refused_then_forced(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    assert cli("eval", "random", "--tasks", "vqa", "--limit", "4", "--out", out)[0] == 0
+    (out / "vqa.jsonl").write_text("{}\n" + (out / "vqa.jsonl").read_text())
+    before = _snapshot(out)
+    code, _, err = cli("eval", "random", "--tasks", "vqa", "--limit", "4", "--out", out)
+    assert code == 2 and err.count("error:") == 1 and "record 1 is not one this program wrote" in err, err
+    assert _snapshot(out) == before
+    assert cli("eval", "random", "--tasks", "vqa", "--limit", "4", "--out", out, "--force")[0] == 0
+    assert [json.loads(x)["id"] for x in (out / "vqa.jsonl").read_text().splitlines()] == [f"vqa-{i}" for i in range(4)]

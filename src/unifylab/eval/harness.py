@@ -27,7 +27,12 @@ def _done(path: Path) -> dict[str, dict[str, Any]]:
     rewritten atomically without it."""
     if not path.is_file():
         return {}
-    out = {rec["id"]: rec for rec in read_jsonl_tolerant(path)}
+    rows = read_jsonl_tolerant(path)
+    for n, rec in enumerate(rows, 1):
+        if not (isinstance(rec, dict) and isinstance(rec.get("id"), str) and "score" in rec):
+            raise UserError(f"{path}: record {n} is not one this program wrote (no 'id' and 'score'); move the file "
+                            "away, or re-run with --force to score the task again")
+    out = {rec["id"]: rec for rec in rows}
     write_jsonl(path, out.values())
     return out
 
@@ -117,11 +122,17 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
                         "grids; evaluate it on tasks of its world")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{spec.name}.jsonl"
-    if not check_fingerprint(out / f"{spec.name}.fingerprint.json", fingerprint(model, spec),
-                             f"the {spec.name} records", made=path.is_file(), force=force):
+    stale = not check_fingerprint(out / f"{spec.name}.fingerprint.json", fingerprint(model, spec),
+                                  f"the {spec.name} records", made=path.is_file(), force=force)
+    try:
+        done = {} if stale else _done(path)
+    except UserError:
+        if not force:
+            raise
+        stale, done = True, {}
+    if stale:
         path.unlink(missing_ok=True)
         shutil.rmtree(out / spec.name, ignore_errors=True)
-    done = _done(path)
     wanted = items(spec, limit)
     todo = [it for it in wanted if it.id not in done]
     if progress is not None and len(wanted) > len(todo):
