@@ -231,3 +231,36 @@ def test_a_foreign_line_in_an_eval_file_is_refused_then_forced(cli: Cli, tmp_pat
     assert _snapshot(out) == before
     assert cli("eval", "random", "--tasks", "vqa", "--limit", "4", "--out", out, "--force")[0] == 0
     assert [json.loads(x)["id"] for x in (out / "vqa.jsonl").read_text().splitlines()] == [f"vqa-{i}" for i in range(4)]
+
+
+CLI_CASES = {
+    "eval --limit 0": (("eval", "oracle", "--tasks", "vqa", "--limit", "0", "--out", "{out}"), "--limit"),
+    "eval of a missing run": (("eval", "{tmp}/missing", "--tasks", "vqa", "--out", "{out}"), "missing"),
+    "eval of an unknown task": (("eval", "oracle", "--tasks", "vqa,dance", "--out", "{out}"), "dance"),
+    "compare of missing folders": (("compare", "{tmp}/a", "{tmp}/b"), "a"),
+    "study with bad seeds": (("study", "--seeds", "0,x", "--out", "{out}"), "--seeds"),
+    "study with --jobs 0": (("study", "--jobs", "0", "--out", "{out}"), "--jobs"),
+    "train with a missing config": (("train", "{tmp}/none.yaml", "--out", "{out}"), "none.yaml"),
+    "train with a negative width": (("train", "--set", "model.dim=-1", "--out", "{out}"), "dim: Input should be"),
+    "train with an unknown device": (("train", "--set", "device=tpu", "--out", "{out}"), "tpu"),
+    "world render of a malformed scene file": (("world", "render", "{tmp}/bad.jsonl", "--out", "{out}"), "bad.jsonl"),
+    "score geneval of malformed metadata": (("score", "geneval", "--metadata", "{tmp}/bad.jsonl", "--images",
+                                             "{tmp}", "--out", "{out}"), "bad.jsonl"),
+    "score geneval without images": (("score", "geneval", "--metadata", "{tmp}/meta.jsonl", "--images",
+                                      "{tmp}/noimages", "--out", "{out}"), "noimages"),
+    "analyze alignment with too few scenes": (("analyze", "alignment", "oracle", "--n", "2", "--out", "{out}"), "n"),
+    "data geneval with zero items": (("data", "geneval", "--n-per-task", "0", "--out", "{out}"), "n-per-task"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_bad_command_lines_are_one_error_and_change_nothing(cli: Cli, tmp_path: Path, case: str) -> None:
+    args, needle = CLI_CASES[case]
+    (tmp_path / "bad.jsonl").write_text('{"size": 32, "grid":\n')
+    (tmp_path / "meta.jsonl").write_text(json.dumps({"tag": "single_object", "prompt": "a photo of a circle",
+                                                     "include": [{"class": "circle", "count": 1}]}) + "\n")
+    (tmp_path / "keep.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    code, _, err = cli(*(a.format(tmp=tmp_path, out=tmp_path / "out") for a in args))
+    assert code == 2 and err.count("error:") == 1 and needle in err, err
+    assert _snapshot(tmp_path) == before
