@@ -264,3 +264,25 @@ def test_bad_command_lines_are_one_error_and_change_nothing(cli: Cli, tmp_path: 
     code, _, err = cli(*(a.format(tmp=tmp_path, out=tmp_path / "out") for a in args))
     assert code == 2 and err.count("error:") == 1 and needle in err, err
     assert _snapshot(tmp_path) == before
+
+
+def test_kill_9_during_a_jsonl_rewrite_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "t2i.jsonl"
+    old = "".join(json.dumps({"id": f"t2i-{i}", "score": 1.0}) + "\n" for i in range(100))
+    path.write_text(old)
+    code = ("import sys; from unifylab.data.io import write_jsonl; "
+            "write_jsonl(sys.argv[1], ({'id': f'x-{i}', 'pad': 'p' * 400} for i in range(10**6)))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
+    while not list(tmp_path.glob(".t2i.jsonl.*.tmp")) and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)  # inside the rewrite (about 420 MB of rows to write)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed mid-write, not finished
+    assert path.read_text() == old  # the rename never happened: the old file is whole
+    torn = list(tmp_path.glob(".t2i.jsonl.*.tmp"))  # the half-written temp file is the only trace, beside it
+    assert len(torn) == 1 and torn[0].stat().st_size > 0

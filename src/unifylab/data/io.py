@@ -73,19 +73,21 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
-    """Write rows as jsonl atomically (temp file, fsync, rename), so a crash never leaves half a file."""
-    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+    """Write rows as jsonl atomically (streamed to a temp file, fsync, rename), so a crash never leaves half a
+    file."""
+    write_text_atomic(path, (json.dumps(row) + "\n" for row in rows))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace a file's content atomically (temp file in the same folder, fsync, rename): a crash or a full disk
-    leaves either the old file or the new one, never an empty or half-written one."""
+def write_text_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """Replace a file's content (a string, or pieces written as they come) atomically: temp file in the same
+    folder, fsync, rename; a crash or a full disk leaves either the old file or the new one, never an empty or
+    half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            f.writelines([text] if isinstance(text, str) else text)
             f.flush()
             os.fsync(f.fileno())
         _publish_mode(Path(tmp))
