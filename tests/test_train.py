@@ -221,8 +221,11 @@ def test_changed_config_does_not_resume_silently(cli: Cli, tmp_path: Path) -> No
     assert code == 2 and "optim.lr" in err and "different config" in err
 
 
-@pytest.mark.parametrize("model", [{}, {"backbone": "fork", "fork_layer": 1}, {"backbone": "mot"},
-                                   {"output_heads": "split"}], ids=["shared", "fork", "mot", "split"])
+LAYOUTS = [{}, {"backbone": "fork", "fork_layer": 1}, {"backbone": "mot"}, {"output_heads": "split"}]
+LAYOUT_IDS = ["shared", "fork", "mot", "split"]
+
+
+@pytest.mark.parametrize("model", LAYOUTS, ids=LAYOUT_IDS)
 def test_two_gloo_processes_match_one_process(tmp_path: Path, model: dict) -> None:
     # batch 4 with accum 2: each rank's micro-batch holds one example, so a rank often lacks a task form entirely
     cfg = _cfg(tmp_path, optim={"steps": 8, "batch": 4, "accum": 2}, eval={"every": 8, "examples": 4},
@@ -237,9 +240,10 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, model: dict) -> No
     assert np.allclose(la, lb, atol=1e-5)
 
 
-@pytest.mark.slow
-def test_fsdp2_matches_one_process(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4})
+@pytest.mark.parametrize("model", LAYOUTS, ids=LAYOUT_IDS)
+def test_fsdp2_matches_one_process(tmp_path: Path, model: dict) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 6, "batch": 4, "accum": 2}, eval={"every": 6, "examples": 4},
+               **({"model": model} if model else {}))
     assert _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"]).wait(timeout=600) == 0
     two = _torchrun(cfg, tmp_path / "two", "fsdp2")
     assert two.returncode == 0, two.stderr[-2000:]

@@ -100,7 +100,7 @@ class Routed(nn.Module):
         out = flat.new_empty(flat.shape[0], outs[0].shape[-1])
         for i, o in enumerate(outs):
             out[mod == i] = o
-        return out.reshape(*x.shape[:-1], -1)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 class Attention(nn.Module):
@@ -133,7 +133,7 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=n > 1)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, n, -1), modality)
+        return self.out(y.transpose(1, 2).reshape(b, n, self.heads * self.head_dim), modality)
 
 
 class Block(nn.Module):

@@ -307,8 +307,8 @@ class UnifiedTransformer(nn.Module):
         for bi, blocks in enumerate(self.branches):
             rows = (branch == bi).nonzero()[:, 0]
             layer_caches = [next(caches) for _ in blocks] if caches else [None] * len(blocks)
-            if rows.numel() == 0:
-                continue
+            if rows.numel() == 0 and caches:  # decoding; in training every rank runs every branch (FSDP2 gathers
+                continue                        # a branch's weights collectively, even for a rank with no rows)
             full = rows.numel() == b
             sel = None if full else rows
             h = x if full else x[rows]
@@ -366,10 +366,9 @@ class UnifiedTransformer(nn.Module):
             per_tok = torch.empty(t.shape, device=h.device, dtype=torch.float32)
             hits = torch.empty(t.shape, device=h.device, dtype=torch.bool)
             for sel, head, offset in ((~is_img, self.text_head, 0), (is_img, self.image_head, self.cfg.n_text)):
-                if bool(sel.any()):
-                    logits = head(h[sel]).float()
-                    per_tok[sel] = F.cross_entropy(logits, t[sel] - offset, reduction="none")
-                    hits[sel] = logits.argmax(-1) + offset == t[sel]
+                logits = head(h[sel]).float()  # also when empty: both heads join every step's gradient
+                per_tok[sel] = F.cross_entropy(logits, t[sel] - offset, reduction="none")
+                hits[sel] = logits.argmax(-1) + offset == t[sel]
         example = batch.get("example")
         if example is None:  # one sequence per row
             example = torch.arange(targets.shape[0], device=h.device)[:, None].expand(-1, targets.shape[1] + 1)
