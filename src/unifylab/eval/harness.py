@@ -98,7 +98,10 @@ def check_fingerprint(file: Path, stamp: dict[str, Any], what: str, *, made: boo
     """True when results that `made` under `file`'s stamp may be reused (the stamp is `stamp`). Results made under
     another stamp, or none (an older unifylab), are refused with the changed field named, unless `force`; then (or
     when nothing was made yet) the new stamp is written and False returned: the caller (re)computes."""
-    old = json.loads(file.read_text()) if file.is_file() else None
+    try:
+        old = json.loads(file.read_text()) if file.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = "an unreadable fingerprint file"
     if old == stamp:
         return True
     if made and not force:
