@@ -496,7 +496,7 @@ def eval_cmd(
     name = getattr(m, "name", model)
     world = getattr(m, "world", None)
     if tasks == "all" and world is not None:  # 'all' = every task built on the model's world
-        skipped = [s.name for s in specs if (s.world.size, s.world.grid) != world]
+        skipped = [s.name for s in specs if s.world.canvas != world]
         specs = [s for s in specs if s.name not in skipped]
         if skipped:
             err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "

@@ -118,7 +118,7 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
     (size, grid) differs from the task's is refused; records made by another model or task version
     (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
     world = getattr(model, "world", None)
-    if world is not None and world != (spec.world.size, spec.world.grid):
+    if world is not None and world != spec.world.canvas:
         w = spec.world
         raise UserError(f"task {spec.name} is built on a {w.size} px {w.grid}x{w.grid} world but "
                         f"{getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "

@@ -24,10 +24,15 @@ from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 
 
 
-def _pts(r: dict[str, Any]) -> str:
+def _interval(r: dict[str, Any]) -> str:
+    """A paired difference in points with its 95 % interval: '+7.5 [+3.0, +12.5]'."""
     e = r["diff"]
-    return (f"{100 * e['value']:+.1f} points [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}], "
-            f"adjusted p = {r['p_adjusted']:.3g}")
+    return f"{100 * e['value']:+.1f} [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}]"
+
+
+def _pts(r: dict[str, Any]) -> str:
+    value, interval = _interval(r).split(" ", 1)
+    return f"{value} points {interval}, adjusted p = {r['p_adjusted']:.3g}"
 
 
 def _verdict(r: dict[str, Any]) -> str:
@@ -55,7 +60,7 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         for label, arch in comp["architecture"].items():
             for kind, r in arch.items():
                 if r:
-                    rows.append((f"{where}{label.split(' - ')[0]} vs {first}", f"{kind}", r))
+                    rows.append((f"{where}{label.split(' - ')[0]} vs {first}", kind, r))
     return rows
 
 
@@ -232,8 +237,7 @@ def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
 def _summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per headline question: the difference, its interval, adjusted p and verdict."""
     head = ["question", "comparison", "difference (points) [95% CI]", "adjusted p", "verdict"]
-    rows = [[q, what, f"{100 * r['diff']['value']:+.1f} [{100 * r['diff']['lo']:+.1f}, {100 * r['diff']['hi']:+.1f}]",
-             f"{r['p_adjusted']:.3g}", _verdict(r)] for q, what, r in headline(results)]
+    rows = [[q, what, _interval(r), f"{r['p_adjusted']:.3g}", _verdict(r)] for q, what, r in headline(results)]
     return head, rows
 
 
@@ -256,9 +260,7 @@ def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 cells = [f"{_where(results, group)}{u}", kind]
                 for b in BUDGETS:
                     r = (per.get(b) or {}).get("pooled")
-                    d = None if r is None else r["diff"]
-                    cells.append("-" if r is None else f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, "
-                                 f"{100 * d['hi']:+.1f}], p = {r['p_adjusted']:.3g}")
+                    cells.append("-" if r is None else f"{_interval(r)}, p = {r['p_adjusted']:.3g}")
                 rows.append(cells)
     return head, rows
 

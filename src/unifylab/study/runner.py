@@ -330,7 +330,7 @@ def check_worlds(runs: list[Run], specs: list[TaskSpec]) -> None:
     for r in runs:
         w = r.cfg.world
         for s in specs:
-            if (s.world.size, s.world.grid) != (w.size, w.grid):
+            if s.world.canvas != w.canvas:
                 t = s.world
                 raise UserError(f"task {s.name} is built on a {t.size} px {t.grid}x{t.grid} world but run {r.id} "
                                 f"trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop the task "

@@ -58,7 +58,7 @@ class SceneSource:
                 scene = Scene.from_dict(d)
             except SceneError as e:
                 raise UserError(f"{folder / 'scenes.jsonl'}:{n}: {e}") from None
-            if (scene.size, scene.grid) != (self.cfg.world.size, self.cfg.world.grid):
+            if (scene.size, scene.grid) != self.cfg.world.canvas:
                 raise UserError(f"{folder / 'scenes.jsonl'}:{n}: scene is {scene.size} px / grid {scene.grid}, but "
                                 f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
                                 "world.grid to match the folder")

@@ -137,6 +137,11 @@ class ShapesConfig(BaseModel):
     max_objects: int = Field(3, ge=0)
     sizes: tuple[str, ...] = Field(("large",), description="object size variants to sample from")
 
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """(size, grid): what an image of this world is, and what a model of it must read and draw."""
+        return self.size, self.grid
+
     @model_validator(mode="after")
     def _check(self) -> ShapesConfig:
         bad = [s for s in self.sizes if s not in SIZES]
