@@ -17,6 +17,7 @@ from rich.table import Table
 
 from unifylab.config import build
 from unifylab.errors import UserError
+from unifylab.runtime import single_thread_blas
 from unifylab.world.shapes import Nuisance, ShapesConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A lab for unified multimodal models.")
@@ -630,6 +631,7 @@ def study_cmd(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user and usage errors become one `error:` line and exit code 2."""
+    single_thread_blas()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="unifylab", standalone_mode=False)

@@ -25,6 +25,7 @@ from unifylab.errors import UserError
 from unifylab.eval.harness import check_fingerprint, run_task, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
+from unifylab.runtime import single_thread_blas
 from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
 from unifylab.train.config import TrainConfig, load_tree
 from unifylab.train.data import MODE_TASKS, Plan
@@ -273,6 +274,7 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
     from unifylab.eval.native import NativeModel
     from unifylab.train.loop import Trainer
 
+    single_thread_blas()
     if threads:
         torch.set_num_threads(threads)
     run_dir = out / "runs" / run.id

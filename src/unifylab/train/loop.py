@@ -24,6 +24,7 @@ from unifylab.data.io import LOCK, folder_lock, read_jsonl_tolerant, write_jsonl
 from unifylab.errors import UserError
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.runtime import single_thread_blas
 from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
 from unifylab.tokenize.patch import PatchTokenizer
@@ -166,6 +167,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run: Path, console: Console | None = None, progress: bool = True,
                  on_step: Callable[[int, int], None] | None = None) -> None:
+        single_thread_blas()
         self.cfg, self.run = cfg, Path(run)
         self.on_step = on_step  # called with (steps done, steps planned), e.g. by the study's overall progress
         self.console = console or Console(stderr=True)
