@@ -111,7 +111,7 @@ class Scorer:
                 name = f"{split}/{task}"
                 items = batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
                 if task == "caption":
-                    codes = trainer.und.encode(np.stack([it.image for it in items]))
+                    codes = Batches.image_tokens(trainer.und, items)
                     prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
                                 for it, c in zip(items, codes)]
                     self.captions[name] = (prefixes, [it.scene for it in items])

@@ -59,7 +59,7 @@ class Rotary(nn.Module):
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[..., :h], x[..., h:]) of a [B, H, L, D] tensor."""
+    """Rotate pairs (x[..., :h], x[..., h:]) of a [..., B, H, L, D] tensor by cos, sin [B, 1, L, D // 2]."""
     x1, x2 = x.float().chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
@@ -125,8 +125,8 @@ class Attention(nn.Module):
         rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = self.qkv(x, modality).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        qkv = self.qkv(x, modality).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        (q, k), v = apply_rotary(qkv[:2], *rope), qkv[2]  # queries and keys rotated in one pass
         if cache is not None:
             k, v = cache.update(k, v, start, rows)
         if mask is None:  # the caller passes a mask unless plain causal (prefill from 0) or one query suffices

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,8 +49,7 @@ class ImageTokenizer(ABC):
 
     def positions(self) -> torch.Tensor:
         """(row, col) of every token, [T, 2]: the 2-D positions used for image tokens."""
-        h, w = self.token_grid
-        return torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2)
+        return _grid_positions(*self.token_grid).clone()
 
     def check_images(self, images: np.ndarray) -> np.ndarray:
         """Accept uint8 [H, W, 3] or [N, H, W, 3] at this tokenizer's size; anything else is one clear UserError."""
@@ -109,3 +109,8 @@ def load_image_tokenizer(folder: Path) -> ImageTokenizer:
     if kind not in kinds:
         raise UserError(f"{Path(folder) / CONFIG}: kind: unknown tokenizer kind {kind!r}; expected one of {', '.join(kinds)}")
     return kinds[kind].load(Path(folder), cfg)
+
+
+@lru_cache(maxsize=16)
+def _grid_positions(h: int, w: int) -> torch.Tensor:
+    return torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2)

@@ -170,8 +170,18 @@ class Packer:
         if not items:
             raise ValueError("cannot collate an empty batch")
         rows = _first_fit(items) if pack else [[i] for i in range(len(items))]
-        length = max(sum(len(items[i]) for i in row) for row in rows)
+        order = [i for row in rows for i in row]
+        lens = torch.tensor([len(items[i]) for i in order])
+        row_of = torch.tensor([r for r, row in enumerate(rows) for _ in row])
+        ends = lens.cumsum(0)
+        first = torch.ones(len(order), dtype=torch.bool)  # each row's first item
+        first[1:] = row_of[1:] != row_of[:-1]
+        row_base = torch.where(first, ends - lens, torch.zeros_like(ends)).cummax(0).values
+        at = ends - lens - row_base  # each item's offset in its row
+        length = int((at + lens).max())
         n = len(rows)
+        # every token's flat position in the [n, length] batch, in `order`
+        dest = torch.repeat_interleave(row_of * length + at - (ends - lens), lens) + torch.arange(int(ends[-1]))
         out = {
             "input_ids": torch.full((n, length), self.pad_id, dtype=torch.long),
             "labels": torch.full((n, length), IGNORE, dtype=torch.long),
@@ -181,16 +191,12 @@ class Packer:
             "attention_mask": torch.zeros((n, length), dtype=torch.bool),
             "example": torch.full((n, length), -1, dtype=torch.long),
         }
-        for r, row in enumerate(rows):
-            at = 0
-            for i in row:
-                p, k = items[i], len(items[i])
-                for key in ("input_ids", "labels", "modality", "pos2d", "cont"):
-                    out[key][r, at : at + k] = getattr(p, key)
-                out["labels"][r, at] = IGNORE  # a sequence's first token is never predicted from the one before
-                out["attention_mask"][r, at : at + k] = True
-                out["example"][r, at : at + k] = i
-                at += k
+        for key in ("input_ids", "labels", "modality", "pos2d", "cont"):
+            flat = out[key].view(n * length, *out[key].shape[2:])
+            flat[dest] = torch.cat([getattr(items[i], key) for i in order])
+        out["labels"].view(-1)[row_of * length + at] = IGNORE  # a sequence's first token is never predicted
+        out["attention_mask"].view(-1)[dest] = True
+        out["example"].view(-1)[dest] = torch.repeat_interleave(torch.tensor(order), lens)
         if pack:
             out["segments"] = out["example"]
         feats = [items[i].features for row in rows for i in row]
@@ -219,32 +225,34 @@ def _first_fit(items: Sequence[Packed]) -> list[list[int]]:
 
 
 class _Builder:
-    """Accumulates pieces of one sequence with their segment names."""
+    """Accumulates the tokens of one sequence with their segment names, as plain lists (tensors are made once, in
+    `finish`)."""
 
     def __init__(self, packer: Packer) -> None:
         self.p = packer
-        self.ids: list[torch.Tensor] = []
+        self.ids: list[int] = []
         self.names: list[str] = []
-        self.mod: list[torch.Tensor] = []
-        self.pos: list[torch.Tensor] = []
-        self.cont: list[torch.Tensor] = []
+        self.mod: list[int] = []
+        self.cont: list[bool] = []
+        self.pos: list[tuple[int, torch.Tensor]] = []  # (first token, [n, 2] (row, col)) of each image
         self.features: list[torch.Tensor] = []
 
-    def _add(self, ids: torch.Tensor, name: str, modality: int, pos: torch.Tensor | None = None,
+    def _add(self, ids: list[int], name: str, modality: int, pos: torch.Tensor | None = None,
              cont: bool = False) -> None:
-        n = ids.numel()
-        self.ids.append(ids.long())
+        n = len(ids)
+        if pos is not None:
+            self.pos.append((len(self.ids), pos))
+        self.ids += ids
         self.names += [name] * n
-        self.mod.append(torch.full((n,), modality, dtype=torch.long))
-        self.pos.append(pos if pos is not None else torch.full((n, 2), -1, dtype=torch.long))
-        self.cont.append(torch.full((n,), cont, dtype=torch.bool))
+        self.mod += [modality] * n
+        self.cont += [cont] * n
 
     def special(self, *tokens: str) -> None:
         for t in tokens:
-            self._add(torch.tensor([self.p.text.id(t)]), t, TEXT)
+            self._add([self.p.text.id(t)], t, TEXT)
 
     def text(self, s: str, name: str) -> None:
-        self._add(torch.tensor(self.p.text.encode(s), dtype=torch.long), name, TEXT)
+        self._add(self.p.text.encode(s), name, TEXT)
 
     def image(self, tokens: torch.Tensor | None, tok: ImageTokenizer, name: str, bracket: bool = True) -> None:
         if tokens is None:
@@ -257,31 +265,35 @@ class _Builder:
         if bracket:
             self.special("<boi>")
         if tok.discrete:
-            self._add(self.p.layout.image_to_vocab(tokens), name, IMAGE, tok.positions())
+            self._add(self.p.layout.image_to_vocab(tokens).tolist(), name, IMAGE, tok.positions())
         else:
-            self._add(torch.full((tok.num_tokens,), self.p.pad_id), name, IMAGE, tok.positions(), cont=True)
+            self._add([self.p.pad_id] * tok.num_tokens, name, IMAGE, tok.positions(), cont=True)
             self.features.append(tokens.float())
         if bracket:
             self.special("<eoi>")
 
     def finish(self, loss_on: tuple[str, ...]) -> Packed:
-        ids = torch.cat(self.ids)
-        cont = torch.cat(self.cont)
-        trained = torch.tensor([n in loss_on for n in self.names], dtype=torch.bool)
-        for i in range(1, len(self.names)):  # the closer right after a trained segment is trained with it
-            if self.names[i] in _CLOSERS and self.names[i - 1] in loss_on:
+        names = self.names
+        trained = [n in loss_on for n in names]
+        for i in range(1, len(names)):  # the closer right after a trained segment is trained with it
+            if names[i] in _CLOSERS and names[i - 1] in loss_on:
                 trained[i] = True
-        if bool((trained & cont).any()):
+        if any(t and c for t, c in zip(trained, self.cont)):
             raise UserError("loss_on names a continuous image segment; only discrete tokens can be trained")
-        labels = torch.where(trained, ids, torch.full_like(ids, IGNORE))
+        ids = torch.tensor(self.ids, dtype=torch.long)
+        labels = torch.tensor([t if k else IGNORE for t, k in zip(self.ids, trained)], dtype=torch.long)
+        pos = torch.full((len(ids), 2), -1, dtype=torch.long)
+        for start, p in self.pos:
+            pos[start : start + len(p)] = p
         segments, start = [], 0
-        for i in range(1, len(self.names) + 1):
-            if i == len(self.names) or self.names[i] != self.names[start]:
-                segments.append((self.names[start], start, i))
+        for i in range(1, len(names) + 1):
+            if i == len(names) or names[i] != names[start]:
+                segments.append((names[start], start, i))
                 start = i
         d = self.p._feature_dim
         feats = torch.cat(self.features) if self.features else torch.zeros(0, d)
-        return Packed(ids, labels, torch.cat(self.mod), torch.cat(self.pos), cont, feats, segments)
+        return Packed(ids, labels, torch.tensor(self.mod, dtype=torch.long), pos,
+                      torch.tensor(self.cont, dtype=torch.bool), feats, segments)
 
 
 def describe(p: Packed, text: TextTokenizer, layout: VocabLayout) -> list[dict[str, Any]]:

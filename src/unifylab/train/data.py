@@ -17,6 +17,8 @@ import torch
 from unifylab.data.io import iter_jsonl, load_rgb
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
+from unifylab.tokenize.grid import GridTokenizer
+from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
 from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS, TrainConfig
 from unifylab.world import language as L
@@ -29,12 +31,13 @@ MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
 
 @dataclass
 class Item:
-    """One example before image tokenization: its task, texts, and the image it is about or must produce."""
+    """One example before image tokenization: its task, texts, and the image it is about or must produce (None: the
+    clean render of `scene`, drawn only when a tokenizer needs pixels)."""
 
     task: str
     text: str
     answer: str
-    image: np.ndarray
+    image: np.ndarray | None
     scene: Scene
 
 
@@ -69,8 +72,9 @@ class SceneSource:
             raise UserError(f"{folder}: no training scenes (all hold a held-out pair, or scenes.jsonl is empty)")
         return splits
 
-    def get(self, split: str, i: int) -> tuple[Scene, np.ndarray, np.random.Generator]:
-        """Scene i of a split, its image, and the example's RNG (training scenes cycle through data.n_scenes)."""
+    def get(self, split: str, i: int) -> tuple[Scene, np.ndarray | None, np.random.Generator]:
+        """Scene i of a split, its image (None for a generated scene: its clean render, drawn on demand), and the
+        example's RNG (training scenes cycle through data.n_scenes)."""
         rng = np.random.default_rng([self.cfg.data.seed, SPLITS[split], i])
         if split == "train" and self.cfg.data.n_scenes is not None:
             scene, image, _ = self.get("pool", i % self.cfg.data.n_scenes)
@@ -89,16 +93,15 @@ class SceneSource:
                 objs = list(scene.objects)
                 o = objs[k]
                 objs[k] = Obj(shape, color, o.row, o.col, o.size)
-                scene = Scene(scene.size, scene.grid, tuple(objs))
-                return scene, render(scene), rng
+                return Scene(scene.size, scene.grid, tuple(objs)), None, rng
             if not self._held(scene) and is_eval_scene(scene) == (split == "val"):
-                return scene, render(scene), rng
+                return scene, None, rng
         raise UserError(f"no {split} scene found in 1000 draws: data.holdout_pairs exclude almost every scene, or the "
                         "world has too few distinct scenes to reserve some for evaluation; hold out fewer (shape, "
                         "colour) pairs or allow more objects per scene")
 
 
-def make_item(task: str, scene: Scene, image: np.ndarray, rng: np.random.Generator, cfg_dropout: float) -> Item:
+def make_item(task: str, scene: Scene, image: np.ndarray | None, rng: np.random.Generator, cfg_dropout: float) -> Item:
     if task == "caption":
         return Item(task, L.CAPTION_QUESTION, L.caption(scene, rng), image, scene)
     if task == "vqa":
@@ -187,8 +190,8 @@ class Batches:
             return []
         und_items = [it for it in items if it.task in UND_TASKS]
         gen_items = [it for it in items if it.task in GEN_TASKS]
-        und_tok = iter(self.packer.und_image.encode(np.stack([it.image for it in und_items]))) if und_items else None
-        gen_tok = iter(self.packer.gen_image.encode(np.stack([it.image for it in gen_items]))) if gen_items else None
+        und_tok = iter(self.image_tokens(self.packer.und_image, und_items)) if und_items else None
+        gen_tok = iter(self.image_tokens(self.packer.gen_image, gen_items)) if gen_items else None
         packed = []
         for it in items:
             if it.task in UND_TASKS:
@@ -196,6 +199,15 @@ class Batches:
             else:
                 packed.append(self.packer.pack(Example("gen", it.text, image=next(gen_tok))))
         return packed
+
+    @staticmethod
+    def image_tokens(tok: ImageTokenizer, items: list[Item]) -> torch.Tensor:
+        """The items' images through `tok`. The exact grid tokenizer reads generated scenes directly (it parses a
+        clean render back to its scene, tests/test_tokenize.py), so they are drawn only for tokenizers that need
+        pixels."""
+        if isinstance(tok, GridTokenizer) and all(it.image is None for it in items):
+            return tok.encode_scenes([it.scene for it in items])
+        return tok.encode(np.stack([render(it.scene) if it.image is None else it.image for it in items]))
 
     def collate(self, items: list[Item], pack: bool = False) -> dict[str, torch.Tensor]:
         batch = self.packer.collate(self.pack(items), pack=pack)
