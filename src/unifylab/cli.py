@@ -17,6 +17,7 @@ from rich.table import Table
 
 from unifylab.config import build
 from unifylab.errors import UserError
+from unifylab.layout import EvalFolder, StudyFolder
 from unifylab.runtime import single_thread_blas
 from unifylab.world.shapes import Nuisance, ShapesConfig
 
@@ -484,7 +485,6 @@ def eval_cmd(
                                                         "(default: refuse).")] = False,
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
-    from unifylab.data.io import folder_lock
     from unifylab.eval.tasks import load_task, task_files
     from unifylab.study.preset import GEN_TASKS, UND_TASKS
 
@@ -502,30 +502,30 @@ def eval_cmd(
         if skipped:
             err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
                       f"{world[1]}x{world[1]}")
-    with folder_lock(out, "this eval folder"):
-        _eval_into(out, m, name, specs, limit, force)
+    with EvalFolder(out).lock():
+        _eval_into(EvalFolder(out), m, name, specs, limit, force)
 
 
-def _eval_into(out: Path, m: object, name: str, specs: list, limit: int | None, force: bool) -> None:
+def _eval_into(out: EvalFolder, m: object, name: str, specs: list, limit: int | None, force: bool) -> None:
     """Score `specs` into `out` (resuming), write results.json and print the table."""
-    from unifylab.eval.harness import RESULTS, run_task, summarise, write_results
+    from unifylab.eval.harness import run_task, summarise
 
     results: dict = {}
-    if (out / RESULTS).is_file():
+    if out.results.is_file():
         from unifylab.data.io import read_json
 
-        previous = read_json(out / RESULTS)
+        previous = read_json(out.results)
         if previous.get("model") != name and not force:
-            raise UserError(f"{out}: holds results of model {previous.get('model')!r}, not {name!r}; "
+            raise UserError(f"{out.path}: holds results of model {previous.get('model')!r}, not {name!r}; "
                             "choose another --out, or --force to score this model there instead")
         results = previous.get("tasks", {})
     with _progress() as bar:
         for spec in specs:
             n = spec.n if limit is None else min(spec.n, limit)
             task = bar.add_task(spec.name, total=n)
-            records = run_task(m, spec, out, limit, progress=lambda k, t=task: bar.advance(t, k), force=force)
+            records = run_task(m, spec, out.path, limit, progress=lambda k, t=task: bar.advance(t, k), force=force)
             results[spec.name] = summarise(spec, records)
-    write_results(out, name, results)
+    out.write_results({"model": name, "tasks": results})
     table = Table(title=f"{name} on {len(specs)} task(s)")
     for col in ("task", "accuracy", "95% CI", "chance", "items"):
         table.add_column(col)
@@ -582,9 +582,10 @@ def score_realunify(
     guard_output(out, force)
     m = load_protocol_model(model, device)
     j = ParserJudge(grid) if judge == "parser" else load_protocol_model(judge, device)
-    summary = summarise_realunify(run_realunify(m, j, items, out, mode, size, grid))
-    (out / "results.json").write_text(json.dumps({"model": getattr(m, "name", model), "judge": judge, "mode": mode,
-                                                  **summary}, indent=2) + "\n")
+    folder = EvalFolder(out)
+    with folder.lock():
+        summary = summarise_realunify(run_realunify(m, j, items, out, mode, size, grid))
+        folder.write_results({"model": getattr(m, "name", model), "judge": judge, "mode": mode, **summary})
     table = Table(title=f"RealUnify ({mode}) on {data}")
     for col in ("group", "accuracy", "95% CI", "items"):
         table.add_column(col)
@@ -610,7 +611,6 @@ def study_cmd(
                                                         "changed (default: refuse).")] = False,
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
-    from unifylab.data.io import folder_lock
     from unifylab.study.preset import load_preset
     from unifylab.study.report import answer, write_report
     from unifylab.study.runner import run_study
@@ -618,7 +618,7 @@ def study_cmd(
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     seed_list = list(_ints(seeds, "--seeds")) if seeds else None
-    with folder_lock(folder, "this study folder"):
+    with StudyFolder(folder).lock():
         results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs, force)
         md, html_path = write_report(folder, results)
     for line in answer(results):

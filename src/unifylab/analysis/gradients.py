@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from unifylab.data.io import read_json
 from unifylab.errors import UserError
+from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.checkpoint import MODEL, list_checkpoints
@@ -62,10 +62,11 @@ def _cosines(model: torch.nn.Module, und: dict[str, torch.Tensor], gen: dict[str
 
 def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """Rows {step, layer, depth, cosine} for every checkpoint of a `unifylab train` run and its final model."""
-    run = Path(run)
-    if not (run / "config.yaml").is_file():
+    folder = RunFolder(Path(run))
+    run = folder.path
+    if not folder.config.is_file():
         raise UserError(f"{run}: gradient conflict needs a `unifylab train` run folder (config.yaml and checkpoints)")
-    cfg = load_config(run / "config.yaml", [])
+    cfg = load_config(folder.config, [])
     text, und, gen = load_tokenizers(run)
     model = from_pretrained(run)
     batches = Batches(cfg, Packer(text, und, gen, loss_on=cfg.data.loss_on), SceneSource(cfg))
@@ -75,7 +76,7 @@ def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict
     gen_batch = batches.collate(batches.items("val", idx, np.full(examples, TASKS.index(GEN_TASKS[0]))))
     fork = model.cfg.fork_layer if model.cfg.backbone == "fork" else model.cfg.layers
     points = [(int(p.name.split("-")[1]), load_file(str(p / MODEL))) for p in list_checkpoints(run)]
-    final = _final_step(run)
+    final = int(folder.read_summary()["steps"]) if folder.finished else None
     if final is not None and all(s != final for s, _ in points):
         points.append((final, dict(model.state_dict())))
     rows = []
@@ -88,8 +89,3 @@ def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict
     rows.sort(key=lambda r: (r["step"], r["depth"]))
     return rows
 
-
-def _final_step(run: Path) -> int | None:
-    """The final step of a finished run (summary.json), None while it is unfinished."""
-    f = run / "summary.json"
-    return int(read_json(f)["steps"]) if f.is_file() else None

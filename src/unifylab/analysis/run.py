@@ -12,6 +12,7 @@ from unifylab.analysis.gradients import gradient_conflict
 from unifylab.analysis.plots import save_depth_figure
 from unifylab.data.io import write_jsonl
 from unifylab.errors import UserError
+from unifylab.layout import RunFolder
 from unifylab.world.shapes import ShapesConfig
 
 KINDS = ("alignment", "entropy", "gradients")
@@ -19,10 +20,11 @@ KINDS = ("alignment", "entropy", "gradients")
 
 def world_of(folder: Path | None, default: ShapesConfig) -> ShapesConfig:
     """The world a run was trained on (its config.yaml), else `default`."""
-    if folder is not None and (Path(folder) / "config.yaml").is_file():
+    config = RunFolder(Path(folder)).config if folder is not None else None
+    if config is not None and config.is_file():
         from unifylab.train.config import load_config
 
-        return load_config(Path(folder) / "config.yaml", []).world
+        return load_config(config, []).world
     return default
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from dataclasses import replace
 from collections.abc import Callable
@@ -12,30 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.config import first_diff
-from unifylab.data.io import load_rgb, read_jsonl_tolerant, save_png, write_jsonl, write_text_atomic
+from unifylab.data.io import load_rgb, save_png
 from unifylab.errors import UserError
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
-
-RESULTS = "results.json"
-
-
-def _done(path: Path) -> dict[str, dict[str, Any]]:
-    """Records already written (resume); a torn last line from an interrupted run is dropped, and the file is
-    rewritten atomically without it."""
-    if not path.is_file():
-        return {}
-    rows = read_jsonl_tolerant(path)
-    for n, rec in enumerate(rows, 1):
-        if not (isinstance(rec, dict) and isinstance(rec.get("id"), str) and "score" in rec):
-            raise UserError(f"{path}: record {n} is not one this program wrote (no 'id' and 'score'); move the file "
-                            "away, or re-run with --force to score the task again")
-    out = {rec["id"]: rec for rec in rows}
-    write_jsonl(path, out.values())
-    return out
-
+from unifylab.layout import EvalFolder
 
 def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool
             ) -> dict[str, Any]:
@@ -81,35 +62,17 @@ def _index(item_id: str) -> str:
     return item_id.rsplit("-", 1)[1]
 
 
-def _sibling_outputs(spec: TaskSpec, out: Path) -> dict[str, dict[str, Any]]:
+def _sibling_outputs(spec: TaskSpec, folder: EvalFolder) -> dict[str, dict[str, Any]]:
     """Records of `spec.outputs_of` already in this eval folder, by item index (same items, same requests)."""
     if spec.outputs_of is None:
         return {}
-    return {_index(k): rec for k, rec in _done(out / f"{spec.outputs_of}.jsonl").items()}
+    return {_index(k): rec for k, rec in folder.read_records(spec.outputs_of).items()}
 
 
 def fingerprint(model: UnifiedModel, spec: TaskSpec) -> dict[str, Any]:
     """Everything that determines a task's records: the model (weights' hash, sampling settings) and the task spec."""
     return {"model": getattr(model, "fingerprint", {"name": getattr(model, "name", type(model).__name__)}),
             "task": spec.model_dump(mode="json")}
-
-
-def check_fingerprint(file: Path, stamp: dict[str, Any], what: str, *, made: bool, force: bool) -> bool:
-    """True when results that `made` under `file`'s stamp may be reused (the stamp is `stamp`). Results made under
-    another stamp, or none (an older unifylab), are refused with the changed field named, unless `force`; then (or
-    when nothing was made yet) the new stamp is written and False returned: the caller (re)computes."""
-    try:
-        old = json.loads(file.read_text()) if file.is_file() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        old = "an unreadable fingerprint file"
-    if old == stamp:
-        return True
-    if made and not force:
-        why = first_diff(old, stamp) if old is not None else "no fingerprint: made by an older unifylab"
-        raise UserError(f"{file.parent}: {what} were made under other settings ({why}); re-run with --force to "
-                        "recompute them, or choose another --out")
-    write_text_atomic(file, json.dumps(stamp) + "\n")
-    return False
 
 
 def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
@@ -123,26 +86,22 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
         raise UserError(f"task {spec.name} is built on a {w.size} px {w.grid}x{w.grid} world but "
                         f"{getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
                         "grids; evaluate it on tasks of its world")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{spec.name}.jsonl"
-    stale = not check_fingerprint(out / f"{spec.name}.fingerprint.json", fingerprint(model, spec),
-                                  f"the {spec.name} records", made=path.is_file(), force=force)
+    folder = EvalFolder(out)
     try:
-        done = {} if stale else _done(path)
-    except UserError:
+        done = folder.resume_records(spec.name) if folder.reusable(spec.name, fingerprint(model, spec), force=force) \
+            else {}
+    except UserError:  # lines this program did not write
         if not force:
             raise
-        stale, done = True, {}
-    if stale:
-        path.unlink(missing_ok=True)
-        shutil.rmtree(out / spec.name, ignore_errors=True)
+        folder.forget(spec.name)
+        done = {}
     wanted = items(spec, limit)
     todo = [it for it in wanted if it.id not in done]
     if progress is not None and len(wanted) > len(todo):
         progress(len(wanted) - len(todo))
     score_fn = SCORERS[spec.scorer]
-    reuse = _sibling_outputs(spec, out)
-    with open(path, "a", encoding="utf-8") as f:
+    reuse = _sibling_outputs(spec, folder)
+    with folder.appending(spec.name) as f:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             fresh = [it for it in chunk if _index(it.id) not in reuse]
@@ -152,7 +111,7 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
                     t, ims = texts[it.id], images[it.id]
                     paths = []
                     for k, im in enumerate(ims):
-                        p = out / spec.name / f"{it.id}-{k}.png"
+                        p = folder.images(spec.name) / f"{it.id}-{k}.png"
                         save_png(p, im)
                         paths.append(str(p.relative_to(out)))
                 else:  # the sibling task already asked the model exactly this
@@ -207,6 +166,3 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], holdout_pairs: list
                          "all": out["accuracy"]}
     return out
 
-
-def write_results(out: Path, model_name: str, results: dict[str, Any]) -> None:
-    write_text_atomic(out / RESULTS, json.dumps({"model": model_name, "tasks": results}, indent=2) + "\n")

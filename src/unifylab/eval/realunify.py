@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.data.io import file_name, inside, load_rgb, save_png
+from unifylab.data.io import file_name, inside, load_rgb, save_png, write_jsonl
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
 from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups
@@ -156,7 +156,7 @@ def run_realunify(model: UnifiedModel, judge: UnifiedModel, items: list[RealUnif
             reasons = [] if got == it.answer else [f"answered {reply!r} ({got or 'no letter'}), expected {it.answer}"]
             records.append({"id": it.id, "kind": "geu", "task_type": it.task_type, "prompt": it.prompt,
                             "reply": reply, "score": float(not reasons), "reasons": reasons})
-    (out / "realunify.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_jsonl(out / "realunify.jsonl", records)
     return records
 
 

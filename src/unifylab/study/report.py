@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from unifylab.analysis.plots import figure_png, png_bytes  # noqa: E402
+from unifylab.data.io import write_text_atomic  # noqa: E402
+from unifylab.layout import StudyFolder  # noqa: E402
 from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 
 
@@ -77,7 +79,7 @@ def fig_losses(out: Path, results: dict[str, Any]) -> bytes:
     tasks = ("caption", "vqa", "t2i")
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), sharey=True)
     for rid in results["runs"]:
-        rows = [json.loads(x) for x in (out / "runs" / rid / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        rows = StudyFolder(out).run(rid).read_metrics()
         for ax, t in zip(axes, tasks):
             pts = [(r["step"], r[f"loss/{t}"]) for r in rows if f"loss/{t}" in r]
             if pts:
@@ -191,10 +193,11 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
         return None
     fig, axes = plt.subplots(len(gen_runs), n, figsize=(1.6 * n, 1.8 * len(gen_runs)), squeeze=False)
     for row, rid in enumerate(gen_runs):
-        recs = [json.loads(x) for x in (out / "eval" / rid / "t2i.jsonl").read_text().splitlines()[:n]]
+        folder = StudyFolder(out).eval(rid)
+        recs = list(folder.read_records("t2i").values())[:n]
         for col, rec in enumerate(recs):
             ax = axes[row][col]
-            ax.imshow(Image.open(out / "eval" / rid / rec["output"]["images"][0]), interpolation="nearest")
+            ax.imshow(Image.open(folder.path / rec["output"]["images"][0]), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title("correct" if rec["score"] else "wrong", fontsize=7, color="green" if rec["score"] else "red")
@@ -313,9 +316,10 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     }
     figs = {k: v for k, v in figs.items() if v}
     inside = next((k for k in figs if k in ANALYSES), None)  # opens the "Inside the models" section
-    (out / "figures").mkdir(exist_ok=True)
+    study = StudyFolder(out)
+    study.figures.mkdir(exist_ok=True)
     for k, v in figs.items():
-        (out / "figures" / f"{k}.png").write_bytes(v)
+        (study.figures / f"{k}.png").write_bytes(v)
     captions = {
         "accuracy": "Accuracy per task and run, with 95 % bootstrap intervals.",
         "synergy": "Synergy: unified minus specialist, per task, paired by item.",
@@ -360,8 +364,7 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     md += ["## Environment", "", env_line, "", f"Wall time of this invocation: {wall}.", "",
            "## Configuration", "", f"Overrides: {results['overrides'] or 'none'}", "", "```json",
            json.dumps(results["preset"], indent=1), "```", ""]
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
+    write_text_atomic(study.report_md, "\n".join(md))
     body += ["<h2>Environment</h2>", f"<p>{html.escape(env_line)}</p>",
              f"<p>Wall time of this invocation: {wall}.</p>", "<h2>Configuration</h2>",
              f"<p>Overrides: {html.escape(str(results['overrides'] or 'none'))}</p>",
@@ -371,6 +374,5 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
              "img{max-width:100%}.answer{font-size:1.1em;background:#f4f7fb;padding:.6em;border-left:4px solid #47a}")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>unifylab study</title><style>{style}</style>"
            f"</head><body>{''.join(body)}</body></html>")
-    html_path = out / "report.html"
-    html_path.write_text(doc)
-    return md_path, html_path
+    write_text_atomic(study.report_html, doc)
+    return study.report_md, study.report_html

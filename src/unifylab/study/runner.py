@@ -8,7 +8,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,16 +21,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from unifylab import __version__
 from unifylab.errors import UserError
-from unifylab.eval.harness import check_fingerprint, run_task, summarise
+from unifylab.eval.harness import run_task, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
+from unifylab.layout import StudyFolder, check_fingerprint, write_json
 from unifylab.runtime import single_thread_blas
 from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
 from unifylab.train.config import TrainConfig, load_tree
 from unifylab.train.data import MODE_TASKS, Plan
 from unifylab.train.loop import config_change
-
-RESULTS = "results.json"
 
 
 @dataclass
@@ -79,7 +77,8 @@ def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, o
                 if v.tokenizer == "patch+vq":
                     tree = merge(tree, {"tokenizers": {"und_image": "patch"}})
                 if v.init_from is not None:
-                    tree = merge(tree, {"init_from": str(out / "runs" / _run_id(preset, v.init_from, label, seed))})
+                    parent = StudyFolder(out).run(_run_id(preset, v.init_from, label, seed))
+                    tree = merge(tree, {"init_from": str(parent.path)})
                 rid = _run_id(preset, v.name, label, seed)
                 runs.append(Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})"),
                                 label))
@@ -250,19 +249,17 @@ def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int, force: 
     """Each analysis of a run (cached in DIR/analysis/<run>.json with its fingerprint, so re-runs skip it)."""
     from unifylab.analysis.run import analyze
 
-    path = out / "analysis" / f"{run.id}.json"
+    study = StudyFolder(out)
+    path = study.analysis(run.id)
     stamp = {"weights": model.fingerprint["weights"], "n": n}
-    fresh = not check_fingerprint(path.with_suffix(".fingerprint.json"), stamp, "the analyses", made=path.is_file(),
+    fresh = not check_fingerprint(study.analysis_stamp(run.id), stamp, "the analyses", made=path.is_file(),
                                   force=force)
     done = json.loads(path.read_text()) if path.is_file() and not fresh else {}
     for kind in kinds:
         if kind not in done:
-            done[kind] = analyze(kind, model, out / "runs" / run.id, run.cfg.world, n=n, k=10, alpha=1.01,
+            done[kind] = analyze(kind, model, study.run(run.id).path, run.cfg.world, n=n, k=10, alpha=1.01,
                                  examples=min(n, 64), seed=0, batch=64)
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(done))
-            tmp.replace(path)
+            write_json(path, done)
     return {k: done[k] for k in kinds}
 
 
@@ -277,9 +274,10 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
     single_thread_blas()
     if threads:
         torch.set_num_threads(threads)
-    run_dir = out / "runs" / run.id
+    study = StudyFolder(out)
+    run_dir = study.run(run.id)
     steps = _train_steps(run)
-    if not (run_dir / "summary.json").is_file():
+    if not run_dir.finished:
         report(f"training {run.id}", 0)
         last = [0]
 
@@ -287,14 +285,14 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
             report(f"training {run.id}", k - last[0])
             last[0] = k
 
-        Trainer(run.cfg, run_dir, Console(stderr=True, quiet=True), progress=False, on_step=step).fit()
+        Trainer(run.cfg, run_dir.path, Console(stderr=True, quiet=True), progress=False, on_step=step).fit()
         report(f"evaluating {run.id}", steps - last[0])
     else:
         report(f"evaluating {run.id}", steps)
-    model = NativeModel(run_dir, device)
+    model = NativeModel(run_dir.path, device)
     scores, summaries = {}, {}
     for spec in (load_task(t) for t in run.variant.scored_on(tasks)):
-        recs = run_task(model, spec, out / "eval" / run.id, limit, progress=lambda k: report(f"evaluating {run.id}", k),
+        recs = run_task(model, spec, study.eval(run.id).path, limit, progress=lambda k: report(f"evaluating {run.id}", k),
                         force=force)
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
         summaries[spec.name] = summarise(spec, recs, run.cfg.data.holdout_pairs)
@@ -323,7 +321,8 @@ def baselines(runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | No
     out_b: dict[str, dict[str, Any]] = {}
     for group in sorted({r.group for r in runs}):
         first = next(r for r in runs if r.group == group and r.variant.role == "unified")
-        out_b[group] = blind_summaries(first.cfg, specs, out / "baselines" / f"blind-{group}", limit, force=force)
+        out_b[group] = blind_summaries(first.cfg, specs, StudyFolder(out).baseline(f"blind-{group}").path, limit,
+                                       force=force)
     return out_b
 
 
@@ -342,17 +341,14 @@ def check_worlds(runs: list[Run], specs: list[TaskSpec]) -> None:
 def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
     """A run folder already in the study must hold this very config: otherwise refuse (naming the changed field),
     or with `force` delete it and everything derived from it so it is trained and scored again."""
+    study = StudyFolder(out)
     for r in runs:
-        folder = out / "runs" / r.id
-        if not (diff := config_change(folder, r.cfg)):
+        if not (diff := config_change(study.run(r.id), r.cfg)):
             continue
         if not force:
-            raise UserError(f"{folder}: trained under another config ({diff}); re-run with --force to train it "
-                            "again (its scores and analyses are recomputed), or choose another --out")
-        shutil.rmtree(folder)
-        shutil.rmtree(out / "eval" / r.id, ignore_errors=True)
-        for f in (out / "analysis").glob(f"{r.id}.*"):
-            f.unlink()
+            raise UserError(f"{study.run(r.id).path}: trained under another config ({diff}); re-run with --force to "
+                            "train it again (its scores and analyses are recomputed), or choose another --out")
+        study.forget_run(r.id)
 
 
 def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device: str = "cpu",
@@ -364,7 +360,8 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    vq_folder = out / "tokenizers" / "vq" if any(v.tokenizer != "grid" for v in preset.variants) else None
+    study = StudyFolder(out)
+    vq_folder = study.tokenizers / "vq" if any(v.tokenizer != "grid" for v in preset.variants) else None
     runs = plan_runs(preset, out, seeds, device, list(overrides), vq_folder)
     specs = [load_task(t) for t in preset.tasks]
     check_worlds(runs, specs)
@@ -400,7 +397,7 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
         "preset": preset.model_dump(mode="json"),
         "runs": {r.id: {"variant": r.variant.name, "role": r.variant.role, "seed": r.seed, "sweep": r.sweep,
                         "sweep_label": r.label,
-                        "train": json.loads((out / "runs" / r.id / "summary.json").read_text()),
+                        "train": study.run(r.id).read_summary(),
                         "eval": done[r.id].summaries, "analysis": done[r.id].analysis} for r in runs},
         "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()},
                                    {s.name: s for s in specs}),
@@ -409,5 +406,5 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
         "environment": {**environment(device), "parallel_runs": jobs},
         "overrides": list(overrides),
     }
-    (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    study.write_results(results)
     return results

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from unifylab.errors import UserError
+from unifylab.layout import CHECKPOINTS as CKPT_DIR
 
-CKPT_DIR = "checkpoints"
 MODEL, STATE, STATE_TREE, META = "model.safetensors", "state.safetensors", "state.json", "trainer.json"
 LEGACY_STATE = "state.pt"  # pickle-format state of checkpoints before unifylab stored none
 

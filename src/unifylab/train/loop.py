@@ -3,7 +3,6 @@ resume exactly, and save the final model HF-style into the run folder."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -20,8 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from unifylab.config import first_diff
-from unifylab.data.io import LOCK, folder_lock, read_jsonl_tolerant, write_jsonl
+from unifylab.data.io import LOCK
 from unifylab.errors import UserError
+from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.runtime import single_thread_blas
@@ -35,7 +35,6 @@ from unifylab.train import distributed as D
 from unifylab.train.config import TASKS, TrainConfig, dump_config
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
 
-CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.jsonl"
 
 
 class LossModule(nn.Module):
@@ -129,10 +128,10 @@ def parameter_table(counts: dict[str, int], title: str) -> Table:
     return table
 
 
-def config_change(run: Path, cfg: TrainConfig) -> str | None:
+def config_change(run: RunFolder, cfg: TrainConfig) -> str | None:
     """How the config saved in a run folder differs from `cfg` ('field: old there, new now'); None when the folder
     holds no config or the same one."""
-    saved = run / CONFIG_FILE
+    saved = run.config
     if not saved.is_file() or saved.read_text() == dump_config(cfg):
         return None
     from unifylab.train.config import load_config
@@ -140,26 +139,26 @@ def config_change(run: Path, cfg: TrainConfig) -> str | None:
     return first_diff(load_config(saved).model_dump(mode="json"), cfg.model_dump(mode="json"))
 
 
-def _lr_only(run: Path, cfg: TrainConfig) -> bool:
+def _lr_only(run: RunFolder, cfg: TrainConfig) -> bool:
     """Whether the saved config differs from `cfg` in optim.lr alone and the run is unfinished with a checkpoint:
     the one change a resume allows (after a divergence, from the last good checkpoint with a lower rate)."""
     from unifylab.train.config import load_config
 
-    old = load_config(run / CONFIG_FILE)
+    old = load_config(run.config)
     same = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": old.optim.lr})})
-    return dump_config(same) == dump_config(old) and not (run / "summary.json").is_file() and \
-        bool(C.list_checkpoints(run))
+    return dump_config(same) == dump_config(old) and not run.finished and bool(C.list_checkpoints(run.path))
 
 
-def _check_run_dir(run: Path, cfg: TrainConfig) -> None:
+def _check_run_dir(run: RunFolder, cfg: TrainConfig) -> None:
     """A run folder is either new/empty, or a run of this very config (then it resumes); an unfinished run may
     resume with another optim.lr."""
-    if (run / CONFIG_FILE).is_file():
+    if run.config.is_file():
         if (diff := config_change(run, cfg)) and not _lr_only(run, cfg):
-            raise UserError(f"{run}: holds a run with a different config ({diff}); resume with the same config or "
-                            "choose another --out")
-    elif run.exists() and any(p.name != LOCK for p in run.iterdir()):
-        raise UserError(f"{run}: folder exists and is not a unifylab run (no {CONFIG_FILE}); choose another --out")
+            raise UserError(f"{run.path}: holds a run with a different config ({diff}); resume with the same config "
+                            "or choose another --out")
+    elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
+        raise UserError(f"{run.path}: folder exists and is not a unifylab run (no {run.config.name}); choose another "
+                        "--out")
 
 
 class Trainer:
@@ -169,6 +168,7 @@ class Trainer:
                  on_step: Callable[[int, int], None] | None = None) -> None:
         single_thread_blas()
         self.cfg, self.run = cfg, Path(run)
+        self.folder = RunFolder(self.run)
         self.on_step = on_step  # called with (steps done, steps planned), e.g. by the study's overall progress
         self.console = console or Console(stderr=True)
         self.show_progress = progress
@@ -179,7 +179,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
         if self.dist.main:
-            _check_run_dir(self.run, cfg)
+            _check_run_dir(self.folder, cfg)
         D.barrier(self.dist)
         if cfg.init_from is not None:
             self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
@@ -289,14 +289,8 @@ class Trainer:
         step = int(meta["step"])
         if self.dist.main:
             self.console.print(f"resuming from {path} (step {step} of {self.steps})")
-            self._truncate_metrics(step)
+            self.folder.start_metrics(step)
         return step, int(meta["tokens_seen"])
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines written after the checkpoint we resume from, so the log equals an uninterrupted run's."""
-        f = self.run / METRICS_FILE
-        if f.is_file():
-            write_jsonl(f, [r for r in read_jsonl_tolerant(f) if r.get("step", 0) <= step])
 
     # ------------------------------------------------------------------------------------------ loop
 
@@ -375,16 +369,16 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to the planned number of steps (resuming if the run has checkpoints); returns the summary. The run
         folder is locked meanwhile: a second trainer into it is refused."""
-        with folder_lock(self.run, "this run folder") if self.dist.main else nullcontext():
+        with self.folder.lock() if self.dist.main else nullcontext():
             return self._fit()
 
     def _fit(self) -> dict[str, Any]:
         start, tokens = self._resume()
         if self.dist.main:
             self.run.mkdir(parents=True, exist_ok=True)
-            (self.run / CONFIG_FILE).write_text(dump_config(self.cfg))
+            self.folder.write_config(dump_config(self.cfg))
             if start == 0:
-                (self.run / METRICS_FILE).write_text("")
+                self.folder.start_metrics(0)
                 self.console.print(parameter_table(self.model.parameter_counts(),
                                                    f"{self.cfg.model.backbone} model, {self.cfg.data.mode} run"))
         self.wrapped.train()
@@ -413,7 +407,7 @@ class Trainer:
         weights = {k.removeprefix("model."): v for k, v in D.model_state(self.parallel, self.dist).items()}
         if self.dist.main:
             save_pretrained(self.model, self.run, self.text, self.gen, self.und, state=weights)
-            (self.run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            self.folder.write_summary(summary)
         if self.tb is not None:
             self.tb.close()
         D.barrier(self.dist)
@@ -424,8 +418,7 @@ class Trainer:
             return
         line = {"step": rec["step"], **{k: v for k, v in rec.items() if k != "step"},
                 "mode": self.cfg.data.mode, "budget": self.cfg.data.budget}
-        with open(self.run / METRICS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        self.folder.append_metrics(line)
         if self.tb is not None:
             for k, v in rec.items():
                 if isinstance(v, (int, float)) and k != "step":
