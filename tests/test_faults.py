@@ -4,8 +4,9 @@ byte-identical afterwards (nothing outside --out written, nothing lost or mixed)
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,78 @@ def test_kill_9_during_a_jsonl_rewrite_leaves_the_old_or_the_new_file(tmp_path: 
     assert path.read_text() == old  # the rename never happened: the old file is whole
     torn = list(tmp_path.glob(".t2i.jsonl.*.tmp"))  # the half-written temp file is the only trace, beside it
     assert len(torn) == 1 and torn[0].stat().st_size > 0
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (real ENOSPC and EROFS); skipped where this process may not mount (not root in a container)."""
+    import subprocess
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(folder: Path, leave: int = 0) -> None:
+    """Take every free byte of `folder`'s filesystem but `leave`."""
+    for name, chunk in (("filler", 65536), ("filler-tail", 1)):
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * chunk):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    os.truncate(folder / "filler", max(0, (folder / "filler").stat().st_size - leave))
+
+
+TINY = ("--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2")
+
+
+@pytest.mark.parametrize("first, command, leave", [
+    (("eval", "random", "--tasks", "vqa,t2i", "--limit", "3"), ("eval", "random", "--tasks", "vqa,t2i", "--limit", "6"),
+     0),
+    (None, ("train", "--set", "optim.steps=4", "--set", "checkpoint.every=2", *TINY), 150_000),
+])
+def test_a_really_full_disk_is_one_error_and_keeps_earlier_outputs(cli: Cli, tmpfs: Path, first: tuple | None,
+                                                                  command: tuple[str, ...], leave: int) -> None:
+    out = tmpfs / "out"
+    if first is not None:
+        assert cli(*first, "--out", out)[0] == 0
+    _fill(tmpfs, leave)
+    before = _snapshot(tmpfs)
+    code, _, err = cli(*command, "--out", out)
+    assert code == 2 and err.count("error:") == 1 and "No space left on device" in err, err
+    after = _snapshot(tmpfs)
+    for name, data in before.items():  # an appended log may have grown by whole lines; nothing earlier is lost
+        assert after[name][: len(data)] == data, name
+    if first is None:  # the run got as far as the disk allowed and resumes once there is room
+        (tmpfs / "filler").unlink()
+        assert cli(*command, "--out", out)[0] == 0
+        assert [r["step"] for r in read_jsonl_tolerant(out / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("command", [("eval", "random", "--tasks", "vqa", "--limit", "6"),
+                                     ("train", "--set", "optim.steps=2", *TINY),
+                                     ("world", "sample", "--n", "2")])
+def test_a_read_only_output_is_one_error_and_changes_nothing(cli: Cli, tmpfs: Path, command: tuple[str, ...]
+                                                             ) -> None:
+    import subprocess
+
+    out = tmpfs / "out"
+    first = ("eval", "random", "--tasks", "vqa", "--limit", "3") if command[0] == "eval" else \
+        command if command[0] == "train" else None
+    if first is not None:
+        assert cli(*first, "--out", out)[0] == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    target = out if first is not None else tmpfs / "new"
+    before = _snapshot(tmpfs)
+    code, _, err = cli(*command, "--out", target)
+    assert code == 2 and err.count("error:") == 1 and "Read-only file system" in err, err
+    assert _snapshot(tmpfs) == before

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
-from unifylab.data.io import guard_output
+from unifylab.data.io import guard_output, save_tensors
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
 from unifylab.world import language as L
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
@@ -92,5 +91,5 @@ def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: 
             for name, m in s.masks.items():
                 tensors[f"{i + k}.{name}"] = m.contiguous()
         shards.append(folder / f"states-{b:05d}.safetensors")
-        save_file(tensors, str(shards[-1]))
+        save_tensors(tensors, shards[-1])
     return shards

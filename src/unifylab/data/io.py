@@ -97,6 +97,22 @@ def write_text_atomic(path: Path, text: str | Iterable[str]) -> None:
         raise
 
 
+def save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' `save_file`, with a failed write (full disk, read-only folder, ...) raised as the OSError it
+    is rather than safetensors' own error type, so callers and the CLI treat it like every filesystem error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        n = int(code.group(1))
+        raise OSError(n, os.strerror(n), str(path)) from None
+
+
 def read_jsonl_tolerant(path: Path) -> list[Any]:
     """The objects of a jsonl file this program appends to, dropping a torn last line (what a crash or a full disk
     leaves); a bad line elsewhere is a UserError naming it."""

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from unifylab import __version__
 from unifylab.config import build
-from unifylab.data.io import read_folder_config
+from unifylab.data.io import read_folder_config, save_tensors
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
@@ -42,7 +42,7 @@ def save_pretrained(
     meta = {"architecture": ARCHITECTURE, "unifylab_version": __version__, **model.cfg.model_dump(mode="json")}
     (folder / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     tensors = {k: v.detach().cpu().contiguous() for k, v in (state or model.state_dict()).items()}
-    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    save_tensors(tensors, folder / WEIGHTS, metadata={"format": "pt"})
     if text is not None:
         text.save_pretrained(folder / TEXT_DIR)
     if gen_image is not None:

@@ -17,9 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from unifylab.config import build
+from unifylab.data.io import save_tensors
 from unifylab.errors import UserError
 from unifylab.tokenize.image import ImageTokenizer
 
@@ -198,7 +199,8 @@ class VQTokenizer(ImageTokenizer):
 
     def save_pretrained(self, folder: Path) -> None:
         super().save_pretrained(folder)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(Path(folder) / WEIGHTS))
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                     Path(folder) / WEIGHTS)
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any]) -> VQTokenizer:

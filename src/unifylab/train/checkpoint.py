@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from unifylab.data.io import save_tensors
 from unifylab.errors import UserError
 from unifylab.layout import CHECKPOINTS as CKPT_DIR
 
@@ -83,9 +84,9 @@ def save_checkpoint(run: Path, step: int, model_state: dict[str, torch.Tensor], 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".step-{step}.", suffix=".tmp"))
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / MODEL))
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, tmp / MODEL)
         tree, tensors = flatten_state(state)
-        save_file(tensors, str(tmp / STATE))
+        save_tensors(tensors, tmp / STATE)
         (tmp / STATE_TREE).write_text(json.dumps(tree))
         (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
         final = root / f"step-{step}"
