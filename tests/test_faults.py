@@ -362,3 +362,20 @@ def test_a_read_only_output_is_one_error_and_changes_nothing(cli: Cli, tmpfs: Pa
     code, _, err = cli(*command, "--out", target)
     assert code == 2 and err.count("error:") == 1 and "Read-only file system" in err, err
     assert _snapshot(tmpfs) == before
+
+
+def test_a_run_folder_deleted_mid_run_is_one_error(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                   ) -> None:
+    from unifylab.train import loop
+
+    out = tmp_path / "run"
+    real_step = loop.Trainer._step
+
+    def step_then_vanish(self: loop.Trainer, step: int) -> dict:
+        if step == 1:
+            shutil.rmtree(self.run)  # a user (or a cleanup job) removes the folder while training writes into it
+        return real_step(self, step)
+
+    monkeypatch.setattr(loop.Trainer, "_step", step_then_vanish)
+    code, _, err = cli("train", "--set", "optim.steps=3", *TINY, "--out", out)
+    assert code == 2 and err.count("error:") == 1 and "No such file or directory (ENOENT)" in err, err
