@@ -51,6 +51,8 @@ def test_eval_records_read_without_writing_and_resume_drops_a_torn_line(tmp_path
     assert ev.records("t").read_text() == torn  # a read (the report's) leaves the file as it is
     assert list(ev.resume_records("t")) == ["t-0"]
     assert ev.records("t").read_text() == '{"id": "t-0", "score": 1.0}\n'
+    inode = ev.records("t").stat().st_ino
+    assert list(ev.resume_records("t")) == ["t-0"] and ev.records("t").stat().st_ino == inode  # whole: untouched
     ev.records("t").write_text('{"step": 1}\n')
     with pytest.raises(UserError, match="not one this program wrote"):
         ev.read_records("t")

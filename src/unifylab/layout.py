@@ -162,10 +162,14 @@ class EvalFolder:
         return {rec["id"]: rec for rec in rows}
 
     def resume_records(self, task: str) -> dict[str, dict[str, Any]]:
-        """`read_records`, with the file rewritten atomically without a torn last line, ready for appending."""
+        """`read_records`, ready for appending: a file with a torn last line (or a repeated id) is rewritten
+        atomically without it; a whole one is left as it is."""
         out = self.read_records(task)
-        if self.records(task).is_file():
-            write_jsonl(self.records(task), out.values())
+        path = self.records(task)
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if text and (not text.endswith("\n") or text.count("\n") != len(out)):
+                write_jsonl(path, out.values())
         return out
 
     @contextmanager
