@@ -191,7 +191,8 @@ def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | No
 def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
                   threads: int, report: Callable[[str, int], None], analyses: tuple[list[str], int], force: bool
                   ) -> dict[str, RunResult]:
-    """Schedule runs on a spawn-process pool as their `init_from` parents finish; progress comes back by queue.
+    """Schedule runs on a spawn-process pool as their `init_from` parents finish, longest first (so no long run
+    starts last while the other workers idle); progress comes back by queue.
     An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk).
     Returns each run's result by id."""
     ctx = mp.get_context("spawn")
@@ -201,7 +202,7 @@ def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], lim
         queue = manager.Queue()
         pool = ctx.Pool(jobs)
         try:
-            waiting, running = list(runs), {}
+            waiting, running = sorted(runs, key=_train_examples, reverse=True), {}
             while waiting or running:
                 for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in done]:
                     if len(running) >= jobs:
@@ -237,6 +238,13 @@ def environment(device: str) -> dict[str, Any]:
 def _train_steps(run: Run) -> int:
     return Plan(run.cfg).stream()[1] if run.cfg.data.budget != "equal-compute" or run.cfg.data.mode == "unified" \
         else run.cfg.optim.steps
+
+
+def _train_examples(run: Run) -> int:
+    """Examples a run trains on (equal-compute: about the unified run's number), the cost that orders the pool."""
+    if run.cfg.data.budget == "equal-compute" and run.cfg.data.mode != "unified":
+        return run.cfg.optim.steps * run.cfg.optim.batch
+    return int((Plan(run.cfg).stream()[0] >= 0).sum())
 
 
 def default_jobs(device: str) -> int:

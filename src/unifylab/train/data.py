@@ -154,13 +154,15 @@ class Plan:
         budget = int(lengths(np.arange(self.unified_examples)).sum())
         n = self.unified_examples
         while True:
-            tasks = self.tasks(4 * n)
-            idx = np.flatnonzero(np.isin(tasks, allowed))
-            cum = np.cumsum(lengths(idx))
-            if cum[-1] >= budget:
-                take = int(np.searchsorted(cum, budget)) + 1
-                steps = math.ceil(take / b)
-                return idx[: steps * b] if steps * b <= len(idx) else idx, steps
+            idx = np.flatnonzero(np.isin(self.tasks(4 * n), allowed))
+            seen, chunk = 0, max(b, n // 8)  # lengths in chunks: stop at the one that reaches the budget
+            for start in range(0, len(idx), chunk):
+                cum = seen + np.cumsum(lengths(idx[start : start + chunk]))
+                if cum[-1] >= budget:
+                    take = start + int(np.searchsorted(cum, budget)) + 1
+                    steps = math.ceil(take / b)
+                    return idx[: steps * b] if steps * b <= len(idx) else idx, steps
+                seen = int(cum[-1])
             n *= 4
 
 
@@ -218,10 +220,7 @@ class Batches:
         """Tokens per example (text tokenized for real; images count their fixed token number)."""
         tasks = self.task_of(indices)
         items = self.items("train", indices, tasks)
-        text = self.packer.text
         und_n, gen_n = self.packer.und_image.num_tokens, self.packer.gen_image.num_tokens
-        out = np.empty(len(items), dtype=np.int64)
-        for k, it in enumerate(items):
-            n = len(text.encode(it.text)) + len(text.encode(it.answer)) if it.answer else len(text.encode(it.text))
-            out[k] = n + (und_n + 5 if it.task in UND_TASKS else gen_n + 5)
-        return out
+        words = self.packer.text.encode_batch([t for it in items for t in (it.text, it.answer)])
+        image = np.array([und_n + 5 if it.task in UND_TASKS else gen_n + 5 for it in items], dtype=np.int64)
+        return np.array([len(w) for w in words], dtype=np.int64).reshape(-1, 2).sum(1) + image
