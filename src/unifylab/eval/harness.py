@@ -18,6 +18,7 @@ from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_grou
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
 from unifylab.layout import EvalFolder
 
+
 def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool
             ) -> dict[str, Any]:
     return {
@@ -165,4 +166,3 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], holdout_pairs: list
         out["splits"] = {**{k: bootstrap_mean(v).to_dict() if v else None for k, v in by.items()},
                          "all": out["accuracy"]}
     return out
-
