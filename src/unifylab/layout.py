@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -84,7 +84,7 @@ class RunFolder:
     def finished(self) -> bool:
         return self.summary_file.is_file()
 
-    def lock(self) -> Any:
+    def lock(self) -> AbstractContextManager[None]:
         return _owned(self.path, "this run folder", [self.path, self.checkpoints])
 
     def write_config(self, text: str) -> None:
@@ -131,7 +131,7 @@ class EvalFolder:
     def results(self) -> Path:
         return self.path / "results.json"
 
-    def lock(self) -> Any:
+    def lock(self) -> AbstractContextManager[None]:
         return _owned(self.path, "this eval folder", [self.path])
 
     def reusable(self, task: str, stamp: dict[str, Any], *, force: bool) -> bool:
@@ -224,7 +224,7 @@ class StudyFolder:
     def report_html(self) -> Path:
         return self.path / "report.html"
 
-    def lock(self) -> Any:
+    def lock(self) -> AbstractContextManager[None]:
         """The study's lock; its runs are locked by their trainers, which sweep their own folders."""
         evals = [*(self.path / "eval").glob("*"), *(self.path / "baselines").glob("*")]
         return _owned(self.path, "this study folder", [self.path, self.path / "analysis", *evals])
