@@ -502,8 +502,9 @@ def eval_cmd(
         if skipped:
             err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
                       f"{world[1]}x{world[1]}")
-    with EvalFolder(out).lock():
-        _eval_into(EvalFolder(out), m, name, specs, limit, force)
+    folder = EvalFolder(out)
+    with folder.lock():
+        _eval_into(folder, m, name, specs, limit, force)
 
 
 def _eval_into(out: EvalFolder, m: object, name: str, specs: list, limit: int | None, force: bool) -> None:

@@ -300,8 +300,8 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
     model = NativeModel(run_dir.path, device)
     scores, summaries = {}, {}
     for spec in (load_task(t) for t in run.variant.scored_on(tasks)):
-        recs = run_task(model, spec, study.eval(run.id).path, limit, progress=lambda k: report(f"evaluating {run.id}", k),
-                        force=force)
+        recs = run_task(model, spec, study.eval(run.id).path, limit,
+                        progress=lambda k: report(f"evaluating {run.id}", k), force=force)
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
         summaries[spec.name] = summarise(spec, recs, run.cfg.data.holdout_pairs)
     inside = {}

@@ -199,7 +199,7 @@ class Packer:
         out["example"].view(-1)[dest] = torch.repeat_interleave(torch.tensor(order), lens)
         if pack:
             out["segments"] = out["example"]
-        feats = [items[i].features for row in rows for i in row]
+        feats = [items[i].features for i in order]
         out["features"] = torch.cat(feats) if self._feature_dim else torch.zeros(0, 0)
         return out
 

@@ -36,7 +36,6 @@ from unifylab.train.config import TASKS, TrainConfig, dump_config
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
 
 
-
 class LossModule(nn.Module):
     """Wraps the model so DDP/FSDP2 see the whole loss computation (heads included) as one forward."""
 
