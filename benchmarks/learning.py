@@ -36,8 +36,8 @@ from unifylab.models.unified import greedy_hits
 from unifylab.study.preset import load_preset, merge
 from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
 from unifylab.train.config import TASKS, load_tree
-from unifylab.train.data import MODE_TASKS, Batches
-from unifylab.train.loop import Trainer, lr_lambda
+from unifylab.train.data import Batches
+from unifylab.train.loop import Trainer, eval_splits, lr_lambda
 from unifylab.world.scene import Scene
 
 CAPTION_TOKENS = 64  # longest caption a model may write (three objects take about 30)
@@ -106,19 +106,18 @@ class Scorer:
         self.sets: dict[str, dict[str, torch.Tensor]] = {}
         self.kinds: dict[str, list[str]] = {}
         self.captions: dict[str, tuple[list[Packed], list[Scene]]] = {}
-        for split in ("val", "heldout"):
-            for task in MODE_TASKS[trainer.cfg.data.mode]:  # the items of the Trainer's `eval_sets`, built once
-                name = f"{split}/{task}"
-                items = batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
-                if task == "caption":
-                    codes = Batches.image_tokens(trainer.und, items)
-                    prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
-                                for it, c in zip(items, codes)]
-                    self.captions[name] = (prefixes, [it.scene for it in items])
-                    continue
-                self.sets[name] = batches.collate(items)
-                if task == "vqa":
-                    self.kinds[name] = [qa_kind(it.text) for it in items]
+        for split, task in eval_splits(trainer.cfg):  # the items of the Trainer's `eval_sets`, built once
+            name = f"{split}/{task}"
+            items = batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
+            if task == "caption":
+                codes = Batches.image_tokens(trainer.und, items)
+                prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
+                            for it, c in zip(items, codes)]
+                self.captions[name] = (prefixes, [it.scene for it in items])
+                continue
+            self.sets[name] = batches.collate(items)
+            if task == "vqa":
+                self.kinds[name] = [qa_kind(it.text) for it in items]
 
     @torch.no_grad()
     def score(self, exact_of: Callable[[dict[str, torch.Tensor]], torch.Tensor],

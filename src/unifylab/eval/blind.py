@@ -99,5 +99,4 @@ def blind_summaries(cfg: TrainConfig, specs: list[TaskSpec], out: Path, limit: i
     from unifylab.eval.harness import run_task, summarise
 
     model = BlindModel(cfg)
-    pairs = cfg.data.holdout_pairs
-    return {s.name: summarise(s, run_task(model, s, out, limit, force=force), pairs) for s in specs}
+    return {s.name: summarise(s, run_task(model, s, out, limit, force=force), cfg.data) for s in specs}

@@ -17,6 +17,8 @@ from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
 from unifylab.layout import EvalFolder
+from unifylab.train.config import UND_TASKS as UND_TRAINING
+from unifylab.train.config import DataConfig
 
 
 def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool
@@ -130,20 +132,39 @@ def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None =
 
 
 SPLITS = ("new_scenes", "heldout_pairs", "all")
+FACT_SPLITS = ("both", "here", "transfer", "none")  # where a fact was taught, seen from the task's side
 
 
-def split_of(record: dict[str, Any], pairs: set[tuple[str, str]]) -> str:
-    """'heldout_pairs' when the item's scene holds a (shape, colour) pair its model never trained on, else
+def task_side(spec: TaskSpec) -> str | None:
+    """'und' or 'gen': the side of the training task that teaches `spec` (None: no training task does)."""
+    if spec.trained_by is None:
+        return None
+    return "und" if spec.trained_by in UND_TRAINING else "gen"
+
+
+def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
+    """Where an item stands against its model's training data.
+
+    A fact item ('fact' in its meta): 'both' (its fact was taught on both sides), 'here' (only on the task's side),
+    'transfer' (only on the other side) or 'none' (never). A scene item: 'heldout_pairs' when its scene holds a
+    (shape, colour) pair never trained, 'transfer' when it holds a pair taught only on the other side, else
     'new_scenes' (eval scenes are never training scenes, see `unifylab.data.splits`)."""
+    side = task_side(spec)
+    if "fact" in record["meta"]:
+        taught = data.facts.get(record["meta"]["fact"], "none")
+        return taught if taught in ("both", "none") else ("here" if taught == side else "transfer")
     scene = record["meta"].get("scene") or record["meta"].get("shown") or {}
-    held = any((o["shape"], o["color"]) in pairs for o in scene.get("objects", []))
-    return "heldout_pairs" if held else "new_scenes"
+    pairs = {(o["shape"], o["color"]) for o in scene.get("objects", [])}
+    if pairs & {tuple(p) for p in data.holdout_pairs}:
+        return "heldout_pairs"
+    other = {"und": data.gen_only_pairs, "gen": data.und_only_pairs}.get(side or "", [])
+    return "transfer" if pairs & {tuple(p) for p in other} else "new_scenes"
 
 
-def summarise(spec: TaskSpec, records: list[dict[str, Any]], holdout_pairs: list[list[str]] | None = None
-              ) -> dict[str, Any]:
+def summarise(spec: TaskSpec, records: list[dict[str, Any]], data: DataConfig | None = None) -> dict[str, Any]:
     """Accuracy with a 95 % bootstrap CI (GenEval: mean of per-tag accuracies), chance, per-group accuracies and,
-    with the model's `holdout_pairs`, accuracy on new scenes of trained compositions, on held-out pairs, and all."""
+    with the model's training `data`, accuracy per split (`split_of`: new scenes of trained compositions,
+    held-out pairs, transfer items; or, for fact items, by where each fact was taught) and all."""
     scores = [r["score"] for r in records]
     groups: dict[str, list[float]] = defaultdict(list)
     key = "tag" if spec.generator == "geneval" else "kind"
@@ -158,11 +179,12 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], holdout_pairs: list
         "groups": {g: bootstrap_mean(v).to_dict() for g, v in sorted(groups.items())},
         "n": len(records),
     }
-    if holdout_pairs is not None:
-        pairs = {(a, b) for a, b in holdout_pairs}
-        by: dict[str, list[float]] = {k: [] for k in SPLITS[:2]}
+    if data is not None:
+        by: dict[str, list[float]] = defaultdict(list)
         for r in records:
-            by[split_of(r, pairs)].append(r["score"])
-        out["splits"] = {**{k: bootstrap_mean(v).to_dict() if v else None for k, v in by.items()},
+            by[split_of(r, spec, data)].append(r["score"])
+        sided = ("transfer",) if data.und_only_pairs or data.gen_only_pairs else ()
+        names = FACT_SPLITS if any("fact" in r["meta"] for r in records) else ("new_scenes", "heldout_pairs", *sided)
+        out["splits"] = {**{k: bootstrap_mean(by[k]).to_dict() if by[k] else None for k in names},
                          "all": out["accuracy"]}
     return out

@@ -18,26 +18,17 @@ import numpy as np
 
 from unifylab.world import language as L
 from unifylab.world import shapes as W
+from unifylab.world.knowledge import FACTS, cell, draw_prompt, fact_scene
 from unifylab.world.scene import Obj, Scene
 from unifylab.world.shapes import ShapesConfig, sample_scene
 
 UEG_KINDS = ("world_knowledge", "commonsense", "logical", "mathematical", "scientific", "code")
 GEU_KINDS = ("mental_reconstruction", "mental_tracking", "attentional_focusing", "cognitive_navigation")
 
-# The world's encyclopedia: facts a model can only know if it was taught them as text.
-FACTS: dict[str, tuple[str, str]] = {
-    "the sun": ("circle", "yellow"), "the moon": ("ring", "white"), "the sea": ("square", "blue"),
-    "a leaf": ("diamond", "green"), "a flame": ("triangle", "orange"), "a rose": ("circle", "red"),
-    "a snowflake": ("cross", "white"), "a plum": ("circle", "magenta"), "the sky": ("square", "cyan"),
-}
 # Additive light: the rule a scientific prompt applies.
 LIGHT = {frozenset({"red", "green"}): "yellow", frozenset({"green", "blue"}): "cyan",
          frozenset({"red", "blue"}): "magenta"}
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
-
-
-def cell(r: int, c: int) -> str:
-    return f"row {r + 1}, column {c + 1}"
 
 
 # ---------------------------------------------------------------------------------------------- verification
@@ -112,7 +103,7 @@ def ueg_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> tuple[
         name = pick(sorted(FACTS))
         shape, color = FACTS[name]
         wrong = [Obj(shape, pick([x for x in colors if x != color]), r, c)]
-        return f"draw {name} at {cell(r, c)}.", Scene(size, g, (Obj(shape, color, r, c),)), wrong
+        return draw_prompt(name, r, c), fact_scene(name, r, c, size, g), wrong
     if kind == "commonsense":
         col = int(rng.integers(g))
         objs = (Obj("circle", "red", 0, col), Obj("circle", "yellow", 1, col), Obj("circle", "green", 2, col))

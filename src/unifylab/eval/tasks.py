@@ -22,6 +22,8 @@ from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval import reasoning as R
 from unifylab.eval.protocol import ImageRequest, TextRequest
+from unifylab.train.config import TASKS as TRAINING_TASKS
+from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world import shapes as W
 from unifylab.world.parse import parse_batch
@@ -46,7 +48,10 @@ class TaskSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     outputs_of: str | None = Field(None, description="a task with the same items whose model outputs, when already "
                                                      "in the eval folder, are re-scored instead of generated again")
-    trained_by: Literal["caption", "vqa", "t2i"] | None = Field(
+    probe: bool = Field(False, description="a transfer probe (its items split by where the study taught what they "
+                                           "need): reported in the report's transfer section, never pooled into a "
+                                           "headline comparison")
+    trained_by: Literal[TRAINING_TASKS] | None = Field(
         None, description="the training task whose examples teach this task; None when no training form does")
 
 
@@ -191,9 +196,53 @@ def gen_geu(spec: TaskSpec, i: int) -> Item:
                 chain="image_then_text")
 
 
+def _fact_case(spec: TaskSpec, i: int) -> tuple[str, Scene]:
+    """Item i's fact (every fact in turn) and its scene at one of the fact's evaluation cells (never drawn in
+    training, `knowledge.eval_cell`)."""
+    names = list(K.FACTS)
+    name = names[i % len(names)]
+    cells = sorted(K.eval_cell(name, spec.world.grid))
+    r, c = cells[(i // len(names)) % len(cells)]
+    return name, K.fact_scene(name, r, c, spec.world.size, spec.world.grid)
+
+
+def gen_facts_draw(spec: TaskSpec, i: int) -> Item:
+    """Draw a thing named, not described ('draw the moon at row 1, column 2.'): the transfer probe of knowledge into
+    generation. Stepwise: rewrite the prompt into an explicit one first, then draw the rewrite."""
+    name, scene = _fact_case(spec, i)
+    o = scene.objects[0]
+    prompt = K.draw_prompt(name, o.row, o.col)
+    meta = {"fact": name, "prompt": prompt, "scene": scene.to_dict(), "mode": _mode(spec)}
+    image = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
+    target = L.Spec.exact(scene).to_dict()
+    if _mode(spec) == "direct":
+        return Item(f"{spec.name}-{i}", images=[image], target=target, meta=meta)
+    rng = np.random.default_rng([spec.seed, i])
+    rewrite = TextRequest(prompt, mode="rewrite", truth=K.rewrite_target(scene, rng), max_tokens=48)
+    return Item(f"{spec.name}-{i}", text=[rewrite], images=[image], target=target, meta=meta,
+                chain="text_then_image")
+
+
+def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
+    """Say what a named thing looks like ('what does the moon look like?'): the transfer probe of knowledge into
+    understanding. Stepwise: draw the thing, then describe one's own image."""
+    name, scene = _fact_case(spec, i)
+    shape, color = K.FACTS[name]
+    meta = {"fact": name, "question": K.fact_question(name), "mode": _mode(spec)}
+    chance = 1 / (len(W.SHAPES) * len(W.COLORS))
+    if _mode(spec) == "direct":
+        req = TextRequest(K.fact_question(name), None, mode="rewrite", truth=K.looks(name), max_tokens=12)
+        return Item(f"{spec.name}-{i}", text=[req], target=K.looks(name), chance=chance, meta=meta)
+    o = scene.objects[0]
+    draw = ImageRequest(K.draw_prompt(name, o.row, o.col), scene.size, scene.grid, truth=scene, seed=i)
+    describe = TextRequest(L.CAPTION_QUESTION, None, truth=L.caption(scene, np.random.default_rng(i)))
+    return Item(f"{spec.name}-{i}", text=[describe], images=[draw], target={"shape": shape, "color": color},
+                chance=chance, meta=meta, chain="image_then_text")
+
+
 GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "caption": gen_caption, "vqa": gen_vqa, "mc": gen_mc, "t2i": gen_t2i, "geneval": gen_geneval,
-    "ueg": gen_ueg, "geu": gen_geu,
+    "ueg": gen_ueg, "geu": gen_geu, "facts_draw": gen_facts_draw, "facts_ask": gen_facts_ask,
 }
 
 
@@ -292,9 +341,20 @@ def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tupl
     return (0.0 if reasons else 1.0), reasons
 
 
+def score_described(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    """The model's description of its own drawing names exactly one object, of the target's shape and colour."""
+    objs = L.parse_caption(texts[0])
+    want = (item.target["shape"], item.target["color"])
+    if objs is None or len(objs) != 1:
+        return 0.0, [f"described its image as {texts[0]!r}, not one object"]
+    got = (objs[0].shape, objs[0].color)
+    return (1.0, []) if got == want else (0.0, [f"described a {got[1]} {got[0]}, expected a {want[1]} {want[0]}"])
+
+
 SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
     "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image, "verify": score_verify,
     "caption_cells": score_caption_cells, "image_cells": score_image_cells, "image_strict": score_image_strict,
+    "described": score_described,
 }
 GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
 

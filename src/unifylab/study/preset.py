@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import load_named, packaged_yaml
 
-UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise")
-GEN_TASKS = ("t2i", "t2i_cells", "geneval", "geneval_strict", "ueg", "ueg_stepwise")
+UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise", "facts_ask", "facts_ask_stepwise")
+GEN_TASKS = ("t2i", "t2i_cells", "geneval", "geneval_strict", "ueg", "ueg_stepwise", "facts_draw",
+             "facts_draw_stepwise")
 
 
 class Variant(BaseModel):

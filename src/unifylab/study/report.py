@@ -66,10 +66,58 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return rows
 
 
+def _transfer_rows(results: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(group prefix, variant, task, row) of every transfer row in the results."""
+    return [(_where(results, g), v, t, row) for g, per in results.get("transfer", {}).items()
+            for v, tasks in per.items() for t, row in tasks.items()]
+
+
+_TRANSFER_WHAT = {"UEG": "drawing what only the understanding side was taught",
+                  "GEU": "answering about what only the generation side was taught"}
+
+
+def transfer_answer(results: dict[str, Any]) -> list[str]:
+    """One sentence per comparison group and direction for the first unified variant, from its first probe task
+    with transfer items, direct and stepwise: transfer minus floor, 'above the floor' only when the Holm-adjusted
+    p is below 0.05 (the rest is in the transfer table)."""
+    first = next((v["name"] for v in results["preset"]["variants"] if v["role"] == "unified"), None)
+    picked: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
+    for where, v, t, row in sorted(_transfer_rows(results), key=lambda x: not x[3].get("probe")):
+        if v == first and row.get("transfer_minus_floor"):
+            picked.setdefault((where, row["direction"]), {}).setdefault(row["mode"], (t, row))
+    out = []
+    for (where, direction), modes in picked.items():
+        parts = []
+        for mode, (t, row) in sorted(modes.items()):
+            r = row["transfer_minus_floor"]
+            above = "above the floor" if r["p_adjusted"] < 0.05 and r["diff"]["value"] > 0 else "no evidence"
+            parts.append(f"{mode} ({t}) {100 * row['transfer']['value']:.0f} % right, "
+                         f"{_pts(r).replace(' points', ' points over the floor')}: {above}")
+        out.append(f"{where}Transfer {direction} ({first}, {_TRANSFER_WHAT[direction]}): {'; '.join(parts)}.")
+    return out
+
+
 def answer(results: dict[str, Any]) -> list[str]:
     """One short sentence per question, with its 95 % interval and Holm-adjusted p; a change is a gain or a loss
-    only when the adjusted p is below 0.05, else 'no evidence'."""
-    return [f"{question} ({what}): {_pts(r)}: {_verdict(r)}." for question, what, r in headline(results)]
+    only when the adjusted p is below 0.05, else 'no evidence'; then one per transfer probe."""
+    return [f"{question} ({what}): {_pts(r)}: {_verdict(r)}." for question, what, r in headline(results)] + \
+        transfer_answer(results)
+
+
+def _transfer_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows = (variant, probe task): direction, mode, ceiling, transfer, floor, transfer - floor."""
+    def acc(e: dict[str, Any] | None) -> str:
+        return "-" if e is None else f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] (n={e['n']})"
+
+    head = ["model", "probe", "direction", "ceiling (taught both sides)", "transfer (other side only)",
+            "floor (never taught)", "transfer - floor"]
+    rows = []
+    for where, v, t, row in _transfer_rows(results):
+        r = row.get("transfer_minus_floor")
+        diff = "-" if r is None else f"{_interval(r)}, p = {r['p_adjusted']:.3g}"
+        rows.append([f"{where}{v}", f"{t} ({row['mode']})", row["direction"], acc(row["ceiling"]),
+                     acc(row["transfer"]), acc(row["floor"]), diff])
+    return head, rows
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -145,12 +193,43 @@ def fig_synergy(results: dict[str, Any]) -> bytes:
     return figure_png(fig)
 
 
-def fig_modes(results: dict[str, Any]) -> bytes:
+def fig_modes(results: dict[str, Any]) -> bytes | None:
+    tasks = [t for t in ("ueg", "ueg_stepwise", "geu", "geu_stepwise") if t in results["preset"]["tasks"]]
+    if not tasks:
+        return None
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    _bars(ax, results, [t for t in ("ueg", "ueg_stepwise", "geu", "geu_stepwise") if t in results["preset"]["tasks"]])
+    _bars(ax, results, tasks)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     ax.set_title("UEG / GEU: direct vs stepwise")
+    return figure_png(fig)
+
+
+def fig_transfer(results: dict[str, Any]) -> bytes | None:
+    """Per variant (first comparison group), ceiling / transfer / floor accuracy on each fact probe."""
+    per = next(iter(results.get("transfer", {}).values()), {})
+    rows = {v: {t: r for t, r in tasks.items() if r.get("probe")} for v, tasks in per.items()}
+    rows = {v: r for v, r in rows.items() if r}
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.3), sharey=True, squeeze=False)
+    for ax, (variant, tasks) in zip(axes[0], rows.items()):
+        names = list(tasks)
+        for k, (level, color) in enumerate((("ceiling", "#4a8"), ("transfer", "#47a"), ("floor", "#bbb"))):
+            xs, vals, errs = [], [], []
+            for i, t in enumerate(names):
+                e = tasks[t][level]
+                if e is not None:
+                    xs.append(i + (k - 1) * 0.27)
+                    vals.append(e["value"])
+                    errs.append([e["value"] - e["lo"], e["hi"] - e["value"]])
+            if xs:
+                ax.bar(xs, vals, 0.27, yerr=np.array(errs).T, capsize=2, color=color, label=level)
+        ax.set_xticks(range(len(names)), [n.replace("facts_", "") for n in names], rotation=20, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(variant)
+    axes[0][0].set_ylabel("accuracy (95% CI)")
+    axes[0][0].legend(fontsize=7)
     return figure_png(fig)
 
 
@@ -245,6 +324,12 @@ def _summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 BUDGETS = ("equal-steps", "equal-task-data", "equal-compute")
+TRANSFER_NOTE = ("Per probe, items split by where the study's training data taught what they need (data.facts, "
+                 "data.und_only_pairs, data.gen_only_pairs): on both sides (the ceiling; for scene tasks, the "
+                 "trained compositions), only on the other side (transfer: UEG for a generation probe, GEU for an "
+                 "understanding one) or nowhere (the floor: untaught facts, held-out pairs). Intervals resample "
+                 "seeds, then facts (or items); transfer - floor is Holm-adjusted over the study's transfer tests. "
+                 "A specialist cannot transfer by construction: its row shows what no sharing gives.")
 BUDGET_NOTE = ("Synergy (unified minus specialist, pooled as in the answer) against specialists trained under each "
                "budget: equal-steps sees exactly the unified run's examples of its kind in the same number of "
                "steps; equal-task-data sees the same examples in fewer steps (its share of the batch); "
@@ -311,7 +396,8 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     """Write DIR/report.md (+ figures/) and the self-contained DIR/report.html."""
     figs = {
         "accuracy": fig_accuracy(results), "synergy": fig_synergy(results), "losses": fig_losses(out, results),
-        "modes": fig_modes(results), "sweep": fig_sweep(results), "samples": fig_samples(out, results),
+        "modes": fig_modes(results), "transfer": fig_transfer(results), "sweep": fig_sweep(results),
+        "samples": fig_samples(out, results),
         **{k: fig_analysis(results, k) for k in ANALYSES},
     }
     figs = {k: v for k, v in figs.items() if v}
@@ -325,6 +411,8 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "synergy": "Synergy: unified minus specialist, per task, paired by item.",
         "losses": "Training loss per task (log scale, smoothed).",
         "modes": "Reasoning tasks, direct vs stepwise.",
+        "transfer": "Transfer probes: accuracy on facts taught on both sides (ceiling), only on the other side "
+                    "(transfer) and nowhere (floor), direct and stepwise; specialists cannot transfer.",
         "sweep": "Synergy against the swept setting.",
         "samples": "Generated t2i samples with the exact parser's verdict.",
         "alignment": "Inside the models: mutual-kNN and linear CKA between mean-pooled image and text states per "
@@ -340,6 +428,8 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     tables = [("Summary", *_summary_table(results), POOLED_NOTE), ("Accuracy by task", *_table(results), TABLE_NOTE)]
     if any(comp.get("budgets") for comp in results["comparisons"].values()):
         tables.append(("Budgets", *_budget_table(results), BUDGET_NOTE))
+    if _transfer_rows(results):
+        tables.append(("Transfer", *_transfer_table(results), TRANSFER_NOTE))
     env = results["environment"]
     env_line = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None)
     wall = f"{results['wall_seconds']:.0f} s"

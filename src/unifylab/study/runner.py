@@ -21,12 +21,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from unifylab import __version__
 from unifylab.errors import UserError
-from unifylab.eval.harness import run_task, summarise
+from unifylab.eval.harness import run_task, split_of, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.layout import StudyFolder, check_fingerprint, write_json
 from unifylab.runtime import single_thread_blas
 from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
+from unifylab.study.transfer import Labels, item_labels, transfer
 from unifylab.train.config import TrainConfig, load_tree
 from unifylab.train.data import MODE_TASKS, Plan
 from unifylab.train.loop import config_change
@@ -54,6 +55,7 @@ class RunResult:
     scores: dict[str, dict[str, float]]
     summaries: dict[str, Any]
     analysis: dict[str, list[dict[str, Any]]]
+    labels: Labels  # per task and item: its split against the run's training data, and its cluster
 
 
 def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:
@@ -111,10 +113,12 @@ def trained_tasks(cfg: TrainConfig) -> set[str]:
 
 
 def pooled_tasks(specs: dict[str, TaskSpec], kind: tuple[str, ...], *runs: list[Run]) -> list[str]:
-    """Tasks of a kind that enter a pooled headline: taught by training data that every compared run saw, and
-    scored on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled)."""
+    """Tasks of a kind that enter a pooled headline: taught by training data that every compared run saw, scored
+    on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled), and not a
+    transfer probe (reported in its own section)."""
     taught = set.intersection(*(trained_tasks(r.cfg) for rs in runs for r in rs))
-    return [t for t, s in specs.items() if t in kind and s.trained_by in taught and s.outputs_of is None]
+    return [t for t, s in specs.items()
+            if t in kind and s.trained_by in taught and s.outputs_of is None and not s.probe]
 
 
 def _compare(evals: dict[str, dict[str, dict[str, float]]], base: list[Run], other: list[Run], tasks: list[str]
@@ -298,17 +302,18 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
     else:
         report(f"evaluating {run.id}", steps)
     model = NativeModel(run_dir.path, device)
-    scores, summaries = {}, {}
+    scores, summaries, labels = {}, {}, {}
     for spec in (load_task(t) for t in run.variant.scored_on(tasks)):
         recs = run_task(model, spec, study.eval(run.id).path, limit,
                         progress=lambda k: report(f"evaluating {run.id}", k), force=force)
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
-        summaries[spec.name] = summarise(spec, recs, run.cfg.data.holdout_pairs)
+        summaries[spec.name] = summarise(spec, recs, run.cfg.data)
+        labels[spec.name] = item_labels(spec, recs, lambda r, spec=spec: split_of(r, spec, run.cfg.data))
     inside = {}
     if analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
         report(f"analysing {run.id}", 0)
         inside = _analyses(run, model, out, *analyses, force)
-    return RunResult(scores, summaries, inside)
+    return RunResult(scores, summaries, inside, labels)
 
 
 def _queue_report(queue: Any) -> Callable[[str, int], None]:
@@ -409,6 +414,10 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
                         "eval": done[r.id].summaries, "analysis": done[r.id].analysis} for r in runs},
         "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()},
                                    {s.name: s for s in specs}),
+        "transfer": {group: transfer({v.name: [(r.seed, done[r.id].scores, done[r.id].labels) for r in runs
+                                                if r.group == group and r.variant.name == v.name]
+                                      for v in preset.variants if not v.contrast}, {s.name: s for s in specs})
+                     for group in sorted({r.group for r in runs})},
         "baselines": baselines(runs, specs, out, preset.limit, force=force),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "environment": {**environment(device), "parallel_runs": jobs},

@@ -83,9 +83,11 @@ class TextTokenizer:
         return cls(tok, str(file))
 
 
-def world_corpus(n_scenes: int = 2000, seed: int = 0) -> list[str]:
-    """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts."""
+def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False) -> list[str]:
+    """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts (and with
+    `knowledge`, every fact's questions, answer and named prompts, so each name is whole words whatever is taught)."""
     from unifylab.data.geneval import generate
+    from unifylab.world import knowledge as K
     from unifylab.world import language as L
     from unifylab.world.shapes import ShapesConfig, sample_scenes
 
@@ -99,4 +101,8 @@ def world_corpus(n_scenes: int = 2000, seed: int = 0) -> list[str]:
             qa = L.sample_qa(scene, rng)
             texts += [qa.question, qa.answer]
     texts += [it.prompt for it in generate(20, seed)]
+    if knowledge:
+        for name in K.FACTS:
+            texts += [t.format(name=name) for t in K.QUESTIONS] + [K.looks(name)]
+            texts += [K.draw_prompt(name, r, c) for r in range(6) for c in range(6)]
     return texts

@@ -13,9 +13,13 @@ from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.world.shapes import ShapesConfig
 
-UND_TASKS = ("caption", "vqa")
-GEN_TASKS = ("t2i",)
-TASKS = UND_TASKS + GEN_TASKS
+UND_TASKS = ("caption", "vqa", "knowledge", "rewrite")
+GEN_TASKS = ("t2i", "draw_named")
+# Stream order (a mixture draws task ids over this tuple): tasks added later go last, so a config that does not use
+# them draws exactly the examples it drew before they existed.
+TASKS = ("caption", "vqa", "t2i", "knowledge", "rewrite", "draw_named")
+TEXT_TASKS = ("knowledge", "rewrite")  # understanding tasks without an image (the rewrite sequence form)
+FACT_TASKS = {"knowledge": ("und", "both"), "rewrite": ("und", "both"), "draw_named": ("gen", "both")}
 
 
 class Strict(BaseModel):
@@ -37,6 +41,16 @@ class DataConfig(Strict):
         default_factory=lambda: [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow")],
         description="(shape, colour) pairs that never appear in training scenes; the held-out split uses them",
     )
+    und_only_pairs: list[tuple[str, str]] = Field(
+        default_factory=list, description="(shape, colour) pairs whose scenes teach understanding tasks only; "
+                                          "generating them measures understanding-to-generation transfer")
+    gen_only_pairs: list[tuple[str, str]] = Field(
+        default_factory=list, description="(shape, colour) pairs whose scenes teach generation tasks only; "
+                                          "understanding them measures generation-to-understanding transfer")
+    facts: dict[str, Literal["both", "und", "gen", "none"]] = Field(
+        default_factory=dict, description="where each fact of the world's encyclopedia (what the sun looks like, "
+        "...) is taught: 'und' as text (knowledge questions, rewrites), 'gen' as drawings from prompts that name "
+        "it, 'both', or 'none'; unlisted facts are never taught")
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
     n_scenes: int | None = Field(None, ge=1, description="training-set size: distinct training scenes (None: unlimited)")
     loss_on: dict[str, list[str]] = Field(
@@ -56,9 +70,27 @@ class DataConfig(Strict):
             raise ValueError("mixture weights must be >= 0 with at least one > 0")
         from unifylab.world.shapes import COLORS, SHAPES
 
-        for shape, color in self.holdout_pairs:
-            if shape not in SHAPES or color not in COLORS:
-                raise ValueError(f"holdout_pairs: ({shape}, {color}) is not a (shape, colour) of the shapes world")
+        from unifylab.world.knowledge import FACTS
+
+        owner: dict[tuple[str, str], str] = {}
+        for field in ("holdout_pairs", "und_only_pairs", "gen_only_pairs"):
+            for shape, color in getattr(self, field):
+                if shape not in SHAPES or color not in COLORS:
+                    raise ValueError(f"{field}: ({shape}, {color}) is not a (shape, colour) of the shapes world")
+                if (shape, color) in owner and owner[(shape, color)] != field:
+                    raise ValueError(f"({shape}, {color}) is in both {owner[(shape, color)]} and {field}; a pair "
+                                     "belongs to at most one of them")
+                owner[(shape, color)] = field
+        for name, side in self.facts.items():
+            if name not in FACTS:
+                raise ValueError(f"facts: unknown fact {name!r}; known facts: {', '.join(FACTS)}")
+            if side != "none" and FACTS[name] in owner:
+                raise ValueError(f"facts: {name!r} is drawn as {FACTS[name]}, which is in {owner[FACTS[name]]}; "
+                                 "teach it as 'none' or free the pair")
+        for task, sides in FACT_TASKS.items():
+            if self.mixture.get(task, 0) > 0 and not any(s in sides for s in self.facts.values()):
+                raise ValueError(f"mixture gives {task!r} weight, but data.facts teaches no fact as "
+                                 f"{' or '.join(repr(s) for s in sides)}; set data.facts or drop {task} from the mixture")
         if self.source == "folder" and self.folder is None:
             raise ValueError("source 'folder' needs data.folder")
         return self

@@ -20,7 +20,8 @@ from unifylab.errors import UserError
 from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
-from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS, TrainConfig
+from unifylab.train.config import FACT_TASKS, GEN_TASKS, TASKS, TEXT_TASKS, UND_TASKS, TrainConfig
+from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world.scene import Obj, Scene, SceneError
 from unifylab.world.shapes import render, sample_scene
@@ -38,7 +39,7 @@ class Item:
     text: str
     answer: str
     image: np.ndarray | None
-    scene: Scene
+    scene: Scene | None  # None: a text-only example (knowledge)
 
 
 class SceneSource:
@@ -47,12 +48,19 @@ class SceneSource:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.pairs = {tuple(p) for p in cfg.data.holdout_pairs}
+        # pairs a side never sees: the other side's own pairs
+        self.barred = {"und": {tuple(p) for p in cfg.data.gen_only_pairs},
+                       "gen": {tuple(p) for p in cfg.data.und_only_pairs}}
         self.folder: dict[str, list[tuple[Scene, Path]]] | None = None
         if cfg.data.source == "folder":
             self.folder = self._read_folder(Path(cfg.data.folder))
 
     def _held(self, scene: Scene) -> bool:
         return any((o.shape, o.color) in self.pairs for o in scene.objects)
+
+    def allowed(self, scene: Scene, side: str | None) -> bool:
+        """Whether a scene may teach `side` ('und', 'gen'; None: either): it holds no pair the side is barred from."""
+        return side is None or not any((o.shape, o.color) in self.barred[side] for o in scene.objects)
 
     def _read_folder(self, folder: Path) -> dict[str, list[tuple[Scene, Path]]]:
         splits: dict[str, list[tuple[Scene, Path]]] = {"train": [], "val": [], "heldout": []}
@@ -72,17 +80,31 @@ class SceneSource:
             raise UserError(f"{folder}: no training scenes (all hold a held-out pair, or scenes.jsonl is empty)")
         return splits
 
-    def get(self, split: str, i: int) -> tuple[Scene, np.ndarray | None, np.random.Generator]:
-        """Scene i of a split, its image (None for a generated scene: its clean render, drawn on demand), and the
-        example's RNG (training scenes cycle through data.n_scenes)."""
-        rng = np.random.default_rng([self.cfg.data.seed, SPLITS[split], i])
+    def rng(self, split: str, i: int) -> np.random.Generator:
+        """Example i's RNG: a pure function of (data seed, split, i)."""
+        return np.random.default_rng([self.cfg.data.seed, SPLITS[split], i])
+
+    def get(self, split: str, i: int, side: str | None = None) -> tuple[Scene, np.ndarray | None, np.random.Generator]:
+        """Scene i of a split that may teach `side` (see `allowed`), its image (None for a generated scene: its clean
+        render, drawn on demand), and the example's RNG (training scenes cycle through data.n_scenes; a pool or
+        folder scene the side is barred from gives way to the next one)."""
+        rng = self.rng(split, i)
         if split == "train" and self.cfg.data.n_scenes is not None:
-            scene, image, _ = self.get("pool", i % self.cfg.data.n_scenes)
-            return scene, image, rng
+            n = self.cfg.data.n_scenes
+            for k in range(n):
+                scene, image, _ = self.get("pool", (i + k) % n)
+                if self.allowed(scene, side):
+                    return scene, image, rng
+            raise UserError(f"every one of the {n} training scenes (data.n_scenes) holds a pair barred from {side} "
+                            "tasks; list fewer data.und_only_pairs / data.gen_only_pairs or use more scenes")
         if self.folder is not None:
             entries = self.folder.get(split) or self.folder["train"]
-            scene, path = entries[i % len(entries)]
-            return scene, load_rgb(path, scene.size), rng
+            for k in range(len(entries)):
+                scene, path = entries[(i + k) % len(entries)]
+                if self.allowed(scene, side):
+                    return scene, load_rgb(path, scene.size), rng
+            raise UserError(f"{self.cfg.data.folder}: every {split} scene holds a pair barred from {side} tasks; list "
+                            "fewer data.und_only_pairs / data.gen_only_pairs")
         for _ in range(1000):
             scene = sample_scene(self.cfg.world, rng)
             if split == "heldout":  # force one object to a held-out (shape, colour) pair
@@ -94,7 +116,7 @@ class SceneSource:
                 o = objs[k]
                 objs[k] = Obj(shape, color, o.row, o.col, o.size)
                 return Scene(scene.size, scene.grid, tuple(objs)), None, rng
-            if not self._held(scene) and is_eval_scene(scene) == (split == "val"):
+            if not self._held(scene) and is_eval_scene(scene) == (split == "val") and self.allowed(scene, side):
                 return scene, None, rng
         raise UserError(f"no {split} scene found in 1000 draws: data.holdout_pairs exclude almost every scene, or the "
                         "world has too few distinct scenes to reserve some for evaluation; hold out fewer (shape, "
@@ -111,6 +133,26 @@ def make_item(task: str, scene: Scene, image: np.ndarray | None, rng: np.random.
     if rng.random() < cfg_dropout:
         prompt = ""
     return Item(task, prompt, "", image, scene)
+
+
+def fact_item(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout: float) -> Item:
+    """An example that teaches a fact (`data.facts`): as a knowledge question (text), as a rewrite of a prompt that
+    names it into one that describes it, or as a drawing from a prompt that names it. Drawings and rewrites never
+    use a fact's evaluation cells (`knowledge.eval_cell`) or a scene reserved for evaluation."""
+    names = sorted(n for n, side in cfg.data.facts.items() if side in FACT_TASKS[task])
+    name = names[int(rng.integers(len(names)))]
+    if task == "knowledge":
+        return Item(task, K.fact_question(name, rng), K.looks(name), None, None)
+    g, size = cfg.world.grid, cfg.world.size
+    scenes = [K.fact_scene(name, r, c, size, g) for r in range(g) for c in range(g)
+              if (r, c) not in K.eval_cell(name, g)]
+    scenes = [sc for sc in scenes if not is_eval_scene(sc)]
+    scene = scenes[int(rng.integers(len(scenes)))]
+    o = scene.objects[0]
+    prompt = K.draw_prompt(name, o.row, o.col)
+    if task == "rewrite":
+        return Item(task, prompt, K.rewrite_target(scene, rng), None, scene)
+    return Item(task, "" if rng.random() < cfg_dropout else prompt, "", None, scene)
 
 
 class Plan:
@@ -182,21 +224,30 @@ class Batches:
 
     def items(self, split: str, indices: np.ndarray, tasks: np.ndarray) -> list[Item]:
         out = []
+        dropout = self.cfg.data.cfg_dropout if split == "train" else 0.0
         for i, t in zip(indices.tolist(), tasks.tolist()):
-            scene, image, rng = self.source.get(split, i)
-            out.append(make_item(TASKS[t], scene, image, rng, self.cfg.data.cfg_dropout if split == "train" else 0.0))
+            task = TASKS[t]
+            if task in FACT_TASKS:
+                out.append(fact_item(task, self.cfg, self.source.rng(split, i), dropout))
+                continue
+            scene, image, rng = self.source.get(split, i, "und" if task in UND_TASKS else "gen")
+            out.append(make_item(task, scene, image, rng, dropout))
         return out
 
     def pack(self, items: list[Item]) -> list[Packed]:
+        """Each item in its sequence form: und (image question answer), rewrite (text only: knowledge questions
+        and rewrites) or gen."""
         if not items:
             return []
-        und_items = [it for it in items if it.task in UND_TASKS]
+        und_items = [it for it in items if it.task in UND_TASKS and it.task not in TEXT_TASKS]
         gen_items = [it for it in items if it.task in GEN_TASKS]
         und_tok = iter(self.image_tokens(self.packer.und_image, und_items)) if und_items else None
         gen_tok = iter(self.image_tokens(self.packer.gen_image, gen_items)) if gen_items else None
         packed = []
         for it in items:
-            if it.task in UND_TASKS:
+            if it.task in TEXT_TASKS:
+                packed.append(self.packer.pack(Example("rewrite", it.text, it.answer)))
+            elif it.task in UND_TASKS:
                 packed.append(self.packer.pack(Example("und", it.text, it.answer, image=next(und_tok))))
             else:
                 packed.append(self.packer.pack(Example("gen", it.text, image=next(gen_tok))))
@@ -222,5 +273,6 @@ class Batches:
         items = self.items("train", indices, tasks)
         und_n, gen_n = self.packer.und_image.num_tokens, self.packer.gen_image.num_tokens
         words = self.packer.text.encode_batch([t for it in items for t in (it.text, it.answer)])
-        image = np.array([und_n + 5 if it.task in UND_TASKS else gen_n + 5 for it in items], dtype=np.int64)
+        image = np.array([3 if it.task in TEXT_TASKS else und_n + 5 if it.task in UND_TASKS else gen_n + 5
+                          for it in items], dtype=np.int64)
         return np.array([len(w) for w in words], dtype=np.int64).reshape(-1, 2).sum(1) + image

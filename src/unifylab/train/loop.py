@@ -32,7 +32,7 @@ from unifylab.tokenize.sequence import IGNORE, Packer
 from unifylab.tokenize.text import TextTokenizer, world_corpus
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
-from unifylab.train.config import TASKS, TrainConfig, dump_config
+from unifylab.train.config import FACT_TASKS, TASKS, TrainConfig, dump_config
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
 
 
@@ -47,10 +47,18 @@ class LossModule(nn.Module):
         return self.model.loss(batch)
 
 
+def eval_splits(cfg: TrainConfig) -> list[tuple[str, str]]:
+    """(split, task) of a run's periodic evaluation: every task of its mode on the `val` and `heldout` splits (fact
+    tasks only when trained, and only from `val`: their examples do not depend on the split's scenes)."""
+    tasks = [t for t in MODE_TASKS[cfg.data.mode] if t not in FACT_TASKS or cfg.data.mixture.get(t, 0) > 0]
+    return [(split, task) for split in ("val", "heldout") for task in tasks
+            if split == "val" or task not in FACT_TASKS]
+
+
 def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str, torch.Tensor]]:
-    """`n` fixed examples per task of the run's mode from the `val` and `heldout` splits, as unpacked batches."""
+    """`n` fixed examples per `eval_splits` entry, as unpacked batches."""
     return {f"{split}/{task}": batches.collate(batches.items(split, np.arange(n), np.full(n, TASKS.index(task))))
-            for split in ("val", "heldout") for task in MODE_TASKS[cfg.data.mode]}
+            for split, task in eval_splits(cfg)}
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -66,7 +74,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def build_tokenizers(cfg: TrainConfig) -> tuple[TextTokenizer, ImageTokenizer, ImageTokenizer]:
     """(text, und_image, gen_image) from the config: trained or loaded text BPE, grid or a saved image tokenizer."""
     text = TextTokenizer.from_pretrained(cfg.tokenizers.text) if cfg.tokenizers.text else \
-        TextTokenizer.train(world_corpus(2000, cfg.seed))
+        TextTokenizer.train(world_corpus(2000, cfg.seed, knowledge=bool(cfg.data.facts)))
 
     def image(spec: str) -> ImageTokenizer:
         if spec == "grid":

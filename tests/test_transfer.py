@@ -1,0 +1,165 @@
+"""Transfer design: fact and pair assignment to one side, leakage, item splits, intervals, and the study section."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from unifylab.errors import UserError
+from unifylab.eval.harness import split_of
+from unifylab.eval.stats import clustered_difference, clustered_mean
+from unifylab.eval.tasks import items, load_task
+from unifylab.study.preset import load_preset, preset_files
+from unifylab.tokenize.sequence import Packer
+from unifylab.train.config import FACT_TASKS, UND_TASKS, load_tree
+from unifylab.train.data import Batches, SceneSource
+from unifylab.train.loop import build_tokenizers
+from unifylab.world import knowledge as K
+from unifylab.data.splits import is_eval_scene
+
+from test_study import TINY, Cli
+
+
+def _transfer_cfg(**data: object):
+    base = load_preset("transfer").base
+    return load_tree({**base, "data": {**base["data"], **data}})
+
+
+def _stream(cfg, n: int = 6000):
+    text, und, gen = build_tokenizers(cfg)
+    batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
+    idx = np.arange(n)
+    return batches.items("train", idx, batches.task_of(idx))
+
+
+def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:
+    cfg = _transfer_cfg()
+    facts = cfg.data.facts
+    only = {side: {n for n, s in facts.items() if s == side} for side in ("und", "gen", "none")}
+    def named(text: str) -> set[str]:
+        return {n for n in K.FACTS if n in text}
+
+    seen = {"und": set(), "gen": set()}
+    tasks = set()
+    for it in _stream(cfg):
+        tasks.add(it.task)
+        side = "und" if it.task in UND_TASKS else "gen"
+        said = named(it.text) | named(it.answer)
+        assert not said & only["none"], f"{it.task} example names an untaught fact: {it.text!r}"
+        assert not said & only["gen" if side == "und" else "und"], f"{side} example names the other side's fact"
+        seen[side] |= said
+        if it.scene is not None:
+            pairs = {(o.shape, o.color) for o in it.scene.objects}
+            barred = cfg.data.gen_only_pairs if side == "und" else cfg.data.und_only_pairs
+            assert not pairs & {tuple(p) for p in barred}, f"{it.task} scene holds a pair barred from {side}"
+            assert not pairs & {tuple(p) for p in cfg.data.holdout_pairs}
+            assert not is_eval_scene(it.scene), f"{it.task} trains on a scene reserved for evaluation"
+        if it.task in ("draw_named", "rewrite") and it.text:
+            o = it.scene.objects[0]
+            assert (o.row, o.col) not in K.eval_cell(next(iter(named(it.text))), cfg.world.grid)
+    assert tasks == set(FACT_TASKS) | {"caption", "vqa", "t2i"}
+    assert seen["und"] == only["und"] | {n for n, s in facts.items() if s == "both"}
+    assert seen["gen"] == only["gen"] | {n for n, s in facts.items() if s == "both"}
+    # each side still sees its own pairs
+    pairs = {side: set() for side in ("und", "gen")}
+    for it in _stream(cfg, 3000):
+        if it.scene is not None and it.task not in FACT_TASKS:
+            pairs["und" if it.task in UND_TASKS else "gen"] |= {(o.shape, o.color) for o in it.scene.objects}
+    assert {tuple(p) for p in cfg.data.und_only_pairs} <= pairs["und"]
+    assert {tuple(p) for p in cfg.data.gen_only_pairs} <= pairs["gen"]
+
+
+def test_fact_forms_pack_into_their_sequence_forms() -> None:
+    cfg = _transfer_cfg()
+    text, und, gen = build_tokenizers(cfg)
+    batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
+    its = _stream(cfg, 400)
+    by = {t: next(it for it in its if it.task == t) for t in FACT_TASKS}
+    assert by["knowledge"].answer in {K.looks(n) for n in K.FACTS} and by["knowledge"].scene is None
+    packed = batches.pack([by["knowledge"], by["rewrite"], by["draw_named"]])
+    first = [text.decode(p.input_ids[:2].tolist(), skip_special=False) for p in packed]
+    assert first == ["<bos><rewrite>", "<bos><rewrite>", "<bos><gen>"]
+    assert int((packed[2].modality == 1).sum()) == gen.num_tokens  # the drawing, between <boi> and <eoi>
+    assert by["draw_named"].text in text.decode(packed[2].input_ids.tolist())
+    for name in K.FACTS:  # the tokenizer knows every name as whole words, taught or not
+        assert len(text.encode(name)) <= 3, name
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"facts": {"the moon": "und", "a unicorn": "gen"}}, "unknown fact 'a unicorn'"),
+    ({"holdout_pairs": [["ring", "white"]], "facts": {"the moon": "und"}}, "'the moon' is drawn as"),
+    ({"und_only_pairs": [["cross", "blue"]], "gen_only_pairs": [["cross", "blue"]]}, "is in both und_only_pairs"),
+    ({"facts": {"the moon": "gen"}, "mixture": {"vqa": 1.0, "knowledge": 1.0}}, "teaches no fact as 'und' or 'both'"),
+])
+def test_bad_transfer_designs_fail_at_load(data: dict, message: str) -> None:
+    base = {"world": {"size": 32, "grid": 3}, "data": {"facts": {}, **data}}
+    with pytest.raises(UserError, match=message):
+        load_tree(base)
+
+
+def test_items_split_by_where_their_fact_or_pair_was_taught() -> None:
+    cfg = _transfer_cfg()
+    draw, ask = load_task("facts_draw"), load_task("facts_ask")
+    recs = [{"id": it.id, "meta": it.meta} for it in items(draw)]
+    splits = {r["meta"]["fact"]: split_of(r, draw, cfg.data) for r in recs}
+    assert splits["the moon"] == "transfer" and splits["a ruby"] == "here"
+    assert splits["the sun"] == "both" and splits["a violet"] == "none"
+    assert split_of({"id": "x", "meta": {"fact": "a ruby"}}, ask, cfg.data) == "transfer"
+    assert split_of({"id": "x", "meta": {"fact": "the moon"}}, ask, cfg.data) == "here"
+    vqa, t2i = load_task("vqa"), load_task("t2i")
+    scene = {"objects": [{"shape": "cross", "color": "cyan"}]}  # generation-only pair
+    assert split_of({"meta": {"scene": scene}}, vqa, cfg.data) == "transfer"
+    assert split_of({"meta": {"scene": scene}}, t2i, cfg.data) == "new_scenes"
+    held = {"objects": [{"shape": "cross", "color": "cyan"}, {"shape": "circle", "color": "red"}]}
+    assert split_of({"meta": {"scene": held}}, vqa, cfg.data) == "heldout_pairs"
+    # every fact is tested only at cells where it is never drawn in training, and each cell set is a third
+    for name in K.FACTS:
+        assert len(K.eval_cell(name, 3)) == 3
+    assert {it.meta["fact"] for it in items(ask)} == set(K.FACTS)
+
+
+def test_clustered_intervals_carry_between_cluster_variance() -> None:
+    rng = np.random.default_rng(0)
+    # four facts per set: two facts always right, two always wrong -> a wide interval despite many items
+    a = [("s0", f"f{k}", 0.0) for k in range(4) for _ in range(30)]
+    b = [("s0", f"g{k}", float(k < 2)) for k in range(4) for _ in range(30)]
+    diff, p = clustered_difference(a, b)
+    assert diff.value == pytest.approx(0.5) and diff.lo <= 0.25 and diff.hi >= 0.75 and p > 0.01
+    many = [("s0", f"i{k}", float(rng.random() < 0.5)) for k in range(240)]
+    assert clustered_mean(many).hi - clustered_mean(many).lo < 0.2
+    # a seed without items in one set is left out; two seeds average
+    c = [("s1", "x", 1.0)] + [("s0", "y", 1.0)]
+    assert clustered_difference([("s0", "z", 0.0)], c)[0].value == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        clustered_difference([("s0", "z", 0.0)], [("s1", "z", 1.0)])
+
+
+def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
+    raw = yaml.safe_load(preset_files()["transfer"].read_text())
+    raw["base"] = {**raw["base"], **TINY}
+    raw["limit"] = 16
+    path = tmp_path / "transfer.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "study"
+    code, _, err = cli("study", "--preset", path, "--out", out, "--device", "cpu")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    shared = results["transfer"]["all"]["shared"]
+    assert {"facts_draw", "facts_draw_stepwise", "facts_ask", "facts_ask_stepwise"} <= set(shared)
+    row = shared["facts_draw"]
+    assert row["direction"] == "UEG" and shared["facts_ask"]["direction"] == "GEU"
+    assert row["transfer"]["n"] == 4 and row["floor"]["n"] == 4 and row["ceiling"]["n"] == 4  # 16 items, 4 sides
+    assert "p_adjusted" in row["transfer_minus_floor"]
+    assert set(results["transfer"]["all"]) == {"shared", "und-only", "gen-only"}
+    # probes never enter the headline's pooled tasks
+    pooled = results["comparisons"]["all"]["synergy"]["shared"]["understanding"]["pooled_tasks"]
+    assert "facts_ask" not in pooled and "vqa" in pooled
+    md = (out / "report.md").read_text()
+    assert "## Transfer" in md and "| shared | facts_draw (direct) | UEG |" in md
+    answer = [line for line in md.split("## Summary")[0].splitlines() if line.startswith("- Transfer")]
+    assert [line.split(":")[0] for line in answer] == [
+        "- Transfer GEU (shared, answering about what only the generation side was taught)",
+        "- Transfer UEG (shared, drawing what only the understanding side was taught)"]
+    assert all("direct (facts_" in line and "; stepwise (facts_" in line for line in answer)
