@@ -229,20 +229,44 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
     name, scene = _fact_case(spec, i)
     shape, color = K.FACTS[name]
     meta = {"fact": name, "question": K.fact_question(name), "mode": _mode(spec)}
-    chance = 1 / (len(W.SHAPES) * len(W.COLORS))
+    looks = [L.article(f"{c} {sh}") for sh in W.SHAPES for c in W.COLORS]  # the answer space
+    chance = 1 / len(looks)
     if _mode(spec) == "direct":
-        req = TextRequest(K.fact_question(name), None, mode="rewrite", truth=K.looks(name), max_tokens=12)
+        req = TextRequest(K.fact_question(name), None, mode="rewrite", choices=looks, truth=K.looks(name),
+                          max_tokens=12)
         return Item(f"{spec.name}-{i}", text=[req], target=K.looks(name), chance=chance, meta=meta)
     o = scene.objects[0]
     draw = ImageRequest(K.draw_prompt(name, o.row, o.col), scene.size, scene.grid, truth=scene, seed=i)
-    describe = TextRequest(L.CAPTION_QUESTION, None, truth=L.caption(scene, np.random.default_rng(i)))
+    describe = TextRequest(L.CAPTION_QUESTION, None, choices=[f"there is {x} at {K.cell(o.row, o.col)}." for x in looks],
+                           truth=L.caption(scene, np.random.default_rng(i)))
     return Item(f"{spec.name}-{i}", text=[describe], images=[draw], target={"shape": shape, "color": color},
                 chance=chance, meta=meta, chain="image_then_text")
+
+
+def gen_self_consistency(spec: TaskSpec, i: int) -> Item:
+    """Draw a prompt, then answer a yes/no question about one's own drawing ("is there a red ring?", about a
+    prompted object or, every other item, one not prompted); the truth is read from the drawing by the parser, so
+    the item asks whether the model understands what it drew, right or wrong."""
+    scene, rng = _scene(spec, i)
+    prompt, _ = L.t2i_prompt(scene, rng)
+    if i % 2 == 0 and scene.objects:
+        o = scene.objects[int(rng.integers(len(scene.objects)))]
+        shape, color = o.shape, o.color
+    else:
+        present = {(o.shape, o.color) for o in scene.objects}
+        absent = [(sh, c) for sh in W.SHAPES for c in W.COLORS if (sh, c) not in present]
+        shape, color = absent[int(rng.integers(len(absent)))]
+    question = f"is there {L.article(color)} {shape}?"
+    draw = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
+    ask = TextRequest(question, None, choices=["yes", "no"], truth=R.verify(scene, question), max_tokens=4)
+    return Item(f"{spec.name}-{i}", text=[ask], images=[draw], target=question, chance=0.5,
+                meta={"prompt": prompt, "question": question, "scene": scene.to_dict()}, chain="image_then_text")
 
 
 GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "caption": gen_caption, "vqa": gen_vqa, "mc": gen_mc, "t2i": gen_t2i, "geneval": gen_geneval,
     "ueg": gen_ueg, "geu": gen_geu, "facts_draw": gen_facts_draw, "facts_ask": gen_facts_ask,
+    "self_consistency": gen_self_consistency,
 }
 
 
@@ -351,10 +375,19 @@ def score_described(item: Item, texts: list[str], images: list[np.ndarray]) -> t
     return (1.0, []) if got == want else (0.0, [f"described a {got[1]} {got[0]}, expected a {want[1]} {want[0]}"])
 
 
+def score_consistent(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    """The answer about the model's own drawing against the parser's reading of that drawing."""
+    parsed = parse_batch(np.stack(images[:1]), item.images[0].grid)[0]
+    item.meta["parsed"] = parsed.to_dict()
+    truth = R.verify(parsed, item.target)
+    got = normalise(texts[0])
+    return (1.0, []) if got == truth else (0.0, [f"answered {texts[0]!r}; its drawing says {truth}"])
+
+
 SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
     "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image, "verify": score_verify,
     "caption_cells": score_caption_cells, "image_cells": score_image_cells, "image_strict": score_image_strict,
-    "described": score_described,
+    "described": score_described, "consistent": score_consistent,
 }
 GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
 
