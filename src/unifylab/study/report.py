@@ -298,8 +298,8 @@ POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over t
                "adjusted p is below 0.05.")
 TABLE_NOTE = ("Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
               "held-out (shape, colour) pair), the mean over the variant's seeds; every eval scene is one no run "
-              "trained on. chance: a uniform guess "
-              "over the answer space. blind: the best answer from the question alone (the most common training "
+              "trained on (fact probes: all items; their split by where each fact was taught is in the transfer "
+              "table). chance: a uniform guess over the answer space. blind: the best answer from the question alone (the most common training "
               "answer to that question), and for generation the most common training image whatever the prompt. "
               "* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
               "scoring ignores extra objects, so random clutter can score there).")
@@ -339,14 +339,17 @@ BUDGET_NOTE = ("Synergy (unified minus specialist, pooled as in the answer) agai
 
 
 def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Rows = (group, unified variant, kind); columns = the budgets: difference [CI], adjusted p."""
-    head = ["unified", "kind", *BUDGETS]
+    """Rows = (group, unified variant, kind); columns = the budgets the study trained: difference [CI], adjusted p."""
+    present = {b for comp in results["comparisons"].values() for per_kind in comp.get("budgets", {}).values()
+               for per in per_kind.values() for b in per}
+    budgets = [b for b in BUDGETS if b in present]
+    head = ["unified", "kind", *budgets]
     rows = []
     for group, comp in results["comparisons"].items():
         for u, per_kind in comp.get("budgets", {}).items():
             for kind, per in per_kind.items():
                 cells = [f"{_where(results, group)}{u}", kind]
-                for b in BUDGETS:
+                for b in budgets:
                     r = (per.get(b) or {}).get("pooled")
                     cells.append("-" if r is None else f"{_interval(r)}, p = {r['p_adjusted']:.3g}")
                 rows.append(cells)
@@ -367,7 +370,8 @@ def _cell(summaries: list[dict[str, Any]], off: bool = False) -> str:
     if not summaries:
         return "-"
     part = [f"{v:.2f}" if (v := _mean(summaries, k)) is not None else "-" for k in ("new_scenes", "heldout_pairs")]
-    return f"{_mean(summaries, None):.2f} ({' / '.join(part)}){'*' if off else ''}"
+    split = "" if part == ["-", "-"] else f" ({' / '.join(part)})"  # fact probes split by fact: the transfer table
+    return f"{_mean(summaries, None):.2f}{split}{'*' if off else ''}"
 
 
 def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
