@@ -152,7 +152,7 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
     assert {"facts_draw", "facts_draw_stepwise", "facts_ask", "facts_ask_stepwise"} <= set(shared)
     row = shared["facts_draw"]
     assert row["direction"] == "UEG" and shared["facts_ask"]["direction"] == "GEU"
-    assert row["transfer"]["n"] == 4 and row["floor"]["n"] == 4 and row["ceiling"]["n"] == 4  # 16 items, 4 sides
+    assert all(row[k]["n"] == 4 for k in ("ceiling", "here", "transfer", "floor"))  # 16 facts, 4 per side
     assert "p_adjusted" in row["transfer_minus_floor"]
     assert set(results["transfer"]["all"]) == {"shared", "und-only", "gen-only"}
     # probes never enter the headline's pooled tasks

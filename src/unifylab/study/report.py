@@ -109,14 +109,14 @@ def _transfer_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]
     def acc(e: dict[str, Any] | None) -> str:
         return "-" if e is None else f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] (n={e['n']})"
 
-    head = ["model", "probe", "direction", "ceiling (taught both sides)", "transfer (other side only)",
+    head = ["model", "probe", "direction", "ceiling (taught both sides)", "this side only", "transfer (other side only)",
             "floor (never taught)", "transfer - floor"]
     rows = []
     for where, v, t, row in _transfer_rows(results):
         r = row.get("transfer_minus_floor")
         diff = "-" if r is None else f"{_interval(r)}, p = {r['p_adjusted']:.3g}"
         rows.append([f"{where}{v}", f"{t} ({row['mode']})", row["direction"], acc(row["ceiling"]),
-                     acc(row["transfer"]), acc(row["floor"]), diff])
+                     acc(row.get("here")), acc(row["transfer"]), acc(row["floor"]), diff])
     return head, rows
 
 

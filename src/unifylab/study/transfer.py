@@ -2,8 +2,8 @@
 
 A study's data config assigns each fact (`data.facts`) and some (shape, colour) pairs (`data.und_only_pairs`,
 `data.gen_only_pairs`) to one side's training data. Per run and probe task, the items split into the ceiling
-(taught on both sides: facts 'both', or the trained compositions), transfer (taught only on the other side) and
-the floor (never taught: facts 'none', held-out pairs). Understanding enhances generation (UEG) is a generation
+(taught on both sides: facts 'both', or the trained compositions), facts taught only on the probe's own side
+('here'), transfer (taught only on the other side) and the floor (never taught: facts 'none', held-out pairs). Understanding enhances generation (UEG) is a generation
 task's transfer; generation enhances understanding (GEU) an understanding task's.
 """
 
@@ -46,7 +46,7 @@ def transfer(variants: dict[str, list[tuple[int, dict[str, dict[str, float]], La
             ceiling, moved, floor = LEVELS["fact" if "both" in by or "none" in by or "here" in by else "scene"]
             row: dict[str, Any] = {"direction": DIRECTION[side], "mode": spec.options.get("mode", "direct"),
                                    "probe": spec.probe}
-            for key, split in (("ceiling", ceiling), ("transfer", moved), ("floor", floor)):
+            for key, split in (("ceiling", ceiling), ("here", "here"), ("transfer", moved), ("floor", floor)):
                 row[key] = clustered_mean(by[split]).to_dict() if split in by else None
             if floor in by:
                 diff, p = clustered_difference(by[floor], by[moved])
