@@ -58,7 +58,7 @@ def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:
             assert not is_eval_scene(it.scene), f"{it.task} trains on a scene reserved for evaluation"
         if it.task in ("draw_named", "rewrite") and it.text:
             o = it.scene.objects[0]
-            assert (o.row, o.col) not in K.eval_cell(next(iter(named(it.text))), cfg.world.grid)
+            assert (o.row, o.col) not in K.eval_cells(next(iter(named(it.text))), cfg.world.grid)
     assert tasks == set(FACT_TASKS) | {"caption", "vqa", "t2i"}
     assert seen["und"] == only["und"] | {n for n, s in facts.items() if s == "both"}
     assert seen["gen"] == only["gen"] | {n for n, s in facts.items() if s == "both"}
@@ -116,7 +116,7 @@ def test_items_split_by_where_their_fact_or_pair_was_taught() -> None:
     assert split_of({"meta": {"scene": held}}, vqa, cfg.data) == "heldout_pairs"
     # every fact is tested only at cells where it is never drawn in training, and each cell set is a third
     for name in K.FACTS:
-        assert len(K.eval_cell(name, 3)) == 3
+        assert len(K.eval_cells(name, 3)) == 3
     assert {it.meta["fact"] for it in items(ask)} == set(K.FACTS)
 
 

@@ -198,10 +198,10 @@ def gen_geu(spec: TaskSpec, i: int) -> Item:
 
 def _fact_case(spec: TaskSpec, i: int) -> tuple[str, Scene]:
     """Item i's fact (every fact in turn) and its scene at one of the fact's evaluation cells (never drawn in
-    training, `knowledge.eval_cell`)."""
+    training, `knowledge.eval_cells`)."""
     names = list(K.FACTS)
     name = names[i % len(names)]
-    cells = sorted(K.eval_cell(name, spec.world.grid))
+    cells = sorted(K.eval_cells(name, spec.world.grid))
     r, c = cells[(i // len(names)) % len(cells)]
     return name, K.fact_scene(name, r, c, spec.world.size, spec.world.grid)
 

@@ -138,14 +138,14 @@ def make_item(task: str, scene: Scene, image: np.ndarray | None, rng: np.random.
 def fact_item(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout: float) -> Item:
     """An example that teaches a fact (`data.facts`): as a knowledge question (text), as a rewrite of a prompt that
     names it into one that describes it, or as a drawing from a prompt that names it. Drawings and rewrites never
-    use a fact's evaluation cells (`knowledge.eval_cell`) or a scene reserved for evaluation."""
+    use a fact's evaluation cells (`knowledge.eval_cells`) or a scene reserved for evaluation."""
     names = sorted(n for n, side in cfg.data.facts.items() if side in FACT_TASKS[task])
     name = names[int(rng.integers(len(names)))]
     if task == "knowledge":
         return Item(task, K.fact_question(name, rng), K.looks(name), None, None)
     g, size = cfg.world.grid, cfg.world.size
     scenes = [K.fact_scene(name, r, c, size, g) for r in range(g) for c in range(g)
-              if (r, c) not in K.eval_cell(name, g)]
+              if (r, c) not in K.eval_cells(name, g)]
     scenes = [sc for sc in scenes if not is_eval_scene(sc)]
     scene = scenes[int(rng.integers(len(scenes)))]
     o = scene.objects[0]

@@ -56,7 +56,7 @@ def rewrite_target(scene: Scene, rng: np.random.Generator) -> str:
     return t2i_prompt(scene, rng)[0]
 
 
-def eval_cell(name: str, grid: int) -> set[tuple[int, int]]:
+def eval_cells(name: str, grid: int) -> set[tuple[int, int]]:
     """The cells where a fact is tested and never drawn in training: a third of the grid, shifted per fact, so
     a fact taught by drawing is tested at cells it was never drawn at."""
     k = list(FACTS).index(name)
