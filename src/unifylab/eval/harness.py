@@ -17,8 +17,7 @@ from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
 from unifylab.layout import EvalFolder
-from unifylab.train.config import UND_TASKS as UND_TRAINING
-from unifylab.train.config import DataConfig
+from unifylab.train.config import UND_TASKS as UND_TRAINING, DataConfig
 
 
 def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool

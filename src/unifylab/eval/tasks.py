@@ -237,7 +237,8 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
         return Item(f"{spec.name}-{i}", text=[req], target=K.looks(name), chance=chance, meta=meta)
     o = scene.objects[0]
     draw = ImageRequest(K.draw_prompt(name, o.row, o.col), scene.size, scene.grid, truth=scene, seed=i)
-    describe = TextRequest(L.CAPTION_QUESTION, None, choices=[f"there is {x} at {K.cell(o.row, o.col)}." for x in looks],
+    describe = TextRequest(L.CAPTION_QUESTION, None,
+                           choices=[f"there is {x} at {K.cell(o.row, o.col)}." for x in looks],
                            truth=L.caption(scene, np.random.default_rng(i)))
     return Item(f"{spec.name}-{i}", text=[describe], images=[draw], target={"shape": shape, "color": color},
                 chance=chance, meta=meta, chain="image_then_text")

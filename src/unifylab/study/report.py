@@ -105,12 +105,12 @@ def answer(results: dict[str, Any]) -> list[str]:
 
 
 def _transfer_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Rows = (variant, probe task): direction, mode, ceiling, transfer, floor, transfer - floor."""
+    """Rows = (variant, probe task): direction, mode, ceiling, this side only, transfer, floor, transfer - floor."""
     def acc(e: dict[str, Any] | None) -> str:
         return "-" if e is None else f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] (n={e['n']})"
 
-    head = ["model", "probe", "direction", "ceiling (taught both sides)", "this side only", "transfer (other side only)",
-            "floor (never taught)", "transfer - floor"]
+    head = ["model", "probe", "direction", "ceiling (taught both sides)", "this side only",
+            "transfer (other side only)", "floor (never taught)", "transfer - floor"]
     rows = []
     for where, v, t, row in _transfer_rows(results):
         r = row.get("transfer_minus_floor")
@@ -299,10 +299,10 @@ POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over t
 TABLE_NOTE = ("Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
               "held-out (shape, colour) pair), the mean over the variant's seeds; every eval scene is one no run "
               "trained on (fact probes: all items; their split by where each fact was taught is in the transfer "
-              "table). chance: a uniform guess over the answer space. blind: the best answer from the question alone (the most common training "
-              "answer to that question), and for generation the most common training image whatever the prompt. "
-              "* a specialist on a task of the other kind, which it was never trained for (GenEval-style "
-              "scoring ignores extra objects, so random clutter can score there).")
+              "table). chance: a uniform guess over the answer space. blind: the best answer from the question "
+              "alone (the most common training answer to that question), and for generation the most common "
+              "training image whatever the prompt. * a specialist on a task of the other kind, which it was never "
+              "trained for (GenEval-style scoring ignores extra objects, so random clutter can score there).")
 
 
 def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:

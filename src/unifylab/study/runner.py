@@ -308,7 +308,7 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
                         progress=lambda k: report(f"evaluating {run.id}", k), force=force)
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
         summaries[spec.name] = summarise(spec, recs, run.cfg.data)
-        labels[spec.name] = item_labels(spec, recs, lambda r, spec=spec: split_of(r, spec, run.cfg.data))
+        labels[spec.name] = item_labels(recs, lambda r, spec=spec: split_of(r, spec, run.cfg.data))
     inside = {}
     if analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
         report(f"analysing {run.id}", 0)

@@ -3,12 +3,14 @@
 A study's data config assigns each fact (`data.facts`) and some (shape, colour) pairs (`data.und_only_pairs`,
 `data.gen_only_pairs`) to one side's training data. Per run and probe task, the items split into the ceiling
 (taught on both sides: facts 'both', or the trained compositions), facts taught only on the probe's own side
-('here'), transfer (taught only on the other side) and the floor (never taught: facts 'none', held-out pairs). Understanding enhances generation (UEG) is a generation
-task's transfer; generation enhances understanding (GEU) an understanding task's.
+('here'), transfer (taught only on the other side) and the floor (never taught: facts 'none', held-out pairs).
+Understanding enhances generation (UEG) is a generation task's transfer; generation enhances understanding (GEU) an
+understanding task's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from unifylab.eval.harness import task_side
@@ -20,7 +22,7 @@ LEVELS = {"fact": ("both", "transfer", "none"), "scene": ("new_scenes", "transfe
 Labels = dict[str, dict[str, list[str]]]  # task -> item id -> [split, cluster]
 
 
-def item_labels(spec: TaskSpec, records: list[dict[str, Any]], split: Any) -> dict[str, list[str]]:
+def item_labels(records: list[dict[str, Any]], split: Callable[[dict[str, Any]], str]) -> dict[str, list[str]]:
     """Each record's split (`split(record)`) and cluster: its fact when it asks about one (items of a fact are not
     independent), else the item itself."""
     return {r["id"]: [split(r), r["meta"].get("fact", r["id"])] for r in records}

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import build
 from unifylab.errors import UserError
+from unifylab.world.knowledge import FACTS, SIDES
 from unifylab.world.shapes import ShapesConfig
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite")
@@ -47,7 +48,7 @@ class DataConfig(Strict):
     gen_only_pairs: list[tuple[str, str]] = Field(
         default_factory=list, description="(shape, colour) pairs whose scenes teach generation tasks only; "
                                           "understanding them measures generation-to-understanding transfer")
-    facts: dict[str, Literal["both", "und", "gen", "none"]] = Field(
+    facts: dict[str, Literal[SIDES]] = Field(
         default_factory=dict, description="where each fact of the world's encyclopedia (what the sun looks like, "
         "...) is taught: 'und' as text (knowledge questions, rewrites), 'gen' as drawings from prompts that name "
         "it, 'both', or 'none'; unlisted facts are never taught")
@@ -70,8 +71,6 @@ class DataConfig(Strict):
             raise ValueError("mixture weights must be >= 0 with at least one > 0")
         from unifylab.world.shapes import COLORS, SHAPES
 
-        from unifylab.world.knowledge import FACTS
-
         owner: dict[tuple[str, str], str] = {}
         for field in ("holdout_pairs", "und_only_pairs", "gen_only_pairs"):
             for shape, color in getattr(self, field):
@@ -90,7 +89,8 @@ class DataConfig(Strict):
         for task, sides in FACT_TASKS.items():
             if self.mixture.get(task, 0) > 0 and not any(s in sides for s in self.facts.values()):
                 raise ValueError(f"mixture gives {task!r} weight, but data.facts teaches no fact as "
-                                 f"{' or '.join(repr(s) for s in sides)}; set data.facts or drop {task} from the mixture")
+                                 f"{' or '.join(repr(s) for s in sides)}; set data.facts or drop {task} from the "
+                                 "mixture")
         if self.source == "folder" and self.folder is None:
             raise ValueError("source 'folder' needs data.folder")
         return self
