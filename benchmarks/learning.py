@@ -3,8 +3,8 @@ project's own Trainer stream: same examples, same order, same learning-rate sche
 accuracy on scenes never seen in training: `val` (reserved scenes of trained compositions) and `heldout`
 (held-out (shape, colour) pairs).
 
-Captions are greedy-decoded and scored by the objects they state (their wording is sampled from templates, so
-no model can match it token for token). Greedy-exact for the rest: an item is right when every target token is
+Captions and rewrites (a named prompt rewritten to an explicit one) are greedy-decoded and scored by the objects
+they state against the scene (their wording is sampled from templates, so no model can match it token for token). Greedy-exact for the rest: an item is right when every target token is
 the argmax given the gold prefix, which is exactly what greedy decoding reproduces (answer + <eos> for
 understanding, image tokens + <eoi> for t2i; each argmax over its own modality's ids, as the samplers restrict
 them). Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG) and the per-evaluation
@@ -97,8 +97,9 @@ def qa_kind(question: str) -> str:
 
 class Scorer:
     """Fixed eval sets per split and task (the Trainer's eval sets, `n` items each) and a model's accuracy on them:
-    greedy-exact for vqa and t2i (overall and per question kind), and for captions, whose wording is sampled from
-    templates, the objects a greedy-decoded caption states against the scene (the eval harness's caption scorer)."""
+    greedy-exact for vqa and t2i (overall and per question kind), and for captions and rewrites, whose wording is
+    sampled from templates, the objects the greedy-decoded text states against the scene (the harness's caption
+    scorer)."""
 
     def __init__(self, trainer: Trainer, n: int) -> None:
         batches = Batches(trainer.cfg, Packer(trainer.text, trainer.und, trainer.gen), trainer.batches.source)
@@ -113,6 +114,10 @@ class Scorer:
                 codes = Batches.image_tokens(trainer.und, items)
                 prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
                             for it, c in zip(items, codes)]
+                self.captions[name] = (prefixes, [it.scene for it in items])
+                continue
+            if task == "rewrite":
+                prefixes = [batches.packer.pack(Example("rewrite", it.text), with_target=False) for it in items]
                 self.captions[name] = (prefixes, [it.scene for it in items])
                 continue
             self.sets[name] = batches.collate(items)

@@ -13,10 +13,12 @@ from unifylab.eval.stats import clustered_difference, clustered_mean
 from unifylab.eval.tasks import items, load_task
 from unifylab.study.preset import load_preset, preset_files
 from unifylab.tokenize.sequence import Packer
-from unifylab.train.config import FACT_TASKS, UND_TASKS, load_tree
+from unifylab.train.config import FACT_TASKS, TRANSFER_TASKS, UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.train.loop import build_tokenizers
 from unifylab.world import knowledge as K
+from unifylab.world import skills as S
+from unifylab.world.scene import Scene
 from unifylab.data.splits import is_eval_scene
 
 from test_study import TINY, Cli
@@ -59,7 +61,7 @@ def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:
         if it.task in ("draw_named", "rewrite") and it.text:
             o = it.scene.objects[0]
             assert (o.row, o.col) not in K.eval_cells(next(iter(named(it.text))), cfg.world.grid)
-    assert tasks == set(FACT_TASKS) | {"caption", "vqa", "t2i"}
+    assert tasks == set(TRANSFER_TASKS) | {"caption", "vqa", "t2i"}
     assert seen["und"] == only["und"] | {n for n, s in facts.items() if s == "both"}
     assert seen["gen"] == only["gen"] | {n for n, s in facts.items() if s == "both"}
     # each side still sees its own pairs
@@ -92,6 +94,8 @@ def test_fact_forms_pack_into_their_sequence_forms() -> None:
     ({"holdout_pairs": [["ring", "white"]], "facts": {"the moon": "und"}}, "'the moon' is drawn as"),
     ({"und_only_pairs": [["cross", "blue"]], "gen_only_pairs": [["cross", "blue"]]}, "is in both und_only_pairs"),
     ({"facts": {"the moon": "gen"}, "mixture": {"vqa": 1.0, "knowledge": 1.0}}, "teaches no fact as 'und' or 'both'"),
+    ({"moves": {"left": "und"}, "mixture": {"t2i": 1.0, "move_draw": 1.0}}, "teaches no direction as 'gen' or 'both'"),
+    ({"moves": {"sideways": "und"}}, "sideways"),
 ])
 def test_bad_transfer_designs_fail_at_load(data: dict, message: str) -> None:
     base = {"world": {"size": 32, "grid": 3}, "data": {"facts": {}, **data}}
@@ -134,6 +138,13 @@ def test_clustered_intervals_carry_between_cluster_variance() -> None:
     assert clustered_difference([("s0", "z", 0.0)], c)[0].value == pytest.approx(1.0)
     with pytest.raises(ValueError):
         clustered_difference([("s0", "z", 0.0)], [("s1", "z", 1.0)])
+    # one seed and one cluster (a single move direction): nothing to resample, so no interval and no evidence
+    one, zero = [("s0", "left", 1.0)] * 20, [("s0", "up", 0.0)] * 20
+    diff, p = clustered_difference(zero, one)
+    assert diff.value == 1.0 and np.isnan(diff.lo) and diff.to_dict()["lo"] is None and p == 1.0
+    assert clustered_mean(one).to_dict()["hi"] is None
+    three = [(f"s{k}", "left", float(k > 0)) for k in range(3)]
+    assert clustered_mean(three).hi > clustered_mean(three).lo  # seeds are units again
 
 
 def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
@@ -161,7 +172,83 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
     md = (out / "report.md").read_text()
     assert "## Transfer" in md and "| shared | facts_draw (direct) | UEG |" in md
     answer = [line for line in md.split("## Summary")[0].splitlines() if line.startswith("- Transfer")]
-    assert [line.split(":")[0] for line in answer] == [
-        "- Transfer GEU (shared, answering about what only the generation side was taught)",
-        "- Transfer UEG (shared, drawing what only the understanding side was taught)"]
-    assert all("direct (facts_" in line and "; stepwise (facts_" in line for line in answer)
+    assert sorted(line.split(" (")[0] for line in answer) == [
+        "- Transfer GEU by facts_ask", "- Transfer GEU by moves_ask", "- Transfer UEG by facts_draw",
+        "- Transfer UEG by moves_draw"]
+    for line in answer:
+        family = line.split(" (")[0].split(" by ")[1]
+        assert f"direct ({family})" in line and f"; stepwise ({family}_stepwise)" in line
+    moves = shared["moves_ask"]
+    assert moves["direction"] == "GEU" and shared["moves_draw_stepwise"]["direction"] == "UEG"
+    assert all(moves[k] is not None for k in ("ceiling", "here", "transfer", "floor"))
+
+
+MOVES = {"right": "both", "left": "gen", "down": "und", "up": "none"}
+
+
+def _moves_cfg(**data: object):
+    return _transfer_cfg(moves=MOVES, mixture={"caption": 1.0, "vqa": 1.0, "t2i": 1.0, "move_ask": 1.0,
+                                               "move_draw": 1.0, "move_to": 1.0}, **data)
+
+
+def test_move_skill_stays_on_the_sides_it_is_taught() -> None:
+    cfg = _moves_cfg()
+    words = {side: {d for d, s in MOVES.items() if s == side} for side in ("und", "gen", "none")}
+    seen = {"und": set(), "gen": set()}
+    tasks = set()
+    for it in _stream(cfg, 3000):
+        if not it.task.startswith("move"):
+            continue
+        tasks.add(it.task)
+        side = "und" if it.task in UND_TASKS else "gen"
+        said = {d for d in S.DIRECTIONS if f"cell {d}" in it.text}
+        assert not said & words["none"], f"{it.task} example names an untaught direction: {it.text!r}"
+        assert not said & words["gen" if side == "und" else "und"], f"{side} example names the other side's move"
+        if it.task == "move_to":
+            assert not said and " to row " in it.text
+        seen[side] |= said
+        for scene in (it.scene, it.source):
+            if scene is not None:
+                assert not is_eval_scene(scene), f"{it.task} trains on a scene reserved for evaluation"
+                assert {(o.shape, o.color) for o in scene.objects}.isdisjoint(map(tuple, cfg.data.holdout_pairs))
+    assert tasks == {"move_ask", "move_draw", "move_to"}
+    assert seen == {"und": {"right", "down"}, "gen": {"right", "left"}}
+
+
+def test_move_forms_pack_as_question_and_edit() -> None:
+    cfg = _moves_cfg()
+    text, und, gen = build_tokenizers(cfg)
+    batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
+    its = _stream(cfg, 200)
+    ask, edit = (next(it for it in its if it.task == t) for t in ("move_ask", "move_draw"))
+    packed = batches.pack([ask, edit])
+    heads = [text.decode(p.input_ids[:2].tolist(), skip_special=False) for p in packed]
+    assert heads == ["<bos><und>", "<bos><edit>"]
+    assert int((packed[1].modality == 1).sum()) == und.num_tokens + gen.num_tokens  # source and target images
+    # the edit's target is the source with exactly the named object one cell away
+    before, after = ({(o.shape, o.color): (o.row, o.col) for o in sc.objects} for sc in (edit.source, edit.scene))
+    moved = [k for k in before if before[k] != after[k]]
+    assert len(moved) == 1 and abs(before[moved[0]][0] - after[moved[0]][0]) + abs(
+        before[moved[0]][1] - after[moved[0]][1]) == 1
+    d = next(d for d in S.DIRECTIONS if f"cell {d}." in ask.text)
+    o = next(o for o in ask.scene.objects if ask.text.startswith(f"the {o.color} {o.shape} moves"))
+    assert ask.answer == K.cell(o.row + S.DIRECTIONS[d][0], o.col + S.DIRECTIONS[d][1])
+    for d in S.DIRECTIONS:  # every direction is whole words for the tokenizer, taught or not
+        ids = text.encode(f"move the red ring one cell {d}.")
+        assert text.decode(ids[-2:-1]).strip() == d, d
+
+
+def test_move_items_split_by_direction_and_probe_chains() -> None:
+    cfg = _moves_cfg()
+    ask, draw = load_task("moves_ask"), load_task("moves_draw_stepwise")
+    recs = [{"id": it.id, "meta": it.meta} for it in items(ask)]
+    clean = [r for r in recs if split_of(r, ask, cfg.data) != "other_pairs"]
+    assert len(clean) >= 48
+    by = {r["meta"]["move"]: split_of(r, ask, cfg.data) for r in clean}
+    assert by == {"right": "both", "left": "transfer", "down": "here", "up": "none"}
+    assert {r["meta"]["move"]: split_of(r, draw, cfg.data) for r in clean}["down"] == "transfer"
+    for it in items(ask):
+        assert is_eval_scene(Scene.from_dict(it.meta["scene"]))
+    # stepwise UEG: the model's answer becomes the explicit edit's destination
+    it = items(draw, 1)[0]
+    assert it.chain == "text_then_image" and it.chain_prompt.format("row 2, column 3").endswith(" to row 2, column 3.")

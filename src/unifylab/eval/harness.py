@@ -49,7 +49,7 @@ def _run_chunk(model: UnifiedModel, chunk: list[Item]) -> tuple[dict[str, list[s
     ask([it for it in chunk if it.chain != "image_then_text"])
     for it in chunk:
         if it.chain == "text_then_image":
-            it.images = [replace(r, prompt=texts[it.id][0]) for r in it.images]
+            it.images = [replace(r, prompt=it.chain_prompt.format(texts[it.id][0])) for r in it.images]
     reqs = [r for it in chunk for r in it.images]
     outs = iter(model.generate_images(reqs) if reqs else [])
     for it in chunk:
@@ -144,16 +144,20 @@ def task_side(spec: TaskSpec) -> str | None:
 def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
     """Where an item stands against its model's training data.
 
-    A fact item ('fact' in its meta): 'both' (its fact was taught on both sides), 'here' (only on the task's side),
-    'transfer' (only on the other side) or 'none' (never). A scene item: 'heldout_pairs' when its scene holds a
-    (shape, colour) pair never trained, 'transfer' when it holds a pair taught only on the other side, else
-    'new_scenes' (eval scenes are never training scenes, see `unifylab.data.splits`)."""
-    side = task_side(spec)
-    if "fact" in record["meta"]:
-        taught = data.facts.get(record["meta"]["fact"], "none")
-        return taught if taught in ("both", "none") else ("here" if taught == side else "transfer")
-    scene = record["meta"].get("scene") or record["meta"].get("shown") or {}
+    A fact item ('fact' in its meta) or a move item ('move': its direction): 'both' (its fact or direction was
+    taught on both sides), 'here' (only on the task's side), 'transfer' (only on the other side) or 'none' (never);
+    a move item whose scene holds a held-out or one-side pair is 'other_pairs' (kept out of the comparison). A scene
+    item: 'heldout_pairs' when its scene holds a (shape, colour) pair never trained, 'transfer' when it holds a pair
+    taught only on the other side, else 'new_scenes' (eval scenes are never training scenes, see
+    `unifylab.data.splits`)."""
+    side, meta = task_side(spec), record["meta"]
+    scene = meta.get("scene") or meta.get("shown") or {}
     pairs = {(o["shape"], o["color"]) for o in scene.get("objects", [])}
+    if "move" in meta and pairs & {tuple(p) for p in [*data.holdout_pairs, *data.und_only_pairs, *data.gen_only_pairs]}:
+        return "other_pairs"
+    if "fact" in meta or "move" in meta:
+        taught = data.facts.get(meta["fact"], "none") if "fact" in meta else data.moves.get(meta["move"], "none")
+        return taught if taught in ("both", "none") else ("here" if taught == side else "transfer")
     if pairs & {tuple(p) for p in data.holdout_pairs}:
         return "heldout_pairs"
     other = {"und": data.gen_only_pairs, "gen": data.und_only_pairs}.get(side or "", [])
@@ -183,7 +187,8 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], data: DataConfig | 
         for r in records:
             by[split_of(r, spec, data)].append(r["score"])
         sided = ("transfer",) if data.und_only_pairs or data.gen_only_pairs else ()
-        names = FACT_SPLITS if any("fact" in r["meta"] for r in records) else ("new_scenes", "heldout_pairs", *sided)
+        taught = any("fact" in r["meta"] or "move" in r["meta"] for r in records)
+        names = FACT_SPLITS if taught else ("new_scenes", "heldout_pairs", *sided)
         out["splits"] = {**{k: bootstrap_mean(by[k]).to_dict() if by[k] else None for k in names},
                          "all": out["accuracy"]}
     return out

@@ -21,8 +21,12 @@ class Estimate:
     hi: float
     n: int
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n}
+    def to_dict(self) -> dict[str, float | int | None]:
+        """As JSON: an interval that could not be estimated (NaN bounds) is None."""
+        def bound(x: float) -> float | None:
+            return None if np.isnan(x) else x
+
+        return {"value": self.value, "lo": bound(self.lo), "hi": bound(self.hi), "n": self.n}
 
     def __str__(self) -> str:
         return f"{self.value:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
@@ -104,7 +108,14 @@ def clustered_difference(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[
     cluster, score): a cluster is what the items share (a fact asked at several cells) or the item alone. The
     estimate averages cluster means within each seed, then seeds; the bootstrap resamples seeds, then clusters
     within each drawn seed, so the interval carries seed-to-seed and between-cluster (e.g. between-fact) variance.
-    Seeds without items in both sets are left out. p-value: twice the bootstrap share on the far side of 0."""
+    Seeds without items in both sets are left out. p-value: twice the bootstrap share on the far side of 0. With
+    one seed and one cluster in a set there is nothing to resample: the interval is NaN and p is 1."""
+    return _clustered(a, b, level=level, n_boot=n_boot, seed=seed, units_of_a=True)
+
+
+def _clustered(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[str, str, float]], *, level: float,
+               n_boot: int, seed: int, units_of_a: bool) -> tuple[Estimate, float]:
+    """`clustered_difference`; `units_of_a=False` when set a is a constant, not data (`clustered_mean`)."""
     def cluster_means(items: Sequence[tuple[str, str, float]], s: str) -> np.ndarray:
         by: dict[str, list[float]] = {}
         for g, c, v in items:
@@ -125,6 +136,8 @@ def clustered_difference(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[
     lo, hi = _interval(boots, level)
     est = Estimate(float(np.mean([pb.mean() - pa.mean() for pa, pb in parts])), lo, hi,
                    int(sum(pa.size + pb.size for pa, pb in parts)))
+    if k == 1 and min(parts[0][1].size, parts[0][0].size if units_of_a else 2) < 2:  # nothing to resample
+        return Estimate(est.value, float("nan"), float("nan"), est.n), 1.0
     tail = min(int((boots <= 0).sum()), int((boots >= 0).sum()))
     return est, min(1.0, 2 * (tail + 1) / (n_boot + 1))
 
@@ -133,7 +146,7 @@ def clustered_mean(items: Sequence[tuple[str, str, float]], *, level: float = 0.
                    seed: int = 0) -> Estimate:
     """Mean of (seed, cluster, score) items with the seeds-then-clusters bootstrap of `clustered_difference`."""
     none = [(g, "-", 0.0) for g in sorted({g for g, _, _ in items})]
-    est, _ = clustered_difference(none, items, level=level, n_boot=n_boot, seed=seed)
+    est, _ = _clustered(none, items, level=level, n_boot=n_boot, seed=seed, units_of_a=False)
     return Estimate(est.value, est.lo, est.hi, len(items))
 
 

@@ -26,6 +26,7 @@ from unifylab.train.config import TASKS as TRAINING_TASKS
 from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world import shapes as W
+from unifylab.world import skills as S
 from unifylab.world.parse import parse_batch
 from unifylab.world.scene import Scene
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
@@ -66,6 +67,7 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
     chance: float = 0.0  # probability that a uniform guess over the answer space scores 1
     chain: str | None = None  # "text_then_image" (draw from the model's text) or "image_then_text" (answer about it)
+    chain_prompt: str = "{}"  # text_then_image: the drawing's prompt, with the model's text at {}
 
 
 # ---------------------------------------------------------------------------------------------- generators
@@ -244,6 +246,57 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
                 chance=chance, meta=meta, chain="image_then_text")
 
 
+def _move_case(spec: TaskSpec, i: int) -> S.Move:
+    """Item i's move: the directions in turn, each a one-cell move of a named object on a scene reserved for
+    evaluation (never trained on, before or after the move)."""
+    direction = list(S.DIRECTIONS)[i % len(S.DIRECTIONS)]
+    rng = np.random.default_rng([spec.seed, i])
+    for _ in range(10_000):
+        scene = sample_scene(spec.world, rng)
+        if is_eval_scene(scene) and (options := S.moves(scene, direction)):
+            return options[int(rng.integers(len(options)))]
+    raise UserError(f"task {spec.name}: its world ({spec.world.grid}x{spec.world.grid} grid, up to "
+                    f"{spec.world.max_objects} objects) leaves too few reserved scenes with a free cell to move to; "
+                    "allow fewer objects per scene")
+
+
+def _move_meta(spec: TaskSpec, m: S.Move) -> dict[str, Any]:
+    return {"move": m.direction, "instruction": m.instruction, "scene": m.before.to_dict(),
+            "after": m.after.to_dict(), "mode": _mode(spec)}
+
+
+def gen_moves_ask(spec: TaskSpec, i: int) -> Item:
+    """Where does an object end after a one-cell move ('the red ring moves one cell left. where is it now?'): the
+    transfer probe of the move skill into understanding. Stepwise: make the edit, then say where the object is in
+    one's own image."""
+    m = _move_case(spec, i)
+    shown = render(m.before)
+    cells = [K.cell(r, c) for r in range(m.before.grid) for c in range(m.before.grid)]  # the answer space
+    chance = 1 / len(cells)
+    if _mode(spec) == "direct":
+        req = TextRequest(m.question, shown, choices=cells, truth=m.answer, max_tokens=12)
+        return Item(f"{spec.name}-{i}", text=[req], target=m.answer, chance=chance, meta=_move_meta(spec, m))
+    edit = ImageRequest(m.instruction, m.before.size, m.before.grid, source=shown, truth=m.after, seed=i)
+    ask = TextRequest(f"where is {m.name}?", None, choices=cells, truth=m.answer, max_tokens=12)
+    return Item(f"{spec.name}-{i}", text=[ask], images=[edit], target=m.answer, chance=chance,
+                meta=_move_meta(spec, m), chain="image_then_text")
+
+
+def gen_moves_draw(spec: TaskSpec, i: int) -> Item:
+    """Edit an image by a one-cell move ('move the red ring one cell left.'): the transfer probe of the move skill
+    into generation. Stepwise: say where the object ends (understanding), then make the explicit edit that names
+    that cell ('move the red ring to <the answer>.')."""
+    m = _move_case(spec, i)
+    shown = render(m.before)
+    target = L.Spec.exact(m.after).to_dict()
+    edit = ImageRequest(m.instruction, m.before.size, m.before.grid, source=shown, truth=m.after, seed=i)
+    if _mode(spec) == "direct":
+        return Item(f"{spec.name}-{i}", images=[edit], target=target, meta=_move_meta(spec, m))
+    ask = TextRequest(m.question, shown, truth=m.answer, max_tokens=12)
+    return Item(f"{spec.name}-{i}", text=[ask], images=[edit], target=target, meta=_move_meta(spec, m),
+                chain="text_then_image", chain_prompt=S.explicit_edit(m.name, "{}"))
+
+
 def gen_self_consistency(spec: TaskSpec, i: int) -> Item:
     """Draw a prompt, then answer a yes/no question about one's own drawing ("is there a red ring?", about a
     prompted object or, every other item, one not prompted); the truth is read from the drawing by the parser, so
@@ -267,7 +320,7 @@ def gen_self_consistency(spec: TaskSpec, i: int) -> Item:
 GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "caption": gen_caption, "vqa": gen_vqa, "mc": gen_mc, "t2i": gen_t2i, "geneval": gen_geneval,
     "ueg": gen_ueg, "geu": gen_geu, "facts_draw": gen_facts_draw, "facts_ask": gen_facts_ask,
-    "self_consistency": gen_self_consistency,
+    "self_consistency": gen_self_consistency, "moves_ask": gen_moves_ask, "moves_draw": gen_moves_draw,
 }
 
 

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import load_named, packaged_yaml
 
-UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise", "facts_ask", "facts_ask_stepwise")
+UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise", "facts_ask", "facts_ask_stepwise",
+             "moves_ask", "moves_ask_stepwise")
 GEN_TASKS = ("t2i", "t2i_cells", "geneval", "geneval_strict", "ueg", "ueg_stepwise", "facts_draw",
-             "facts_draw_stepwise")
+             "facts_draw_stepwise", "moves_draw", "moves_draw_stepwise")
 
 
 class Variant(BaseModel):

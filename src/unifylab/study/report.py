@@ -29,6 +29,8 @@ from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 def _interval(r: dict[str, Any]) -> str:
     """A paired difference in points with its 95 % interval: '+7.5 [+3.0, +12.5]'."""
     e = r["diff"]
+    if e["lo"] is None:
+        return f"{100 * e['value']:+.1f} [no interval: one cluster at one seed]"
     return f"{100 * e['value']:+.1f} [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}]"
 
 
@@ -77,23 +79,27 @@ _TRANSFER_WHAT = {"UEG": "drawing what only the understanding side was taught",
 
 
 def transfer_answer(results: dict[str, Any]) -> list[str]:
-    """One sentence per comparison group and direction for the first unified variant, from its first probe task
-    with transfer items, direct and stepwise: transfer minus floor, 'above the floor' only when the Holm-adjusted
-    p is below 0.05 (the rest is in the transfer table)."""
+    """One sentence per comparison group, direction and probe (direct and stepwise together) for the first unified
+    variant: transfer minus floor, 'above the floor' only when the Holm-adjusted p is below 0.05 (the rest is in
+    the transfer table). Scene tasks speak only where a study has no probe."""
     first = next((v["name"] for v in results["preset"]["variants"] if v["role"] == "unified"), None)
-    picked: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
-    for where, v, t, row in sorted(_transfer_rows(results), key=lambda x: not x[3].get("probe")):
-        if v == first and row.get("transfer_minus_floor"):
-            picked.setdefault((where, row["direction"]), {}).setdefault(row["mode"], (t, row))
+    rows = [x for x in _transfer_rows(results) if x[1] == first and x[3].get("transfer_minus_floor")]
+    probes = [x for x in rows if x[3].get("probe")]
+    picked: dict[tuple[str, str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
+    for where, _, t, row in probes or rows:
+        family = t.removesuffix("_stepwise") if probes else ""
+        picked.setdefault((where, row["direction"], family), {}).setdefault(row["mode"], (t, row))
     out = []
-    for (where, direction), modes in picked.items():
+    several = len({k[2] for k in picked}) > 1  # name the probe when a direction has more than one
+    for (where, direction, family), modes in picked.items():
         parts = []
         for mode, (t, row) in sorted(modes.items()):
             r = row["transfer_minus_floor"]
             above = "above the floor" if r["p_adjusted"] < 0.05 and r["diff"]["value"] > 0 else "no evidence"
             parts.append(f"{mode} ({t}) {100 * row['transfer']['value']:.0f} % right, "
                          f"{_pts(r).replace(' points', ' points over the floor')}: {above}")
-        out.append(f"{where}Transfer {direction} ({first}, {_TRANSFER_WHAT[direction]}): {'; '.join(parts)}.")
+        probe = f" by {family}" if several else ""
+        out.append(f"{where}Transfer {direction}{probe} ({first}, {_TRANSFER_WHAT[direction]}): {'; '.join(parts)}.")
     return out
 
 
@@ -107,7 +113,11 @@ def answer(results: dict[str, Any]) -> list[str]:
 def _transfer_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Rows = (variant, probe task): direction, mode, ceiling, this side only, transfer, floor, transfer - floor."""
     def acc(e: dict[str, Any] | None) -> str:
-        return "-" if e is None else f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] (n={e['n']})"
+        if e is None:
+            return "-"
+        if e["lo"] is None:
+            return f"{e['value']:.2f} (n={e['n']}; one cluster: no interval)"
+        return f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] (n={e['n']})"
 
     head = ["model", "probe", "direction", "ceiling (taught both sides)", "this side only",
             "transfer (other side only)", "floor (never taught)", "transfer - floor"]
@@ -222,7 +232,7 @@ def fig_transfer(results: dict[str, Any]) -> bytes | None:
                 if e is not None:
                     xs.append(i + (k - 1) * 0.27)
                     vals.append(e["value"])
-                    errs.append([e["value"] - e["lo"], e["hi"] - e["value"]])
+                    errs.append([0.0, 0.0] if e["lo"] is None else [e["value"] - e["lo"], e["hi"] - e["value"]])
             if xs:
                 ax.bar(xs, vals, 0.27, yerr=np.array(errs).T, capsize=2, color=color, label=level)
         ax.set_xticks(range(len(names)), [n.replace("facts_", "") for n in names], rotation=20, fontsize=8)
@@ -325,10 +335,11 @@ def _summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
 
 BUDGETS = ("equal-steps", "equal-task-data", "equal-compute")
 TRANSFER_NOTE = ("Per probe, items split by where the study's training data taught what they need (data.facts, "
-                 "data.und_only_pairs, data.gen_only_pairs): on both sides (the ceiling; for scene tasks, the "
-                 "trained compositions), only on the other side (transfer: UEG for a generation probe, GEU for an "
-                 "understanding one) or nowhere (the floor: untaught facts, held-out pairs). Intervals resample "
-                 "seeds, then facts (or items); transfer - floor is Holm-adjusted over the study's transfer tests. "
+                 "data.moves, data.und_only_pairs, data.gen_only_pairs): on both sides (the ceiling; for scene "
+                 "tasks, the trained compositions), only on the other side (transfer: UEG for a generation probe, "
+                 "GEU for an understanding one) or nowhere (the floor: untaught facts and directions, held-out "
+                 "pairs). Intervals resample seeds, then facts or directions (or items); transfer - floor is "
+                 "Holm-adjusted over the study's transfer tests. "
                  "A specialist cannot transfer by construction: its row shows what no sharing gives.")
 BUDGET_NOTE = ("Synergy (unified minus specialist, pooled as in the answer) against specialists trained under each "
                "budget: equal-steps sees exactly the unified run's examples of its kind in the same number of "
@@ -415,8 +426,9 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "synergy": "Synergy: unified minus specialist, per task, paired by item.",
         "losses": "Training loss per task (log scale, smoothed).",
         "modes": "Reasoning tasks, direct vs stepwise.",
-        "transfer": "Transfer probes: accuracy on facts taught on both sides (ceiling), only on the other side "
-                    "(transfer) and nowhere (floor), direct and stepwise; specialists cannot transfer.",
+        "transfer": "Transfer probes: accuracy on facts (or move directions) taught on both sides (ceiling), only "
+                    "on the other side (transfer) and nowhere (floor), direct and stepwise; specialists cannot "
+                    "transfer.",
         "sweep": "Synergy against the swept setting.",
         "samples": "Generated t2i samples with the exact parser's verdict.",
         "alignment": "Inside the models: mutual-kNN and linear CKA between mean-pooled image and text states per "

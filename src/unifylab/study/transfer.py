@@ -23,9 +23,9 @@ Labels = dict[str, dict[str, list[str]]]  # task -> item id -> [split, cluster]
 
 
 def item_labels(records: list[dict[str, Any]], split: Callable[[dict[str, Any]], str]) -> dict[str, list[str]]:
-    """Each record's split (`split(record)`) and cluster: its fact when it asks about one (items of a fact are not
-    independent), else the item itself."""
-    return {r["id"]: [split(r), r["meta"].get("fact", r["id"])] for r in records}
+    """Each record's split (`split(record)`) and cluster: its fact or move direction when it asks about one (items
+    of a fact or a direction are not independent), else the item itself."""
+    return {r["id"]: [split(r), r["meta"].get("fact") or r["meta"].get("move") or r["id"]] for r in records}
 
 
 def transfer(variants: dict[str, list[tuple[int, dict[str, dict[str, float]], Labels]]],

@@ -83,12 +83,14 @@ class TextTokenizer:
         return cls(tok, str(file))
 
 
-def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False) -> list[str]:
-    """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts (and with
-    `knowledge`, every fact's questions, answer and named prompts, so each name is whole words whatever is taught)."""
+def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False, moves: bool = False) -> list[str]:
+    """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts; with
+    `knowledge` every fact's questions, answer and named prompts, with `moves` the move skill's questions and edits
+    in every direction, so each name and direction is whole words whatever is taught."""
     from unifylab.data.geneval import generate
     from unifylab.world import knowledge as K
     from unifylab.world import language as L
+    from unifylab.world import skills as S
     from unifylab.world.shapes import ShapesConfig, sample_scenes
 
     rng = np.random.default_rng(seed)
@@ -105,4 +107,8 @@ def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False
         for name in K.FACTS:
             texts += [t.format(name=name) for t in K.QUESTIONS] + [K.looks(name)]
             texts += [K.draw_prompt(name, r, c) for r in range(6) for c in range(6)]
+    if moves:
+        for scene in sample_scenes(ShapesConfig(size=32, grid=3, min_objects=1, max_objects=3), n_scenes // 4, seed):
+            for direction in S.DIRECTIONS:
+                texts += [t for m in S.moves(scene, direction) for t in (m.question, m.instruction, m.explicit)]
     return texts

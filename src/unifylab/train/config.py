@@ -12,15 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.world.knowledge import FACTS, SIDES
+from unifylab.world.skills import DIRECTIONS
 from unifylab.world.shapes import ShapesConfig
 
-UND_TASKS = ("caption", "vqa", "knowledge", "rewrite")
-GEN_TASKS = ("t2i", "draw_named")
+UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
+GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")
 # Stream order (a mixture draws task ids over this tuple): tasks added later go last, so a config that does not use
 # them draws exactly the examples it drew before they existed.
-TASKS = ("caption", "vqa", "t2i", "knowledge", "rewrite", "draw_named")
+TASKS = ("caption", "vqa", "t2i", "knowledge", "rewrite", "draw_named", "move_ask", "move_draw", "move_to")
 TEXT_TASKS = ("knowledge", "rewrite")  # understanding tasks without an image (the rewrite sequence form)
+EDIT_TASKS = ("move_draw", "move_to")  # generation tasks that edit an image (the edit sequence form)
+# the sides (of data.facts / data.moves) whose facts or directions a task teaches
 FACT_TASKS = {"knowledge": ("und", "both"), "rewrite": ("und", "both"), "draw_named": ("gen", "both")}
+MOVE_TASKS = {"move_ask": ("und", "both"), "move_draw": ("gen", "both")}
+TRANSFER_TASKS = (*FACT_TASKS, *MOVE_TASKS, "move_to")  # the transfer design's forms (world.knowledge, world.skills)
 
 
 class Strict(BaseModel):
@@ -52,6 +57,10 @@ class DataConfig(Strict):
         default_factory=dict, description="where each fact of the world's encyclopedia (what the sun looks like, "
         "...) is taught: 'und' as text (knowledge questions, rewrites), 'gen' as drawings from prompts that name "
         "it, 'both', or 'none'; unlisted facts are never taught")
+    moves: dict[Literal[tuple(DIRECTIONS)], Literal[SIDES]] = Field(
+        default_factory=dict, description="where each direction word of the move skill is taught: 'und' as "
+        "questions about an image (move_ask), 'gen' as edits (move_draw), 'both', or 'none'; unlisted directions "
+        "are never taught")
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
     n_scenes: int | None = Field(None, ge=1, description="training-set size: distinct training scenes (None: unlimited)")
     loss_on: dict[str, list[str]] = Field(
@@ -86,11 +95,12 @@ class DataConfig(Strict):
             if side != "none" and FACTS[name] in owner:
                 raise ValueError(f"facts: {name!r} is drawn as {FACTS[name]}, which is in {owner[FACTS[name]]}; "
                                  "teach it as 'none' or free the pair")
-        for task, sides in FACT_TASKS.items():
-            if self.mixture.get(task, 0) > 0 and not any(s in sides for s in self.facts.values()):
-                raise ValueError(f"mixture gives {task!r} weight, but data.facts teaches no fact as "
-                                 f"{' or '.join(repr(s) for s in sides)}; set data.facts or drop {task} from the "
-                                 "mixture")
+        for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "direction", MOVE_TASKS)):
+            for task, sides in table.items():
+                if self.mixture.get(task, 0) > 0 and not any(s in sides for s in getattr(self, field).values()):
+                    raise ValueError(f"mixture gives {task!r} weight, but data.{field} teaches no {what} as "
+                                     f"{' or '.join(repr(s) for s in sides)}; set data.{field} or drop {task} from "
+                                     "the mixture")
         if self.source == "folder" and self.folder is None:
             raise ValueError("source 'folder' needs data.folder")
         return self

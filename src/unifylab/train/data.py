@@ -20,9 +20,11 @@ from unifylab.errors import UserError
 from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
-from unifylab.train.config import FACT_TASKS, GEN_TASKS, TASKS, TEXT_TASKS, UND_TASKS, TrainConfig
+from unifylab.train.config import (EDIT_TASKS, FACT_TASKS, GEN_TASKS, MOVE_TASKS, TASKS, TEXT_TASKS, UND_TASKS,
+                                   TrainConfig)
 from unifylab.world import knowledge as K
 from unifylab.world import language as L
+from unifylab.world import skills as S
 from unifylab.world.scene import Obj, Scene, SceneError
 from unifylab.world.shapes import render, sample_scene
 
@@ -40,6 +42,7 @@ class Item:
     answer: str
     image: np.ndarray | None
     scene: Scene | None  # None: a text-only example (knowledge)
+    source: Scene | None = None  # an edit's input image (clean render); `scene` is then its output
 
 
 class SceneSource:
@@ -55,8 +58,13 @@ class SceneSource:
         if cfg.data.source == "folder":
             self.folder = self._read_folder(Path(cfg.data.folder))
 
-    def _held(self, scene: Scene) -> bool:
+    def held(self, scene: Scene) -> bool:
         return any((o.shape, o.color) in self.pairs for o in scene.objects)
+
+    def fits(self, scene: Scene, split: str, side: str | None) -> bool:
+        """Whether a generated scene may be a `train` or `val` scene of `side`: it holds no held-out pair and no
+        pair the side is barred from, and is reserved for evaluation exactly when the split is `val`."""
+        return not self.held(scene) and is_eval_scene(scene) == (split == "val") and self.allowed(scene, side)
 
     def allowed(self, scene: Scene, side: str | None) -> bool:
         """Whether a scene may teach `side` ('und', 'gen'; None: either): it holds no pair the side is barred from."""
@@ -74,7 +82,7 @@ class SceneSource:
                                 f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
                                 "world.grid to match the folder")
             image = folder / "images" / f"{k:06d}.png"
-            split = "heldout" if self._held(scene) else ("val" if is_eval_scene(scene) else "train")
+            split = "heldout" if self.held(scene) else ("val" if is_eval_scene(scene) else "train")
             splits[split].append((scene, image))
         if not splits["train"]:
             raise UserError(f"{folder}: no training scenes (all hold a held-out pair, or scenes.jsonl is empty)")
@@ -116,7 +124,7 @@ class SceneSource:
                 o = objs[k]
                 objs[k] = Obj(shape, color, o.row, o.col, o.size)
                 return Scene(scene.size, scene.grid, tuple(objs)), None, rng
-            if not self._held(scene) and is_eval_scene(scene) == (split == "val") and self.allowed(scene, side):
+            if self.fits(scene, split, side):
                 return scene, None, rng
         raise UserError(f"no {split} scene found in 1000 draws: data.holdout_pairs exclude almost every scene, or the "
                         "world has too few distinct scenes to reserve some for evaluation; hold out fewer (shape, "
@@ -153,6 +161,31 @@ def fact_item(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout
     if task == "rewrite":
         return Item(task, prompt, K.rewrite_target(scene, rng), None, scene)
     return Item(task, "" if rng.random() < cfg_dropout else prompt, "", None, scene)
+
+
+def move_item(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng: np.random.Generator) -> Item:
+    """An example of the move skill: a question about a one-cell move (move_ask), the edit that makes it
+    (move_draw), each only in the directions `data.moves` teaches on its side, or the explicit edit that names the
+    destination (move_to: any named object to any empty cell). Its scenes hold no held-out pair and no pair the side
+    is barred from; in training neither the scene before nor the one after is reserved for evaluation, in `val`
+    the scene before is."""
+    side = "und" if task in UND_TASKS else "gen"
+    directions = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS[task]) if task in MOVE_TASKS else []
+    for _ in range(1000):
+        scene = sample_scene(cfg.world, rng)
+        if directions:
+            options = S.moves(scene, directions[int(rng.integers(len(directions)))])
+        else:
+            options = S.relocations(scene)
+        options = [m for m in options
+                   if source.fits(m.before, split, side) and (split != "train" or not is_eval_scene(m.after))]
+        if options:
+            m = options[int(rng.integers(len(options)))]
+            if task == "move_ask":
+                return Item(task, m.question, m.answer, None, m.before)
+            return Item(task, m.instruction if task == "move_draw" else m.explicit, "", None, m.after, m.before)
+    raise UserError(f"no {task} example found in 1000 scenes: the world ({cfg.world.grid}x{cfg.world.grid} grid, "
+                    f"up to {cfg.world.max_objects} objects) leaves no empty cell to move to; allow fewer objects")
 
 
 class Plan:
@@ -230,6 +263,9 @@ class Batches:
             if task in FACT_TASKS:
                 out.append(fact_item(task, self.cfg, self.source.rng(split, i), dropout))
                 continue
+            if task in MOVE_TASKS or task in EDIT_TASKS:
+                out.append(move_item(task, self.cfg, self.source, split, self.source.rng(split, i)))
+                continue
             scene, image, rng = self.source.get(split, i, "und" if task in UND_TASKS else "gen")
             out.append(make_item(task, scene, image, rng, dropout))
         return out
@@ -240,15 +276,20 @@ class Batches:
         if not items:
             return []
         und_items = [it for it in items if it.task in UND_TASKS and it.task not in TEXT_TASKS]
+        sources = [Item(it.task, "", "", None, it.source) for it in items if it.task in EDIT_TASKS]
         gen_items = [it for it in items if it.task in GEN_TASKS]
-        und_tok = iter(self.image_tokens(self.packer.und_image, und_items)) if und_items else None
+        und_codes = self.image_tokens(self.packer.und_image, und_items + sources) if und_items or sources else []
+        und_own, edit_sources = iter(und_codes[: len(und_items)]), iter(und_codes[len(und_items) :])
         gen_tok = iter(self.image_tokens(self.packer.gen_image, gen_items)) if gen_items else None
         packed = []
         for it in items:
             if it.task in TEXT_TASKS:
                 packed.append(self.packer.pack(Example("rewrite", it.text, it.answer)))
             elif it.task in UND_TASKS:
-                packed.append(self.packer.pack(Example("und", it.text, it.answer, image=next(und_tok))))
+                packed.append(self.packer.pack(Example("und", it.text, it.answer, image=next(und_own))))
+            elif it.task in EDIT_TASKS:
+                packed.append(self.packer.pack(Example("edit", it.text, image=next(gen_tok),
+                                                       source=next(edit_sources))))
             else:
                 packed.append(self.packer.pack(Example("gen", it.text, image=next(gen_tok))))
         return packed
@@ -273,6 +314,7 @@ class Batches:
         items = self.items("train", indices, tasks)
         und_n, gen_n = self.packer.und_image.num_tokens, self.packer.gen_image.num_tokens
         words = self.packer.text.encode_batch([t for it in items for t in (it.text, it.answer)])
-        image = np.array([3 if it.task in TEXT_TASKS else und_n + 5 if it.task in UND_TASKS else gen_n + 5
-                          for it in items], dtype=np.int64)
+        image = np.array([3 if it.task in TEXT_TASKS else und_n + 5 if it.task in UND_TASKS
+                          else und_n + gen_n + 7 if it.task in EDIT_TASKS else gen_n + 5 for it in items],
+                         dtype=np.int64)
         return np.array([len(w) for w in words], dtype=np.int64).reshape(-1, 2).sum(1) + image

@@ -32,7 +32,7 @@ from unifylab.tokenize.sequence import IGNORE, Packer
 from unifylab.tokenize.text import TextTokenizer, world_corpus
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
-from unifylab.train.config import FACT_TASKS, TASKS, TrainConfig, dump_config
+from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
 
 
@@ -49,10 +49,10 @@ class LossModule(nn.Module):
 
 def eval_splits(cfg: TrainConfig) -> list[tuple[str, str]]:
     """(split, task) of a run's periodic evaluation: every task of its mode on the `val` and `heldout` splits (fact
-    tasks only when trained, and only from `val`: their examples do not depend on the split's scenes)."""
-    tasks = [t for t in MODE_TASKS[cfg.data.mode] if t not in FACT_TASKS or cfg.data.mixture.get(t, 0) > 0]
+    and move tasks only when trained, and only from `val`: their examples hold no held-out pair)."""
+    tasks = [t for t in MODE_TASKS[cfg.data.mode] if t not in TRANSFER_TASKS or cfg.data.mixture.get(t, 0) > 0]
     return [(split, task) for split in ("val", "heldout") for task in tasks
-            if split == "val" or task not in FACT_TASKS]
+            if split == "val" or task not in TRANSFER_TASKS]
 
 
 def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -73,8 +73,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def build_tokenizers(cfg: TrainConfig) -> tuple[TextTokenizer, ImageTokenizer, ImageTokenizer]:
     """(text, und_image, gen_image) from the config: trained or loaded text BPE, grid or a saved image tokenizer."""
-    text = TextTokenizer.from_pretrained(cfg.tokenizers.text) if cfg.tokenizers.text else \
-        TextTokenizer.train(world_corpus(2000, cfg.seed, knowledge=bool(cfg.data.facts)))
+    text = (TextTokenizer.from_pretrained(cfg.tokenizers.text) if cfg.tokenizers.text else
+            TextTokenizer.train(world_corpus(2000, cfg.seed, knowledge=bool(cfg.data.facts),
+                                             moves=bool(cfg.data.moves))))
 
     def image(spec: str) -> ImageTokenizer:
         if spec == "grid":

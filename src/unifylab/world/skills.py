@@ -1,0 +1,85 @@
+"""A skill a study can teach on one side: moving an object one cell in a named direction.
+
+Understanding learns it as a question about an image ("the red ring moves one cell left. where is it now?" ->
+"row 2, column 1"); generation as an edit (the image and "move the red ring one cell left." -> the edited image).
+Both stepwise routes go through the explicit edit, which names the destination and no direction ("move the red ring
+to row 2, column 1."), so a direction word can be taught on one side only and tested on the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unifylab.world.knowledge import cell
+from unifylab.world.scene import Obj, Scene
+
+DIRECTIONS: dict[str, tuple[int, int]] = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
+
+
+@dataclass(frozen=True)
+class Move:
+    """One object of `before` (named by its colour and shape, unique in the scene) moved to (row, col);
+    `direction` is the direction word of a one-cell move (None for an explicit relocation)."""
+
+    before: Scene
+    obj: Obj
+    row: int
+    col: int
+    direction: str | None = None
+
+    @property
+    def after(self) -> Scene:
+        moved = Obj(self.obj.shape, self.obj.color, self.row, self.col, self.obj.size)
+        return Scene(self.before.size, self.before.grid,
+                     tuple(moved if o == self.obj else o for o in self.before.objects))
+
+    @property
+    def name(self) -> str:
+        return f"the {self.obj.color} {self.obj.shape}"
+
+    @property
+    def instruction(self) -> str:
+        """The edit that names the direction: 'move the red ring one cell left.'"""
+        return f"move {self.name} one cell {self.direction}."
+
+    @property
+    def question(self) -> str:
+        """The question that names the direction: 'the red ring moves one cell left. where is it now?'"""
+        return f"{self.name} moves one cell {self.direction}. where is it now?"
+
+    @property
+    def answer(self) -> str:
+        return cell(self.row, self.col)
+
+    @property
+    def explicit(self) -> str:
+        """The edit that names the destination, no direction: 'move the red ring to row 2, column 1.'"""
+        return explicit_edit(self.name, self.answer)
+
+
+def explicit_edit(name: str, where: str) -> str:
+    """'move the red ring to row 2, column 1.' from the object's name and a cell ('row 2, column 1')."""
+    return f"move {name} to {where}."
+
+
+def _named(scene: Scene) -> list[Obj]:
+    """Objects no other object shares a (colour, shape) with: the ones 'the <colour> <shape>' names."""
+    keys = [(o.color, o.shape) for o in scene.objects]
+    return [o for o, k in zip(scene.objects, keys) if keys.count(k) == 1]
+
+
+def moves(scene: Scene, direction: str) -> list[Move]:
+    """Every one-cell move in `direction` of a named object to an empty cell of the grid."""
+    dr, dc = DIRECTIONS[direction]
+    out = []
+    for o in _named(scene):
+        r, c = o.row + dr, o.col + dc
+        if 0 <= r < scene.grid and 0 <= c < scene.grid and scene.at(r, c) is None:
+            out.append(Move(scene, o, r, c, direction))
+    return out
+
+
+def relocations(scene: Scene) -> list[Move]:
+    """Every move of a named object to any empty cell (the explicit edit's examples)."""
+    empty = [(r, c) for r in range(scene.grid) for c in range(scene.grid) if scene.at(r, c) is None]
+    return [Move(scene, o, r, c) for o in _named(scene) for r, c in empty]
