@@ -4,11 +4,11 @@ accuracy on scenes never seen in training: `val` (reserved scenes of trained com
 (held-out (shape, colour) pairs).
 
 Captions and rewrites (a named prompt rewritten to an explicit one) are greedy-decoded and scored by the objects
-they state against the scene (their wording is sampled from templates, so no model can match it token for token). Greedy-exact for the rest: an item is right when every target token is
-the argmax given the gold prefix, which is exactly what greedy decoding reproduces (answer + <eos> for
-understanding, image tokens + <eoi> for t2i; each argmax over its own modality's ids, as the samplers restrict
-them). Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG) and the per-evaluation
-records (jsonl) to --out.
+they state against the scene (their wording is sampled from templates, so no model can match it token for token).
+Greedy-exact for the rest: an item is right when every target token is the argmax given the gold prefix, which is
+exactly what greedy decoding reproduces (answer + <eos> for understanding, image tokens + <eoi> for t2i; each argmax
+over its own modality's ids, as the samplers restrict them). Prints one JSON line per model and run; writes
+accuracy-vs-step curves (PNG) and the per-evaluation records (jsonl) to --out.
 
 Run: python benchmarks/learning.py [--preset quick --steps 1800 --seeds 0 --models reference,shared,fork,mot,patch]
 """
@@ -41,8 +41,14 @@ from unifylab.train.loop import Trainer, eval_splits, lr_lambda
 from unifylab.world.scene import Scene
 
 CAPTION_TOKENS = 64  # longest caption a model may write (three objects take about 30)
-QA_KINDS = (("exist", r"^is there "), ("count", r"^how many "), ("color_of", r"^what colou?r "),
-            ("shape_of", r"^what shape "), ("where", r"^where "), ("relation", r"^is the "))
+QA_KINDS = (
+    ("exist", r"^is there "),
+    ("count", r"^how many "),
+    ("color_of", r"^what colou?r "),
+    ("shape_of", r"^what shape "),
+    ("where", r"^where "),
+    ("relation", r"^is the "),
+)
 
 
 class RefBlock(nn.Module):
@@ -112,8 +118,10 @@ class Scorer:
             items = batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
             if task == "caption":
                 codes = Batches.image_tokens(trainer.und, items)
-                prefixes = [batches.packer.pack(Example("und", it.text, image=c), with_target=False)
-                            for it, c in zip(items, codes)]
+                prefixes = [
+                    batches.packer.pack(Example("und", it.text, image=c), with_target=False)
+                    for it, c in zip(items, codes)
+                ]
                 self.captions[name] = (prefixes, [it.scene for it in items])
                 continue
             if task == "rewrite":
@@ -125,8 +133,11 @@ class Scorer:
                 self.kinds[name] = [qa_kind(it.text) for it in items]
 
     @torch.no_grad()
-    def score(self, exact_of: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-              caption_of: Callable[[list[Packed]], list[list[int]]]) -> dict[str, float]:
+    def score(
+        self,
+        exact_of: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        caption_of: Callable[[list[Packed]], list[list[int]]],
+    ) -> dict[str, float]:
         """`exact_of(batch)`: 1/0 per row (every target the greedy choice); `caption_of(prefixes)`: greedy text ids."""
         out: dict[str, float] = {}
         for name, (prefixes, scenes) in self.captions.items():
@@ -142,8 +153,12 @@ class Scorer:
         return out
 
 
-def greedy_text(logits_of: Callable[[torch.Tensor], torch.Tensor], prefixes: list[Packed], n_text: int,
-                max_new: int = CAPTION_TOKENS) -> list[list[int]]:
+def greedy_text(
+    logits_of: Callable[[torch.Tensor], torch.Tensor],
+    prefixes: list[Packed],
+    n_text: int,
+    max_new: int = CAPTION_TOKENS,
+) -> list[list[int]]:
     """Greedy text continuation for a model without a cache (the reference): prefixes of one length decode as a
     batch, each step recomputes the whole sequence; ids up to <eos>."""
     out: list[list[int]] = [[] for _ in prefixes]
@@ -160,8 +175,9 @@ def greedy_text(logits_of: Callable[[torch.Tensor], torch.Tensor], prefixes: lis
     return out
 
 
-def curve(train_step: Callable[[int], int], scorer: Scorer, exact_of: Callable, caption_of: Callable, steps: int,
-          every: int) -> tuple[list[dict], float, int]:
+def curve(
+    train_step: Callable[[int], int], scorer: Scorer, exact_of: Callable, caption_of: Callable, steps: int, every: int
+) -> tuple[list[dict], float, int]:
     """Train `steps` steps (`train_step(step)` returns its real tokens), scoring every `every` steps; returns the
     accuracy curve, the training wall time (scoring excluded) and the real tokens trained on."""
     points, wall, tokens = [], 0.0, 0
@@ -198,8 +214,7 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
     cfg, n_text = trainer.cfg, trainer.model.cfg.n_text
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        ref = RefGPT(trainer.model.cfg.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads,
-                     cfg.model.max_len)
+        ref = RefGPT(trainer.model.cfg.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.max_len)
     opt = torch.optim.AdamW(ref.parameters(), lr=cfg.optim.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
 
@@ -213,8 +228,9 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
         count = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
         for b in micro:  # summed token losses over the step's global target count, as the Trainer does
             logits = ref(b["input_ids"])[:, :-1].flatten(0, 1)
-            (F.cross_entropy(logits, b["labels"][:, 1:].flatten(), ignore_index=IGNORE, reduction="sum")
-             / count).backward()
+            (
+                F.cross_entropy(logits, b["labels"][:, 1:].flatten(), ignore_index=IGNORE, reduction="sum") / count
+            ).backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.optim.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -293,9 +309,18 @@ def main() -> None:
                     params = trainer.model.parameter_counts()["total"]
             speeds[name] = tokens / wall
             final = {k: round(v, 4) for k, v in curve[-1].items() if k not in ("step", "wall_s")}
-            rec = {"figure": "learning", "model": name, "seed": seed, "steps": steps, "batch": cfg.optim.batch,
-                   "threads": torch.get_num_threads(), "wall_s": round(wall, 1),
-                   "real_tokens_per_s": round(speeds[name]), "parameters": params, **final}
+            rec = {
+                "figure": "learning",
+                "model": name,
+                "seed": seed,
+                "steps": steps,
+                "batch": cfg.optim.batch,
+                "threads": torch.get_num_threads(),
+                "wall_s": round(wall, 1),
+                "real_tokens_per_s": round(speeds[name]),
+                "parameters": params,
+                **final,
+            }
             if "reference" in speeds and name != "reference":
                 rec["tokens_per_s_vs_reference"] = round(speeds[name] / speeds["reference"], 3)
             print(json.dumps(rec), flush=True)

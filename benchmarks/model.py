@@ -87,8 +87,9 @@ def timed(step: Callable[[], None], device: torch.device, min_seconds: float = 3
             return el / n
 
 
-def train_step(loss_fn: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], device: torch.device
-               ) -> Callable[[], None]:
+def train_step(
+    loss_fn: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], device: torch.device
+) -> Callable[[], None]:
     opt = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda" or None)
 
     def step() -> None:
@@ -119,11 +120,24 @@ def main() -> None:
     mod = (ids >= N_TEXT).long()
     batch = {"input_ids": ids, "labels": ids, "modality": mod}
     tokens = args.batch * args.seq
-    base = dict(n_text=N_TEXT, n_image=N_IMAGE, image_grid=(8, 8), dim=args.dim, layers=args.layers,
-                heads=args.heads, max_len=max(args.seq, 128))
-    env = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{os.cpu_count()}",
-           "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "compile": args.compile,
-           "batch": args.batch, "seq": args.seq, "dim": args.dim, "layers": args.layers}
+    base = dict(
+        n_text=N_TEXT,
+        n_image=N_IMAGE,
+        image_grid=(8, 8),
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        max_len=max(args.seq, 128),
+    )
+    env = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{os.cpu_count()}",
+        "dtype": "bf16-autocast" if device.type == "cuda" else "fp32",
+        "compile": args.compile,
+        "batch": args.batch,
+        "seq": args.seq,
+        "dim": args.dim,
+        "layers": args.layers,
+    }
 
     ref = RefGPT(N_TEXT + N_IMAGE, args.dim, args.layers, args.heads, ModelConfig(**base).hidden).to(device)
     ref_loss = torch.compile(ref.loss) if args.compile else ref.loss
@@ -137,32 +151,76 @@ def main() -> None:
         attn = 12 * args.layers * args.dim * args.seq  # per token, fwd+bwd attention scores
         return round((6 * params + attn) * tokens / seconds / (peak * 1e12), 4)
 
-    print(json.dumps({"figure": "train_tokens_per_s", "model": "reference_gpt", "tokens_per_s": round(tokens / ref_s),
-                      "params": n_params, "mfu": mfu(ref_s, n_params), **env}))
-    for name, extra in (("shared", {}), ("fork", {"backbone": "fork", "fork_layer": args.layers // 2}),
-                        ("mot", {"backbone": "mot"})):
+    print(
+        json.dumps(
+            {
+                "figure": "train_tokens_per_s",
+                "model": "reference_gpt",
+                "tokens_per_s": round(tokens / ref_s),
+                "params": n_params,
+                "mfu": mfu(ref_s, n_params),
+                **env,
+            }
+        )
+    )
+    for name, extra in (
+        ("shared", {}),
+        ("fork", {"backbone": "fork", "fork_layer": args.layers // 2}),
+        ("mot", {"backbone": "mot"}),
+    ):
         torch.manual_seed(0)
         model = UnifiedTransformer(ModelConfig(**base, **extra)).to(device)
         loss_fn = torch.compile(model.loss) if args.compile else model.loss
-        s = timed(train_step(lambda: loss_fn(batch)["loss"], list(model.parameters()), device), device, args.seconds)
+        s = timed(
+            train_step(lambda f=loss_fn: f(batch)["loss"], list(model.parameters()), device), device, args.seconds
+        )
         params = model.parameter_counts()["total"]
-        print(json.dumps({"figure": "train_tokens_per_s", "model": name, "tokens_per_s": round(tokens / s),
-                          "ratio_vs_reference": round(ref_s / s, 3), "params": params,
-                          "mfu": mfu(s, params), **env}))
+        print(
+            json.dumps(
+                {
+                    "figure": "train_tokens_per_s",
+                    "model": name,
+                    "tokens_per_s": round(tokens / s),
+                    "ratio_vs_reference": round(ref_s / s, 3),
+                    "params": params,
+                    "mfu": mfu(s, params),
+                    **env,
+                }
+            )
+        )
 
     torch.manual_seed(0)
     model = UnifiedTransformer(ModelConfig(**base)).to(device).eval()
     prompt = torch.tensor([1, 6, *range(20, 36), 3])
-    prefix = Packed(prompt, prompt, torch.full_like(prompt, TEXT), torch.full((len(prompt), 2), -1),
-                    torch.zeros(len(prompt), dtype=torch.bool), torch.zeros(0, 0))
+    prefix = Packed(
+        prompt,
+        prompt,
+        torch.full_like(prompt, TEXT),
+        torch.full((len(prompt), 2), -1),
+        torch.zeros(len(prompt), dtype=torch.bool),
+        torch.zeros(0, 0),
+    )
     rates = {}
     for cached in (True, False):
-        s = timed(lambda: generate_images(model, [prefix], sampling=Sampling(1.0, top_k=50), use_cache=cached),
-                  device, args.seconds)
+        s = timed(
+            lambda cached=cached: generate_images(model, [prefix], sampling=Sampling(1.0, top_k=50), use_cache=cached),
+            device,
+            args.seconds,
+        )
         rates[cached] = model.cfg.image_tokens / s
-    print(json.dumps({"figure": "image_decode_tokens_per_s", "batch": 1, "image_tokens": model.cfg.image_tokens,
-                      "with_cache": round(rates[True], 1), "without_cache": round(rates[False], 1),
-                      "speedup": round(rates[True] / rates[False], 2), **{k: env[k] for k in ("device", "dim", "layers")}}))
+    print(
+        json.dumps(
+            {
+                "figure": "image_decode_tokens_per_s",
+                "batch": 1,
+                "image_tokens": model.cfg.image_tokens,
+                "with_cache": round(rates[True], 1),
+                "without_cache": round(rates[False], 1),
+                "speedup": round(rates[True] / rates[False], 2),
+                **{k: env[k] for k in ("device", "dim", "layers")},
+            }
+        )
+    )
     if not math.isfinite(ref_s):
         raise SystemExit("reference timing failed")
 

@@ -50,10 +50,29 @@ def main() -> None:
         padded, pad_share = measure(tree, False, args.steps, Path(tmp))
         packed, packed_pad = measure(tree, True, args.steps, Path(tmp))
     common = {"batch": args.batch, "dim": args.dim, "threads": torch.get_num_threads(), "steps": args.steps}
-    print(json.dumps({"figure": "train_real_tokens_per_s", "rows": "padded", "tokens_per_s": round(padded),
-                      "padding_share": round(pad_share, 3), **common}))
-    print(json.dumps({"figure": "train_real_tokens_per_s", "rows": "packed", "tokens_per_s": round(packed),
-                      "padding_share": round(packed_pad, 3), "vs_padded": round(packed / padded, 2), **common}))
+    print(
+        json.dumps(
+            {
+                "figure": "train_real_tokens_per_s",
+                "rows": "padded",
+                "tokens_per_s": round(padded),
+                "padding_share": round(pad_share, 3),
+                **common,
+            }
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "figure": "train_real_tokens_per_s",
+                "rows": "packed",
+                "tokens_per_s": round(packed),
+                "padding_share": round(packed_pad, 3),
+                "vs_padded": round(packed / padded, 2),
+                **common,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

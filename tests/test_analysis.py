@@ -14,9 +14,13 @@ from unifylab.eval.protocol import HiddenRequest
 from unifylab.world import ShapesConfig
 
 Cli = Callable[..., tuple[int, str, str]]
-TINY = {"world": {"size": 32, "grid": 3}, "model": {"dim": 32, "layers": 2, "heads": 2, "max_len": 128},
-        "optim": {"steps": 12, "batch": 8, "warmup": 2}, "eval": {"every": 100, "examples": 4},
-        "checkpoint": {"every": 4, "keep": 3}}
+TINY = {
+    "world": {"size": 32, "grid": 3},
+    "model": {"dim": 32, "layers": 2, "heads": 2, "max_len": 128},
+    "optim": {"steps": 12, "batch": 8, "warmup": 2},
+    "eval": {"every": 100, "examples": 4},
+    "checkpoint": {"every": 4, "keep": 3},
+}
 
 
 def _features(n: int = 200, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -106,8 +110,9 @@ def test_states_stream_to_disk_in_shards(run: Path, tmp_path: Path) -> None:
 
 def test_analyze_commands_write_jsonl_and_plots(cli: Cli, run: Path, tmp_path: Path) -> None:
     out = tmp_path / "an"
-    code, _, err = cli("analyze", "alignment", run / "shared", run / "fork", "--out", out, "--n", "30", "--k", "5",
-                       "--save-states")
+    code, _, err = cli(
+        "analyze", "alignment", run / "shared", run / "fork", "--out", out, "--n", "30", "--k", "5", "--save-states"
+    )
     assert code == 0, err
     assert len(list((out / "states" / "fork" / "gen").glob("states-*.safetensors"))) == 1
     rows = [json.loads(ln) for ln in (out / "alignment.jsonl").read_text().splitlines()]
@@ -152,12 +157,16 @@ def test_attention_outputs_rebuild_the_residual_stream(run: Path, tmp_path: Path
         for r, s in zip(reqs, model.hidden_states(reqs, attention=True)):
             assert s.attention.shape == (2, *s.layers.shape[1:])
             m = model.model
-            blocks = [m.trunk[0], m.trunk[1]] if name == "shared" else \
-                [m.trunk[0], m.branches[0 if r.kind == "und" else 1][0]]
+            blocks = (
+                [m.trunk[0], m.trunk[1]]
+                if name == "shared"
+                else [m.trunk[0], m.branches[0 if r.kind == "und" else 1][0]]
+            )
             with torch.no_grad():
                 for d, blk in enumerate(blocks):  # x + attn(x) + mlp(norm2(x + attn(x))) is the next layer
                     mid = s.layers[d][None] + s.attention[d][None]
-                    torch.testing.assert_close(mid + blk.mlp(blk.norm2(mid, None), None), s.layers[d + 1][None],
-                                               rtol=1e-4, atol=1e-5)
+                    torch.testing.assert_close(
+                        mid + blk.mlp(blk.norm2(mid, None), None), s.layers[d + 1][None], rtol=1e-4, atol=1e-5
+                    )
         shards = save_states(model, reqs, tmp_path / name, batch=4)
         assert load_file(str(shards[0]))["3.attention"].shape[0] == 2

@@ -47,7 +47,12 @@ def test_sample_is_reproducible_and_never_overwrites_without_force(cli: Cli, tmp
 
 
 def test_render_then_parse_round_trip(cli: Cli, tmp_path: Path) -> None:
-    scene = {"world": "shapes", "size": 48, "grid": 4, "objects": [{"shape": "ring", "color": "orange", "row": 3, "col": 0}]}
+    scene = {
+        "world": "shapes",
+        "size": 48,
+        "grid": 4,
+        "objects": [{"shape": "ring", "color": "orange", "row": 3, "col": 0}],
+    }
     (tmp_path / "s.json").write_text(json.dumps(scene))
     assert cli("world", "render", tmp_path / "s.json", "--out", tmp_path / "s.png")[0] == 0
     code, stdout, _ = cli("world", "parse", tmp_path / "s.png", "--grid", "4")
@@ -61,8 +66,9 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     files["malformed"] = tmp / "bad.json"
     files["malformed"].write_text('{"size": 32, "grid": 3, "objects": [')
     files["shape"] = tmp / "star.json"
-    files["shape"].write_text(json.dumps({"size": 32, "grid": 3, "objects": [
-        {"shape": "star", "color": "red", "row": 0, "col": 0}]}))
+    files["shape"].write_text(
+        json.dumps({"size": 32, "grid": 3, "objects": [{"shape": "star", "color": "red", "row": 0, "col": 0}]})
+    )
     save_png(tmp / "ok.png", np.zeros((32, 32, 3), np.uint8))
     files["truncated"] = tmp / "trunc.png"
     files["truncated"].write_bytes((tmp / "ok.png").read_bytes()[:60])
@@ -98,16 +104,33 @@ def test_user_errors_exit_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
 def test_geneval_commands_end_to_end(cli: Cli, tmp_path: Path) -> None:
     d = tmp_path / "g"
     assert cli("data", "geneval", "--n-per-task", "8", "--out", d, "--render")[0] == 0
-    code, stdout, _ = cli("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", d / "images",
-                          "--out", tmp_path / "per_image.jsonl", "--json")
+    code, stdout, _ = cli(
+        "score",
+        "geneval",
+        "--metadata",
+        d / "metadata.jsonl",
+        "--images",
+        d / "images",
+        "--out",
+        tmp_path / "per_image.jsonl",
+        "--json",
+    )
     summary = json.loads(stdout)
     assert code == 0 and summary["overall"]["value"] == 1.0 and summary["images"] == 48
     records = [json.loads(x) for x in (tmp_path / "per_image.jsonl").read_text().splitlines()]
     assert len(records) == 48 and all(r["correct"] and r["parsed"]["objects"] for r in records)
     code, stdout, _ = cli("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", d / "images")
     assert code == 0 and "overall" in stdout and "1.000" in stdout
-    code, _, err = cli("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", d / "images",
-                       "--out", tmp_path / "per_image.jsonl")
+    code, _, err = cli(
+        "score",
+        "geneval",
+        "--metadata",
+        d / "metadata.jsonl",
+        "--images",
+        d / "images",
+        "--out",
+        tmp_path / "per_image.jsonl",
+    )
     _one_error_line(code, err, "per_image.jsonl", "--force")
     (tmp_path / "empty").mkdir()
     code, _, err = cli("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", tmp_path / "empty")

@@ -15,8 +15,26 @@ def _error(code: int, err: str, *needles: str) -> None:
 
 def test_train_image_vq_writes_weights_config_and_metrics(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "vq"
-    code, _, err = cli("tokenizer", "train-image", "--world", "shapes", "--out", out, "--steps", "10",
-                       "--n-train", "128", "--n-val", "32", "--hidden", "16", "--levels", "4,4,4", "--device", "cpu")
+    code, _, err = cli(
+        "tokenizer",
+        "train-image",
+        "--world",
+        "shapes",
+        "--out",
+        out,
+        "--steps",
+        "10",
+        "--n-train",
+        "128",
+        "--n-val",
+        "32",
+        "--hidden",
+        "16",
+        "--levels",
+        "4,4,4",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "metrics.json", "train.json"}
     metrics = json.loads((out / "metrics.json").read_text())
@@ -30,7 +48,10 @@ def test_train_image_vq_writes_weights_config_and_metrics(cli: Cli, tmp_path: Pa
 
 
 def test_train_image_grid_patch_and_text(cli: Cli, tmp_path: Path) -> None:
-    assert cli("tokenizer", "train-image", "--kind", "grid", "--grid", "4", "--out", tmp_path / "g", "--n-val", "50")[0] == 0
+    assert (
+        cli("tokenizer", "train-image", "--kind", "grid", "--grid", "4", "--out", tmp_path / "g", "--n-val", "50")[0]
+        == 0
+    )
     tok = load_image_tokenizer(tmp_path / "g")
     assert isinstance(tok, GridTokenizer) and tok.grid == 4
     assert json.loads((tmp_path / "g" / "metrics.json").read_text())["identical_images"] == 1.0

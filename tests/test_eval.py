@@ -14,8 +14,20 @@ from unifylab.eval.tasks import SCORERS, Item, items, load_task, normalise, pars
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
 Cli = Callable[..., tuple[int, str, str]]
-TASKS = ["caption", "caption_cells", "vqa", "mc", "t2i", "t2i_cells", "geneval", "facts_draw", "facts_draw_stepwise",
-         "facts_ask", "facts_ask_stepwise", "self_consistency"]
+TASKS = [
+    "caption",
+    "caption_cells",
+    "vqa",
+    "mc",
+    "t2i",
+    "t2i_cells",
+    "geneval",
+    "facts_draw",
+    "facts_draw_stepwise",
+    "facts_ask",
+    "facts_ask_stepwise",
+    "self_consistency",
+]
 
 
 def test_registry_holds_every_task() -> None:
@@ -58,14 +70,21 @@ def test_records_explain_failures_and_resume_skips_done_items(tmp_path: Path) ->
 
 
 def test_answer_normalisation_and_letter_parsing() -> None:
-    assert normalise("Three.") == "3" and normalise("A Red") == "red" and normalise("Row 1, Column 2") == "row 1, column 2"
+    assert (
+        normalise("Three.") == "3" and normalise("A Red") == "red" and normalise("Row 1, Column 2") == "row 1, column 2"
+    )
     assert parse_letter("B") == "B" and parse_letter("(c)") == "C" and parse_letter("D. blue") == "D"
     assert parse_letter("a red circle") is None and parse_letter("the answer is B") == "B"
     assert parse_letter("A") == "A" and parse_letter("no") is None
 
 
 def test_caption_scorer_names_missing_and_invented_objects() -> None:
-    target = {"world": "shapes", "size": 32, "grid": 3, "objects": [{"shape": "ring", "color": "red", "row": 0, "col": 0}]}
+    target = {
+        "world": "shapes",
+        "size": 32,
+        "grid": 3,
+        "objects": [{"shape": "ring", "color": "red", "row": 0, "col": 0}],
+    }
     item = Item("x", target=target)
     assert score_caption(item, ["a red ring at row 1, column 1."], [])[0] == 1.0
     score, reasons = score_caption(item, ["a blue ring at row 1, column 1."], [])
@@ -114,8 +133,15 @@ def test_native_model_runs_every_task(cli: Cli, tmp_path: Path) -> None:
     from unifylab.train import Trainer, load_config
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"dim": 32, "layers": 1, "heads": 2}, "optim": {"steps": 3, "batch": 8},
-                                   "eval": {"every": 3, "examples": 4}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"dim": 32, "layers": 1, "heads": 2},
+                "optim": {"steps": 3, "batch": 8},
+                "eval": {"every": 3, "examples": 4},
+            }
+        )
+    )
     Trainer(load_config(cfg, []), tmp_path / "run", progress=False).fit()
     model = NativeModel(tmp_path / "run")
     with pytest.raises(UserError, match="task geu is built on a 32 px 4x4 world but run reads and draws 32 px 3x3"):
@@ -208,7 +234,8 @@ def test_geu_answers_are_balanced_so_a_blind_prior_is_near_a_quarter() -> None:
         answers = Counter(it["options"]["ABCD".index(it["answer"])] for it in cases)
         letters = Counter(it["answer"] for it in cases)
         # the best blind rule, fitted on these very items: pick the option that is most often right a priori
-        blind = np.mean([max(it["options"], key=lambda o: answers[o]) == it["options"]["ABCD".index(it["answer"])]
-                         for it in cases])
+        blind = np.mean(
+            [max(it["options"], key=lambda o: answers[o]) == it["options"]["ABCD".index(it["answer"])] for it in cases]
+        )
         assert answers.most_common(1)[0][1] / len(cases) < 0.32 and max(letters.values()) / len(cases) < 0.32, kind
         assert blind < 0.37, (kind, blind)

@@ -47,10 +47,11 @@ REALUNIFY_CASES = {
     "image outside the data folder": (lambda it: _geu(it).update(image="../outside/x.png"), "points outside"),
     "absolute image path": (lambda it: _geu(it).update(image="/etc/hostname"), "points outside"),
     "five options": (lambda it: _geu(it).update(options=["a", "b", "c", "d", "e"]), "exactly 4 options"),
-    "GEU item without image": (lambda it: (_geu(it).pop("image", None), _geu(it).pop("images", None)),
-                               "needs 'image'"),
-    "verification answer neither yes nor no": (lambda it: _ueg(it)["question_list"][0].update(answer="maybe"),
-                                               "must say yes or no"),
+    "GEU item without image": (lambda it: (_geu(it).pop("image", None), _geu(it).pop("images", None)), "needs 'image'"),
+    "verification answer neither yes nor no": (
+        lambda it: _ueg(it)["question_list"][0].update(answer="maybe"),
+        "must say yes or no",
+    ),
     "answer letter E": (lambda it: _geu(it).update(answer="E"), "answer' as a letter A-D"),
 }
 
@@ -75,8 +76,9 @@ def test_realunify_yes_no_answers_are_normalised_like_the_judges() -> None:
 def test_realunify_top_level_that_is_not_a_list(cli: Cli, tmp_path: Path) -> None:
     for body in ('{"data": 5}', "5", '"text"'):
         (tmp_path / "x.json").write_text(body)
-        code, _, err = cli("score", "realunify", "--data", tmp_path / "x.json", "--model", "oracle", "--out",
-                           tmp_path / "o")
+        code, _, err = cli(
+            "score", "realunify", "--data", tmp_path / "x.json", "--model", "oracle", "--out", tmp_path / "o"
+        )
         assert code == 2 and err.count("error:") == 1 and ("expected a list" in err or "expected an object" in err)
 
 
@@ -129,23 +131,26 @@ def test_an_empty_trainer_json_marks_its_checkpoint_damaged(tmp_path: Path) -> N
     assert len(warnings) == 1 and "step-4 is damaged" in warnings[0] and "tokens_seen" in warnings[0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("eval", "oracle", "--tasks", ""), "no task named"),
-    (("eval", "oracle", "--tasks", "vqa", "--device", "tpu"), "expected auto, cpu, cuda or cuda:N"),
-    (("eval", "oracle", "--tasks", "vqa", "--limit", "2"), "a file stands where a folder is needed"),
-    (("train", "--set", "optim.steps=2"), "a file stands where a folder is needed"),
-    (("world", "sample", "--n", "2"), "already exists"),
-])
-def test_bad_options_and_an_out_that_is_a_file(cli: Cli, tmp_path: Path, args: tuple[str, ...], message: str
-                                              ) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("eval", "oracle", "--tasks", ""), "no task named"),
+        (("eval", "oracle", "--tasks", "vqa", "--device", "tpu"), "expected auto, cpu, cuda or cuda:N"),
+        (("eval", "oracle", "--tasks", "vqa", "--limit", "2"), "a file stands where a folder is needed"),
+        (("train", "--set", "optim.steps=2"), "a file stands where a folder is needed"),
+        (("world", "sample", "--n", "2"), "already exists"),
+    ],
+)
+def test_bad_options_and_an_out_that_is_a_file(cli: Cli, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     (tmp_path / "out").write_text("mine")
     code, _, err = cli(*args, "--out", tmp_path / "out")
     assert code == 2 and err.count("error:") == 1 and message in err, err
     assert (tmp_path / "out").read_text() == "mine"
 
 
-def test_a_full_disk_is_one_error_and_keeps_what_was_scored(cli: Cli, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_is_one_error_and_keeps_what_was_scored(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import errno
 
     from unifylab.eval import harness
@@ -180,8 +185,11 @@ def test_a_second_writer_into_a_busy_folder_is_refused(cli: Cli, tmp_path: Path,
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's writer, as far as the CLI can tell
     try:
         before = _snapshot(out)
-        args = {"eval": ("eval", "random", "--tasks", "vqa", "--limit", "2"),
-                "train": ("train", "--set", "optim.steps=2"), "study": ("study", "--preset", "quick")}[command]
+        args = {
+            "eval": ("eval", "random", "--tasks", "vqa", "--limit", "2"),
+            "train": ("train", "--set", "optim.steps=2"),
+            "study": ("study", "--preset", "quick"),
+        }[command]
         code, _, err = cli(*args, "--out", out)
         assert code == 2 and err.count("error:") == 1 and "in use by process 4242" in err, err
         assert _snapshot(out) == before
@@ -245,10 +253,14 @@ CLI_CASES = {
     "train with a negative width": (("train", "--set", "model.dim=-1", "--out", "{out}"), "dim: Input should be"),
     "train with an unknown device": (("train", "--set", "device=tpu", "--out", "{out}"), "tpu"),
     "world render of a malformed scene file": (("world", "render", "{tmp}/bad.jsonl", "--out", "{out}"), "bad.jsonl"),
-    "score geneval of malformed metadata": (("score", "geneval", "--metadata", "{tmp}/bad.jsonl", "--images",
-                                             "{tmp}", "--out", "{out}"), "bad.jsonl"),
-    "score geneval without images": (("score", "geneval", "--metadata", "{tmp}/meta.jsonl", "--images",
-                                      "{tmp}/noimages", "--out", "{out}"), "noimages"),
+    "score geneval of malformed metadata": (
+        ("score", "geneval", "--metadata", "{tmp}/bad.jsonl", "--images", "{tmp}", "--out", "{out}"),
+        "bad.jsonl",
+    ),
+    "score geneval without images": (
+        ("score", "geneval", "--metadata", "{tmp}/meta.jsonl", "--images", "{tmp}/noimages", "--out", "{out}"),
+        "noimages",
+    ),
     "analyze alignment with too few scenes": (("analyze", "alignment", "oracle", "--n", "2", "--out", "{out}"), "n"),
     "data geneval with zero items": (("data", "geneval", "--n-per-task", "0", "--out", "{out}"), "n-per-task"),
 }
@@ -258,8 +270,12 @@ CLI_CASES = {
 def test_bad_command_lines_are_one_error_and_change_nothing(cli: Cli, tmp_path: Path, case: str) -> None:
     args, needle = CLI_CASES[case]
     (tmp_path / "bad.jsonl").write_text('{"size": 32, "grid":\n')
-    (tmp_path / "meta.jsonl").write_text(json.dumps({"tag": "single_object", "prompt": "a photo of a circle",
-                                                     "include": [{"class": "circle", "count": 1}]}) + "\n")
+    (tmp_path / "meta.jsonl").write_text(
+        json.dumps(
+            {"tag": "single_object", "prompt": "a photo of a circle", "include": [{"class": "circle", "count": 1}]}
+        )
+        + "\n"
+    )
     (tmp_path / "keep.txt").write_text("mine")
     before = _snapshot(tmp_path)
     code, _, err = cli(*(a.format(tmp=tmp_path, out=tmp_path / "out") for a in args))
@@ -276,8 +292,10 @@ def test_kill_9_during_a_jsonl_rewrite_leaves_the_old_or_the_new_file(tmp_path: 
     path = tmp_path / "t2i.jsonl"
     old = "".join(json.dumps({"id": f"t2i-{i}", "score": 1.0}) + "\n" for i in range(100))
     path.write_text(old)
-    code = ("import sys; from unifylab.data.io import write_jsonl; "
-            "write_jsonl(sys.argv[1], ({'id': f'x-{i}', 'pad': 'p' * 400} for i in range(10**6)))")
+    code = (
+        "import sys; from unifylab.data.io import write_jsonl; "
+        "write_jsonl(sys.argv[1], ({'id': f'x-{i}', 'pad': 'p' * 400} for i in range(10**6)))"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
     while not list(tmp_path.glob(".t2i.jsonl.*.tmp")) and proc.poll() is None:
         time.sleep(0.01)
@@ -321,13 +339,20 @@ def _fill(folder: Path, leave: int = 0) -> None:
 TINY = ("--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2")
 
 
-@pytest.mark.parametrize("first, command, leave", [
-    (("eval", "random", "--tasks", "vqa,t2i", "--limit", "3"), ("eval", "random", "--tasks", "vqa,t2i", "--limit", "6"),
-     0),
-    (None, ("train", "--set", "optim.steps=4", "--set", "checkpoint.every=2", *TINY), 150_000),
-])
-def test_a_really_full_disk_is_one_error_and_keeps_earlier_outputs(cli: Cli, tmpfs: Path, first: tuple | None,
-                                                                  command: tuple[str, ...], leave: int) -> None:
+@pytest.mark.parametrize(
+    "first, command, leave",
+    [
+        (
+            ("eval", "random", "--tasks", "vqa,t2i", "--limit", "3"),
+            ("eval", "random", "--tasks", "vqa,t2i", "--limit", "6"),
+            0,
+        ),
+        (None, ("train", "--set", "optim.steps=4", "--set", "checkpoint.every=2", *TINY), 150_000),
+    ],
+)
+def test_a_really_full_disk_is_one_error_and_keeps_earlier_outputs(
+    cli: Cli, tmpfs: Path, first: tuple | None, command: tuple[str, ...], leave: int
+) -> None:
     out = tmpfs / "out"
     if first is not None:
         assert cli(*first, "--out", out)[0] == 0
@@ -344,16 +369,25 @@ def test_a_really_full_disk_is_one_error_and_keeps_earlier_outputs(cli: Cli, tmp
         assert [r["step"] for r in read_jsonl_tolerant(out / "metrics.jsonl")] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("command", [("eval", "random", "--tasks", "vqa", "--limit", "6"),
-                                     ("train", "--set", "optim.steps=2", *TINY),
-                                     ("world", "sample", "--n", "2")])
-def test_a_read_only_output_is_one_error_and_changes_nothing(cli: Cli, tmpfs: Path, command: tuple[str, ...]
-                                                             ) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("eval", "random", "--tasks", "vqa", "--limit", "6"),
+        ("train", "--set", "optim.steps=2", *TINY),
+        ("world", "sample", "--n", "2"),
+    ],
+)
+def test_a_read_only_output_is_one_error_and_changes_nothing(cli: Cli, tmpfs: Path, command: tuple[str, ...]) -> None:
     import subprocess
 
     out = tmpfs / "out"
-    first = ("eval", "random", "--tasks", "vqa", "--limit", "3") if command[0] == "eval" else \
-        command if command[0] == "train" else None
+    first = (
+        ("eval", "random", "--tasks", "vqa", "--limit", "3")
+        if command[0] == "eval"
+        else command
+        if command[0] == "train"
+        else None
+    )
     if first is not None:
         assert cli(*first, "--out", out)[0] == 0
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
@@ -364,8 +398,7 @@ def test_a_read_only_output_is_one_error_and_changes_nothing(cli: Cli, tmpfs: Pa
     assert _snapshot(tmpfs) == before
 
 
-def test_a_run_folder_deleted_mid_run_is_one_error(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                   ) -> None:
+def test_a_run_folder_deleted_mid_run_is_one_error(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from unifylab.train import loop
 
     out = tmp_path / "run"

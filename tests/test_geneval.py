@@ -72,8 +72,12 @@ def test_metadata_without_scene_uses_given_or_inferred_grid(tmp_path: Path) -> N
 )
 def test_bad_metadata_lines_name_file_line_and_field(tmp_path: Path, line: dict, message: str) -> None:
     meta = tmp_path / "m.jsonl"
-    meta.write_text(json.dumps({"tag": "ok", "prompt": "a ring", "include": [{"class": "ring", "count": 1}]}) + "\n"
-                    + json.dumps(line) + "\n")
+    meta.write_text(
+        json.dumps({"tag": "ok", "prompt": "a ring", "include": [{"class": "ring", "count": 1}]})
+        + "\n"
+        + json.dumps(line)
+        + "\n"
+    )
     with pytest.raises(UserError, match=f"m.jsonl:2.*{message}"):
         read_metadata(meta)
 

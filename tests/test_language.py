@@ -4,7 +4,6 @@ import pytest
 from unifylab.world import Obj, Scene, ShapesConfig, sample_scenes
 from unifylab.world import language as L
 
-
 SCENES = sample_scenes(ShapesConfig(size=64, grid=5, min_objects=0, max_objects=6, sizes=("large", "small")), 300, 4)
 
 

@@ -83,7 +83,11 @@ def test_forgetting_a_run_removes_what_was_made_from_it_only(tmp_path: Path) -> 
         study.analysis(rid).write_text("{}")
         study.analysis_stamp(rid).write_text("{}")
     study.forget_run("a-s0")
-    assert not any(p.exists() for p in (study.run("a-s0").path, study.eval("a-s0").path, study.analysis("a-s0"),
-                                        study.analysis_stamp("a-s0")))
-    assert all(p.exists() for p in (study.run("b-s0").path, study.eval("b-s0").path, study.analysis("b-s0"),
-                                    study.analysis_stamp("b-s0")))
+    assert not any(
+        p.exists()
+        for p in (study.run("a-s0").path, study.eval("a-s0").path, study.analysis("a-s0"), study.analysis_stamp("a-s0"))
+    )
+    assert all(
+        p.exists()
+        for p in (study.run("b-s0").path, study.eval("b-s0").path, study.analysis("b-s0"), study.analysis_stamp("b-s0"))
+    )

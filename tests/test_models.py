@@ -7,7 +7,14 @@ import torch
 
 from unifylab.errors import UserError
 from unifylab.models import (
-    GEN, UND, ModelConfig, Sampling, UnifiedTransformer, from_pretrained, generate_images, generate_text,
+    GEN,
+    UND,
+    ModelConfig,
+    Sampling,
+    UnifiedTransformer,
+    from_pretrained,
+    generate_images,
+    generate_text,
     load_tokenizers,
 )
 from unifylab.tokenize import Example, GridTokenizer, Packer, PatchTokenizer, TextTokenizer, world_corpus
@@ -39,8 +46,16 @@ def _build(text: TextTokenizer, variant: dict, n: int, seed: int):
     grid = GridTokenizer(32, 3)
     und = PatchTokenizer(32, 4) if variant.get("image_input") == "patch" else grid
     packer = Packer(text, und, grid)
-    cfg = ModelConfig(n_text=text.vocab_size, n_image=grid.vocab_size, image_grid=(3, 3), dim=32, layers=2, heads=2,
-                      max_len=128, **variant)
+    cfg = ModelConfig(
+        n_text=text.vocab_size,
+        n_image=grid.vocab_size,
+        image_grid=(3, 3),
+        dim=32,
+        layers=2,
+        heads=2,
+        max_len=128,
+        **variant,
+    )
     torch.manual_seed(seed)
     model = UnifiedTransformer(cfg)
     rng = np.random.default_rng(seed)
@@ -102,11 +117,35 @@ def test_cached_logits_match_uncached(text: TextTokenizer, variant: dict) -> Non
         branch = model.branch_of(ids, mask)
         cache = model.new_cache(ids.shape[0], ids.shape[1])
         k = max(20, int(cont.nonzero()[:, 1].max()) + 1 if cont.any() else 0)  # prefill holds every continuous slot
-        parts = [model(ids[:, :k], mod[:, :k], pos2d[:, :k], cont[:, :k], batch["features"], mask[:, :k], branch,
-                       pos[:, :k], cache, 0)]
+        parts = [
+            model(
+                ids[:, :k],
+                mod[:, :k],
+                pos2d[:, :k],
+                cont[:, :k],
+                batch["features"],
+                mask[:, :k],
+                branch,
+                pos[:, :k],
+                cache,
+                0,
+            )
+        ]
         for t in range(k, ids.shape[1]):
-            parts.append(model(ids[:, t : t + 1], mod[:, t : t + 1], pos2d[:, t : t + 1], None, None,
-                               mask[:, : t + 1], branch, pos[:, t : t + 1], cache, t))
+            parts.append(
+                model(
+                    ids[:, t : t + 1],
+                    mod[:, t : t + 1],
+                    pos2d[:, t : t + 1],
+                    None,
+                    None,
+                    mask[:, : t + 1],
+                    branch,
+                    pos[:, t : t + 1],
+                    cache,
+                    t,
+                )
+            )
     cached = torch.cat(parts, 1)
     real = mask[..., None].expand_as(full)
     assert torch.allclose(full[real], cached[real], atol=1e-5)
@@ -124,8 +163,10 @@ def test_generation_is_seeded_cached_and_restricted(text: TextTokenizer, variant
     assert torch.equal(a, generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=7))
     assert torch.equal(a, generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=7, use_cache=False))
     assert not torch.equal(a, generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=8))
-    questions = [packer.pack(Example("und", "what color is the circle?", image=und_tokens[i]), with_target=False)
-                 for i in range(2)]
+    questions = [
+        packer.pack(Example("und", "what color is the circle?", image=und_tokens[i]), with_target=False)
+        for i in range(2)
+    ]
     t1 = generate_text(model, questions, max_new_tokens=6, sampling=s, seed=3)
     assert t1 == generate_text(model, questions, max_new_tokens=6, sampling=s, seed=3, use_cache=False)
     assert all(len(x) <= 6 and all(i < text.vocab_size for i in x) for x in t1)
@@ -184,7 +225,9 @@ def test_loading_a_mismatched_folder_names_the_tensor(text: TextTokenizer, tmp_p
     model.save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "dim": 64, "heads": 4}))
-    with pytest.raises(UserError, match=r"tensor embed.weight has shape \[\d+, 32\] but config.json implies \[\d+, 64\]"):
+    with pytest.raises(
+        UserError, match=r"tensor embed.weight has shape \[\d+, 32\] but config.json implies \[\d+, 64\]"
+    ):
         from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "layers": 3}))
     with pytest.raises(UserError, match="missing.*trunk.2"):

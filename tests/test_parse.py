@@ -27,8 +27,11 @@ def test_parser_is_exact_on_2000_clean_scenes_across_canvases_and_grids() -> Non
 
 
 def test_grid_is_inferred_on_clean_renders() -> None:
-    for cfg in (ShapesConfig(size=32, grid=3), ShapesConfig(size=32, grid=4, max_objects=5),
-                ShapesConfig(size=96, grid=6, min_objects=3, max_objects=8)):
+    for cfg in (
+        ShapesConfig(size=32, grid=3),
+        ShapesConfig(size=32, grid=4, max_objects=5),
+        ShapesConfig(size=96, grid=6, min_objects=3, max_objects=8),
+    ):
         scenes = sample_scenes(cfg, 200, seed=1)
         parsed = parse_batch(np.stack([render(s) for s in scenes]))
         assert sum(p == s for p, s in zip(parsed, scenes)) == len(scenes)

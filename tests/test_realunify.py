@@ -52,10 +52,12 @@ def test_scoring_on_the_fixture_with_the_exact_judge(tmp_path: Path) -> None:
     items = load_realunify(FIXTURE)
     drawings = {
         "draw the sun at row 1, column 1.": Scene(32, 3, (Obj("circle", "yellow", 0, 0),)),  # right
-        "draw as many red squares as 1 plus 1, in row 2 from the left.":
-            Scene(32, 3, (Obj("square", "red", 1, 0),)),  # one square short
-        "draw a ring in the colour of red light mixed with green light at row 3, column 3.":
-            Scene(32, 3, (Obj("ring", "yellow", 2, 2),)),  # right
+        "draw as many red squares as 1 plus 1, in row 2 from the left.": Scene(
+            32, 3, (Obj("square", "red", 1, 0),)
+        ),  # one square short
+        "draw a ring in the colour of red light mixed with green light at row 3, column 3.": Scene(
+            32, 3, (Obj("ring", "yellow", 2, 2),)
+        ),  # right
     }
     replies = {"move the red circle": "A", "what colour": "A cat would say B", "where is the green": "the answer is A"}
     recs = run_realunify(Scripted(drawings, replies), ParserJudge(3), items, tmp_path)

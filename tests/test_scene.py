@@ -16,8 +16,10 @@ def test_world_constants_are_far_apart() -> None:
 
 def test_json_round_trip_and_contract_form() -> None:
     s = Scene(32, 4, (Obj("circle", "red", 0, 2),))
-    assert s.to_json() == ('{"world": "shapes", "size": 32, "grid": 4, "objects": '
-                           '[{"shape": "circle", "color": "red", "row": 0, "col": 2}]}')
+    assert s.to_json() == (
+        '{"world": "shapes", "size": 32, "grid": 4, "objects": '
+        '[{"shape": "circle", "color": "red", "row": 0, "col": 2}]}'
+    )
     for scene in sample_scenes(ShapesConfig(size=64, grid=5, sizes=("large", "small")), 50, 1):
         assert Scene.from_json(scene.to_json()) == scene
 
@@ -29,8 +31,13 @@ def test_json_round_trip_and_contract_form() -> None:
         ([{"shape": "circle", "color": "pink", "row": 0, "col": 0}], "objects[0].color"),
         ([{"shape": "circle", "color": "red", "row": 3, "col": 0}], "objects[0].row"),
         ([{"shape": "circle", "color": "red", "row": 0, "col": -1}], "objects[0].col"),
-        ([{"shape": "circle", "color": "red", "row": 1, "col": 1},
-          {"shape": "ring", "color": "blue", "row": 1, "col": 1}], "objects[1]"),
+        (
+            [
+                {"shape": "circle", "color": "red", "row": 1, "col": 1},
+                {"shape": "ring", "color": "blue", "row": 1, "col": 1},
+            ],
+            "objects[1]",
+        ),
         ([{"shape": "circle", "color": "red", "row": 0, "col": 0, "colour": "red"}], "objects[0]"),
     ],
 )

@@ -98,7 +98,8 @@ def test_continuous_understanding_input_and_collation(text: TextTokenizer) -> No
     assert np.array_equal(patch.decode(batch["features"][None]), img[None])
     with pytest.raises(UserError, match="continuous"):
         Packer(text, und_image=patch, gen_image=grid, loss_on={"und": ("image",)}).pack(
-            Example("und", "q", "a", image=patch.encode(img)[0]))
+            Example("und", "q", "a", image=patch.encode(img)[0])
+        )
     with pytest.raises(UserError, match="must be discrete"):
         Packer(text, und_image=patch, gen_image=patch)
     with pytest.raises(UserError, match="image tokens have shape"):

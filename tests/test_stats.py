@@ -1,7 +1,12 @@
 import numpy as np
 
-from unifylab.eval.stats import (bootstrap_mean, bootstrap_mean_of_groups, hierarchical_paired_difference, holm,
-                               paired_difference)
+from unifylab.eval.stats import (
+    bootstrap_mean,
+    bootstrap_mean_of_groups,
+    hierarchical_paired_difference,
+    holm,
+    paired_difference,
+)
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n() -> None:

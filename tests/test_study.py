@@ -13,8 +13,12 @@ from unifylab.study.preset import load_preset, preset_files
 from unifylab.study.report import answer
 
 Cli = Callable[..., tuple[int, str, str]]
-TINY = {"model": {"dim": 32, "layers": 2, "heads": 2}, "optim": {"steps": 6, "batch": 8, "warmup": 2},
-        "checkpoint": {"every": 100}, "eval": {"every": 100, "examples": 4}}
+TINY = {
+    "model": {"dim": 32, "layers": 2, "heads": 2},
+    "optim": {"steps": 6, "batch": 8, "warmup": 2},
+    "checkpoint": {"every": 100},
+    "eval": {"every": 100, "examples": 4},
+}
 
 
 def _tiny(preset: str, tmp: Path, **extra: object) -> Path:
@@ -42,18 +46,32 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
-    assert set(results["runs"]) == {"shared-s0", "unifork-s0", "und-only-s0", "gen-only-s0", "und-only-ec-s0",
-                                    "gen-only-ec-s0"}
-    assert set(results["runs"]["gen-only-ec-s0"]["eval"]) <= {"t2i", "t2i_cells", "geneval", "geneval_strict",
-                                                             "facts_draw", "facts_draw_stepwise"}  # its kind only
+    assert set(results["runs"]) == {
+        "shared-s0",
+        "unifork-s0",
+        "und-only-s0",
+        "gen-only-s0",
+        "und-only-ec-s0",
+        "gen-only-ec-s0",
+    }
+    assert set(results["runs"]["gen-only-ec-s0"]["eval"]) <= {
+        "t2i",
+        "t2i_cells",
+        "geneval",
+        "geneval_strict",
+        "facts_draw",
+        "facts_draw_stepwise",
+    }  # its kind only
     comp = results["comparisons"]["all"]
     syn = comp["synergy"]["shared"]
     assert syn["understanding"]["vs"] == "und-only" and syn["generation"]["vs"] == "gen-only"
     assert "unifork - shared" in comp["architecture"]
     budgets = comp["budgets"]["shared"]["generation"]
     assert set(budgets) == {"equal-steps", "equal-compute"}
-    assert budgets["equal-steps"]["pooled"] is syn["generation"]["pooled"] or \
-        budgets["equal-steps"]["pooled"] == syn["generation"]["pooled"]
+    assert (
+        budgets["equal-steps"]["pooled"] is syn["generation"]["pooled"]
+        or budgets["equal-steps"]["pooled"] == syn["generation"]["pooled"]
+    )
     assert "p_adjusted" in budgets["equal-compute"]["pooled"]
     vqa = results["runs"]["shared-s0"]["eval"]["vqa"]
     assert set(vqa["splits"]) == {"new_scenes", "heldout_pairs", "transfer", "all"}
@@ -64,16 +82,19 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     lines = answer(results)
     assert lines[0].startswith("Understanding (shared vs und-only): ") and lines[1].startswith("Generation (")
     assert any(x.startswith("unifork vs shared (understanding): ") for x in lines)
-    assert all("adjusted p = " in x and ("no evidence" in x or "a gain" in x or "a loss" in x or "above the floor" in x)
-               for x in lines)
+    assert all(
+        "adjusted p = " in x and ("no evidence" in x or "a gain" in x or "a loss" in x or "above the floor" in x)
+        for x in lines
+    )
     assert results["transfer"]["all"]["shared"]["facts_draw"]["direction"] == "UEG"  # (6 items: no floor yet)
     html = (out / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
     assert len(images) >= 5 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     md = (out / "report.md").read_text()
-    assert md.count("](figures/") == len(images) and all((out / "figures" / f"{k}.png").is_file()
-                                                      for k in ("accuracy", "synergy", "losses", "transfer", "samples",
-                                                                "alignment", "entropy", "gradients"))
+    assert md.count("](figures/") == len(images) and all(
+        (out / "figures" / f"{k}.png").is_file()
+        for k in ("accuracy", "synergy", "losses", "transfer", "samples", "alignment", "entropy", "gradients")
+    )
     _check_synergy_independently(out, results)
     inside = results["runs"]["unifork-s0"]["analysis"]
     assert {r["input"] for r in inside["alignment"]} == {"und", "gen", "separate"}
@@ -81,8 +102,17 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
-    changed = ("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu",
-               "--set", "optim.lr=0.002")
+    changed = (
+        "study",
+        "--preset",
+        _tiny("quick", tmp_path),
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--set",
+        "optim.lr=0.002",
+    )
     code, _, err = cli(*changed)  # other settings into the same folder: refused, nothing reused or lost
     assert code == 2 and "optim.lr: 0.003 there, 0.002 now" in err and "--force" in err
     assert (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
@@ -105,9 +135,11 @@ def _check_synergy_independently(out: Path, results: dict) -> None:
         return scores
 
     comp = results["comparisons"]["all"]
-    pairs = [(comp["synergy"]["shared"]["understanding"], "und-only-s0", "shared-s0", ["caption", "vqa"]),
-             (comp["synergy"]["shared"]["generation"], "gen-only-s0", "shared-s0", ["t2i"]),
-             (comp["architecture"]["unifork - shared"]["generation"], "shared-s0", "unifork-s0", ["t2i"])]
+    pairs = [
+        (comp["synergy"]["shared"]["understanding"], "und-only-s0", "shared-s0", ["caption", "vqa"]),
+        (comp["synergy"]["shared"]["generation"], "gen-only-s0", "shared-s0", ["t2i"]),
+        (comp["architecture"]["unifork - shared"]["generation"], "shared-s0", "unifork-s0", ["t2i"]),
+    ]
     for rec, base, other, tasks in pairs:
         rec = rec.get("pooled", rec)
         a, b = items(base, tasks), items(other, tasks)
@@ -134,8 +166,12 @@ def test_scaling_preset_sweeps_and_plots(cli: Cli, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_alignment_preset_runs_with_learned_tokenizers(cli: Cli, tmp_path: Path) -> None:
-    path = _tiny("alignment", tmp_path, vq={"steps": 20, "n_train": 256, "n_val": 32,
-                                             "model": {"hidden": 16, "levels": [4, 4, 4]}}, tasks=["vqa", "t2i"])
+    path = _tiny(
+        "alignment",
+        tmp_path,
+        vq={"steps": 20, "n_train": 256, "n_val": 32, "model": {"hidden": 16, "levels": [4, 4, 4]}},
+        tasks=["vqa", "t2i"],
+    )
     code, _, err = cli("study", "--preset", path, "--out", tmp_path / "a", "--device", "cpu")
     assert code == 0, err
 
@@ -158,18 +194,42 @@ def test_report_renders_in_headless_chromium(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "study"
     assert cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")[0] == 0
     page = (out / "report.html").resolve().as_uri()
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert "unifylab study" in dom and "On shapes/quick" in dom and dom.count("<img") >= 5
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,3000", page], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            page,
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 20_000  # a page with rendered figures, not a blank one
 
 
 def test_locus_preset_fine_tunes_from_generation_with_frozen_groups(cli: Cli, tmp_path: Path) -> None:
-    code, _, err = cli("study", "--preset", _tiny("locus", tmp_path, tasks=["vqa"]), "--out", tmp_path / "l",
-                       "--device", "cpu", "--jobs", "1")  # the in-process path (the other studies run 2 workers)
+    code, _, err = cli(
+        "study",
+        "--preset",
+        _tiny("locus", tmp_path, tasks=["vqa"]),
+        "--out",
+        tmp_path / "l",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+    )  # the in-process path (the other studies run 2 workers)
     assert code == 0, err
     import torch
     from safetensors.torch import load_file
@@ -196,9 +256,13 @@ def test_interrupting_a_parallel_study_exits_130_and_stops_its_workers(tmp_path:
     raw["base"]["optim"]["steps"] = 5000  # long enough to be interrupted mid-training
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "unifylab", "study", "--preset", str(path), "--out", str(out),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unifylab", "study", "--preset", str(path), "--out", str(out), "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.time() + 120
     while not list(out.glob("runs/*/metrics.jsonl")) and time.time() < deadline:
         time.sleep(0.5)
@@ -208,12 +272,21 @@ def test_interrupting_a_parallel_study_exits_130_and_stops_its_workers(tmp_path:
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted", err[-2000:]
     steps = [len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")]
     time.sleep(2)  # no worker keeps training after the parent has gone
-    assert steps == [len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")]
+    assert steps == [
+        len((out / "runs" / r / "metrics.jsonl").read_text().splitlines()) for r in ("shared-s0", "unifork-s0")
+    ]
 
 
 def test_recipe_preset_sweeps_labelled_values(cli: Cli, tmp_path: Path) -> None:
-    code, _, err = cli("study", "--preset", _tiny("recipe", tmp_path, tasks=["vqa", "t2i_cells"]), "--out",
-                       tmp_path / "r", "--device", "cpu")
+    code, _, err = cli(
+        "study",
+        "--preset",
+        _tiny("recipe", tmp_path, tasks=["vqa", "t2i_cells"]),
+        "--out",
+        tmp_path / "r",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert set(results["comparisons"]) == {"targets-only", "with-prompt"}

@@ -7,7 +7,13 @@ import torch
 
 from unifylab.errors import UserError
 from unifylab.tokenize import (
-    SPECIAL_TOKENS, GridTokenizer, PatchTokenizer, TextTokenizer, VQConfig, load_image_tokenizer, world_corpus,
+    SPECIAL_TOKENS,
+    GridTokenizer,
+    PatchTokenizer,
+    TextTokenizer,
+    VQConfig,
+    load_image_tokenizer,
+    world_corpus,
 )
 from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
 from unifylab.world import ShapesConfig, render, sample_scenes
@@ -56,8 +62,9 @@ def test_text_tokenizer_bad_files(tmp_path: Path) -> None:
         TextTokenizer.train([])
 
 
-@pytest.mark.parametrize("cfg", [ShapesConfig(size=32, grid=3), ShapesConfig(size=64, grid=5, max_objects=8,
-                                                                            sizes=("large", "small"))])
+@pytest.mark.parametrize(
+    "cfg", [ShapesConfig(size=32, grid=3), ShapesConfig(size=64, grid=5, max_objects=8, sizes=("large", "small"))]
+)
 def test_grid_tokenizer_is_exact(cfg: ShapesConfig, tmp_path: Path) -> None:
     scenes, images = _renders(cfg, 200)
     tok = GridTokenizer(cfg.size, cfg.grid)
@@ -136,8 +143,15 @@ def test_tokenizer_folder_errors(tiny_vq, tmp_path: Path) -> None:
         load_image_tokenizer(tmp_path / "vq")
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 32, 32), np.uint8),
-                                 np.zeros((2, 32, 32, 4), np.uint8), np.zeros((2, 32, 32, 3), np.float32)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((2, 64, 64, 3), np.uint8),
+        np.zeros((2, 32, 32), np.uint8),
+        np.zeros((2, 32, 32, 4), np.uint8),
+        np.zeros((2, 32, 32, 3), np.float32),
+    ],
+)
 def test_images_of_wrong_size_or_channels_are_one_clear_error(tiny_vq, bad: np.ndarray) -> None:
     for tok in (tiny_vq[0], GridTokenizer(), PatchTokenizer()):
         with pytest.raises(UserError, match="expects"):

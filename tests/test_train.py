@@ -46,15 +46,39 @@ def _losses(run: Path, key: str = "loss") -> list[float]:
 
 def _run(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "unifylab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "unifylab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
 
 
 def _torchrun(cfg: Path, out: Path, strategy: str) -> subprocess.CompletedProcess:
     """Train with two gloo processes under torchrun."""
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unifylab",
-                           "train", str(cfg), "--out", str(out), "--quiet", "--set", f"distributed={strategy}"],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "unifylab",
+            "train",
+            str(cfg),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            f"distributed={strategy}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_config_errors_are_one_clear_line(cli: Cli, tmp_path: Path) -> None:
@@ -131,8 +155,11 @@ def test_val_scenes_are_reserved_and_never_trained(tmp_path: Path) -> None:
 def test_each_mode_trains_with_falling_per_task_losses(tmp_path: Path, mode: str) -> None:
     cfg = load_config(_cfg(tmp_path), [f"data.mode={mode}", "optim.steps=60", "checkpoint.every=100"])
     summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
-    tasks = [t for t in {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}[mode]
-             if cfg.data.mixture.get(t, 0) > 0]
+    tasks = [
+        t
+        for t in {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}[mode]
+        if cfg.data.mixture.get(t, 0) > 0
+    ]
     assert tasks and set(tasks) <= {"caption", "vqa", "t2i"}
     for t in tasks:
         series = [x for x in _losses(tmp_path / "run", f"loss/{t}") if x is not None]
@@ -211,8 +238,11 @@ def test_an_unfinished_run_resumes_with_a_lower_lr_and_nothing_else(cli: Cli, tm
     code, _, err = cli("train", cfg, "--out", run, "--quiet", "--set", "optim.lr=0.0001")
     assert code == 0 and "resuming from" in err and "step 6 of 12" in err.replace("\n", ""), err
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["lr"] for r in rows if r["step"] > 6 and "lr" in r] and \
-        all(r["lr"] <= 0.0001 for r in rows if r["step"] > 6 and "lr" in r) and rows[-1]["step"] == 12
+    assert (
+        [r["lr"] for r in rows if r["step"] > 6 and "lr" in r]
+        and all(r["lr"] <= 0.0001 for r in rows if r["step"] > 6 and "lr" in r)
+        and rows[-1]["step"] == 12
+    )
     assert "lr: 0.0001" in (run / "config.yaml").read_text()
 
 
@@ -230,13 +260,20 @@ LAYOUT_IDS = ["shared", "fork", "mot", "split"]
 @pytest.mark.parametrize("model", LAYOUTS, ids=LAYOUT_IDS)
 def test_two_gloo_processes_match_one_process(tmp_path: Path, model: dict) -> None:
     # batch 4 with accum 2: each rank's micro-batch holds one example, so a rank often lacks a task form entirely
-    cfg = _cfg(tmp_path, optim={"steps": 8, "batch": 4, "accum": 2}, eval={"every": 8, "examples": 4},
-               **({"model": model} if model else {}))
+    cfg = _cfg(
+        tmp_path,
+        optim={"steps": 8, "batch": 4, "accum": 2},
+        eval={"every": 8, "examples": 4},
+        **({"model": model} if model else {}),
+    )
     one = _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"])
     assert one.wait(timeout=600) == 0, one.stderr.read()
     two = _torchrun(cfg, tmp_path / "two", "ddp")
     assert two.returncode == 0, two.stderr[-2000:]
-    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "one" / "model.safetensors")),
+        load_file(str(tmp_path / "two" / "model.safetensors")),
+    )
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     la, lb = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert np.allclose(la, lb, atol=1e-5)
@@ -244,12 +281,19 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, model: dict) -> No
 
 @pytest.mark.parametrize("model", LAYOUTS, ids=LAYOUT_IDS)
 def test_fsdp2_matches_one_process(tmp_path: Path, model: dict) -> None:
-    cfg = _cfg(tmp_path, optim={"steps": 6, "batch": 4, "accum": 2}, eval={"every": 6, "examples": 4},
-               **({"model": model} if model else {}))
+    cfg = _cfg(
+        tmp_path,
+        optim={"steps": 6, "batch": 4, "accum": 2},
+        eval={"every": 6, "examples": 4},
+        **({"model": model} if model else {}),
+    )
     assert _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"]).wait(timeout=600) == 0
     two = _torchrun(cfg, tmp_path / "two", "fsdp2")
     assert two.returncode == 0, two.stderr[-2000:]
-    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "one" / "model.safetensors")),
+        load_file(str(tmp_path / "two" / "model.safetensors")),
+    )
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
@@ -261,12 +305,32 @@ def test_user_error_for_distributed_without_torchrun(tmp_path: Path) -> None:
 def test_training_from_a_dataset_folder(cli: Cli, tmp_path: Path) -> None:
     assert cli("world", "sample", "--n", "60", "--seed", "1", "--out", tmp_path / "data", "--noise", "4")[0] == 0
     cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4})
-    code, _, err = cli("train", cfg, "--out", tmp_path / "r", "--quiet", "--set", "data.source=folder",
-                       "--set", f"data.folder={tmp_path / 'data'}")
+    code, _, err = cli(
+        "train",
+        cfg,
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+        "--set",
+        "data.source=folder",
+        "--set",
+        f"data.folder={tmp_path / 'data'}",
+    )
     assert code == 0, err
     assert len(_losses(tmp_path / "r")) == 6
-    code, _, err = cli("train", cfg, "--out", tmp_path / "r2", "--quiet", "--set", "data.source=folder",
-                       "--set", f"data.folder={tmp_path / 'data'}", "--set", "world.grid=4")
+    code, _, err = cli(
+        "train",
+        cfg,
+        "--out",
+        tmp_path / "r2",
+        "--quiet",
+        "--set",
+        "data.source=folder",
+        "--set",
+        f"data.folder={tmp_path / 'data'}",
+        "--set",
+        "world.grid=4",
+    )
     assert code == 2 and "grid 3" in err and "world.grid" in err
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_study import TINY, Cli
 
+from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
 from unifylab.eval.stats import clustered_difference, clustered_mean
@@ -19,9 +21,6 @@ from unifylab.train.loop import build_tokenizers
 from unifylab.world import knowledge as K
 from unifylab.world import skills as S
 from unifylab.world.scene import Scene
-from unifylab.data.splits import is_eval_scene
-
-from test_study import TINY, Cli
 
 
 def _transfer_cfg(**data: object):
@@ -40,6 +39,7 @@ def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:
     cfg = _transfer_cfg()
     facts = cfg.data.facts
     only = {side: {n for n, s in facts.items() if s == side} for side in ("und", "gen", "none")}
+
     def named(text: str) -> set[str]:
         return {n for n in K.FACTS if n in text}
 
@@ -89,14 +89,23 @@ def test_fact_forms_pack_into_their_sequence_forms() -> None:
         assert len(text.encode(name)) <= 3, name
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"facts": {"the moon": "und", "a unicorn": "gen"}}, "unknown fact 'a unicorn'"),
-    ({"holdout_pairs": [["ring", "white"]], "facts": {"the moon": "und"}}, "'the moon' is drawn as"),
-    ({"und_only_pairs": [["cross", "blue"]], "gen_only_pairs": [["cross", "blue"]]}, "is in both und_only_pairs"),
-    ({"facts": {"the moon": "gen"}, "mixture": {"vqa": 1.0, "knowledge": 1.0}}, "teaches no fact as 'und' or 'both'"),
-    ({"moves": {"left": "und"}, "mixture": {"t2i": 1.0, "move_draw": 1.0}}, "teaches no direction as 'gen' or 'both'"),
-    ({"moves": {"sideways": "und"}}, "sideways"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"facts": {"the moon": "und", "a unicorn": "gen"}}, "unknown fact 'a unicorn'"),
+        ({"holdout_pairs": [["ring", "white"]], "facts": {"the moon": "und"}}, "'the moon' is drawn as"),
+        ({"und_only_pairs": [["cross", "blue"]], "gen_only_pairs": [["cross", "blue"]]}, "is in both und_only_pairs"),
+        (
+            {"facts": {"the moon": "gen"}, "mixture": {"vqa": 1.0, "knowledge": 1.0}},
+            "teaches no fact as 'und' or 'both'",
+        ),
+        (
+            {"moves": {"left": "und"}, "mixture": {"t2i": 1.0, "move_draw": 1.0}},
+            "teaches no direction as 'gen' or 'both'",
+        ),
+        ({"moves": {"sideways": "und"}}, "sideways"),
+    ],
+)
 def test_bad_transfer_designs_fail_at_load(data: dict, message: str) -> None:
     base = {"world": {"size": 32, "grid": 3}, "data": {"facts": {}, **data}}
     with pytest.raises(UserError, match=message):
@@ -173,8 +182,11 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
     assert "## Transfer" in md and "| shared | facts_draw (direct) | UEG |" in md
     answer = [line for line in md.split("## Summary")[0].splitlines() if line.startswith("- Transfer")]
     assert sorted(line.split(" (")[0] for line in answer) == [
-        "- Transfer GEU by facts_ask", "- Transfer GEU by moves_ask", "- Transfer UEG by facts_draw",
-        "- Transfer UEG by moves_draw"]
+        "- Transfer GEU by facts_ask",
+        "- Transfer GEU by moves_ask",
+        "- Transfer UEG by facts_draw",
+        "- Transfer UEG by moves_draw",
+    ]
     for line in answer:
         family = line.split(" (")[0].split(" by ")[1]
         assert f"direct ({family})" in line and f"; stepwise ({family}_stepwise)" in line
@@ -187,8 +199,11 @@ MOVES = {"right": "both", "left": "gen", "down": "und", "up": "none"}
 
 
 def _moves_cfg(**data: object):
-    return _transfer_cfg(moves=MOVES, mixture={"caption": 1.0, "vqa": 1.0, "t2i": 1.0, "move_ask": 1.0,
-                                               "move_draw": 1.0, "move_to": 1.0}, **data)
+    return _transfer_cfg(
+        moves=MOVES,
+        mixture={"caption": 1.0, "vqa": 1.0, "t2i": 1.0, "move_ask": 1.0, "move_draw": 1.0, "move_to": 1.0},
+        **data,
+    )
 
 
 def test_move_skill_stays_on_the_sides_it_is_taught() -> None:
@@ -228,8 +243,10 @@ def test_move_forms_pack_as_question_and_edit() -> None:
     # the edit's target is the source with exactly the named object one cell away
     before, after = ({(o.shape, o.color): (o.row, o.col) for o in sc.objects} for sc in (edit.source, edit.scene))
     moved = [k for k in before if before[k] != after[k]]
-    assert len(moved) == 1 and abs(before[moved[0]][0] - after[moved[0]][0]) + abs(
-        before[moved[0]][1] - after[moved[0]][1]) == 1
+    assert (
+        len(moved) == 1
+        and abs(before[moved[0]][0] - after[moved[0]][0]) + abs(before[moved[0]][1] - after[moved[0]][1]) == 1
+    )
     d = next(d for d in S.DIRECTIONS if f"cell {d}." in ask.text)
     o = next(o for o in ask.scene.objects if ask.text.startswith(f"the {o.color} {o.shape} moves"))
     assert ask.answer == K.cell(o.row + S.DIRECTIONS[d][0], o.col + S.DIRECTIONS[d][1])

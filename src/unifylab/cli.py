@@ -44,8 +44,12 @@ Tint = Annotated[int, typer.Option(help="Largest random background tint per chan
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
     )
 
 
@@ -97,8 +101,13 @@ def world_sample(
 
     if world not in WORLDS:
         raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
-    values = {"size": size, "grid": grid, "min_objects": min_objects, "max_objects": max_objects,
-              "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip())}
+    values = {
+        "size": size,
+        "grid": grid,
+        "min_objects": min_objects,
+        "max_objects": max_objects,
+        "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip()),
+    }
     cfg = build(ShapesConfig, values, "world sample options")
     _nuisance(noise, jitter, tint, seed)
     guard_output(out, force)
@@ -107,11 +116,18 @@ def world_sample(
     with _progress() as bar:
         task = bar.add_task("rendering", total=n)
         for i, scene in enumerate(scenes):
-            save_png(out / "images" / f"{i:06d}.png", render(scene, _nuisance(noise, jitter, tint, _image_seed(seed, i))))
+            save_png(
+                out / "images" / f"{i:06d}.png", render(scene, _nuisance(noise, jitter, tint, _image_seed(seed, i)))
+            )
             bar.advance(task)
     write_jsonl(out / "scenes.jsonl", (s.to_dict() for s in scenes))
-    meta = {"world": world, "n": n, "seed": seed, "config": cfg.model_dump(mode="json"),
-            "nuisance": {"noise": noise, "jitter": jitter, "tint": tint}}
+    meta = {
+        "world": world,
+        "n": n,
+        "seed": seed,
+        "config": cfg.model_dump(mode="json"),
+        "nuisance": {"noise": noise, "jitter": jitter, "tint": tint},
+    }
     (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     err.print(f"wrote {n} scenes to {out / 'scenes.jsonl'} and images to {out / 'images'}")
 
@@ -164,7 +180,9 @@ def data_geneval(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
     grid: Annotated[int, typer.Option(help="Cells per side.")] = 3,
-    render_images: Annotated[bool, typer.Option("--render", help="Also render each line's ground-truth scene.")] = False,
+    render_images: Annotated[
+        bool, typer.Option("--render", help="Also render each line's ground-truth scene.")
+    ] = False,
     force: Force = False,
 ) -> None:
     """Write GenEval-schema metadata for the six GenEval tasks on the shapes world."""
@@ -179,8 +197,10 @@ def data_geneval(
     if render_images:
         for it in items:
             save_png(out / "images" / f"{it.index:05d}.png", render(it.scene))
-    err.print(f"wrote {len(items)} prompts to {out / 'metadata.jsonl'}" + (f" and images to {out / 'images'}"
-                                                                            if render_images else ""))
+    err.print(
+        f"wrote {len(items)} prompts to {out / 'metadata.jsonl'}"
+        + (f" and images to {out / 'images'}" if render_images else "")
+    )
 
 
 # ---------------------------------------------------------------------------------------------- score
@@ -266,7 +286,9 @@ def tokenizer_train_text(
 def tokenizer_train_image(
     out: Annotated[Path, typer.Option(help="Folder for config.json, model.safetensors and metrics.json.")],
     world: Annotated[str, typer.Option(help="World to render training images from.")] = "shapes",
-    kind: Annotated[str, typer.Option(help="vq (learned FSQ autoencoder), grid (exact oracle) or patch (continuous).")] = "vq",
+    kind: Annotated[
+        str, typer.Option(help="vq (learned FSQ autoencoder), grid (exact oracle) or patch (continuous).")
+    ] = "vq",
     size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
     grid: Annotated[int, typer.Option(help="Grid of the training world.")] = 3,
     max_objects: Annotated[int, typer.Option(help="Most objects per training scene.")] = 9,
@@ -292,24 +314,49 @@ def tokenizer_train_image(
 
     if world not in WORLDS:
         raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
-    world_values = {"size": size, "grid": grid, "min_objects": 0, "max_objects": max_objects,
-                    "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip())}
+    world_values = {
+        "size": size,
+        "grid": grid,
+        "min_objects": 0,
+        "max_objects": max_objects,
+        "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip()),
+    }
     if kind == "vq":
-        cfg = build(VQTrainConfig, {
-            "model": {"size": size, "downsample": downsample, "levels": _ints(levels, "--levels"), "hidden": hidden},
-            "world": world_values, "n_train": n_train, "n_val": n_val, "steps": steps, "batch": batch, "lr": lr,
-            "seed": seed,
-        }, "tokenizer train-image options")
+        cfg = build(
+            VQTrainConfig,
+            {
+                "model": {
+                    "size": size,
+                    "downsample": downsample,
+                    "levels": _ints(levels, "--levels"),
+                    "hidden": hidden,
+                },
+                "world": world_values,
+                "n_train": n_train,
+                "n_val": n_val,
+                "steps": steps,
+                "batch": batch,
+                "lr": lr,
+                "seed": seed,
+            },
+            "tokenizer train-image options",
+        )
         dev = _device(device)
         with atomic_folder(out, force) as tmp:
             with _progress() as bar:
                 task = bar.add_task("training vq", total=cfg.steps)
                 tok, metrics = train_vq(
-                    cfg, dev, progress=lambda step, loss: bar.update(task, completed=step,
-                                                                     description=f"training vq  loss {loss:.4f}"))
+                    cfg,
+                    dev,
+                    progress=lambda step, loss: bar.update(
+                        task, completed=step, description=f"training vq  loss {loss:.4f}"
+                    ),
+                )
             save_trained(tok, cfg, metrics, tmp)
-        err.print(f"wrote {out}: " + ", ".join(f"{k} {metrics[k]}" for k in
-                                                ("psnr_db", "codebook_usage", "parse_exact", "train_seconds")))
+        err.print(
+            f"wrote {out}: "
+            + ", ".join(f"{k} {metrics[k]}" for k in ("psnr_db", "codebook_usage", "parse_exact", "train_seconds"))
+        )
         return
     from unifylab.tokenize.image import ImageTokenizer
     from unifylab.tokenize.train_vq import oracle_metrics
@@ -349,7 +396,9 @@ def tokenizer_train_image(
 def train_cmd(
     config: Annotated[Path | None, typer.Argument(metavar="CONFIG.yaml", help="Training config (YAML).")] = None,
     out: Annotated[Path, typer.Option(help="Run folder; re-running with it resumes from its last checkpoint.")] = ...,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set optim.lr=1e-3.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set optim.lr=1e-3.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a unified or specialist model (resumes when RUN holds a checkpoint); torchrun for several processes."""
@@ -364,10 +413,13 @@ def train_cmd(
         shutdown(trainer.dist)
     if trainer.dist.main:
         loss = ", ".join(f"{k} {v:.3f}" for k, v in summary["final"].items() if not k.startswith("exact/"))
-        exact = ", ".join(f"{k.removeprefix('exact/')} {v:.3f}" for k, v in summary["final"].items()
-                          if k.startswith("exact/"))
-        err.print(f"trained {summary['steps']} steps ({summary['tokens_seen']:,} tokens) -> {out}; held-out loss: "
-                  f"{loss}; greedy-exact: {exact}")
+        exact = ", ".join(
+            f"{k.removeprefix('exact/')} {v:.3f}" for k, v in summary["final"].items() if k.startswith("exact/")
+        )
+        err.print(
+            f"trained {summary['steps']} steps ({summary['tokens_seen']:,} tokens) -> {out}; held-out loss: "
+            f"{loss}; greedy-exact: {exact}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -392,15 +444,28 @@ def load_protocol_model(spec: str, device: str = "auto", guidance: float | None 
         return load_hf(kind, target, _device(device), guidance=guidance, seed=seed)  # None: the model's own scale
     folder = Path(spec)
     if not folder.is_dir():
-        raise UserError(f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle', 'random' "
-                        "or a transformers model as hf-janus:DIR or hf-emu3:DIR")
+        raise UserError(
+            f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle', 'random' "
+            "or a transformers model as hf-janus:DIR or hf-emu3:DIR"
+        )
     from unifylab.eval.native import NativeModel
 
     return NativeModel(folder, _device(device), guidance=1.0 if guidance is None else guidance, seed=seed)
 
 
-def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alpha: float, examples: int, seed: int,
-             device: str, force: bool, save_states: bool = False) -> None:
+def _analyze(
+    kind: str,
+    models: list[str],
+    out: Path,
+    n: int | None,
+    k: int,
+    alpha: float,
+    examples: int,
+    seed: int,
+    device: str,
+    force: bool,
+    save_states: bool = False,
+) -> None:
     from unifylab.analysis.capture import save_states as save_shards
     from unifylab.analysis.capture import scene_requests
     from unifylab.analysis.run import analyze, world_of, write
@@ -420,19 +485,23 @@ def _analyze(kind: str, models: list[str], out: Path, n: int | None, k: int, alp
                 raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
             bar.update(task, description=f"{kind}: {name}")
             world = world_of(folder, ShapesConfig())
-            rows[name] = analyze(kind, m, folder, world, n or (200 if kind == "alignment" else 64), k, alpha,
-                                 examples, seed)
+            rows[name] = analyze(
+                kind, m, folder, world, n or (200 if kind == "alignment" else 64), k, alpha, examples, seed
+            )
             if save_states:
                 for form in ("und", "gen"):
-                    save_shards(m, scene_requests(form, world, n or 200, seed), out / "states" / name / form,
-                                force=force)
+                    save_shards(
+                        m, scene_requests(form, world, n or 200, seed), out / "states" / name / form, force=force
+                    )
             bar.advance(task)
     jsonl, png = write(kind, rows, out)
     err.print(f"{kind}: {sum(map(len, rows.values()))} rows -> {jsonl}, plot {png}")
 
 
-_MODELS = Annotated[list[str], typer.Argument(metavar="RUN_OR_MODEL...", help="Run folders or hf-janus:/hf-emu3: models "
-                                                                          "(one curve each).")]
+_MODELS = Annotated[
+    list[str],
+    typer.Argument(metavar="RUN_OR_MODEL...", help="Run folders or hf-janus:/hf-emu3: models (one curve each)."),
+]
 _OUT = Annotated[Path, typer.Option(help="Folder for <analysis>.jsonl and <analysis>.png.")]
 _SEED = Annotated[int, typer.Option(help="Seed of the scenes analysed.")]
 _DEVICE = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
@@ -440,20 +509,36 @@ _FORCE = Annotated[bool, typer.Option(help="Overwrite this analysis' files in --
 
 
 @analyze_app.command("alignment")
-def analyze_alignment(models: _MODELS, out: _OUT = ..., n: Annotated[int, typer.Option(min=3, help="Scenes.")] = 200,
-                      k: Annotated[int, typer.Option(min=1, help="Neighbours for mutual kNN.")] = 10,
-                      seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False,
-                      save_states: Annotated[bool, typer.Option(
-                          help="Also stream every sequence's per-layer states and masks to "
-                               "OUT/states/<model>/<und|gen>/states-*.safetensors.")] = False) -> None:
+def analyze_alignment(
+    models: _MODELS,
+    out: _OUT = ...,
+    n: Annotated[int, typer.Option(min=3, help="Scenes.")] = 200,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours for mutual kNN.")] = 10,
+    seed: _SEED = 0,
+    device: _DEVICE = "auto",
+    force: _FORCE = False,
+    save_states: Annotated[
+        bool,
+        typer.Option(
+            help="Also stream every sequence's per-layer states and masks to "
+            "OUT/states/<model>/<und|gen>/states-*.safetensors."
+        ),
+    ] = False,
+) -> None:
     """Per layer: mutual-kNN and linear CKA between mean-pooled image and text states (und and gen inputs)."""
     _analyze("alignment", models, out, n, k, 1.01, 0, seed, device, force, save_states)
 
 
 @analyze_app.command("entropy")
-def analyze_entropy(models: _MODELS, out: _OUT = ..., n: Annotated[int, typer.Option(min=2, help="Sequences.")] = 64,
-                    alpha: Annotated[float, typer.Option(help="Renyi order (not 1).")] = 1.01,
-                    seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False) -> None:
+def analyze_entropy(
+    models: _MODELS,
+    out: _OUT = ...,
+    n: Annotated[int, typer.Option(min=2, help="Sequences.")] = 64,
+    alpha: Annotated[float, typer.Option(help="Renyi order (not 1).")] = 1.01,
+    seed: _SEED = 0,
+    device: _DEVICE = "auto",
+    force: _FORCE = False,
+) -> None:
     """Per layer: Renyi entropy of text-only, image-only and mixed inputs, and response entropy (text vs image)."""
     if alpha <= 0 or alpha == 1:
         raise UserError(f"--alpha {alpha}: must be positive and not 1 (1.01 approximates Shannon entropy)")
@@ -461,35 +546,56 @@ def analyze_entropy(models: _MODELS, out: _OUT = ..., n: Annotated[int, typer.Op
 
 
 @analyze_app.command("gradients")
-def analyze_gradients(models: _MODELS, out: _OUT = ...,
-                      examples: Annotated[int, typer.Option(min=2, help="Examples per task batch.")] = 64,
-                      seed: _SEED = 0, device: _DEVICE = "auto", force: _FORCE = False) -> None:
+def analyze_gradients(
+    models: _MODELS,
+    out: _OUT = ...,
+    examples: Annotated[int, typer.Option(min=2, help="Examples per task batch.")] = 64,
+    seed: _SEED = 0,
+    device: _DEVICE = "auto",
+    force: _FORCE = False,
+) -> None:
     """Per layer and checkpoint: cosine between the understanding and generation loss gradients."""
     _analyze("gradients", models, out, None, 10, 1.01, examples, seed, device, force)
 
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="Run folder, 'oracle', 'random', or "
-                                                                   "hf-janus:DIR / hf-emu3:DIR / hf:DIR.")],
-    tasks: Annotated[str, typer.Option(help="Comma-separated task names or task YAML files, or 'all' (every task "
-                                            "built on the model's world).")] = "all",
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN_OR_MODEL", help="Run folder, 'oracle', 'random', or hf-janus:DIR / hf-emu3:DIR / hf:DIR."
+        ),
+    ],
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated task names or task YAML files, or 'all' (every task built on the model's world)."
+        ),
+    ] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
-    guidance: Annotated[float | None, typer.Option(
-        help="Classifier-free guidance scale for image generation (1 = off). Default: off for lab models (they do best "
-             "at 1-1.5), the model's own recommended scale for hf-janus/hf-emu3.")] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            help="Classifier-free guidance scale for image generation (1 = off). Default: off for lab models (they do "
+            "best at 1-1.5), the model's own recommended scale for hf-janus/hf-emu3."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Re-score tasks in --out whose model or settings changed "
-                                                        "(default: refuse).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-score tasks in --out whose model or settings changed (default: refuse).")
+    ] = False,
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
     from unifylab.eval.tasks import load_task, task_files
     from unifylab.study.preset import GEN_TASKS, UND_TASKS
 
-    names = list(UND_TASKS + GEN_TASKS) + sorted(set(task_files()) - set(UND_TASKS + GEN_TASKS)) \
-        if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    names = (
+        list(UND_TASKS + GEN_TASKS) + sorted(set(task_files()) - set(UND_TASKS + GEN_TASKS))
+        if tasks == "all"
+        else [t.strip() for t in tasks.split(",") if t.strip()]
+    )
     if not names:
         raise UserError(f"--tasks {tasks!r}: no task named; give task names or YAML files separated by commas, or all")
     specs = [load_task(t) for t in names]
@@ -500,8 +606,10 @@ def eval_cmd(
         skipped = [s.name for s in specs if s.world.canvas != world]
         specs = [s for s in specs if s.name not in skipped]
         if skipped:
-            err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
-                      f"{world[1]}x{world[1]}")
+            err.print(
+                f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
+                f"{world[1]}x{world[1]}"
+            )
     folder = EvalFolder(out)
     with folder.lock():
         _eval_into(folder, m, name, specs, limit, force)
@@ -517,8 +625,10 @@ def _eval_into(out: EvalFolder, m: object, name: str, specs: list, limit: int | 
 
         previous = read_json(out.results)
         if previous.get("model") != name and not force:
-            raise UserError(f"{out.path}: holds results of model {previous.get('model')!r}, not {name!r}; "
-                            "choose another --out, or --force to score this model there instead")
+            raise UserError(
+                f"{out.path}: holds results of model {previous.get('model')!r}, not {name!r}; "
+                "choose another --out, or --force to score this model there instead"
+            )
         results = previous.get("tasks", {})
     with _progress() as bar:
         for spec in specs:
@@ -556,8 +666,15 @@ def compare_cmd(
         table.add_column(col)
     for task, r in res.items():
         d = r["diff"]
-        table.add_row(task, f"{r['a']:.3f}", f"{r['b']:.3f}", f"{d['value']:+.3f}", f"[{d['lo']:+.3f}, {d['hi']:+.3f}]",
-                      f"{r['p_value']:.4f}", str(r["n"]))
+        table.add_row(
+            task,
+            f"{r['a']:.3f}",
+            f"{r['b']:.3f}",
+            f"{d['value']:+.3f}",
+            f"[{d['lo']:+.3f}, {d['hi']:+.3f}]",
+            f"{r['p_value']:.4f}",
+            str(r["n"]),
+        )
     Console().print(table)
 
 
@@ -566,8 +683,12 @@ def score_realunify(
     data: Annotated[Path, typer.Option(help="RealUnify JSON or JSONL file (image paths relative to it).")],
     model: Annotated[str, typer.Option(help="The model under test: a run folder, 'oracle' or 'random'.")],
     out: Annotated[Path, typer.Option(help="Folder for realunify.jsonl, drawn images and results.json.")],
-    judge: Annotated[str, typer.Option(help="Yes/no judge for UEG: 'parser' (exact, shapes world) or a model.")] = "parser",
-    mode: Annotated[str, typer.Option(help="direct, or stepwise (rewrite before drawing / draw before answering).")] = "direct",
+    judge: Annotated[
+        str, typer.Option(help="Yes/no judge for UEG: 'parser' (exact, shapes world) or a model.")
+    ] = "parser",
+    mode: Annotated[
+        str, typer.Option(help="direct, or stepwise (rewrite before drawing / draw before answering).")
+    ] = "direct",
     size: Annotated[int, typer.Option(help="Canvas of the images the model draws.")] = 32,
     grid: Annotated[int, typer.Option(help="Grid the parser judge reads drawings with.")] = 3,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
@@ -602,14 +723,21 @@ def score_realunify(
 @app.command("study")
 def study_cmd(
     preset: Annotated[str, typer.Option(help="quick, standard, scaling, alignment, or a preset YAML file.")] = "quick",
-    out: Annotated[Path | None, typer.Option(help="Study folder (default: study-<preset>); re-running resumes.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Study folder (default: study-<preset>); re-running resumes.")
+    ] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the preset's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training key for every run.")] = None,
-    jobs: Annotated[int | None, typer.Option(min=1, help="Trainings run at once (default: 2 on a multi-core CPU, "
-                                                         "else 1).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Redo runs, scores and analyses in --out whose settings "
-                                                        "changed (default: refuse).")] = False,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Trainings run at once (default: 2 on a multi-core CPU, else 1).")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Redo runs, scores and analyses in --out whose settings changed (default: refuse)."
+        ),
+    ] = False,
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
     from unifylab.study.preset import load_preset
@@ -669,8 +797,10 @@ def os_error(e: OSError) -> str:
     where = f"{e.filename}: " if e.filename else ""
     if e.errno in (errno.EEXIST, errno.ENOTDIR):
         return f"{where}a file stands where a folder is needed ({name}); choose another --out"
-    return (f"{where}{e.strerror or e} ({name}); every file written before was written whole (atomic writes), and "
-            "finished runs, checkpoints and scored items are kept: fix the cause and re-run to resume")
+    return (
+        f"{where}{e.strerror or e} ({name}); every file written before was written whole (atomic writes), and "
+        "finished runs, checkpoints and scored items are kept: fix the cause and re-run to resume"
+    )
 
 
 def entry() -> None:

@@ -61,8 +61,10 @@ def load_named(model: type[M], name_or_path: str, files: dict[str, Path], what: 
     """A packaged YAML by name, or a YAML file by path, validated into `model`."""
     path = files.get(name_or_path) or Path(name_or_path)
     if not path.is_file():
-        raise UserError(f"{option}: unknown {what} {name_or_path!r}; built-in {what}s: {', '.join(sorted(files))} "
-                        f"(or give a {what} YAML file)")
+        raise UserError(
+            f"{option}: unknown {what} {name_or_path!r}; built-in {what}s: {', '.join(sorted(files))} "
+            f"(or give a {what} YAML file)"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

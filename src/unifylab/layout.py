@@ -50,8 +50,10 @@ def check_fingerprint(file: Path, stamp: dict[str, Any], what: str, *, made: boo
         return True
     if made and not force:
         why = first_diff(old, stamp) if old is not None else "no fingerprint: made by an older unifylab"
-        raise UserError(f"{file.parent}: {what} were made under other settings ({why}); re-run with --force to "
-                        "recompute them, or choose another --out")
+        raise UserError(
+            f"{file.parent}: {what} were made under other settings ({why}); re-run with --force to "
+            "recompute them, or choose another --out"
+        )
     write_text_atomic(file, json.dumps(stamp) + "\n")
     return False
 
@@ -137,8 +139,9 @@ class EvalFolder:
     def reusable(self, task: str, stamp: dict[str, Any], *, force: bool) -> bool:
         """Whether the task's records were made under `stamp` (else refused, or with `force` forgotten)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        ok = check_fingerprint(self.stamp(task), stamp, f"the {task} records", made=self.records(task).is_file(),
-                               force=force)
+        ok = check_fingerprint(
+            self.stamp(task), stamp, f"the {task} records", made=self.records(task).is_file(), force=force
+        )
         if not ok:
             self.forget(task)
         return ok
@@ -157,8 +160,10 @@ class EvalFolder:
         rows = read_jsonl_tolerant(path)
         for n, rec in enumerate(rows, 1):
             if not (isinstance(rec, dict) and isinstance(rec.get("id"), str) and "score" in rec):
-                raise UserError(f"{path}: record {n} is not one this program wrote (no 'id' and 'score'); move the "
-                                "file away, or re-run with --force to score the task again")
+                raise UserError(
+                    f"{path}: record {n} is not one this program wrote (no 'id' and 'score'); move the "
+                    "file away, or re-run with --force to score the task again"
+                )
         return {rec["id"]: rec for rec in rows}
 
     def resume_records(self, task: str) -> dict[str, dict[str, Any]]:

@@ -55,8 +55,9 @@ def layer_alignment(pooled: Pooled, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def alignment(model: Any, world: ShapesConfig, n: int = 200, k: int = 10, seed: int = 0, batch: int = 64
-              ) -> list[dict[str, Any]]:
+def alignment(
+    model: Any, world: ShapesConfig, n: int = 200, k: int = 10, seed: int = 0, batch: int = 64
+) -> list[dict[str, Any]]:
     """Per layer, for understanding inputs (image, then its caption), generation inputs (prompt, then the image) and
     `separate` inputs (each scene's image alone and its caption alone, two sequences: no token has attended to the
     other modality, so this measures shared representations, not attention mixing): rows {input, layer,
@@ -65,8 +66,10 @@ def alignment(model: Any, world: ShapesConfig, n: int = 200, k: int = 10, seed: 
     for kind in ("und", "gen", "separate"):
         if kind == "separate":
             reqs = scene_requests("und", world, n, seed)
-            pooled = Pooled(pooled_part(model, [HiddenRequest("und", image=r.image) for r in reqs], "image", batch),
-                            pooled_part(model, [HiddenRequest("gen", r.answer) for r in reqs], "text", batch))
+            pooled = Pooled(
+                pooled_part(model, [HiddenRequest("und", image=r.image) for r in reqs], "image", batch),
+                pooled_part(model, [HiddenRequest("gen", r.answer) for r in reqs], "text", batch),
+            )
         else:
             pooled = pooled_features(model, scene_requests(kind, world, n, seed), batch)
         for row in layer_alignment(pooled, k):

@@ -32,8 +32,9 @@ def scene_requests(kind: str, world: ShapesConfig, n: int, seed: int = 0) -> lis
     return out
 
 
-def stream_states(model: Any, requests: list[HiddenRequest], batch: int = 64, attention: bool = False
-                  ) -> Iterator[tuple[HiddenRequest, HiddenStates]]:
+def stream_states(
+    model: Any, requests: list[HiddenRequest], batch: int = 64, attention: bool = False
+) -> Iterator[tuple[HiddenRequest, HiddenStates]]:
     """(request, states) pairs, computed `batch` requests at a time (with attention outputs where the model gives
     them)."""
     fn = hidden_states_of(model)
@@ -71,8 +72,9 @@ def pooled_features(model: Any, requests: list[HiddenRequest], batch: int = 64) 
     return Pooled(torch.stack(image, 1), torch.stack(text, 1))
 
 
-def save_states(model: Any, requests: list[HiddenRequest], folder: Path, batch: int = 64, force: bool = False
-                ) -> list[Path]:
+def save_states(
+    model: Any, requests: list[HiddenRequest], folder: Path, batch: int = 64, force: bool = False
+) -> list[Path]:
     """Write every sequence's per-layer states, masks and (for models that give them) attention outputs to
     safetensors shards (one per batch) in a new folder (an existing non-empty one only with `force`)."""
     attention = "attention" in inspect.signature(hidden_states_of(model)).parameters

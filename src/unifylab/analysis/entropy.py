@@ -24,7 +24,7 @@ def renyi_entropy(states: torch.Tensor, alpha: float = 1.01) -> float:
     z = torch.nn.functional.normalize(states.double(), dim=1)
     gram = z @ z.T
     lam = torch.linalg.eigvalsh(gram / gram.trace()).clamp_min(0)
-    return float(torch.log((lam ** alpha).sum()) / (1 - alpha))
+    return float(torch.log((lam**alpha).sum()) / (1 - alpha))
 
 
 def _masked(layers: torch.Tensor, mask: torch.Tensor, alpha: float) -> list[float]:
@@ -43,8 +43,9 @@ def _inputs(world: ShapesConfig, n: int, seed: int) -> dict[str, list[HiddenRequ
     return {"text": text_only, "image": image_only, "mixed": mixed}
 
 
-def trajectories(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
-                 ) -> list[dict[str, Any]]:
+def trajectories(
+    model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+) -> list[dict[str, Any]]:
     """Rows {input: text|image|mixed, layer, entropy, normalised}: mean entropy of each sequence's content tokens
     per layer; `normalised` divides by log(tokens), the value for orthogonal tokens, so inputs of different length
     compare."""
@@ -62,8 +63,9 @@ def trajectories(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.
     return out
 
 
-def response_entropy(model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0,
-                     batch: int = 64) -> list[dict[str, Any]]:
+def response_entropy(
+    model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+) -> list[dict[str, Any]]:
     """Rows {response: text|image, layer, delta}: mean H(prompt + response) - H(prompt) over the model's own
     answers to the caption question and its own drawings of t2i prompts."""
     rng = np.random.default_rng([seed, 11])
@@ -72,8 +74,10 @@ def response_entropy(model: Any, world: ShapesConfig, n: int = 64, alpha: float 
     prompts = [L.t2i_prompt(s, rng)[0] for s in scenes]
     answers = model.generate_text([TextRequest(L.CAPTION_QUESTION, im) for im in images])
     drawn = model.generate_images([ImageRequest(p, world.size, world.grid, seed=i) for i, p in enumerate(prompts)])
-    reqs = {"text": [HiddenRequest("und", L.CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
-            "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)]}
+    reqs = {
+        "text": [HiddenRequest("und", L.CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
+        "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)],
+    }
     out = []
     for name, rs in reqs.items():
         deltas = []

@@ -35,15 +35,20 @@ def layer_of(name: str) -> str | None:
     return None
 
 
-def _cosines(model: torch.nn.Module, und: dict[str, torch.Tensor], gen: dict[str, torch.Tensor], fork: int
-             ) -> dict[str, float | None]:
+def _cosines(
+    model: torch.nn.Module, und: dict[str, torch.Tensor], gen: dict[str, torch.Tensor], fork: int
+) -> dict[str, float | None]:
     grads = []
     for batch in (und, gen):
         model.zero_grad(set_to_none=True)
         out = model.loss(batch)
         (out["sum"] / out["count"]).backward()
-        grads.append({n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-                      for n, p in model.named_parameters()})
+        grads.append(
+            {
+                n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                for n, p in model.named_parameters()
+            }
+        )
     groups: dict[str, list[str]] = {}
     out: dict[str, float | None] = {}
     for name in grads[0]:
@@ -88,4 +93,3 @@ def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict
             rows.append({"step": step, "layer": g, "depth": depth, "cosine": c})
     rows.sort(key=lambda r: (r["step"], r["depth"]))
     return rows
-

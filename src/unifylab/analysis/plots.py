@@ -15,10 +15,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 PANELS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
     # analysis: (rows' series key, y value, y label, panel title) per panel
-    "alignment": (("input", "mutual_knn", "mutual kNN (image vs text)", "alignment: mutual kNN"),
-                  ("input", "cka", "linear CKA (image vs text)", "alignment: linear CKA")),
-    "entropy": (("input", "normalised", "Renyi entropy / log(tokens)", "encoding entropy over depth"),
-                ("response", "delta", "H(prompt+response) - H(prompt)", "response entropy")),
+    "alignment": (
+        ("input", "mutual_knn", "mutual kNN (image vs text)", "alignment: mutual kNN"),
+        ("input", "cka", "linear CKA (image vs text)", "alignment: linear CKA"),
+    ),
+    "entropy": (
+        ("input", "normalised", "Renyi entropy / log(tokens)", "encoding entropy over depth"),
+        ("response", "delta", "H(prompt+response) - H(prompt)", "response entropy"),
+    ),
 }
 STYLES = ["-", "--", ":", "-."]
 
@@ -52,16 +56,25 @@ def gradient_figure(rows_by_model: dict[str, list[dict[str, Any]]]) -> plt.Figur
             continue
         last = max(r["step"] for r in rows)
         pts = sorted((r["depth"], math.nan if r["cosine"] is None else r["cosine"]) for r in rows if r["step"] == last)
-        axes[0].plot(*zip(*pts), STYLES[m % len(STYLES)], marker="o", ms=3, label=f"{model} (step {last})")  # gaps: forked
+        axes[0].plot(
+            *zip(*pts), STYLES[m % len(STYLES)], marker="o", ms=3, label=f"{model} (step {last})"
+        )  # gaps: forked
         layers = [r for r in rows if r["layer"].startswith("layer") and r["cosine"] is not None]
         steps = sorted({r["step"] for r in layers})
-        means = [sum(r["cosine"] for r in layers if r["step"] == s) / sum(r["step"] == s for r in layers) for s in steps]
+        means = [
+            sum(r["cosine"] for r in layers if r["step"] == s) / sum(r["step"] == s for r in layers) for s in steps
+        ]
         if steps:
             axes[1].plot(steps, means, STYLES[m % len(STYLES)], marker="o", ms=3, label=model)
     for ax in axes:
         ax.axhline(0, color="grey", lw=0.8)
-    _finish(axes[0], "depth (-1 = embeddings, last = head)", "cos(grad und, grad gen)", "gradient conflict per layer",
-            integer_x=True)
+    _finish(
+        axes[0],
+        "depth (-1 = embeddings, last = head)",
+        "cos(grad und, grad gen)",
+        "gradient conflict per layer",
+        integer_x=True,
+    )
     _finish(axes[1], "training step (checkpoint)", "mean cos over shared layers", "gradient conflict over training")
     fig.tight_layout()
     return fig

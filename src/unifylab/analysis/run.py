@@ -28,8 +28,18 @@ def world_of(folder: Path | None, default: ShapesConfig) -> ShapesConfig:
     return default
 
 
-def analyze(kind: str, model: Any, folder: Path | None, world: ShapesConfig, n: int = 200, k: int = 10,
-            alpha: float = 1.01, examples: int = 64, seed: int = 0, batch: int = 64) -> list[dict[str, Any]]:
+def analyze(
+    kind: str,
+    model: Any,
+    folder: Path | None,
+    world: ShapesConfig,
+    n: int = 200,
+    k: int = 10,
+    alpha: float = 1.01,
+    examples: int = 64,
+    seed: int = 0,
+    batch: int = 64,
+) -> list[dict[str, Any]]:
     """Rows of one analysis for one model (`folder`: its run folder, needed by `gradients`)."""
     if kind == "alignment":
         if not 1 <= k < n:

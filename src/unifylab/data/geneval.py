@@ -59,7 +59,7 @@ def _req_to_geneval(r: Requirement) -> dict[str, Any]:
 def _requirement(x: Any, where: str, n_before: int | None) -> Requirement:
     """Validate one include/exclude entry; `n_before` is how many includes precede it (None for excludes)."""
     if not isinstance(x, dict):
-        raise UserError(f"{where}: expected an object like {{\"class\": \"circle\", \"count\": 1}}, got {x!r}")
+        raise UserError(f'{where}: expected an object like {{"class": "circle", "count": 1}}, got {x!r}')
     bad = set(x) - _REQ_KEYS
     if bad:
         raise UserError(f"{where}: unknown field(s) {sorted(bad)}; valid fields: {sorted(_REQ_KEYS)}")
@@ -79,8 +79,10 @@ def _requirement(x: Any, where: str, n_before: int | None) -> Requirement:
             raise UserError(f"{where}.position: exclude entries cannot carry a position")
         ok = isinstance(pos, list) and len(pos) == 2 and pos[0] in RELATIONS and isinstance(pos[1], int)
         if not ok:
-            raise UserError(f"{where}.position: expected [relation, include index] with relation one of "
-                            f"{', '.join(RELATIONS)}, got {pos!r}")
+            raise UserError(
+                f"{where}.position: expected [relation, include index] with relation one of "
+                f"{', '.join(RELATIONS)}, got {pos!r}"
+            )
         if not 0 <= pos[1] < n_before:
             raise UserError(f"{where}.position: index {pos[1]} must name an earlier include (0..{n_before - 1})")
         position = (pos[0], pos[1])
@@ -178,8 +180,9 @@ def _task_item(tag: str, size: int, grid: int, rng: np.random.Generator) -> tupl
     raise UserError(f"unknown GenEval task {tag!r}; expected one of {', '.join(TASKS)}")
 
 
-def generate(n_per_task: int, seed: int, size: int = 32, grid: int = 3, tasks: tuple[str, ...] = TASKS
-             ) -> list[GenevalItem]:
+def generate(
+    n_per_task: int, seed: int, size: int = 32, grid: int = 3, tasks: tuple[str, ...] = TASKS
+) -> list[GenevalItem]:
     """`n_per_task` prompts for each GenEval task, each with a ground-truth scene that satisfies it."""
     try:
         W.check_canvas(size, grid)

@@ -244,8 +244,9 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise UserError(f"{folder}: {what} in use by process {holder}; wait for it to finish or choose another "
-                            "--out") from None
+            raise UserError(
+                f"{folder}: {what} in use by process {holder}; wait for it to finish or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

@@ -22,8 +22,8 @@ from unifylab.train.config import TrainConfig
 from unifylab.train.data import SceneSource
 from unifylab.world import language as L
 from unifylab.world import shapes as W
-from unifylab.world.shapes import render
 from unifylab.world.scene import Scene
+from unifylab.world.shapes import render
 
 _WORDS = re.compile(r"\b(" + "|".join(list(W.COLORS) + list(W.SHAPES) + [L.plural(s) for s in W.SHAPES]) + r")\b")
 _MC = re.compile(r"^(.*) A\. (.*) B\. (.*) C\. (.*) D\. (.*) answer with a letter\.$")
@@ -59,9 +59,12 @@ class BlindModel:
             keep.setdefault(key, scene)
         self.caption = captions.most_common(1)[0][0]
         self.scene = keep[scenes.most_common(1)[0][0]]
-        self.fingerprint = {"name": self.name, "n": n, "world": cfg.world.model_dump(mode="json"),
-                            "data": cfg.data.model_dump(mode="json", include={"seed", "holdout_pairs", "n_scenes",
-                                                                              "source", "folder"})}
+        self.fingerprint = {
+            "name": self.name,
+            "n": n,
+            "world": cfg.world.model_dump(mode="json"),
+            "data": cfg.data.model_dump(mode="json", include={"seed", "holdout_pairs", "n_scenes", "source", "folder"}),
+        }
 
     def _prior(self, question: str) -> Counter[str]:
         return self.by_question.get(question) or self.by_template.get(template(question)) or self.overall
@@ -87,14 +90,17 @@ class BlindModel:
         out = []
         for r in requests:
             if (r.size, r.grid) != (self.scene.size, self.scene.grid):
-                raise UserError(f"blind baseline: an image request at {r.size} px / grid {r.grid}, but its training "
-                                f"world is {self.scene.size} px / grid {self.scene.grid}")
+                raise UserError(
+                    f"blind baseline: an image request at {r.size} px / grid {r.grid}, but its training "
+                    f"world is {self.scene.size} px / grid {self.scene.grid}"
+                )
             out.append(render(self.scene))
         return out
 
 
-def blind_summaries(cfg: TrainConfig, specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool = False
-                    ) -> dict[str, dict[str, Any]]:
+def blind_summaries(
+    cfg: TrainConfig, specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool = False
+) -> dict[str, dict[str, Any]]:
     """Score the blind baseline of `cfg`'s training data on every task (records in `out`, resumable)."""
     from unifylab.eval.harness import run_task, summarise
 

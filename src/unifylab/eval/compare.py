@@ -37,6 +37,11 @@ def compare(a: Path, b: Path) -> dict[str, dict[str, Any]]:
             continue
         xa, xb = [sa[task][i] for i in ids], [sb[task][i] for i in ids]
         diff, p = paired_difference(xa, xb)
-        out[task] = {"a": sum(xa) / len(xa), "b": sum(xb) / len(xb), "diff": diff.to_dict(), "p_value": p,
-                     "n": len(ids)}
+        out[task] = {
+            "a": sum(xa) / len(xa),
+            "b": sum(xb) / len(xb),
+            "diff": diff.to_dict(),
+            "p_value": p,
+            "n": len(ids),
+        }
     return out

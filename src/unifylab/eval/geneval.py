@@ -47,8 +47,10 @@ def find_images(folder: Path, items: list[GenevalItem]) -> tuple[list[tuple[Gene
     missing = [it.index for it in items if not by_index.get(it.index)]
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
-        raise UserError(f"{folder}: no image for {len(missing)} metadata line(s) (indices {shown}); expected "
-                        f"<index>.png or <index>/samples/*.png for every line")
+        raise UserError(
+            f"{folder}: no image for {len(missing)} metadata line(s) (indices {shown}); expected "
+            f"<index>.png or <index>/samples/*.png for every line"
+        )
     known = {it.index for it in items}
     extra = [p for i, ps in sorted(by_index.items()) if i not in known for p in ps]
     return [(it, p) for it in items for p in by_index[it.index]], extra
@@ -94,10 +96,17 @@ def score(
                 parsed[k] = scene
         for k, (item, path) in enumerate(chunk):
             verdict = satisfies(parsed[k], item.spec)
-            records.append({
-                "index": item.index, "tag": item.tag, "prompt": item.prompt, "image": str(path),
-                "correct": verdict.ok, "reasons": verdict.reasons, "parsed": parsed[k].to_dict(),
-            })
+            records.append(
+                {
+                    "index": item.index,
+                    "tag": item.tag,
+                    "prompt": item.prompt,
+                    "image": str(path),
+                    "correct": verdict.ok,
+                    "reasons": verdict.reasons,
+                    "parsed": parsed[k].to_dict(),
+                }
+            )
         if progress is not None:
             progress(len(chunk))
     by_task: dict[str, list[float]] = defaultdict(list)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,13 @@ from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
 from unifylab.layout import EvalFolder
-from unifylab.train.config import UND_TASKS as UND_TRAINING, DataConfig
+from unifylab.train.config import UND_TASKS as UND_TRAINING
+from unifylab.train.config import DataConfig
 
 
-def _record(item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool
-            ) -> dict[str, Any]:
+def _record(
+    item: Item, texts: list[str], image_paths: list[str], score: float, reasons: list[str], graded: bool
+) -> dict[str, Any]:
     return {
         "id": item.id,
         "input": {"prompts": [r.prompt for r in item.text] + [r.prompt for r in item.images]},
@@ -73,25 +75,40 @@ def _sibling_outputs(spec: TaskSpec, folder: EvalFolder) -> dict[str, dict[str, 
 
 def fingerprint(model: UnifiedModel, spec: TaskSpec) -> dict[str, Any]:
     """Everything that determines a task's records: the model (weights' hash, sampling settings) and the task spec."""
-    return {"model": getattr(model, "fingerprint", {"name": getattr(model, "name", type(model).__name__)}),
-            "task": spec.model_dump(mode="json")}
+    return {
+        "model": getattr(model, "fingerprint", {"name": getattr(model, "name", type(model).__name__)}),
+        "task": spec.model_dump(mode="json"),
+    }
 
 
-def run_task(model: UnifiedModel, spec: TaskSpec, out: Path, limit: int | None = None, batch: int = 64,
-             progress: Callable[[int], None] | None = None, *, force: bool = False) -> list[dict[str, Any]]:
+def run_task(
+    model: UnifiedModel,
+    spec: TaskSpec,
+    out: Path,
+    limit: int | None = None,
+    batch: int = 64,
+    progress: Callable[[int], None] | None = None,
+    *,
+    force: bool = False,
+) -> list[dict[str, Any]]:
     """Score every item of `spec` not already in out/<task>.jsonl; returns all records. A model whose `world`
     (size, grid) differs from the task's is refused; records made by another model or task version
     (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
     world = getattr(model, "world", None)
     if world is not None and world != spec.world.canvas:
         w = spec.world
-        raise UserError(f"task {spec.name} is built on a {w.size} px {w.grid}x{w.grid} world but "
-                        f"{getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
-                        "grids; evaluate it on tasks of its world")
+        raise UserError(
+            f"task {spec.name} is built on a {w.size} px {w.grid}x{w.grid} world but "
+            f"{getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
+            "grids; evaluate it on tasks of its world"
+        )
     folder = EvalFolder(out)
     try:
-        done = folder.resume_records(spec.name) if folder.reusable(spec.name, fingerprint(model, spec), force=force) \
+        done = (
+            folder.resume_records(spec.name)
+            if folder.reusable(spec.name, fingerprint(model, spec), force=force)
             else {}
+        )
     except UserError:  # lines this program did not write
         if not force:
             raise
@@ -189,6 +206,8 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], data: DataConfig | 
         sided = ("transfer",) if data.und_only_pairs or data.gen_only_pairs else ()
         taught = any("fact" in r["meta"] or "move" in r["meta"] for r in records)
         names = FACT_SPLITS if taught else ("new_scenes", "heldout_pairs", *sided)
-        out["splits"] = {**{k: bootstrap_mean(by[k]).to_dict() if by[k] else None for k in names},
-                         "all": out["accuracy"]}
+        out["splits"] = {
+            **{k: bootstrap_mean(by[k]).to_dict() if by[k] else None for k in names},
+            "all": out["accuracy"],
+        }
     return out

@@ -31,8 +31,10 @@ ORIGINAL_FORMATS = {
     "multi_modality": "the original DeepSeek Janus format; use the transformers-format deepseek-community/Janus-Pro-1B",
     "Emu3": "the original BAAI Emu3 format (remote code); use BAAI/Emu3-Gen-hf or BAAI/Emu3-Chat-hf",
 }
-REWRITE = ("Rewrite this image description so that it names exactly the objects to draw, with their colours, shapes "
-           "and positions. Answer with the rewritten description only.\n")
+REWRITE = (
+    "Rewrite this image description so that it names exactly the objects to draw, with their colours, shapes "
+    "and positions. Answer with the rewritten description only.\n"
+)
 QUESTION, ANSWER = "\ue000", "\ue001"  # private-use marks for where the text and the answer go in a rendered chat
 
 
@@ -88,8 +90,9 @@ class _HFModel(ABC):
     default_guidance = 1.0
     text_kwargs: dict[str, Any] = {}
 
-    def __init__(self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0,
-                 batch: int = 8) -> None:
+    def __init__(
+        self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0, batch: int = 8
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -108,8 +111,11 @@ class _HFModel(ABC):
         """The chat-template rendering of a user turn (image first, then text) and, with `answer`, the reply, with
         marks where the text and the answer go; without a chat template, the plain concatenation."""
         if self.processor.chat_template is None:
-            return (self.processor.image_token if image else "") + (QUESTION if text else "") + \
-                (" " + ANSWER if answer else "")
+            return (
+                (self.processor.image_token if image else "")
+                + (QUESTION if text else "")
+                + (" " + ANSWER if answer else "")
+            )
         content = ([{"type": "image"}] if image else []) + ([{"type": "text", "text": QUESTION}] if text else [])
         messages = [{"role": "user", "content": content}]
         if answer:
@@ -171,13 +177,16 @@ class _HFModel(ABC):
 
         for idx in _chunks(requests, has_image, self.batch):
             chunk = [requests[i] for i in idx]
-            texts = [self._dialogue(REWRITE + r.prompt if r.mode == "rewrite" else r.prompt, has_image(r), "")[0]
-                     for r in chunk]
+            texts = [
+                self._dialogue(REWRITE + r.prompt if r.mode == "rewrite" else r.prompt, has_image(r), "")[0]
+                for r in chunk
+            ]
             enc = self._encode(texts, [r.image for r in chunk] if has_image(chunk[0]) else None, **self.text_kwargs)
             with _quiet_transformers():
-                ids = self.model.generate(**enc, max_new_tokens=max(r.max_tokens for r in chunk), do_sample=False,
-                                          **self.text_kwargs)
-            answers = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                ids = self.model.generate(
+                    **enc, max_new_tokens=max(r.max_tokens for r in chunk), do_sample=False, **self.text_kwargs
+                )
+            answers = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for i, a in zip(idx, answers):
                 out[i] = a.strip()
         return out
@@ -187,8 +196,9 @@ class _HFModel(ABC):
         """Sum of the log-probabilities of the continuation's tokens as the model's reply to prompt (and image)."""
         out = [0.0] * len(requests)
         for idx in _chunks(requests, lambda r: r.image is not None, self.batch):
-            enc, spans = self._und_inputs([(requests[i].prompt, requests[i].image, requests[i].continuation)
-                                           for i in idx])
+            enc, spans = self._und_inputs(
+                [(requests[i].prompt, requests[i].image, requests[i].continuation) for i in idx]
+            )
             hidden = self.model.model(**enc, position_ids=_positions(enc["attention_mask"])).last_hidden_state
             for k, i in enumerate(idx):
                 a, b = spans[k]["answer"]
@@ -217,8 +227,10 @@ class _HFModel(ABC):
         request's `size` (box filter, i.e. area averaging) so the world's parser can score it."""
         edits = [r for r in requests if r.source is not None]
         if edits:
-            raise UserError(f"{self.name}: the transformers {self.family} model cannot edit images (it only draws from "
-                            "text); leave editing tasks out of --tasks")
+            raise UserError(
+                f"{self.name}: the transformers {self.family} model cannot edit images (it only draws from "
+                "text); leave editing tasks out of --tasks"
+            )
         self._check_generation()
         out: list[np.ndarray] = []
         for s in range(0, len(requests), self.batch):
@@ -226,8 +238,10 @@ class _HFModel(ABC):
             torch.manual_seed(self.seed + chunk[0].seed)
             with _quiet_transformers():
                 drawn = self._draw([r.prompt for r in chunk])
-            out += [np.asarray(Image.fromarray(image).resize((r.size, r.size), Image.Resampling.BOX))
-                    for r, image in zip(chunk, self._to_uint8(drawn))]
+            out += [
+                np.asarray(Image.fromarray(image).resize((r.size, r.size), Image.Resampling.BOX))
+                for r, image in zip(chunk, self._to_uint8(drawn))
+            ]
         return out
 
     # ------------------------------------------------------------------------------------------ states
@@ -244,16 +258,22 @@ class _HFModel(ABC):
             answer = torch.zeros_like(image)
             text[slice(*spans[k]["text"])] = True
             answer[slice(*spans[k]["answer"])] = True
-            out.append(self._states(layers[k], mask[k], {"text": text | answer, "image": image,
-                                                         "prompt": image | text, "response": answer}))
+            out.append(
+                self._states(
+                    layers[k],
+                    mask[k],
+                    {"text": text | answer, "image": image, "prompt": image | text, "response": answer},
+                )
+            )
         return out
 
     @abstractmethod
     def _gen_states(self, chunk: list[HiddenRequest]) -> list[HiddenStates]:
         """States of generation inputs (prompt, then the image's own generation tokens); family specific."""
 
-    def _gen_rows(self, hidden: tuple[torch.Tensor, ...], mask: torch.Tensor, spans: list[tuple[int, int]],
-                  image: torch.Tensor) -> list[HiddenStates]:
+    def _gen_rows(
+        self, hidden: tuple[torch.Tensor, ...], mask: torch.Tensor, spans: list[tuple[int, int]], image: torch.Tensor
+    ) -> list[HiddenStates]:
         """States of generation inputs: each row's prompt span is its text (and prompt), the image positions, the
         same in every row of the batch, its image (and response)."""
         layers = torch.stack(hidden, 1).float().cpu()
@@ -261,8 +281,11 @@ class _HFModel(ABC):
         for k, span in enumerate(spans):
             text = torch.zeros_like(image)
             text[slice(*span)] = True
-            out.append(self._states(layers[k], mask[k].cpu(), {"text": text, "image": image, "prompt": text,
-                                                               "response": image}))
+            out.append(
+                self._states(
+                    layers[k], mask[k].cpu(), {"text": text, "image": image, "prompt": text, "response": image}
+                )
+            )
         return out
 
     @staticmethod
@@ -283,7 +306,7 @@ class _HFModel(ABC):
 
     # ------------------------------------------------------------------------------------------ images
 
-    def _check_generation(self) -> None:
+    def _check_generation(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """A clear error for checkpoints that cannot draw (a family overrides it where that can happen)."""
 
     @abstractmethod
@@ -307,12 +330,15 @@ class HFJanus(_HFModel):
     default_guidance = 5.0
     text_kwargs = {"generation_mode": "text"}
 
-    def __init__(self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0,
-                 batch: int = 8) -> None:
+    def __init__(
+        self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0, batch: int = 8
+    ) -> None:
         super().__init__(model, processor, name, guidance, seed, batch)
         if self.guidance <= 1:
-            raise UserError(f"{name}: Janus's transformers image generation always runs classifier-free guidance; "
-                            f"give a scale above 1 (its default is {self.default_guidance:g})")
+            raise UserError(
+                f"{name}: Janus's transformers image generation always runs classifier-free guidance; "
+                f"give a scale above 1 (its default is {self.default_guidance:g})"
+            )
         config = model.generation_config
         extra = getattr(config, "generation_kwargs", None) or {}
         if "boi_token_id" not in extra:
@@ -344,8 +370,9 @@ class HFJanus(_HFModel):
             n_image = image_embeds.shape[1]
             embeds = torch.cat([embeds, image_embeds.to(embeds.dtype)], 1)
             mask = torch.cat([mask, mask.new_ones(len(chunk), n_image)], 1)
-        result = self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask,
-                                                 position_ids=_positions(mask), output_hidden_states=True)
+        result = self.model.model.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask), output_hidden_states=True
+        )
         image = torch.zeros(mask.shape[1], dtype=torch.bool)
         if n_image:
             image[-n_image:] = True
@@ -353,8 +380,9 @@ class HFJanus(_HFModel):
 
     def _draw(self, prompts: list[str]) -> torch.Tensor:
         enc = self._gen_text(prompts)
-        codes = self.model.generate(**enc, generation_mode="image", do_sample=True, guidance_scale=self.guidance,
-                                    top_k=self.top_k)
+        codes = self.model.generate(
+            **enc, generation_mode="image", do_sample=True, guidance_scale=self.guidance, top_k=self.top_k
+        )
         return self.model.decode_image_tokens(codes).permute(0, 3, 1, 2)
 
 
@@ -363,8 +391,9 @@ class _Emu3ImageGrid:
     end-of-line token, then end-of-frame, end-of-image and end-of-sequence (the prefix constraint the transformers
     docs use, computed once per step for the whole batch)."""
 
-    def __init__(self, start: int, height: int, width: int, visual: torch.Tensor, closing: list[int], pad: int,
-                 eol: int) -> None:
+    def __init__(
+        self, start: int, height: int, width: int, visual: torch.Tensor, closing: list[int], pad: int, eol: int
+    ) -> None:
         self.start, self.height, self.width = start, height, width
         self.visual, self.closing, self.pad, self.eol = visual, closing, pad, eol
 
@@ -392,8 +421,16 @@ class HFEmu3(_HFModel):
     default_guidance = 3.0  # the Emu3 authors' classifier-free guidance
     default_top_k = 2048  # the Emu3 authors' image sampling
 
-    def __init__(self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0,
-                 batch: int = 8, image_area: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        name: str,
+        guidance: float | None = None,
+        seed: int = 0,
+        batch: int = 8,
+        image_area: int | None = None,
+    ) -> None:
         super().__init__(model, processor, name, guidance, seed, batch)
         self.image_area = image_area or processor.image_area
         if image_area:
@@ -424,8 +461,10 @@ class HFEmu3(_HFModel):
 
     def _check_generation(self) -> None:
         if not self.model.vocabulary_mapping.image_tokens:
-            raise UserError(f"{self.name}: its vocabulary has no visual tokens ('<|visual token ...|>' in config.json "
-                            "vocabulary_map), so it cannot generate images; use an Emu3 Gen checkpoint")
+            raise UserError(
+                f"{self.name}: its vocabulary has no visual tokens ('<|visual token ...|>' in config.json "
+                "vocabulary_map), so it cannot generate images; use an Emu3 Gen checkpoint"
+            )
 
     def _gen_states(self, chunk: list[HiddenRequest]) -> list[HiddenStates]:
         enc = self._gen_text([r.text for r in chunk])
@@ -438,16 +477,25 @@ class HFEmu3(_HFModel):
             self._check_generation()
             height, width = self._grid()
             size = (width * self.spatial, height * self.spatial)
-            pixels = self.processor.image_processor([_pil(r.image).resize(size, Image.Resampling.BICUBIC)
-                                                     for r in chunk], do_resize=False, return_tensors="pt")
-            tokens = self.model.model.get_image_tokens(pixels["pixel_values"].to(self.device, self.dtype),
-                                                       pixels["image_sizes"]).view(len(chunk), -1)
+            pixels = self.processor.image_processor(
+                [_pil(r.image).resize(size, Image.Resampling.BICUBIC) for r in chunk],
+                do_resize=False,
+                return_tensors="pt",
+            )
+            tokens = self.model.model.get_image_tokens(
+                pixels["pixel_values"].to(self.device, self.dtype), pixels["image_sizes"]
+            ).view(len(chunk), -1)
             n_grid = tokens.shape[1]
             closing = ids.new_tensor([self.tokenizer.eof_token_id, self.tokenizer.eoi_token_id]).expand(len(chunk), 2)
             ids = torch.cat([ids, tokens.to(ids.dtype), closing], 1)
             mask = torch.cat([mask, mask.new_ones(len(chunk), n_grid + 2)], 1)
-        result = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                            output_hidden_states=True, logits_to_keep=1)
+        result = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=_positions(mask),
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
         image = torch.zeros(ids.shape[1], dtype=torch.bool)
         if n_grid:
             start = enc["input_ids"].shape[1]
@@ -460,19 +508,33 @@ class HFEmu3(_HFModel):
         enc = self._gen_text(prompts)
         height, width = (int(x) for x in enc.pop("image_sizes")[0])
         tok = self.tokenizer
-        grid = _Emu3ImageGrid(enc["input_ids"].shape[1], height, width,
-                              torch.tensor(self.model.vocabulary_mapping.image_tokens, device=self.device),
-                              [tok.eof_token_id, tok.eoi_token_id, tok.eos_token_id], tok.pad_token_id,
-                              self.model.vocabulary_mapping.eol_token_id)
+        grid = _Emu3ImageGrid(
+            enc["input_ids"].shape[1],
+            height,
+            width,
+            torch.tensor(self.model.vocabulary_mapping.image_tokens, device=self.device),
+            [tok.eof_token_id, tok.eoi_token_id, tok.eos_token_id],
+            tok.pad_token_id,
+            self.model.vocabulary_mapping.eol_token_id,
+        )
         cfg: dict[str, Any] = {}
         if self.guidance != 1:
             # the unconditional branch: an empty prompt with the same image header
             negative = self._gen_text([""] * len(prompts))
-            cfg = {"guidance_scale": self.guidance, "negative_prompt_ids": negative["input_ids"],
-                   "negative_prompt_attention_mask": negative["attention_mask"]}
-        out = self.model.generate(**enc, max_new_tokens=(width + 1) * height + 3, do_sample=True, top_k=self.top_k,
-                                  logits_processor=LogitsProcessorList([grid]), **cfg)
-        codes = out[:, enc["input_ids"].shape[1]:]
+            cfg = {
+                "guidance_scale": self.guidance,
+                "negative_prompt_ids": negative["input_ids"],
+                "negative_prompt_attention_mask": negative["attention_mask"],
+            }
+        out = self.model.generate(
+            **enc,
+            max_new_tokens=(width + 1) * height + 3,
+            do_sample=True,
+            top_k=self.top_k,
+            logits_processor=LogitsProcessorList([grid]),
+            **cfg,
+        )
+        codes = out[:, enc["input_ids"].shape[1] :]
         return self.model.decode_image_tokens(image_tokens=codes, height=height, width=width)
 
 
@@ -487,8 +549,10 @@ def _local(path_or_id: str) -> bool:
     if p.exists():
         raise UserError(f"{path_or_id}: is a file; give the model's folder (with config.json) or a hub id")
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1 or "\\" in path_or_id:
-        raise UserError(f"{path_or_id}: model folder not found; download one first, e.g. "
-                        "`hf download deepseek-community/Janus-Pro-1B --local-dir ./Janus-Pro-1B`")
+        raise UserError(
+            f"{path_or_id}: model folder not found; download one first, e.g. "
+            "`hf download deepseek-community/Janus-Pro-1B --local-dir ./Janus-Pro-1B`"
+        )
     return False
 
 
@@ -497,17 +561,21 @@ def _model_type(path_or_id: str, local: bool) -> str:
     if local:
         config = Path(path_or_id).expanduser() / "config.json"
         if not config.is_file():
-            raise UserError(f"{path_or_id}: no config.json, so it is not a transformers model folder; download the "
-                            "whole model repository into it (hf download OWNER/NAME --local-dir DIR)")
+            raise UserError(
+                f"{path_or_id}: no config.json, so it is not a transformers model folder; download the "
+                "whole model repository into it (hf download OWNER/NAME --local-dir DIR)"
+            )
     else:
         from huggingface_hub import hf_hub_download
 
         try:
             config = Path(hf_hub_download(path_or_id, "config.json"))
         except Exception as e:  # offline, unknown repository, gated model: all mean "download it yourself"
-            raise UserError(f"{path_or_id}: could not fetch config.json from the Hugging Face hub "
-                            f"({type(e).__name__}); download the model where the hub is reachable "
-                            f"(hf download {path_or_id} --local-dir DIR) and pass the folder") from None
+            raise UserError(
+                f"{path_or_id}: could not fetch config.json from the Hugging Face hub "
+                f"({type(e).__name__}); download the model where the hub is reachable "
+                f"(hf download {path_or_id} --local-dir DIR) and pass the folder"
+            ) from None
     try:
         return str(json.loads(config.read_text(encoding="utf-8")).get("model_type", ""))
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
@@ -516,16 +584,27 @@ def _model_type(path_or_id: str, local: bool) -> str:
 
 def _check_processor_files(folder: Path) -> None:
     """A local model folder needs its tokenizer and image-processor files, not just the weights."""
-    needed = {"the tokenizer": ("tokenizer.json", "tokenizer_config.json"),
-              "the image processor": ("preprocessor_config.json", "processor_config.json")}
+    needed = {
+        "the tokenizer": ("tokenizer.json", "tokenizer_config.json"),
+        "the image processor": ("preprocessor_config.json", "processor_config.json"),
+    }
     for what, any_of in needed.items():
         if not any((folder / f).is_file() for f in any_of):
-            raise UserError(f"{folder}: missing {' or '.join(any_of)} ({what} of the model's processor); download the "
-                            "whole repository, not only the weights")
+            raise UserError(
+                f"{folder}: missing {' or '.join(any_of)} ({what} of the model's processor); download the "
+                "whole repository, not only the weights"
+            )
 
 
-def load_hf(kind: str, path_or_id: str, device: str = "cpu", guidance: float | None = None, seed: int = 0,
-            batch: int = 8, image_area: int | None = None) -> HFJanus | HFEmu3:
+def load_hf(
+    kind: str,
+    path_or_id: str,
+    device: str = "cpu",
+    guidance: float | None = None,
+    seed: int = 0,
+    batch: int = 8,
+    image_area: int | None = None,
+) -> HFJanus | HFEmu3:
     """A transformers unified model behind the protocol. kind: 'hf-janus', 'hf-emu3', or 'hf' (chosen from
     config.json's model_type). Folders load offline; hub ids are passed through to transformers. Weights load in
     bfloat16 on CUDA and float32 on the CPU; remote code is never trusted. guidance None: the model's own scale;
@@ -539,16 +618,24 @@ def load_hf(kind: str, path_or_id: str, device: str = "cpu", guidance: float | N
     families = {v: k for k, v in FAMILIES.items()}
     if kind == "hf":
         if found not in families:
-            hint = ORIGINAL_FORMATS.get(found, "unifylab's HF adapters need a unified model that also draws images: "
-                                               "janus (hf-janus) or emu3 (hf-emu3)")
+            hint = ORIGINAL_FORMATS.get(
+                found,
+                "unifylab's HF adapters need a unified model that also draws images: "
+                "janus (hf-janus) or emu3 (hf-emu3)",
+            )
             raise UserError(f"{path_or_id}: config.json has model_type {found!r}; {hint}")
         kind = families[found]
     if kind not in FAMILIES:
         raise UserError(f"unknown HF adapter {kind!r}; expected hf-janus, hf-emu3 or hf")
     expected = FAMILIES[kind]
     if found != expected:
-        hint = (f"; use {families[found]}:{path_or_id}" if found in families else
-                f"; {ORIGINAL_FORMATS[found]}" if found in ORIGINAL_FORMATS else "")
+        hint = (
+            f"; use {families[found]}:{path_or_id}"
+            if found in families
+            else f"; {ORIGINAL_FORMATS[found]}"
+            if found in ORIGINAL_FORMATS
+            else ""
+        )
         raise UserError(f"{path_or_id}: {kind} expects config.json model_type {expected!r}, found {found!r}{hint}")
     if local:
         folder = Path(path_or_id).expanduser()
@@ -556,12 +643,15 @@ def load_hf(kind: str, path_or_id: str, device: str = "cpu", guidance: float | N
         if not any(folder.glob("*.safetensors")):
             pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
             only = f" (only pickle files: {', '.join(pickles)})" if pickles else ""
-            raise UserError(f"{folder}: no *.safetensors weights{only}; "
-                            "unifylab loads safetensors only (pickle files can run code): convert the weights, e.g. "
-                            "save_pretrained(..., safe_serialization=True) in a trusted environment")
+            raise UserError(
+                f"{folder}: no *.safetensors weights{only}; "
+                "unifylab loads safetensors only (pickle files can run code): convert the weights, e.g. "
+                "save_pretrained(..., safe_serialization=True) in a trusted environment"
+            )
     cls = HFJanus if expected == "janus" else HFEmu3
-    model_class = transformers.JanusForConditionalGeneration if expected == "janus" else \
-        transformers.Emu3ForConditionalGeneration
+    model_class = (
+        transformers.JanusForConditionalGeneration if expected == "janus" else transformers.Emu3ForConditionalGeneration
+    )
     processor_class = transformers.JanusProcessor if expected == "janus" else transformers.Emu3Processor
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:

@@ -21,8 +21,16 @@ from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
 class NativeModel:
     """Greedy text answers, loglikelihoods from the training loss, and CFG-guided image sampling."""
 
-    def __init__(self, folder: Path, device: str = "cpu", guidance: float = 1.0, top_k: int = 0,
-                 temperature: float = 1.0, batch: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        device: str = "cpu",
+        guidance: float = 1.0,
+        top_k: int = 0,
+        temperature: float = 1.0,
+        batch: int = 64,
+        seed: int = 0,
+    ) -> None:
         folder = Path(folder)
         self.name = folder.name
         self.model = from_pretrained(folder, device)
@@ -32,8 +40,13 @@ class NativeModel:
         self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
         grids = {t.grid for t in (self.und, self.gen) if isinstance(t, GridTokenizer)}
         self.world = (self.gen.size, grids.pop()) if len(grids) == 1 else None  # (size, grid) a grid tokenizer fixes
-        self.fingerprint = {"weights": file_digest(folder / WEIGHTS), "guidance": guidance, "temperature": temperature,
-                            "top_k": top_k, "seed": seed}
+        self.fingerprint = {
+            "weights": file_digest(folder / WEIGHTS),
+            "guidance": guidance,
+            "temperature": temperature,
+            "top_k": top_k,
+            "seed": seed,
+        }
 
     def _und_tokens(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         return list(self.und.encode(np.stack(images))) if images else []
@@ -72,6 +85,7 @@ class NativeModel:
     def _image_prefix(self, prompt: str, source: torch.Tensor | None) -> Packed:
         """The packed prompt (and source image) before <boi>; a prompt too long to leave room for the image within
         max_len (e.g. a model's own rambling rewrite in a stepwise task) keeps only its first tokens."""
+
         def pack(text: str) -> Packed:
             ex = Example("gen", text) if source is None else Example("edit", text, source=source)
             return self.packer.pack(ex, with_target=False)
@@ -93,8 +107,9 @@ class NativeModel:
             chunk = requests[i : i + self.batch]
             sources = iter(self._und_tokens([r.source for r in chunk if r.source is not None]))
             prefixes = [self._image_prefix(r.prompt, None if r.source is None else next(sources)) for r in chunk]
-            codes = generate_images(self.model, prefixes, uncond, self.guidance, self.image_sampling,
-                                    seed=self.seed + chunk[0].seed)
+            codes = generate_images(
+                self.model, prefixes, uncond, self.guidance, self.image_sampling, seed=self.seed + chunk[0].seed
+            )
             out += list(self.gen.decode(codes))
         return out
 
@@ -107,14 +122,20 @@ class NativeModel:
         for i in range(0, len(requests), self.batch):
             chunk = requests[i : i + self.batch]
             und = iter(self._und_tokens([r.image for r in chunk if r.kind == "und" and r.image is not None]))
-            gen = iter(list(self.gen.encode(np.stack(imgs))) if (imgs := [r.image for r in chunk if r.kind == "gen"
-                                                                          and r.image is not None]) else [])
+            gen = iter(
+                list(self.gen.encode(np.stack(imgs)))
+                if (imgs := [r.image for r in chunk if r.kind == "gen" and r.image is not None])
+                else []
+            )
             packed = []
             for r in chunk:
                 if r.kind == "und":
                     ex = Example("und", r.text, r.answer, image=next(und) if r.image is not None else None)
-                    packed.append(self.packer.pack(ex, with_target=True) if r.image is not None else
-                                  self.packer.pack(Example("rewrite", r.text, r.answer)))
+                    packed.append(
+                        self.packer.pack(ex, with_target=True)
+                        if r.image is not None
+                        else self.packer.pack(Example("rewrite", r.text, r.answer))
+                    )
                 elif r.kind == "gen":
                     img = next(gen) if r.image is not None else None
                     packed.append(self.packer.pack(Example("gen", r.text, image=img), with_target=img is not None))
@@ -123,8 +144,14 @@ class NativeModel:
             batch = {k: v.to(device) for k, v in self.packer.collate(packed).items()}
             layers: list[torch.Tensor] = []
             with _attention_outputs(self.model, attention, len(chunk)) as attn:
-                self.model(batch["input_ids"], batch["modality"], batch["pos2d"], batch["cont"], batch["features"],
-                           layers=layers)
+                self.model(
+                    batch["input_ids"],
+                    batch["modality"],
+                    batch["pos2d"],
+                    batch["cont"],
+                    batch["features"],
+                    layers=layers,
+                )
             states = torch.stack(layers, 1).float().cpu()  # [B, layers + 1, L, D]
             attn_states = torch.stack([attn[d] for d in sorted(attn)], 1).float().cpu() if attention else None
             for k, (r, p) in enumerate(zip(chunk, packed)):
@@ -137,8 +164,13 @@ class NativeModel:
                     masks["image" if is_image else "text"][a:b] = True
                     response = name == "answer" or (r.kind == "gen" and is_image)
                     masks["response" if response else "prompt"][a:b] = True
-                out.append(HiddenStates(states[k, :, :n].clone(), masks,
-                                        attn_states[k, :, :n].clone() if attn_states is not None else None))
+                out.append(
+                    HiddenStates(
+                        states[k, :, :n].clone(),
+                        masks,
+                        attn_states[k, :, :n].clone() if attn_states is not None else None,
+                    )
+                )
         return out
 
 
@@ -161,6 +193,7 @@ def _attention_outputs(model: torch.nn.Module, enabled: bool, batch: int) -> Ite
                 store[depth] = output.detach()
             else:  # a branch that got only some rows: place them in the full batch
                 store.setdefault(depth, output.new_zeros(batch, *output.shape[1:]))[rows] = output.detach()
+
         return fn
 
     handles = [blk.attn.register_forward_hook(hook(d)) for d, blk in blocks]
@@ -169,4 +202,3 @@ def _attention_outputs(model: torch.nn.Module, enabled: bool, batch: int) -> Ite
     finally:
         for h in handles:
             h.remove()
-

@@ -78,8 +78,10 @@ def hidden_states_of(model: Any) -> Any:
     """The model's `hidden_states` method, or a clear error for adapters that do not expose internals."""
     fn = getattr(model, "hidden_states", None)
     if fn is None:
-        raise UserError(f"model {getattr(model, 'name', model)!r} does not expose hidden states; analyses need a run "
-                        "folder, a save_pretrained folder or an hf-janus/hf-emu3 model")
+        raise UserError(
+            f"model {getattr(model, 'name', model)!r} does not expose hidden states; analyses need a run "
+            "folder, a save_pretrained folder or an hf-janus/hf-emu3 model"
+        )
     return fn
 
 

@@ -49,7 +49,7 @@ def _read(path: Path) -> list[Any]:
     if data is not None:
         rows = data if isinstance(data, list) else data.get("data", [data]) if isinstance(data, dict) else None
         if not isinstance(rows, list):
-            raise UserError(f"{path}: expected a list of items (or {{\"data\": [...]}}), got {type(data).__name__}")
+            raise UserError(f'{path}: expected a list of items (or {{"data": [...]}}), got {type(data).__name__}')
         return rows
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -72,10 +72,15 @@ def load_realunify(path: Path) -> list[RealUnifyItem]:
         ident = file_name(str(d.get("id", d.get("index", k))), f"{where}: id")  # it names the item's image file
         if "question_list" in d:
             ql = d["question_list"]
-            ok = isinstance(ql, list) and ql and all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in ql)
+            ok = (
+                isinstance(ql, list)
+                and ql
+                and all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in ql)
+            )
             if not ok or not isinstance(d.get("prompt"), str):
-                raise UserError(f"{where}: a UEG item needs 'prompt' and a non-empty 'question_list' of "
-                                "{question, answer}")
+                raise UserError(
+                    f"{where}: a UEG item needs 'prompt' and a non-empty 'question_list' of {{question, answer}}"
+                )
             answers = [parse_yes_no(str(q["answer"])) for q in ql]
             if None in answers:
                 bad = ql[answers.index(None)]["answer"]
@@ -85,7 +90,9 @@ def load_realunify(path: Path) -> list[RealUnifyItem]:
             continue
         answer = str(d.get("answer", "")).strip().upper()
         if "question" not in d or answer not in LETTERS:
-            raise UserError(f"{where}: a GEU item needs 'question' and 'answer' as a letter A-D, got {d.get('answer')!r}")
+            raise UserError(
+                f"{where}: a GEU item needs 'question' and 'answer' as a letter A-D, got {d.get('answer')!r}"
+            )
         opts = d.get("options")
         if isinstance(opts, dict):
             opts = [str(opts[x]) for x in LETTERS if x in opts]
@@ -99,8 +106,11 @@ def load_realunify(path: Path) -> list[RealUnifyItem]:
         for p in paths:
             if not p.is_file():
                 raise UserError(f"{where}: image {p} not found (paths are relative to {path.parent})")
-        items.append(RealUnifyItem(ident, "geu", str(d["task_type"]), str(d["question"]), options=opts,
-                                   answer=answer, images=paths))
+        items.append(
+            RealUnifyItem(
+                ident, "geu", str(d["task_type"]), str(d["question"]), options=opts, answer=answer, images=paths
+            )
+        )
     if not items:
         raise UserError(f"{path}: no items")
     return items
@@ -115,8 +125,15 @@ def parse_yes_no(text: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def run_realunify(model: UnifiedModel, judge: UnifiedModel, items: list[RealUnifyItem], out: Path,
-                  mode: str = "direct", size: int = 32, grid: int = 3) -> list[dict[str, Any]]:
+def run_realunify(
+    model: UnifiedModel,
+    judge: UnifiedModel,
+    items: list[RealUnifyItem],
+    out: Path,
+    mode: str = "direct",
+    size: int = 32,
+    grid: int = 3,
+) -> list[dict[str, Any]]:
     """Score every item; writes out/realunify.jsonl (with reasons) and the drawn images; returns the records."""
     if mode not in ("direct", "stepwise"):
         raise UserError(f"--mode must be direct or stepwise, got {mode!r}")
@@ -128,7 +145,9 @@ def run_realunify(model: UnifiedModel, judge: UnifiedModel, items: list[RealUnif
         if mode == "stepwise":
             prompts = model.generate_text([TextRequest(p, mode="rewrite", max_tokens=96) for p in prompts])
         images = model.generate_images([ImageRequest(p, size, grid, seed=k) for k, p in enumerate(prompts)])
-        asks = [TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions]
+        asks = [
+            TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions
+        ]
         replies = iter(judge.generate_text(asks))
         for it, p, im in zip(ueg, prompts, images):
             img_path = out / "images" / f"{it.id}.png"
@@ -139,23 +158,46 @@ def run_realunify(model: UnifiedModel, judge: UnifiedModel, items: list[RealUnif
                 got = parse_yes_no(reply)
                 if got != q["answer"]:
                     reasons.append(f"{q['question']} expected {q['answer']}, judge said {reply!r}")
-            records.append({"id": it.id, "kind": "ueg", "task_type": it.task_type, "prompt": it.prompt,
-                            "drawn_from": p, "image": str(img_path.relative_to(out)), "score": float(not reasons),
-                            "reasons": reasons})
+            records.append(
+                {
+                    "id": it.id,
+                    "kind": "ueg",
+                    "task_type": it.task_type,
+                    "prompt": it.prompt,
+                    "drawn_from": p,
+                    "image": str(img_path.relative_to(out)),
+                    "score": float(not reasons),
+                    "reasons": reasons,
+                }
+            )
     geu = [it for it in items if it.kind == "geu"]
     if geu:
         shown = [load_rgb(it.images[0]) for it in geu]
         if mode == "stepwise":
-            shown = model.generate_images([ImageRequest(it.prompt, size, grid, source=im, seed=k)
-                                           for k, (it, im) in enumerate(zip(geu, shown))])
+            shown = model.generate_images(
+                [ImageRequest(it.prompt, size, grid, source=im, seed=k) for k, (it, im) in enumerate(zip(geu, shown))]
+            )
         prompts = [mc_prompt(it.prompt, it.options) if it.options else it.prompt for it in geu]
-        replies = model.generate_text([TextRequest(p, np.asarray(im, np.uint8), choices=list(LETTERS), max_tokens=8)
-                                       for p, im in zip(prompts, shown)])
+        replies = model.generate_text(
+            [
+                TextRequest(p, np.asarray(im, np.uint8), choices=list(LETTERS), max_tokens=8)
+                for p, im in zip(prompts, shown)
+            ]
+        )
         for it, reply in zip(geu, replies):
             got = parse_letter(reply)
             reasons = [] if got == it.answer else [f"answered {reply!r} ({got or 'no letter'}), expected {it.answer}"]
-            records.append({"id": it.id, "kind": "geu", "task_type": it.task_type, "prompt": it.prompt,
-                            "reply": reply, "score": float(not reasons), "reasons": reasons})
+            records.append(
+                {
+                    "id": it.id,
+                    "kind": "geu",
+                    "task_type": it.task_type,
+                    "prompt": it.prompt,
+                    "reply": reply,
+                    "score": float(not reasons),
+                    "reasons": reasons,
+                }
+            )
     write_jsonl(out / "realunify.jsonl", records)
     return records
 

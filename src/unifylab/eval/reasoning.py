@@ -26,8 +26,11 @@ UEG_KINDS = ("world_knowledge", "commonsense", "logical", "mathematical", "scien
 GEU_KINDS = ("mental_reconstruction", "mental_tracking", "attentional_focusing", "cognitive_navigation")
 
 # Additive light: the rule a scientific prompt applies.
-LIGHT = {frozenset({"red", "green"}): "yellow", frozenset({"green", "blue"}): "cyan",
-         frozenset({"red", "blue"}): "magenta"}
+LIGHT = {
+    frozenset({"red", "green"}): "yellow",
+    frozenset({"green", "blue"}): "cyan",
+    frozenset({"red", "blue"}): "magenta",
+}
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
 
@@ -57,11 +60,15 @@ def verify(scene: Scene, question: str) -> str:
 
 def questions_for(scene: Scene, rng: np.random.Generator, negatives: list[Obj] = ()) -> list[dict[str, str]]:
     """Every object at its cell (yes), the object count (yes), and each negative object at its cell (no)."""
-    qs = [{"question": f"is there {L.article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "yes"}
-          for o in scene.objects]
+    qs = [
+        {"question": f"is there {L.article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "yes"}
+        for o in scene.objects
+    ]
     qs.append({"question": f"are there exactly {len(scene.objects)} objects?", "answer": "yes"})
-    qs += [{"question": f"is there {L.article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "no"}
-           for o in negatives]
+    qs += [
+        {"question": f"is there {L.article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "no"}
+        for o in negatives
+    ]
     empty = [(r, c) for r in range(scene.grid) for c in range(scene.grid) if scene.at(r, c) is None]
     if empty:
         r, c = empty[int(rng.integers(len(empty)))]
@@ -124,7 +131,7 @@ def ueg_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> tuple[
                 break
         shape, color, row = pick(list(W.SHAPES)), pick(colors), int(rng.integers(g))
         objs = tuple(Obj(shape, color, row, k) for k in range(n))
-        prompt = (f"draw as many {color} {L.plural(shape)} as {a} {op} {b}, in row {row + 1} from the left.")
+        prompt = f"draw as many {color} {L.plural(shape)} as {a} {op} {b}, in row {row + 1} from the left."
         wrong = [Obj(shape, color, row, n)] if n < g else []
         return prompt, Scene(size, g, objs), wrong
     if kind == "scientific":
@@ -149,8 +156,9 @@ def ueg_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> tuple[
 # ---------------------------------------------------------------------------------------------- GEU
 
 
-def _options(answer: str, space: list[str], rng: np.random.Generator, first: tuple[str, ...] = ()
-             ) -> tuple[list[str], str]:
+def _options(
+    answer: str, space: list[str], rng: np.random.Generator, first: tuple[str, ...] = ()
+) -> tuple[list[str], str]:
     """The answer and three distractors in random order: the `first` ones that differ from the answer (always
     offered, so an answer that is common a priori is a distractor as often as it is right), then random ones from
     `space`."""
@@ -195,9 +203,19 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
         opts, letter = _options(answer, _ALL_OBJECTS, rng, first=("nothing",))
         plural = "s" if k > 1 else ""
         instruction = f"rotate the quadrants of this image counter-clockwise by {k} place{plural}."
-        q = f"this image's quadrants were rotated clockwise by {k} place{plural}; in the original, what is at {cell(r, c)}?"
-        return {"shown": shown, "instruction": instruction, "question": q, "options": opts, "answer": letter,
-                "target": original, "step_question": f"what is at {cell(r, c)}?"}
+        q = (
+            f"this image's quadrants were rotated clockwise by {k} place{plural}; in the original, "
+            f"what is at {cell(r, c)}?"
+        )
+        return {
+            "shown": shown,
+            "instruction": instruction,
+            "question": q,
+            "options": opts,
+            "answer": letter,
+            "target": original,
+            "step_question": f"what is at {cell(r, c)}?",
+        }
     if kind == "mental_tracking":
         while True:
             scene = sample_scene(ShapesConfig(size=size, grid=g, min_objects=2, max_objects=min(4, g * g)), rng)
@@ -225,11 +243,18 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
         near = [cell(i, j) for i, j in two if 0 <= i < g and 0 <= j < g]
         near = [near[int(k)] for k in rng.permutation(len(near))]
         opts, letter = _options(answer, [cell(i, j) for i in range(g) for j in range(g)], rng, first=tuple(near))
-        instruction = (f"move the {o.color} {o.shape} one cell {steps[0]}, then one cell {steps[1]}, "
-                       f"then recolour it {new_color}.")
-        return {"shown": scene, "instruction": instruction,
-                "question": f"{instruction} where is it now?", "options": opts, "answer": letter,
-                "target": final, "step_question": f"where is the {new_color} {o.shape}?"}
+        instruction = (
+            f"move the {o.color} {o.shape} one cell {steps[0]}, then one cell {steps[1]}, then recolour it {new_color}."
+        )
+        return {
+            "shown": scene,
+            "instruction": instruction,
+            "question": f"{instruction} where is it now?",
+            "options": opts,
+            "answer": letter,
+            "target": final,
+            "step_question": f"where is the {new_color} {o.shape}?",
+        }
     if kind == "attentional_focusing":
         if g % 2:
             raise ValueError("attentional_focusing needs an even grid (quarters of whole cells)")
@@ -245,12 +270,18 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
                 break
         color = fits[int(rng.integers(len(fits)))]
         answer = str(want)
-        opts, letter = _options(answer, [str(k) for k in range(h * h + 1)], rng,
-                                first=tuple(str(k) for k in range(min(4, h * h + 1))))
-        return {"shown": scene, "instruction": f"keep only the {names[qi]} quarter of this image.",
-                "question": f"how many {color} objects are in the {names[qi]} quarter?", "options": opts,
-                "answer": letter, "target": Scene(size, g, inside),
-                "step_question": f"how many {color} objects are there?"}
+        opts, letter = _options(
+            answer, [str(k) for k in range(h * h + 1)], rng, first=tuple(str(k) for k in range(min(4, h * h + 1)))
+        )
+        return {
+            "shown": scene,
+            "instruction": f"keep only the {names[qi]} quarter of this image.",
+            "question": f"how many {color} objects are in the {names[qi]} quarter?",
+            "options": opts,
+            "answer": letter,
+            "target": Scene(size, g, inside),
+            "step_question": f"how many {color} objects are there?",
+        }
     if kind == "cognitive_navigation":
         walls = [(int(k) // g, int(k) % g) for k in rng.choice(g * g, size=g, replace=False)]
         free = [(i, j) for i in range(g) for j in range(g) if (i, j) not in walls]
@@ -266,9 +297,17 @@ def geu_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> dict:
         shown = Scene(size, g, wall_objs + (Obj("circle", "green", sr, sc),))
         answer = cell(r, c)
         opts, letter = _options(answer, [cell(i, j) for i, j in free], rng)
-        instruction = (f"white squares are walls; walk the green circle {', '.join(names)}, one cell per step, "
-                       "skipping any step into a wall or off the grid.")
-        return {"shown": shown, "instruction": instruction, "question": f"{instruction} where does it end?",
-                "options": opts, "answer": letter, "target": Scene(size, g, wall_objs + (Obj("circle", "green", r, c),)),
-                "step_question": "where is the green circle?"}
+        instruction = (
+            f"white squares are walls; walk the green circle {', '.join(names)}, one cell per step, "
+            "skipping any step into a wall or off the grid."
+        )
+        return {
+            "shown": shown,
+            "instruction": instruction,
+            "question": f"{instruction} where does it end?",
+            "options": opts,
+            "answer": letter,
+            "target": Scene(size, g, wall_objs + (Obj("circle", "green", r, c),)),
+            "step_question": "where is the green circle?",
+        }
     raise ValueError(f"unknown GEU kind {kind!r}; expected one of {', '.join(GEU_KINDS)}")

@@ -23,6 +23,7 @@ class Estimate:
 
     def to_dict(self) -> dict[str, float | int | None]:
         """As JSON: an interval that could not be estimated (NaN bounds) is None."""
+
         def bound(x: float) -> float | None:
             return None if np.isnan(x) else x
 
@@ -65,8 +66,15 @@ def bootstrap_mean_of_groups(
     return Estimate(float(np.mean([a.mean() for a in arrays])), lo, hi, int(sum(a.size for a in arrays)))
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 0.95, n_boot: int = N_BOOT,
-                      n_perm: int = 10000, seed: int = 0) -> tuple[Estimate, float]:
+def paired_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    n_perm: int = 10000,
+    seed: int = 0,
+) -> tuple[Estimate, float]:
     """Mean of b - a over paired items with a bootstrap CI, and the two-sided sign-flip permutation p-value."""
     d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     if d.size == 0:
@@ -79,8 +87,15 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 
     return est, float(p)
 
 
-def hierarchical_paired_difference(a: Sequence[float], b: Sequence[float], groups: Sequence[str], *,
-                                   level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Estimate, float]:
+def hierarchical_paired_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    groups: Sequence[str],
+    *,
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[Estimate, float]:
     """Mean over groups (seeds) of the mean paired difference b - a within each, with a two-level bootstrap CI
     (resample the groups, then the items within each drawn group) so the interval carries seed-to-seed variance
     too, and the two-sided p-value of the same bootstrap (twice the share of resamples on the far side of 0), so
@@ -102,8 +117,14 @@ def hierarchical_paired_difference(a: Sequence[float], b: Sequence[float], group
     return est, min(1.0, 2 * (tail + 1) / (n_boot + 1))
 
 
-def clustered_difference(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[str, str, float]], *,
-                         level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Estimate, float]:
+def clustered_difference(
+    a: Sequence[tuple[str, str, float]],
+    b: Sequence[tuple[str, str, float]],
+    *,
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[Estimate, float]:
     """Mean of set b minus mean of set a, two sets of different items scored on the same runs, each item a (seed,
     cluster, score): a cluster is what the items share (a fact asked at several cells) or the item alone. The
     estimate averages cluster means within each seed, then seeds; the bootstrap resamples seeds, then clusters
@@ -113,9 +134,17 @@ def clustered_difference(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[
     return _clustered(a, b, level=level, n_boot=n_boot, seed=seed, units_of_a=True)
 
 
-def _clustered(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[str, str, float]], *, level: float,
-               n_boot: int, seed: int, units_of_a: bool) -> tuple[Estimate, float]:
+def _clustered(
+    a: Sequence[tuple[str, str, float]],
+    b: Sequence[tuple[str, str, float]],
+    *,
+    level: float,
+    n_boot: int,
+    seed: int,
+    units_of_a: bool,
+) -> tuple[Estimate, float]:
     """`clustered_difference`; `units_of_a=False` when set a is a constant, not data (`clustered_mean`)."""
+
     def cluster_means(items: Sequence[tuple[str, str, float]], s: str) -> np.ndarray:
         by: dict[str, list[float]] = {}
         for g, c, v in items:
@@ -129,21 +158,30 @@ def _clustered(a: Sequence[tuple[str, str, float]], b: Sequence[tuple[str, str, 
     parts = [(cluster_means(a, s), cluster_means(b, s)) for s in seeds]
     k = len(parts)
     rng = np.random.default_rng(seed)
-    means = np.stack([np.stack([_resampled_means(pb, n_boot, rng) - _resampled_means(pa, n_boot, rng)
-                                for pa, pb in parts]) for _ in range(k)])
+    means = np.stack(
+        [
+            np.stack([_resampled_means(pb, n_boot, rng) - _resampled_means(pa, n_boot, rng) for pa, pb in parts])
+            for _ in range(k)
+        ]
+    )
     drawn = rng.integers(0, k, size=(n_boot, k))
     boots = means[np.arange(k)[None, :], drawn, np.arange(n_boot)[:, None]].mean(axis=1)
     lo, hi = _interval(boots, level)
-    est = Estimate(float(np.mean([pb.mean() - pa.mean() for pa, pb in parts])), lo, hi,
-                   int(sum(pa.size + pb.size for pa, pb in parts)))
+    est = Estimate(
+        float(np.mean([pb.mean() - pa.mean() for pa, pb in parts])),
+        lo,
+        hi,
+        int(sum(pa.size + pb.size for pa, pb in parts)),
+    )
     if k == 1 and min(parts[0][1].size, parts[0][0].size if units_of_a else 2) < 2:  # nothing to resample
         return Estimate(est.value, float("nan"), float("nan"), est.n), 1.0
     tail = min(int((boots <= 0).sum()), int((boots >= 0).sum()))
     return est, min(1.0, 2 * (tail + 1) / (n_boot + 1))
 
 
-def clustered_mean(items: Sequence[tuple[str, str, float]], *, level: float = 0.95, n_boot: int = N_BOOT,
-                   seed: int = 0) -> Estimate:
+def clustered_mean(
+    items: Sequence[tuple[str, str, float]], *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
+) -> Estimate:
     """Mean of (seed, cluster, score) items with the seeds-then-clusters bootstrap of `clustered_difference`."""
     none = [(g, "-", 0.0) for g in sorted({g for g, _, _ in items})]
     est, _ = _clustered(none, items, level=level, n_boot=n_boot, seed=seed, units_of_a=False)

@@ -47,13 +47,20 @@ class TaskSpec(BaseModel):
     seed: int = 12345
     world: ShapesConfig = ShapesConfig()
     options: dict[str, Any] = Field(default_factory=dict)
-    outputs_of: str | None = Field(None, description="a task with the same items whose model outputs, when already "
-                                                     "in the eval folder, are re-scored instead of generated again")
-    probe: bool = Field(False, description="a transfer probe (its items split by where the study taught what they "
-                                           "need): reported in the report's transfer section, never pooled into a "
-                                           "headline comparison")
+    outputs_of: str | None = Field(
+        None,
+        description="a task with the same items whose model outputs, when already "
+        "in the eval folder, are re-scored instead of generated again",
+    )
+    probe: bool = Field(
+        False,
+        description="a transfer probe (its items split by where the study taught what they "
+        "need): reported in the report's transfer section, never pooled into a "
+        "headline comparison",
+    )
     trained_by: Literal[TRAINING_TASKS] | None = Field(
-        None, description="the training task whose examples teach this task; None when no training form does")
+        None, description="the training task whose examples teach this task; None when no training form does"
+    )
 
 
 @dataclass
@@ -79,9 +86,11 @@ def _scene(spec: TaskSpec, i: int) -> tuple[Scene, np.random.Generator]:
     for _ in range(10_000):
         if is_eval_scene(scene := sample_scene(spec.world, rng)):
             return scene, rng
-    raise UserError(f"task {spec.name}: its world ({spec.world.min_objects}..{spec.world.max_objects} objects on a "
-                    f"{spec.world.grid}x{spec.world.grid} grid) has too few distinct scenes to hold some out for "
-                    "evaluation; allow more objects per scene")
+    raise UserError(
+        f"task {spec.name}: its world ({spec.world.min_objects}..{spec.world.max_objects} objects on a "
+        f"{spec.world.grid}x{spec.world.grid} grid) has too few distinct scenes to hold some out for "
+        "evaluation; allow more objects per scene"
+    )
 
 
 _ANSWER_SPACE: dict[str, Callable[[Scene], list[str]]] = {
@@ -105,8 +114,13 @@ def gen_vqa(spec: TaskSpec, i: int) -> Item:
     qa = L.sample_qa(scene, rng, tuple(spec.options.get("kinds", L.QA_KINDS)))
     space = _ANSWER_SPACE[qa.kind](scene)
     req = TextRequest(qa.question, render(scene), choices=space, truth=qa.answer)
-    return Item(f"{spec.name}-{i}", text=[req], target=qa.answer, chance=1 / len(space),
-                meta={"kind": qa.kind, "question": qa.question, "scene": scene.to_dict()})
+    return Item(
+        f"{spec.name}-{i}",
+        text=[req],
+        target=qa.answer,
+        chance=1 / len(space),
+        meta={"kind": qa.kind, "question": qa.question, "scene": scene.to_dict()},
+    )
 
 
 def mc_prompt(question: str, options: list[str]) -> str:
@@ -126,15 +140,22 @@ def gen_mc(spec: TaskSpec, i: int) -> Item:
         rot = options[r:] + options[:r]
         letter = LETTERS[rot.index(qa.answer)]
         reqs.append(TextRequest(mc_prompt(qa.question, rot), image, choices=list(LETTERS), truth=letter, max_tokens=4))
-    return Item(f"{spec.name}-{i}", text=reqs, target=[r.truth for r in reqs], chance=(1 / 4) ** 4,
-                meta={"question": qa.question, "options": options, "answer": qa.answer, "scene": scene.to_dict()})
+    return Item(
+        f"{spec.name}-{i}",
+        text=reqs,
+        target=[r.truth for r in reqs],
+        chance=(1 / 4) ** 4,
+        meta={"question": qa.question, "options": options, "answer": qa.answer, "scene": scene.to_dict()},
+    )
 
 
 def gen_t2i(spec: TaskSpec, i: int) -> Item:
     scene, rng = _scene(spec, i)
     prompt, sp = L.t2i_prompt(scene, rng)
     req = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
-    return Item(f"{spec.name}-{i}", images=[req], target=sp.to_dict(), meta={"prompt": prompt, "scene": scene.to_dict()})
+    return Item(
+        f"{spec.name}-{i}", images=[req], target=sp.to_dict(), meta={"prompt": prompt, "scene": scene.to_dict()}
+    )
 
 
 def gen_geneval(spec: TaskSpec, i: int) -> Item:
@@ -142,8 +163,12 @@ def gen_geneval(spec: TaskSpec, i: int) -> Item:
     items = _geneval_items(spec.seed, per_task, spec.world.size, spec.world.grid)
     it = items[(i % len(GENEVAL_TASKS)) * per_task + i // len(GENEVAL_TASKS)]  # interleaved, so --limit keeps all tags
     req = ImageRequest(it.prompt, spec.world.size, spec.world.grid, truth=it.scene, seed=i)
-    return Item(f"{spec.name}-{i}", images=[req], target=it.spec.to_dict(),
-                meta={"tag": it.tag, "prompt": it.prompt, "scene": it.scene.to_dict()})
+    return Item(
+        f"{spec.name}-{i}",
+        images=[req],
+        target=it.spec.to_dict(),
+        meta={"tag": it.tag, "prompt": it.prompt, "scene": it.scene.to_dict()},
+    )
 
 
 _GENEVAL_CACHE: dict[tuple[int, int, int, int], list] = {}
@@ -175,8 +200,9 @@ def gen_ueg(spec: TaskSpec, i: int) -> Item:
         return Item(f"{spec.name}-{i}", images=[image], target=questions, meta=meta)
     explicit = L.t2i_prompt(scene, rng)[0]
     rewrite = TextRequest(prompt, mode="rewrite", truth=explicit, max_tokens=96)
-    return Item(f"{spec.name}-{i}", text=[rewrite], images=[image], target=questions, meta=meta,
-                chain="text_then_image")
+    return Item(
+        f"{spec.name}-{i}", text=[rewrite], images=[image], target=questions, meta=meta, chain="text_then_image"
+    )
 
 
 def gen_geu(spec: TaskSpec, i: int) -> Item:
@@ -185,17 +211,32 @@ def gen_geu(spec: TaskSpec, i: int) -> Item:
     kind = R.GEU_KINDS[i % len(R.GEU_KINDS)]
     g = R.geu_item(kind, spec.world, rng)
     shown = render(g["shown"])
-    meta = {"kind": kind, "question": g["question"], "options": g["options"], "shown": g["shown"].to_dict(),
-            "target_scene": g["target"].to_dict(), "mode": _mode(spec)}
+    meta = {
+        "kind": kind,
+        "question": g["question"],
+        "options": g["options"],
+        "shown": g["shown"].to_dict(),
+        "target_scene": g["target"].to_dict(),
+        "mode": _mode(spec),
+    }
     if _mode(spec) == "direct":
-        req = TextRequest(mc_prompt(g["question"], g["options"]), shown, choices=list(LETTERS), truth=g["answer"],
-                          max_tokens=4)
+        req = TextRequest(
+            mc_prompt(g["question"], g["options"]), shown, choices=list(LETTERS), truth=g["answer"], max_tokens=4
+        )
         return Item(f"{spec.name}-{i}", text=[req], target=[g["answer"]], chance=0.25, meta=meta)
     edit = ImageRequest(g["instruction"], spec.world.size, spec.world.grid, source=shown, truth=g["target"], seed=i)
-    ask = TextRequest(mc_prompt(g["step_question"], g["options"]), None, choices=list(LETTERS), truth=g["answer"],
-                      max_tokens=4)
-    return Item(f"{spec.name}-{i}", text=[ask], images=[edit], target=[g["answer"]], chance=0.25, meta=meta,
-                chain="image_then_text")
+    ask = TextRequest(
+        mc_prompt(g["step_question"], g["options"]), None, choices=list(LETTERS), truth=g["answer"], max_tokens=4
+    )
+    return Item(
+        f"{spec.name}-{i}",
+        text=[ask],
+        images=[edit],
+        target=[g["answer"]],
+        chance=0.25,
+        meta=meta,
+        chain="image_then_text",
+    )
 
 
 def _fact_case(spec: TaskSpec, i: int) -> tuple[str, Scene]:
@@ -221,8 +262,7 @@ def gen_facts_draw(spec: TaskSpec, i: int) -> Item:
         return Item(f"{spec.name}-{i}", images=[image], target=target, meta=meta)
     rng = np.random.default_rng([spec.seed, i])
     rewrite = TextRequest(prompt, mode="rewrite", truth=K.rewrite_target(scene, rng), max_tokens=48)
-    return Item(f"{spec.name}-{i}", text=[rewrite], images=[image], target=target, meta=meta,
-                chain="text_then_image")
+    return Item(f"{spec.name}-{i}", text=[rewrite], images=[image], target=target, meta=meta, chain="text_then_image")
 
 
 def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
@@ -234,16 +274,27 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
     looks = [L.article(f"{c} {sh}") for sh in W.SHAPES for c in W.COLORS]  # the answer space
     chance = 1 / len(looks)
     if _mode(spec) == "direct":
-        req = TextRequest(K.fact_question(name), None, mode="rewrite", choices=looks, truth=K.looks(name),
-                          max_tokens=12)
+        req = TextRequest(
+            K.fact_question(name), None, mode="rewrite", choices=looks, truth=K.looks(name), max_tokens=12
+        )
         return Item(f"{spec.name}-{i}", text=[req], target=K.looks(name), chance=chance, meta=meta)
     o = scene.objects[0]
     draw = ImageRequest(K.draw_prompt(name, o.row, o.col), scene.size, scene.grid, truth=scene, seed=i)
-    describe = TextRequest(L.CAPTION_QUESTION, None,
-                           choices=[f"there is {x} at {K.cell(o.row, o.col)}." for x in looks],
-                           truth=L.caption(scene, np.random.default_rng(i)))
-    return Item(f"{spec.name}-{i}", text=[describe], images=[draw], target={"shape": shape, "color": color},
-                chance=chance, meta=meta, chain="image_then_text")
+    describe = TextRequest(
+        L.CAPTION_QUESTION,
+        None,
+        choices=[f"there is {x} at {K.cell(o.row, o.col)}." for x in looks],
+        truth=L.caption(scene, np.random.default_rng(i)),
+    )
+    return Item(
+        f"{spec.name}-{i}",
+        text=[describe],
+        images=[draw],
+        target={"shape": shape, "color": color},
+        chance=chance,
+        meta=meta,
+        chain="image_then_text",
+    )
 
 
 def _move_case(spec: TaskSpec, i: int) -> S.Move:
@@ -255,14 +306,21 @@ def _move_case(spec: TaskSpec, i: int) -> S.Move:
         scene = sample_scene(spec.world, rng)
         if is_eval_scene(scene) and (options := S.moves(scene, direction)):
             return options[int(rng.integers(len(options)))]
-    raise UserError(f"task {spec.name}: its world ({spec.world.grid}x{spec.world.grid} grid, up to "
-                    f"{spec.world.max_objects} objects) leaves too few reserved scenes with a free cell to move to; "
-                    "allow fewer objects per scene")
+    raise UserError(
+        f"task {spec.name}: its world ({spec.world.grid}x{spec.world.grid} grid, up to "
+        f"{spec.world.max_objects} objects) leaves too few reserved scenes with a free cell to move to; "
+        "allow fewer objects per scene"
+    )
 
 
 def _move_meta(spec: TaskSpec, m: S.Move) -> dict[str, Any]:
-    return {"move": m.direction, "instruction": m.instruction, "scene": m.before.to_dict(),
-            "after": m.after.to_dict(), "mode": _mode(spec)}
+    return {
+        "move": m.direction,
+        "instruction": m.instruction,
+        "scene": m.before.to_dict(),
+        "after": m.after.to_dict(),
+        "mode": _mode(spec),
+    }
 
 
 def gen_moves_ask(spec: TaskSpec, i: int) -> Item:
@@ -278,8 +336,15 @@ def gen_moves_ask(spec: TaskSpec, i: int) -> Item:
         return Item(f"{spec.name}-{i}", text=[req], target=m.answer, chance=chance, meta=_move_meta(spec, m))
     edit = ImageRequest(m.instruction, m.before.size, m.before.grid, source=shown, truth=m.after, seed=i)
     ask = TextRequest(f"where is {m.name}?", None, choices=cells, truth=m.answer, max_tokens=12)
-    return Item(f"{spec.name}-{i}", text=[ask], images=[edit], target=m.answer, chance=chance,
-                meta=_move_meta(spec, m), chain="image_then_text")
+    return Item(
+        f"{spec.name}-{i}",
+        text=[ask],
+        images=[edit],
+        target=m.answer,
+        chance=chance,
+        meta=_move_meta(spec, m),
+        chain="image_then_text",
+    )
 
 
 def gen_moves_draw(spec: TaskSpec, i: int) -> Item:
@@ -293,8 +358,15 @@ def gen_moves_draw(spec: TaskSpec, i: int) -> Item:
     if _mode(spec) == "direct":
         return Item(f"{spec.name}-{i}", images=[edit], target=target, meta=_move_meta(spec, m))
     ask = TextRequest(m.question, shown, truth=m.answer, max_tokens=12)
-    return Item(f"{spec.name}-{i}", text=[ask], images=[edit], target=target, meta=_move_meta(spec, m),
-                chain="text_then_image", chain_prompt=S.explicit_edit(m.name, "{}"))
+    return Item(
+        f"{spec.name}-{i}",
+        text=[ask],
+        images=[edit],
+        target=target,
+        meta=_move_meta(spec, m),
+        chain="text_then_image",
+        chain_prompt=S.explicit_edit(m.name, "{}"),
+    )
 
 
 def gen_self_consistency(spec: TaskSpec, i: int) -> Item:
@@ -313,14 +385,30 @@ def gen_self_consistency(spec: TaskSpec, i: int) -> Item:
     question = f"is there {L.article(color)} {shape}?"
     draw = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
     ask = TextRequest(question, None, choices=["yes", "no"], truth=R.verify(scene, question), max_tokens=4)
-    return Item(f"{spec.name}-{i}", text=[ask], images=[draw], target=question, chance=0.5,
-                meta={"prompt": prompt, "question": question, "scene": scene.to_dict()}, chain="image_then_text")
+    return Item(
+        f"{spec.name}-{i}",
+        text=[ask],
+        images=[draw],
+        target=question,
+        chance=0.5,
+        meta={"prompt": prompt, "question": question, "scene": scene.to_dict()},
+        chain="image_then_text",
+    )
 
 
 GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
-    "caption": gen_caption, "vqa": gen_vqa, "mc": gen_mc, "t2i": gen_t2i, "geneval": gen_geneval,
-    "ueg": gen_ueg, "geu": gen_geu, "facts_draw": gen_facts_draw, "facts_ask": gen_facts_ask,
-    "self_consistency": gen_self_consistency, "moves_ask": gen_moves_ask, "moves_draw": gen_moves_draw,
+    "caption": gen_caption,
+    "vqa": gen_vqa,
+    "mc": gen_mc,
+    "t2i": gen_t2i,
+    "geneval": gen_geneval,
+    "ueg": gen_ueg,
+    "geu": gen_geu,
+    "facts_draw": gen_facts_draw,
+    "facts_ask": gen_facts_ask,
+    "self_consistency": gen_self_consistency,
+    "moves_ask": gen_moves_ask,
+    "moves_draw": gen_moves_draw,
 }
 
 
@@ -414,8 +502,11 @@ def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tupl
     req = item.images[0]
     parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
     item.meta["parsed"] = parsed.to_dict()
-    reasons = [f"{q['question']} expected {q['answer']}, the image says {got}"
-               for q in item.target if (got := R.verify(parsed, q["question"])) != q["answer"]]
+    reasons = [
+        f"{q['question']} expected {q['answer']}, the image says {got}"
+        for q in item.target
+        if (got := R.verify(parsed, q["question"])) != q["answer"]
+    ]
     return (0.0 if reasons else 1.0), reasons
 
 
@@ -439,9 +530,16 @@ def score_consistent(item: Item, texts: list[str], images: list[np.ndarray]) -> 
 
 
 SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
-    "exact": score_exact, "caption": score_caption, "mc": score_mc, "image": score_image, "verify": score_verify,
-    "caption_cells": score_caption_cells, "image_cells": score_image_cells, "image_strict": score_image_strict,
-    "described": score_described, "consistent": score_consistent,
+    "exact": score_exact,
+    "caption": score_caption,
+    "mc": score_mc,
+    "image": score_image,
+    "verify": score_verify,
+    "caption_cells": score_caption_cells,
+    "image_cells": score_image_cells,
+    "image_strict": score_image_strict,
+    "described": score_described,
+    "consistent": score_consistent,
 }
 GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
 

@@ -5,6 +5,14 @@ from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretraine
 from unifylab.models.unified import GEN, UND, ModelConfig, UnifiedTransformer
 
 __all__ = [
-    "GEN", "UND", "ModelConfig", "Sampling", "UnifiedTransformer", "from_pretrained", "generate_images",
-    "generate_text", "load_tokenizers", "save_pretrained",
+    "GEN",
+    "UND",
+    "ModelConfig",
+    "Sampling",
+    "UnifiedTransformer",
+    "from_pretrained",
+    "generate_images",
+    "generate_text",
+    "load_tokenizers",
+    "save_pretrained",
 ]

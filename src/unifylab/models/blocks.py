@@ -67,12 +67,15 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class KVCache:
     """Preallocated keys/values for one attention module: [B, H, max_len, D]; `rows` selects a sub-batch."""
 
-    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, batch: int, heads: int, max_len: int, head_dim: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         self.k = torch.zeros(batch, heads, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
 
-    def update(self, k: torch.Tensor, v: torch.Tensor, start: int, rows: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, start: int, rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         end = start + k.shape[2]
         if rows is None:
             self.k[:, :, start:end] = k

@@ -51,14 +51,17 @@ def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator | None)
 class _Decoder:
     """Holds a left-padded batch and its cache; `step` appends one token per row and returns next-token logits."""
 
-    def __init__(self, model: UnifiedTransformer, prefixes: Sequence[Packed], new_tokens: int, use_cache: bool,
-                 branch: int) -> None:
+    def __init__(
+        self, model: UnifiedTransformer, prefixes: Sequence[Packed], new_tokens: int, use_cache: bool, branch: int
+    ) -> None:
         self.model, self.use_cache = model, use_cache
         dev = next(model.parameters()).device
         b, lp = len(prefixes), max(len(p) for p in prefixes)
         total = lp + new_tokens
         if total > model.cfg.max_len:
-            raise ValueError(f"prefix ({lp}) + new tokens ({new_tokens}) exceed the model's max_len {model.cfg.max_len}")
+            raise ValueError(
+                f"prefix ({lp}) + new tokens ({new_tokens}) exceed the model's max_len {model.cfg.max_len}"
+            )
         self.ids = torch.zeros(b, total, dtype=torch.long, device=dev)
         self.mod = torch.full((b, total), TEXT, dtype=torch.long, device=dev)
         self.pos2d = torch.full((b, total, 2), -1, dtype=torch.long, device=dev)
@@ -82,18 +85,37 @@ class _Decoder:
         n, m = self.n, self.model
         if self.use_cache:
             a = n - self.fresh
-            h = m(self.ids[:, a:n], self.mod[:, a:n], self.pos2d[:, a:n], self.cont[:, a:n] if a == 0 else None,
-                  self.features if a == 0 else None, self.attn[:, :n], self.branch, self.pos[:, a:n], self.cache, a)
+            h = m(
+                self.ids[:, a:n],
+                self.mod[:, a:n],
+                self.pos2d[:, a:n],
+                self.cont[:, a:n] if a == 0 else None,
+                self.features if a == 0 else None,
+                self.attn[:, :n],
+                self.branch,
+                self.pos[:, a:n],
+                self.cache,
+                a,
+            )
         else:
             lp = self.cont.shape[1]
             cont = torch.cat([self.cont, self.cont.new_zeros(self.cont.shape[0], n - lp)], 1)
-            h = m(self.ids[:, :n], self.mod[:, :n], self.pos2d[:, :n], cont, self.features, self.attn[:, :n],
-                  self.branch, self.pos[:, :n])
+            h = m(
+                self.ids[:, :n],
+                self.mod[:, :n],
+                self.pos2d[:, :n],
+                cont,
+                self.features,
+                self.attn[:, :n],
+                self.branch,
+                self.pos[:, :n],
+            )
         self.fresh = 0
         return m.logits(h[:, -1])
 
-    def append(self, token: torch.Tensor, modality: int, pos: torch.Tensor, cell: tuple[int, int] | None = None
-               ) -> None:
+    def append(
+        self, token: torch.Tensor, modality: int, pos: torch.Tensor, cell: tuple[int, int] | None = None
+    ) -> None:
         """Feed one token per row at rotary position `pos` [B, 3]; an image token also gets its (row, col) `cell`."""
         self.ids[:, self.n], self.mod[:, self.n], self.pos[:, self.n] = token, modality, pos
         if cell is not None:

@@ -66,13 +66,16 @@ def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], s
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        parts = ([f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}"] if missing else []) + \
-                ([f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}"] if unexpected else [])
+        parts = ([f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}"] if missing else []) + (
+            [f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}"] if unexpected else []
+        )
         raise UserError(f"{source}: weights do not match config.json ({'; '.join(parts)}); was config.json edited?")
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
-            raise UserError(f"{source}: tensor {k} has shape {list(state[k].shape)} but config.json implies "
-                            f"{list(v.shape)}; restore the matching config.json")
+            raise UserError(
+                f"{source}: tensor {k} has shape {list(state[k].shape)} but config.json implies "
+                f"{list(v.shape)}; restore the matching config.json"
+            )
     model.load_state_dict(state)
 
 

@@ -53,13 +53,21 @@ class ModelConfig(BaseModel):
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
     rope_theta: float = 10000.0
-    image_pos: bool = Field(False, description="add a learned (row, column) embedding (zero at init) to every image "
-                            "input token, so each carries the cell it shows (rotary positions alone give offsets)")
-    input_grid: tuple[int, int] | None = Field(None, description="token grid of understanding inputs when they "
-                                               "differ from image_grid (patch input)")
-    init_std: float | None = Field(None, gt=0, description="None: scaled to width (embeddings N(0, 1), each "
-                                   "Linear N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for "
-                                   "width 768)")
+    image_pos: bool = Field(
+        False,
+        description="add a learned (row, column) embedding (zero at init) to every image "
+        "input token, so each carries the cell it shows (rotary positions alone give offsets)",
+    )
+    input_grid: tuple[int, int] | None = Field(
+        None, description="token grid of understanding inputs when they differ from image_grid (patch input)"
+    )
+    init_std: float | None = Field(
+        None,
+        gt=0,
+        description="None: scaled to width (embeddings N(0, 1), each "
+        "Linear N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for "
+        "width 768)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -110,8 +118,11 @@ class UnifiedTransformer(nn.Module):
         self.col_embed = nn.Embedding(cfg.pos_cells, cfg.dim) if cfg.image_pos else None
         self.trunk = nn.ModuleList(block() for _ in range(n_trunk))
         n_branch = cfg.layers - n_trunk
-        self.branches = nn.ModuleList(nn.ModuleList(block() for _ in range(n_branch)) for _ in (UND, GEN)) \
-            if cfg.backbone == "fork" else None
+        self.branches = (
+            nn.ModuleList(nn.ModuleList(block() for _ in range(n_branch)) for _ in (UND, GEN))
+            if cfg.backbone == "fork"
+            else None
+        )
         self.norms = nn.ModuleList(RMSNorm(cfg.dim) for _ in range(2 if cfg.backbone == "fork" else 1))
         if cfg.output_heads == "shared":
             self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
@@ -182,12 +193,18 @@ class UnifiedTransformer(nn.Module):
 
         heads = [self.head] if self.cfg.output_heads == "shared" else [self.text_head, self.image_head]
         inputs = (self.embed, self.patch_proj, self.row_embed, self.col_embed)
-        out = {"embeddings": count([m for m in inputs if m is not None]), "norms": count(list(self.norms)),
-               "heads": count(heads)}
+        out = {
+            "embeddings": count([m for m in inputs if m is not None]),
+            "norms": count(list(self.norms)),
+            "heads": count(heads),
+        }
         if self.cfg.backbone == "mot":
             for i, name in enumerate(("text_experts", "image_experts")):
-                out[name] = sum(count(r.experts[i]) for blk in self.trunk
-                                for r in (blk.norm1, blk.attn.qkv, blk.attn.out, blk.norm2, blk.mlp))
+                out[name] = sum(
+                    count(r.experts[i])
+                    for blk in self.trunk
+                    for r in (blk.norm1, blk.attn.qkv, blk.attn.out, blk.norm2, blk.mlp)
+                )
         else:
             out["shared_layers"] = count(list(self.trunk))
         if self.branches is not None:
@@ -198,8 +215,14 @@ class UnifiedTransformer(nn.Module):
 
     # ------------------------------------------------------------------------------------------ forward
 
-    def positions(self, modality: torch.Tensor, pos2d: torch.Tensor | None, attention_mask: torch.Tensor | None,
-                  start: int = 0, segments: torch.Tensor | None = None) -> torch.Tensor:
+    def positions(
+        self,
+        modality: torch.Tensor,
+        pos2d: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        start: int = 0,
+        segments: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Rotary position ids [B, L, 3]: text (i, i, i); with 2-D rope image tokens (i0, i0 + row, i0 + col).
 
         `i` counts real tokens (left padding does not advance it; packed `segments` restart it); `i0` is the image's
@@ -227,16 +250,24 @@ class UnifiedTransformer(nn.Module):
 
     def branch_of(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """UND or GEN per sequence, from the task tag right after the first real token (<bos>)."""
-        first = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device) if attention_mask is None \
+        first = (
+            torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+            if attention_mask is None
             else attention_mask.long().argmax(1)
+        )
         tag = input_ids.gather(1, (first + 1)[:, None])[:, 0]
         branch = self.tag_branch[tag.clamp(0, self.cfg.n_text - 1)]
         if bool((branch < 0).any()):
             raise ValueError("fork backbone: every sequence must start with <bos> and a task tag (<und>, <gen>, ...)")
         return branch
 
-    def embed_inputs(self, input_ids: torch.Tensor, cont: torch.Tensor | None, features: torch.Tensor | None,
-                     pos2d: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor,
+        cont: torch.Tensor | None,
+        features: torch.Tensor | None,
+        pos2d: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Token embeddings, continuous features projected in place, plus each image token's (row, col) embedding
         (`pos2d` [B, L, 2], -1 on text)."""
         x = self.embed(input_ids)
@@ -244,13 +275,17 @@ class UnifiedTransformer(nn.Module):
             if self.patch_proj is None:
                 raise ValueError("continuous image features given, but the model was built with image_input='tokens'")
             if int(cont.sum()) != features.shape[0]:
-                raise ValueError(f"{int(cont.sum())} continuous slots in the inputs but {features.shape[0]} feature rows")
+                raise ValueError(
+                    f"{int(cont.sum())} continuous slots in the inputs but {features.shape[0]} feature rows"
+                )
             x = x.clone()
             x[cont] = self.patch_proj(features.to(x.dtype))
         if self.row_embed is not None and pos2d is not None:
             if int(pos2d.max()) >= self.cfg.pos_cells:
-                raise ValueError(f"image position {int(pos2d.max())} outside the model's {self.cfg.pos_cells}-cell "
-                                 "grid (model.image_grid / input_grid)")
+                raise ValueError(
+                    f"image position {int(pos2d.max())} outside the model's {self.cfg.pos_cells}-cell "
+                    "grid (model.image_grid / input_grid)"
+                )
             cell = pos2d.clamp(min=0)
             x = x + (self.row_embed(cell[..., 0]) + self.col_embed(cell[..., 1])) * (pos2d[..., :1] >= 0)
         return x
@@ -285,8 +320,7 @@ class UnifiedTransformer(nn.Module):
         if positions is None:
             positions = self.positions(modality, pos2d, attention_mask, start, segments)
         rope = self.rotary(positions)
-        mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else \
-            _block_causal(segments)
+        mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else _block_causal(segments)
         route = modality if self.cfg.backbone == "mot" else None
         x = self.embed_inputs(input_ids, cont, features, pos2d)
         if layers is not None:
@@ -308,7 +342,7 @@ class UnifiedTransformer(nn.Module):
             rows = (branch == bi).nonzero()[:, 0]
             layer_caches = [next(caches) for _ in blocks] if caches else [None] * len(blocks)
             if rows.numel() == 0 and caches:  # decoding; in training every rank runs every branch (FSDP2 gathers
-                continue                        # a branch's weights collectively, even for a rank with no rows)
+                continue  # a branch's weights collectively, even for a rank with no rows)
             full = rows.numel() == b
             sel = None if full else rows
             h = x if full else x[rows]
@@ -350,7 +384,11 @@ class UnifiedTransformer(nn.Module):
         `seq_exact` (1 when every target is the greedy choice given the gold prefix, see `greedy_hits`), and
         `text_loss`/`image_loss`."""
         hidden = self(
-            batch["input_ids"], batch.get("modality"), batch.get("pos2d"), batch.get("cont"), batch.get("features"),
+            batch["input_ids"],
+            batch.get("modality"),
+            batch.get("pos2d"),
+            batch.get("cont"),
+            batch.get("features"),
             None,  # right padding: causal attention never lets a real token see a pad
             segments=batch.get("segments"),
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,10 +10,30 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import load_named, packaged_yaml
 
-UND_TASKS = ("caption", "caption_cells", "vqa", "mc", "geu", "geu_stepwise", "facts_ask", "facts_ask_stepwise",
-             "moves_ask", "moves_ask_stepwise")
-GEN_TASKS = ("t2i", "t2i_cells", "geneval", "geneval_strict", "ueg", "ueg_stepwise", "facts_draw",
-             "facts_draw_stepwise", "moves_draw", "moves_draw_stepwise")
+UND_TASKS = (
+    "caption",
+    "caption_cells",
+    "vqa",
+    "mc",
+    "geu",
+    "geu_stepwise",
+    "facts_ask",
+    "facts_ask_stepwise",
+    "moves_ask",
+    "moves_ask_stepwise",
+)
+GEN_TASKS = (
+    "t2i",
+    "t2i_cells",
+    "geneval",
+    "geneval_strict",
+    "ueg",
+    "ueg_stepwise",
+    "facts_draw",
+    "facts_draw_stepwise",
+    "moves_draw",
+    "moves_draw_stepwise",
+)
 
 
 class Variant(BaseModel):
@@ -27,8 +46,11 @@ class Variant(BaseModel):
     set: dict[str, Any] = Field(default_factory=dict)
     tokenizer: Literal["grid", "vq", "patch+vq"] = "grid"
     init_from: str | None = Field(None, description="name of a variant whose trained run this one starts from")
-    contrast: bool = Field(False, description="a specialist at another budget (data.budget): its synergy goes to "
-                                              "the report's budget table, not the answer; scored on its own kind only")
+    contrast: bool = Field(
+        False,
+        description="a specialist at another budget (data.budget): its synergy goes to "
+        "the report's budget table, not the answer; scored on its own kind only",
+    )
 
     def scored_on(self, tasks: list[str]) -> list[str]:
         """The tasks this variant is evaluated on (a budget contrast skips the other kind's, never trained)."""
@@ -42,8 +64,11 @@ class Sweep(BaseModel):
 
     key: str = Field(description="a dotted TrainConfig key, e.g. data.n_scenes")
     values: list[Any]
-    labels: list[str] | None = Field(None, description="names for the values (needed when they are not plain "
-                                                        "numbers or words), used in run folders and the report")
+    labels: list[str] | None = Field(
+        None,
+        description="names for the values (needed when they are not plain "
+        "numbers or words), used in run folders and the report",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
@@ -52,7 +77,9 @@ class Sweep(BaseModel):
             raise ValueError(f"sweep labels must be distinct, got {names}")
         bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.+-]+", n)]
         if bad:
-            raise ValueError(f"sweep value {bad[0]!r} cannot name a run folder; give `labels` (letters, digits, _ . + -)")
+            raise ValueError(
+                f"sweep value {bad[0]!r} cannot name a run folder; give `labels` (letters, digits, _ . + -)"
+            )
         return self
 
     def names(self) -> list[str]:
@@ -75,7 +102,8 @@ class Preset(BaseModel):
     limit: int | None = Field(100, description="items per task (None: the task's full size)")
     vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
     analyses: list[Literal["alignment", "entropy", "gradients"]] = Field(
-        default_factory=lambda: ["alignment", "entropy", "gradients"], description="looking inside every run")
+        default_factory=lambda: ["alignment", "entropy", "gradients"], description="looking inside every run"
+    )
     analysis_n: int = Field(100, ge=12, description="scenes per analysis (alignment pairs, entropy sequences)")
 
     @model_validator(mode="after")
@@ -89,10 +117,12 @@ class Preset(BaseModel):
         if not any(v.role == "unified" for v in self.variants):
             raise ValueError("a study needs at least one unified variant")
         for v in self.variants:
-            if v.contrast and (v.role == "unified" or not any(w.role == v.role and not w.contrast
-                                                              for w in self.variants)):
-                raise ValueError(f"variant {v.name}: contrast is for a specialist beside a non-contrast specialist "
-                                 "of the same role")
+            if v.contrast and (
+                v.role == "unified" or not any(w.role == v.role and not w.contrast for w in self.variants)
+            ):
+                raise ValueError(
+                    f"variant {v.name}: contrast is for a specialist beside a non-contrast specialist of the same role"
+                )
         return self
 
 

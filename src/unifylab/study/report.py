@@ -25,7 +25,6 @@ from unifylab.layout import StudyFolder  # noqa: E402
 from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 
 
-
 def _interval(r: dict[str, Any]) -> str:
     """A paired difference in points with its 95 % interval: '+7.5 [+3.0, +12.5]'."""
     e = r["diff"]
@@ -70,12 +69,18 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def _transfer_rows(results: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(group prefix, variant, task, row) of every transfer row in the results."""
-    return [(_where(results, g), v, t, row) for g, per in results.get("transfer", {}).items()
-            for v, tasks in per.items() for t, row in tasks.items()]
+    return [
+        (_where(results, g), v, t, row)
+        for g, per in results.get("transfer", {}).items()
+        for v, tasks in per.items()
+        for t, row in tasks.items()
+    ]
 
 
-_TRANSFER_WHAT = {"UEG": "drawing what only the understanding side was taught",
-                  "GEU": "answering about what only the generation side was taught"}
+_TRANSFER_WHAT = {
+    "UEG": "drawing what only the understanding side was taught",
+    "GEU": "answering about what only the generation side was taught",
+}
 
 
 def transfer_answer(results: dict[str, Any]) -> list[str]:
@@ -96,8 +101,10 @@ def transfer_answer(results: dict[str, Any]) -> list[str]:
         for mode, (t, row) in sorted(modes.items()):
             r = row["transfer_minus_floor"]
             above = "above the floor" if r["p_adjusted"] < 0.05 and r["diff"]["value"] > 0 else "no evidence"
-            parts.append(f"{mode} ({t}) {100 * row['transfer']['value']:.0f} % right, "
-                         f"{_pts(r).replace(' points', ' points over the floor')}: {above}")
+            parts.append(
+                f"{mode} ({t}) {100 * row['transfer']['value']:.0f} % right, "
+                f"{_pts(r).replace(' points', ' points over the floor')}: {above}"
+            )
         probe = f" by {family}" if several else ""
         out.append(f"{where}Transfer {direction}{probe} ({first}, {_TRANSFER_WHAT[direction]}): {'; '.join(parts)}.")
     return out
@@ -106,12 +113,14 @@ def transfer_answer(results: dict[str, Any]) -> list[str]:
 def answer(results: dict[str, Any]) -> list[str]:
     """One short sentence per question, with its 95 % interval and Holm-adjusted p; a change is a gain or a loss
     only when the adjusted p is below 0.05, else 'no evidence'; then one per transfer probe."""
-    return [f"{question} ({what}): {_pts(r)}: {_verdict(r)}." for question, what, r in headline(results)] + \
-        transfer_answer(results)
+    return [
+        f"{question} ({what}): {_pts(r)}: {_verdict(r)}." for question, what, r in headline(results)
+    ] + transfer_answer(results)
 
 
 def _transfer_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Rows = (variant, probe task): direction, mode, ceiling, this side only, transfer, floor, transfer - floor."""
+
     def acc(e: dict[str, Any] | None) -> str:
         if e is None:
             return "-"
@@ -119,14 +128,32 @@ def _transfer_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]
             return f"{e['value']:.2f} (n={e['n']}; one cluster: no interval)"
         return f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] (n={e['n']})"
 
-    head = ["model", "probe", "direction", "ceiling (taught both sides)", "this side only",
-            "transfer (other side only)", "floor (never taught)", "transfer - floor"]
+    head = [
+        "model",
+        "probe",
+        "direction",
+        "ceiling (taught both sides)",
+        "this side only",
+        "transfer (other side only)",
+        "floor (never taught)",
+        "transfer - floor",
+    ]
     rows = []
     for where, v, t, row in _transfer_rows(results):
         r = row.get("transfer_minus_floor")
         diff = "-" if r is None else f"{_interval(r)}, p = {r['p_adjusted']:.3g}"
-        rows.append([f"{where}{v}", f"{t} ({row['mode']})", row["direction"], acc(row["ceiling"]),
-                     acc(row.get("here")), acc(row["transfer"]), acc(row["floor"]), diff])
+        rows.append(
+            [
+                f"{where}{v}",
+                f"{t} ({row['mode']})",
+                row["direction"],
+                acc(row["ceiling"]),
+                acc(row.get("here")),
+                acc(row["transfer"]),
+                acc(row["floor"]),
+                diff,
+            ]
+        )
     return head, rows
 
 
@@ -189,12 +216,12 @@ def fig_synergy(results: dict[str, Any]) -> bytes:
     rows = []
     for group, comp in results["comparisons"].items():
         for u, syn in comp["synergy"].items():
-            for kind, s in syn.items():
+            for s in syn.values():
                 for t, r in s["tasks"].items():
                     if r:
                         rows.append((f"{t} ({u}-{s['vs']}{'' if group == 'all' else ', ' + group})", r["diff"]))
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
-    for i, (label, e) in enumerate(rows):
+    for i, (_, e) in enumerate(rows):
         ax.errorbar(e["value"], i, xerr=[[e["value"] - e["lo"]], [e["hi"] - e["value"]]], fmt="o", capsize=3)
     ax.axvline(0, color="k", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
@@ -299,20 +326,24 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
 
 
 ANALYSES = ("alignment", "entropy", "gradients")
-POOLED_NOTE = ("Understanding / generation accuracy = the mean item score over the tasks of that kind that both "
-               "compared models were trained for (exact scores only: caption_cells and t2i_cells re-score the "
-               "same outputs with partial credit and are shown per task, never pooled). Differences are paired "
-               "by item; 95 % intervals resample seeds, then items within each seed; p-values (from the same "
-               "bootstrap) are Holm-adjusted over the headline comparisons above (the per-task breakdown is "
-               "adjusted as a family of its own), and a change is called a gain or a loss only when the "
-               "adjusted p is below 0.05.")
-TABLE_NOTE = ("Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
-              "held-out (shape, colour) pair), the mean over the variant's seeds; every eval scene is one no run "
-              "trained on (fact probes: all items; their split by where each fact was taught is in the transfer "
-              "table). chance: a uniform guess over the answer space. blind: the best answer from the question "
-              "alone (the most common training answer to that question), and for generation the most common "
-              "training image whatever the prompt. * a specialist on a task of the other kind, which it was never "
-              "trained for (GenEval-style scoring ignores extra objects, so random clutter can score there).")
+POOLED_NOTE = (
+    "Understanding / generation accuracy = the mean item score over the tasks of that kind that both "
+    "compared models were trained for (exact scores only: caption_cells and t2i_cells re-score the "
+    "same outputs with partial credit and are shown per task, never pooled). Differences are paired "
+    "by item; 95 % intervals resample seeds, then items within each seed; p-values (from the same "
+    "bootstrap) are Holm-adjusted over the headline comparisons above (the per-task breakdown is "
+    "adjusted as a family of its own), and a change is called a gain or a loss only when the "
+    "adjusted p is below 0.05."
+)
+TABLE_NOTE = (
+    "Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
+    "held-out (shape, colour) pair), the mean over the variant's seeds; every eval scene is one no run "
+    "trained on (fact probes: all items; their split by where each fact was taught is in the transfer "
+    "table). chance: a uniform guess over the answer space. blind: the best answer from the question "
+    "alone (the most common training answer to that question), and for generation the most common "
+    "training image whatever the prompt. * a specialist on a task of the other kind, which it was never "
+    "trained for (GenEval-style scoring ignores extra objects, so random clutter can score there)."
+)
 
 
 def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
@@ -321,8 +352,11 @@ def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
     first = next(iter(runs.values()), None)
     if first is None:
         return None
-    rows = {r["variant"]: r["analysis"][kind] for r in runs.values()
-            if kind in r.get("analysis", {}) and r["seed"] == first["seed"] and r["sweep"] == first["sweep"]}
+    rows = {
+        r["variant"]: r["analysis"][kind]
+        for r in runs.values()
+        if kind in r.get("analysis", {}) and r["seed"] == first["seed"] and r["sweep"] == first["sweep"]
+    }
     return png_bytes(kind, rows) if rows else None
 
 
@@ -334,25 +368,34 @@ def _summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 BUDGETS = ("equal-steps", "equal-task-data", "equal-compute")
-TRANSFER_NOTE = ("Per probe, items split by where the study's training data taught what they need (data.facts, "
-                 "data.moves, data.und_only_pairs, data.gen_only_pairs): on both sides (the ceiling; for scene "
-                 "tasks, the trained compositions), only on the other side (transfer: UEG for a generation probe, "
-                 "GEU for an understanding one) or nowhere (the floor: untaught facts and directions, held-out "
-                 "pairs). Intervals resample seeds, then facts or directions (or items); transfer - floor is "
-                 "Holm-adjusted over the study's transfer tests. "
-                 "A specialist cannot transfer by construction: its row shows what no sharing gives.")
-BUDGET_NOTE = ("Synergy (unified minus specialist, pooled as in the answer) against specialists trained under each "
-               "budget: equal-steps sees exactly the unified run's examples of its kind in the same number of "
-               "steps; equal-task-data sees the same examples in fewer steps (its share of the batch); "
-               "equal-compute trains as many steps as the unified run on its own kind only (more examples of "
-               "it). The gap between columns is how much of an effect the budget makes. The contrasts are "
-               "Holm-adjusted as a family of their own.")
+TRANSFER_NOTE = (
+    "Per probe, items split by where the study's training data taught what they need (data.facts, "
+    "data.moves, data.und_only_pairs, data.gen_only_pairs): on both sides (the ceiling; for scene "
+    "tasks, the trained compositions), only on the other side (transfer: UEG for a generation probe, "
+    "GEU for an understanding one) or nowhere (the floor: untaught facts and directions, held-out "
+    "pairs). Intervals resample seeds, then facts or directions (or items); transfer - floor is "
+    "Holm-adjusted over the study's transfer tests. "
+    "A specialist cannot transfer by construction: its row shows what no sharing gives."
+)
+BUDGET_NOTE = (
+    "Synergy (unified minus specialist, pooled as in the answer) against specialists trained under each "
+    "budget: equal-steps sees exactly the unified run's examples of its kind in the same number of "
+    "steps; equal-task-data sees the same examples in fewer steps (its share of the batch); "
+    "equal-compute trains as many steps as the unified run on its own kind only (more examples of "
+    "it). The gap between columns is how much of an effect the budget makes. The contrasts are "
+    "Holm-adjusted as a family of their own."
+)
 
 
 def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Rows = (group, unified variant, kind); columns = the budgets the study trained: difference [CI], adjusted p."""
-    present = {b for comp in results["comparisons"].values() for per_kind in comp.get("budgets", {}).values()
-               for per in per_kind.values() for b in per}
+    present = {
+        b
+        for comp in results["comparisons"].values()
+        for per_kind in comp.get("budgets", {}).values()
+        for per in per_kind.values()
+        for b in per
+    }
     budgets = [b for b in BUDGETS if b in present]
     head = ["unified", "kind", *budgets]
     rows = []
@@ -369,8 +412,9 @@ def _budget_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _mean(summaries: list[dict[str, Any]], split: str | None) -> float | None:
     """Mean over seeds of a task's accuracy (`split` None) or of one split's; None when no seed has it."""
-    vals = [(x["accuracy"] if split is None else (x.get("splits") or {}).get(split) or {}).get("value")
-            for x in summaries]
+    vals = [
+        (x["accuracy"] if split is None else (x.get("splits") or {}).get(split) or {}).get("value") for x in summaries
+    ]
     vals = [v for v in vals if v is not None]
     return float(np.mean(vals)) if vals else None
 
@@ -410,8 +454,12 @@ def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     """Write DIR/report.md (+ figures/) and the self-contained DIR/report.html."""
     figs = {
-        "accuracy": fig_accuracy(results), "synergy": fig_synergy(results), "losses": fig_losses(out, results),
-        "modes": fig_modes(results), "transfer": fig_transfer(results), "sweep": fig_sweep(results),
+        "accuracy": fig_accuracy(results),
+        "synergy": fig_synergy(results),
+        "losses": fig_losses(out, results),
+        "modes": fig_modes(results),
+        "transfer": fig_transfer(results),
+        "sweep": fig_sweep(results),
         "samples": fig_samples(out, results),
         **{k: fig_analysis(results, k) for k in ANALYSES},
     }
@@ -427,18 +475,18 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "losses": "Training loss per task (log scale, smoothed).",
         "modes": "Reasoning tasks, direct vs stepwise.",
         "transfer": "Transfer probes: accuracy on facts (or move directions) taught on both sides (ceiling), only "
-                    "on the other side (transfer) and nowhere (floor), direct and stepwise; specialists cannot "
-                    "transfer.",
+        "on the other side (transfer) and nowhere (floor), direct and stepwise; specialists cannot "
+        "transfer.",
         "sweep": "Synergy against the swept setting.",
         "samples": "Generated t2i samples with the exact parser's verdict.",
         "alignment": "Inside the models: mutual-kNN and linear CKA between mean-pooled image and text states per "
-                     "layer, for understanding inputs (image, then caption), generation inputs (prompt, then image) "
-                     "and separate ones (the image alone, its caption alone: no attention between them).",
+        "layer, for understanding inputs (image, then caption), generation inputs (prompt, then image) "
+        "and separate ones (the image alone, its caption alone: no attention between them).",
         "entropy": "Inside the models: Renyi entropy (alpha 1.01) of text-only, image-only and mixed inputs per layer "
-                   "(normalised by log tokens), and response entropy H(prompt+response) - H(prompt), text vs image.",
+        "(normalised by log tokens), and response entropy H(prompt+response) - H(prompt), text vs image.",
         "gradients": "Inside the models: cosine between understanding and generation loss gradients per layer at the "
-                     "last checkpoint (forked layers share no weights: gaps), and its mean over the shared "
-                     "transformer layers at every checkpoint.",
+        "last checkpoint (forked layers share no weights: gaps), and its mean over the shared "
+        "transformer layers at every checkpoint.",
     }
     lines = answer(results)
     tables = [("Summary", *_summary_table(results), POOLED_NOTE), ("Accuracy by task", *_table(results), TABLE_NOTE)]
@@ -450,35 +498,73 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     env_line = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None)
     wall = f"{results['wall_seconds']:.0f} s"
     md = [f"# unifylab study: {results['preset']['name']}", "", "## Answer", "", *[f"- {x}" for x in lines], ""]
-    body = [f"<h1>unifylab study: {html.escape(results['preset']['name'])}</h1>", "<h2>Answer</h2>",
-            *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines]]
+    body = [
+        f"<h1>unifylab study: {html.escape(results['preset']['name'])}</h1>",
+        "<h2>Answer</h2>",
+        *[f"<p class='answer'>{html.escape(x)}</p>" for x in lines],
+    ]
     for title, head, rows, note in tables:
-        md += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-               *["| " + " | ".join(r) + " |" for r in rows], "", note, ""]
-        body += [f"<h2>{html.escape(title)}</h2>", "<table>",
-                 "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
-                 *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows], "</table>",
-                 f"<p><small>{html.escape(note)}</small></p>"]
+        md += [
+            f"## {title}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+            *["| " + " | ".join(r) + " |" for r in rows],
+            "",
+            note,
+            "",
+        ]
+        body += [
+            f"<h2>{html.escape(title)}</h2>",
+            "<table>",
+            "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>",
+            *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows],
+            "</table>",
+            f"<p><small>{html.escape(note)}</small></p>",
+        ]
     for k, v in figs.items():
         if k == inside:
             md += ["## Inside the models", ""]
             body.append("<h2>Inside the models</h2>")
         md += [f"![{k}](figures/{k}.png)", "", captions[k], ""]
         b64 = base64.b64encode(v).decode()
-        body += [f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'>",
-                 f"<figcaption>{html.escape(captions[k])}</figcaption></figure>"]
-    md += ["## Environment", "", env_line, "", f"Wall time of this invocation: {wall}.", "",
-           "## Configuration", "", f"Overrides: {results['overrides'] or 'none'}", "", "```json",
-           json.dumps(results["preset"], indent=1), "```", ""]
+        body += [
+            f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'>",
+            f"<figcaption>{html.escape(captions[k])}</figcaption></figure>",
+        ]
+    md += [
+        "## Environment",
+        "",
+        env_line,
+        "",
+        f"Wall time of this invocation: {wall}.",
+        "",
+        "## Configuration",
+        "",
+        f"Overrides: {results['overrides'] or 'none'}",
+        "",
+        "```json",
+        json.dumps(results["preset"], indent=1),
+        "```",
+        "",
+    ]
     write_text_atomic(study.report_md, "\n".join(md))
-    body += ["<h2>Environment</h2>", f"<p>{html.escape(env_line)}</p>",
-             f"<p>Wall time of this invocation: {wall}.</p>", "<h2>Configuration</h2>",
-             f"<p>Overrides: {html.escape(str(results['overrides'] or 'none'))}</p>",
-             f"<pre>{html.escape(json.dumps(results['preset'], indent=1))}</pre>"]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-             "img{max-width:100%}.answer{font-size:1.1em;background:#f4f7fb;padding:.6em;border-left:4px solid #47a}")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>unifylab study</title><style>{style}</style>"
-           f"</head><body>{''.join(body)}</body></html>")
+    body += [
+        "<h2>Environment</h2>",
+        f"<p>{html.escape(env_line)}</p>",
+        f"<p>Wall time of this invocation: {wall}.</p>",
+        "<h2>Configuration</h2>",
+        f"<p>Overrides: {html.escape(str(results['overrides'] or 'none'))}</p>",
+        f"<pre>{html.escape(json.dumps(results['preset'], indent=1))}</pre>",
+    ]
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "img{max-width:100%}.answer{font-size:1.1em;background:#f4f7fb;padding:.6em;border-left:4px solid #47a}"
+    )
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>unifylab study</title><style>{style}</style>"
+        f"</head><body>{''.join(body)}</body></html>"
+    )
     write_text_atomic(study.report_html, doc)
     return study.report_md, study.report_html

@@ -62,8 +62,9 @@ def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:
     return name + ("" if label is None else f"-{preset.sweep.key.split('.')[-1]}{label}") + f"-s{seed}"
 
 
-def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, overrides: list[str],
-              vq_folder: Path | None) -> list[Run]:
+def plan_runs(
+    preset: Preset, out: Path, seeds: list[int] | None, device: str, overrides: list[str], vq_folder: Path | None
+) -> list[Run]:
     """Runs in training order (a variant that starts from another comes after it)."""
     runs = []
     sweep = list(zip(preset.sweep.values, preset.sweep.names())) if preset.sweep else [(None, None)]
@@ -82,8 +83,9 @@ def plan_runs(preset: Preset, out: Path, seeds: list[int] | None, device: str, o
                     parent = StudyFolder(out).run(_run_id(preset, v.init_from, label, seed))
                     tree = merge(tree, {"init_from": str(parent.path)})
                 rid = _run_id(preset, v.name, label, seed)
-                runs.append(Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})"),
-                                label))
+                runs.append(
+                    Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})"), label)
+                )
     return runs
 
 
@@ -96,8 +98,9 @@ def _paired(a: dict[str, float], b: dict[str, float]) -> dict[str, Any] | None:
     return {"diff": diff.to_dict(), "p_value": p}
 
 
-def _scores(evals: dict[str, dict[str, dict[str, float]]], runs: list[Run], tasks: tuple[str, ...] | list[str]
-            ) -> dict[str, float]:
+def _scores(
+    evals: dict[str, dict[str, dict[str, float]]], runs: list[Run], tasks: tuple[str, ...] | list[str]
+) -> dict[str, float]:
     """Item scores of several runs (seeds) and tasks, keyed seed/task/item so pairs line up across variants."""
     out = {}
     for r in runs:
@@ -117,18 +120,21 @@ def pooled_tasks(specs: dict[str, TaskSpec], kind: tuple[str, ...], *runs: list[
     on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled), and not a
     transfer probe (reported in its own section)."""
     taught = set.intersection(*(trained_tasks(r.cfg) for rs in runs for r in rs))
-    return [t for t, s in specs.items()
-            if t in kind and s.trained_by in taught and s.outputs_of is None and not s.probe]
+    return [
+        t for t, s in specs.items() if t in kind and s.trained_by in taught and s.outputs_of is None and not s.probe
+    ]
 
 
-def _compare(evals: dict[str, dict[str, dict[str, float]]], base: list[Run], other: list[Run], tasks: list[str]
-             ) -> dict[str, Any] | None:
+def _compare(
+    evals: dict[str, dict[str, dict[str, float]]], base: list[Run], other: list[Run], tasks: list[str]
+) -> dict[str, Any] | None:
     """`other` minus `base` over the items of `tasks`, paired by seed and item."""
     return _paired(_scores(evals, base, tasks), _scores(evals, other, tasks))
 
 
-def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict[str, float]]],
-                specs: dict[str, TaskSpec]) -> dict[str, Any]:
+def comparisons(
+    preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict[str, float]]], specs: dict[str, TaskSpec]
+) -> dict[str, Any]:
     """Per group: synergy of each unified variant against each specialist, and each other unified variant against
     the first (e.g. UniFork vs shared), pooled over the trained tasks of a kind and per task; p-values are then
     Holm-adjusted (`p_adjusted`) within each family of `comparison_families`."""
@@ -151,8 +157,12 @@ def comparisons(preset: Preset, runs: list[Run], evals: dict[str, dict[str, dict
                 budget = base[0].cfg.data.budget if base else None
                 budgets.setdefault(key, {})[budget] = {"vs": spec_v.name, "pooled": pooled, "contrast": spec_v.contrast}
                 if not spec_v.contrast:
-                    syn[key] = {"vs": spec_v.name, "pooled": pooled, "pooled_tasks": pool,
-                                "tasks": {t: _compare(evals, base, other, [t]) for t in tasks if t in kind}}
+                    syn[key] = {
+                        "vs": spec_v.name,
+                        "pooled": pooled,
+                        "pooled_tasks": pool,
+                        "tasks": {t: _compare(evals, base, other, [t]) for t in tasks if t in kind},
+                    }
             res["synergy"][u.name] = syn
             if any(b["contrast"] for per in budgets.values() for b in per.values()):
                 res["budgets"][u.name] = budgets
@@ -180,8 +190,14 @@ def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | No
     against specialists at other budgets (the budget table)."""
     headline: list[dict[str, Any] | None] = []
     per_task: list[dict[str, Any] | None] = []
-    budgets = [b["pooled"] for res in comps.values() for per_u in res.get("budgets", {}).values()
-               for per in per_u.values() for b in per.values() if b["contrast"]]
+    budgets = [
+        b["pooled"]
+        for res in comps.values()
+        for per_u in res.get("budgets", {}).values()
+        for per in per_u.values()
+        for b in per.values()
+        if b["contrast"]
+    ]
     for res in comps.values():
         for syn in res["synergy"].values():
             for s in syn.values():
@@ -192,9 +208,18 @@ def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | No
     return headline, per_task, budgets
 
 
-def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], limit: int | None, jobs: int,
-                  threads: int, report: Callable[[str, int], None], analyses: tuple[list[str], int], force: bool
-                  ) -> dict[str, RunResult]:
+def _run_parallel(
+    runs: list[Run],
+    out: Path,
+    device: str,
+    tasks: list[str],
+    limit: int | None,
+    jobs: int,
+    threads: int,
+    report: Callable[[str, int], None],
+    analyses: tuple[list[str], int],
+    force: bool,
+) -> dict[str, RunResult]:
     """Schedule runs on a spawn-process pool as their `init_from` parents finish, longest first (so no long run
     starts last while the other workers idle); progress comes back by queue.
     An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk).
@@ -212,14 +237,16 @@ def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], lim
                     if len(running) >= jobs:
                         break
                     waiting.remove(r)
-                    running[r.id] = (r, pool.apply_async(_pool_worker, (r, out, device, tasks, limit, threads, queue,
-                                                                        analyses, force)))
+                    running[r.id] = (
+                        r,
+                        pool.apply_async(_pool_worker, (r, out, device, tasks, limit, threads, queue, analyses, force)),
+                    )
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
                 time.sleep(0.2)
                 while not queue.empty():
                     report(*queue.get())
-                for rid, (r, res) in list(running.items()):
+                for rid, (_, res) in list(running.items()):
                     if res.ready():
                         del running[rid]
                         done[rid] = res.get()
@@ -232,16 +259,23 @@ def _run_parallel(runs: list[Run], out: Path, device: str, tasks: list[str], lim
 
 def environment(device: str) -> dict[str, Any]:
     return {
-        "unifylab": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "platform": platform.platform(), "device": device,
+        "unifylab": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": device,
         "cpu_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
     }
 
 
 def _train_steps(run: Run) -> int:
-    return Plan(run.cfg).stream()[1] if run.cfg.data.budget != "equal-compute" or run.cfg.data.mode == "unified" \
+    return (
+        Plan(run.cfg).stream()[1]
+        if run.cfg.data.budget != "equal-compute" or run.cfg.data.mode == "unified"
         else run.cfg.optim.steps
+    )
 
 
 def _train_examples(run: Run) -> int:
@@ -256,28 +290,46 @@ def default_jobs(device: str) -> int:
     return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
-def _analyses(run: Run, model: Any, out: Path, kinds: list[str], n: int, force: bool
-              ) -> dict[str, list[dict[str, Any]]]:
+def _analyses(
+    run: Run, model: Any, out: Path, kinds: list[str], n: int, force: bool
+) -> dict[str, list[dict[str, Any]]]:
     """Each analysis of a run (cached in DIR/analysis/<run>.json with its fingerprint, so re-runs skip it)."""
     from unifylab.analysis.run import analyze
 
     study = StudyFolder(out)
     path = study.analysis(run.id)
     stamp = {"weights": model.fingerprint["weights"], "n": n}
-    fresh = not check_fingerprint(study.analysis_stamp(run.id), stamp, "the analyses", made=path.is_file(),
-                                  force=force)
+    fresh = not check_fingerprint(study.analysis_stamp(run.id), stamp, "the analyses", made=path.is_file(), force=force)
     done = json.loads(path.read_text()) if path.is_file() and not fresh else {}
     for kind in kinds:
         if kind not in done:
-            done[kind] = analyze(kind, model, study.run(run.id).path, run.cfg.world, n=n, k=10, alpha=1.01,
-                                 examples=min(n, 64), seed=0, batch=64)
+            done[kind] = analyze(
+                kind,
+                model,
+                study.run(run.id).path,
+                run.cfg.world,
+                n=n,
+                k=10,
+                alpha=1.01,
+                examples=min(n, 64),
+                seed=0,
+                batch=64,
+            )
             write_json(path, done)
     return {k: done[k] for k in kinds}
 
 
-def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int,
-                    report: Callable[[str, int], None], analyses: tuple[list[str], int] = ([], 0),
-                    force: bool = False) -> RunResult:
+def _train_and_eval(
+    run: Run,
+    out: Path,
+    device: str,
+    tasks: list[str],
+    limit: int | None,
+    threads: int,
+    report: Callable[[str, int], None],
+    analyses: tuple[list[str], int] = ([], 0),
+    force: bool = False,
+) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
     progress bar."""
     from unifylab.eval.native import NativeModel
@@ -304,8 +356,14 @@ def _train_and_eval(run: Run, out: Path, device: str, tasks: list[str], limit: i
     model = NativeModel(run_dir.path, device)
     scores, summaries, labels = {}, {}, {}
     for spec in (load_task(t) for t in run.variant.scored_on(tasks)):
-        recs = run_task(model, spec, study.eval(run.id).path, limit,
-                        progress=lambda k: report(f"evaluating {run.id}", k), force=force)
+        recs = run_task(
+            model,
+            spec,
+            study.eval(run.id).path,
+            limit,
+            progress=lambda k: report(f"evaluating {run.id}", k),
+            force=force,
+        )
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
         summaries[spec.name] = summarise(spec, recs, run.cfg.data)
         labels[spec.name] = item_labels(recs, lambda r, spec=spec: split_of(r, spec, run.cfg.data))
@@ -320,13 +378,23 @@ def _queue_report(queue: Any) -> Callable[[str, int], None]:
     return lambda what, units: queue.put((what, units))
 
 
-def _pool_worker(run: Run, out: Path, device: str, tasks: list[str], limit: int | None, threads: int, queue: Any,
-                 analyses: tuple[list[str], int], force: bool) -> RunResult:
+def _pool_worker(
+    run: Run,
+    out: Path,
+    device: str,
+    tasks: list[str],
+    limit: int | None,
+    threads: int,
+    queue: Any,
+    analyses: tuple[list[str], int],
+    force: bool,
+) -> RunResult:
     return _train_and_eval(run, out, device, tasks, limit, threads, _queue_report(queue), analyses, force)
 
 
-def baselines(runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool
-              ) -> dict[str, dict[str, Any]]:
+def baselines(
+    runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool
+) -> dict[str, dict[str, Any]]:
     """Per comparison group: the blind baseline (answers from the question alone, the modal training image)
     estimated on the group's unified training data and scored on every task (records in DIR/baselines/)."""
     from unifylab.eval.blind import blind_summaries
@@ -334,8 +402,9 @@ def baselines(runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | No
     out_b: dict[str, dict[str, Any]] = {}
     for group in sorted({r.group for r in runs}):
         first = next(r for r in runs if r.group == group and r.variant.role == "unified")
-        out_b[group] = blind_summaries(first.cfg, specs, StudyFolder(out).baseline(f"blind-{group}").path, limit,
-                                       force=force)
+        out_b[group] = blind_summaries(
+            first.cfg, specs, StudyFolder(out).baseline(f"blind-{group}").path, limit, force=force
+        )
     return out_b
 
 
@@ -346,9 +415,11 @@ def check_worlds(runs: list[Run], specs: list[TaskSpec]) -> None:
         for s in specs:
             if s.world.canvas != w.canvas:
                 t = s.world
-                raise UserError(f"task {s.name} is built on a {t.size} px {t.grid}x{t.grid} world but run {r.id} "
-                                f"trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop the task "
-                                "from the preset's tasks or train on its world")
+                raise UserError(
+                    f"task {s.name} is built on a {t.size} px {t.grid}x{t.grid} world but run {r.id} "
+                    f"trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop the task "
+                    "from the preset's tasks or train on its world"
+                )
 
 
 def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
@@ -359,14 +430,23 @@ def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
         if not (diff := config_change(study.run(r.id), r.cfg)):
             continue
         if not force:
-            raise UserError(f"{study.run(r.id).path}: trained under another config ({diff}); re-run with --force to "
-                            "train it again (its scores and analyses are recomputed), or choose another --out")
+            raise UserError(
+                f"{study.run(r.id).path}: trained under another config ({diff}); re-run with --force to "
+                "train it again (its scores and analyses are recomputed), or choose another --out"
+            )
         study.forget_run(r.id)
 
 
-def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device: str = "cpu",
-              overrides: list[str] = (), console: Console | None = None, jobs: int | None = None,
-              force: bool = False) -> dict[str, Any]:
+def run_study(
+    preset: Preset,
+    out: Path,
+    seeds: list[int] | None = None,
+    device: str = "cpu",
+    overrides: list[str] = (),
+    console: Console | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Train, evaluate and compare; returns (and writes) results.json's content. `jobs` runs that many trainings
     at once in worker processes (default: `default_jobs`); a run that starts from another waits for it. Work
     already in `out` is reused only when its fingerprint matches; `force` redoes work whose settings changed."""
@@ -393,8 +473,14 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
     jobs = max(1, min(jobs or default_jobs(device), len(runs)))
     threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
     analyses = (list(preset.analyses), preset.analysis_n)
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(f"study {preset.name}", total=total)
 
@@ -402,22 +488,44 @@ def run_study(preset: Preset, out: Path, seeds: list[int] | None = None, device:
             bar.update(task, advance=units, description=what)
 
         if jobs == 1:
-            done = {r.id: _train_and_eval(r, out, device, tasks, preset.limit, 0, report, analyses, force)
-                    for r in runs}
+            done = {
+                r.id: _train_and_eval(r, out, device, tasks, preset.limit, 0, report, analyses, force) for r in runs
+            }
         else:
             done = _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, analyses, force)
     results = {
         "preset": preset.model_dump(mode="json"),
-        "runs": {r.id: {"variant": r.variant.name, "role": r.variant.role, "seed": r.seed, "sweep": r.sweep,
-                        "sweep_label": r.label,
-                        "train": study.run(r.id).read_summary(),
-                        "eval": done[r.id].summaries, "analysis": done[r.id].analysis} for r in runs},
-        "comparisons": comparisons(preset, runs, {rid: d.scores for rid, d in done.items()},
-                                   {s.name: s for s in specs}),
-        "transfer": {group: transfer({v.name: [(r.seed, done[r.id].scores, done[r.id].labels) for r in runs
-                                                if r.group == group and r.variant.name == v.name]
-                                      for v in preset.variants if not v.contrast}, {s.name: s for s in specs})
-                     for group in sorted({r.group for r in runs})},
+        "runs": {
+            r.id: {
+                "variant": r.variant.name,
+                "role": r.variant.role,
+                "seed": r.seed,
+                "sweep": r.sweep,
+                "sweep_label": r.label,
+                "train": study.run(r.id).read_summary(),
+                "eval": done[r.id].summaries,
+                "analysis": done[r.id].analysis,
+            }
+            for r in runs
+        },
+        "comparisons": comparisons(
+            preset, runs, {rid: d.scores for rid, d in done.items()}, {s.name: s for s in specs}
+        ),
+        "transfer": {
+            group: transfer(
+                {
+                    v.name: [
+                        (r.seed, done[r.id].scores, done[r.id].labels)
+                        for r in runs
+                        if r.group == group and r.variant.name == v.name
+                    ]
+                    for v in preset.variants
+                    if not v.contrast
+                },
+                {s.name: s for s in specs},
+            )
+            for group in sorted({r.group for r in runs})
+        },
         "baselines": baselines(runs, specs, out, preset.limit, force=force),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "environment": {**environment(device), "parallel_runs": jobs},

@@ -28,8 +28,9 @@ def item_labels(records: list[dict[str, Any]], split: Callable[[dict[str, Any]],
     return {r["id"]: [split(r), r["meta"].get("fact") or r["meta"].get("move") or r["id"]] for r in records}
 
 
-def transfer(variants: dict[str, list[tuple[int, dict[str, dict[str, float]], Labels]]],
-             specs: dict[str, TaskSpec]) -> dict[str, Any]:
+def transfer(
+    variants: dict[str, list[tuple[int, dict[str, dict[str, float]], Labels]]], specs: dict[str, TaskSpec]
+) -> dict[str, Any]:
     """Per variant (its runs as (seed, scores, labels)) and probe task with transfer items: accuracy at the ceiling,
     on transfer items and at the floor (seeds-then-clusters intervals), and transfer minus floor with its p-value,
     Holm-adjusted over every such test of the study."""
@@ -46,8 +47,11 @@ def transfer(variants: dict[str, list[tuple[int, dict[str, dict[str, float]], La
             if side is None or "transfer" not in by:
                 continue
             ceiling, moved, floor = LEVELS["fact" if "both" in by or "none" in by or "here" in by else "scene"]
-            row: dict[str, Any] = {"direction": DIRECTION[side], "mode": spec.options.get("mode", "direct"),
-                                   "probe": spec.probe}
+            row: dict[str, Any] = {
+                "direction": DIRECTION[side],
+                "mode": spec.options.get("mode", "direct"),
+                "probe": spec.probe,
+            }
             for key, split in (("ceiling", ceiling), ("here", "here"), ("transfer", moved), ("floor", floor)):
                 row[key] = clustered_mean(by[split]).to_dict() if split in by else None
             if floor in by:

@@ -8,7 +8,21 @@ from unifylab.tokenize.text import SPECIAL_TOKENS, TextTokenizer, world_corpus
 from unifylab.tokenize.vq import VQConfig, VQTokenizer
 
 __all__ = [
-    "DEFAULT_LOSS_ON", "IGNORE", "IMAGE", "SPECIAL_TOKENS", "TEXT", "Example", "GridTokenizer", "ImageTokenizer",
-    "Packed", "Packer", "PatchTokenizer", "TextTokenizer", "VQConfig", "VQTokenizer", "VocabLayout",
-    "load_image_tokenizer", "world_corpus",
+    "DEFAULT_LOSS_ON",
+    "IGNORE",
+    "IMAGE",
+    "SPECIAL_TOKENS",
+    "TEXT",
+    "Example",
+    "GridTokenizer",
+    "ImageTokenizer",
+    "Packed",
+    "Packer",
+    "PatchTokenizer",
+    "TextTokenizer",
+    "VQConfig",
+    "VQTokenizer",
+    "VocabLayout",
+    "load_image_tokenizer",
+    "world_corpus",
 ]

@@ -1,8 +1,9 @@
 """The exact oracle image tokenizer of the shapes world: one token per cell, decoded by rendering.
 
 Code 0 is an empty cell; code 1 + (size * n_shapes + shape) * n_colors + color is an object, where `size` indexes
-the size variants this canvas can draw (only 'large' when small objects would be too coarse), so every code decodes. Encoding a clean
-render and decoding it gives back the same bytes, so this is the perfectly aligned image space for ablations.
+the size variants this canvas can draw (only 'large' when small objects would be too coarse), so every code
+decodes. Encoding a clean render and decoding it gives back the same bytes, so this is the perfectly aligned
+image space for ablations.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class GridTokenizer(ImageTokenizer):
         out = torch.zeros(len(scenes), self.grid * self.grid, dtype=torch.long)
         for i, s in enumerate(scenes):
             if (s.size, s.grid) != (self.size, self.grid):
-                raise UserError(f"scene {i} is {s.size} px / grid {s.grid}; this tokenizer is {self.size} px / grid {self.grid}")
+                raise UserError(
+                    f"scene {i} is {s.size} px / grid {s.grid}; this tokenizer is {self.size} px / grid {self.grid}"
+                )
             for o in s.objects:
                 z, sh, c = self.sizes.index(o.size), W.SHAPES.index(o.shape), _COLORS.index(o.color)
                 out[i, o.row * self.grid + o.col] = 1 + (z * len(W.SHAPES) + sh) * len(W.COLORS) + c

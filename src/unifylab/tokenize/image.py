@@ -56,13 +56,17 @@ class ImageTokenizer(ABC):
         if isinstance(images, torch.Tensor):
             images = images.cpu().numpy()
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-            raise UserError(f"{self.kind} tokenizer expects uint8 RGB images, got {getattr(images, 'dtype', type(images))}")
+            raise UserError(
+                f"{self.kind} tokenizer expects uint8 RGB images, got {getattr(images, 'dtype', type(images))}"
+            )
         if images.ndim == 3:
             images = images[None]
         want = (self.size, self.size, 3)
         if images.ndim != 4 or images.shape[1:] != want:
-            raise UserError(f"{self.kind} tokenizer expects images of shape [N, {self.size}, {self.size}, 3], got "
-                            f"{list(images.shape)}; resize to {self.size} px RGB or train a tokenizer for this size")
+            raise UserError(
+                f"{self.kind} tokenizer expects images of shape [N, {self.size}, {self.size}, 3], got "
+                f"{list(images.shape)}; resize to {self.size} px RGB or train a tokenizer for this size"
+            )
         return images
 
     @abstractmethod
@@ -90,8 +94,9 @@ class ImageTokenizer(ABC):
 
 def read_config(folder: Path) -> dict[str, Any]:
     file = Path(folder) / CONFIG
-    cfg = read_folder_config(folder, "tokenizer", "an image tokenizer folder needs config.json "
-                                                  "(see `unifylab tokenizer train-image`)")
+    cfg = read_folder_config(
+        folder, "tokenizer", "an image tokenizer folder needs config.json (see `unifylab tokenizer train-image`)"
+    )
     if not isinstance(cfg, dict) or "kind" not in cfg:
         raise UserError(f"{file}: missing field 'kind'; expected one of vq, grid, patch")
     return cfg
@@ -107,7 +112,9 @@ def load_image_tokenizer(folder: Path) -> ImageTokenizer:
     cfg = read_config(folder)
     kind = cfg.pop("kind")
     if kind not in kinds:
-        raise UserError(f"{Path(folder) / CONFIG}: kind: unknown tokenizer kind {kind!r}; expected one of {', '.join(kinds)}")
+        raise UserError(
+            f"{Path(folder) / CONFIG}: kind: unknown tokenizer kind {kind!r}; expected one of {', '.join(kinds)}"
+        )
     return kinds[kind].load(Path(folder), cfg)
 
 

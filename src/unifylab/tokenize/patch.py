@@ -56,8 +56,9 @@ class PatchTokenizer(ImageTokenizer):
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         tokens = torch.as_tensor(tokens, dtype=torch.float32)
         if tokens.ndim != 3 or tokens.shape[1:] != (self.num_tokens, self.feature_dim):
-            raise UserError(f"patch tokenizer decodes features [N, {self.num_tokens}, {self.feature_dim}], "
-                            f"got {list(tokens.shape)}")
+            raise UserError(
+                f"patch tokenizer decodes features [N, {self.num_tokens}, {self.feature_dim}], got {list(tokens.shape)}"
+            )
         g, p = self.size // self.patch, self.patch
         if self.vq is not None:
             with torch.no_grad():

@@ -30,8 +30,12 @@ SEGMENTS: dict[str, tuple[str, ...]] = {
     "edit": ("source", "instruction", "target"),
     "rewrite": ("prompt", "answer"),
 }
-DEFAULT_LOSS_ON: dict[str, tuple[str, ...]] = {"und": ("answer",), "gen": ("image",), "edit": ("target",),
-                                               "rewrite": ("answer",)}
+DEFAULT_LOSS_ON: dict[str, tuple[str, ...]] = {
+    "und": ("answer",),
+    "gen": ("image",),
+    "edit": ("target",),
+    "rewrite": ("answer",),
+}
 _CLOSERS = ("<eoi>", "<eos>")
 
 
@@ -115,8 +119,10 @@ class Packer:
             raise UserError(f"the generation image tokenizer must be discrete (vq or grid), got {self.gen_image.kind}")
         self.layout = VocabLayout(text.vocab_size, self.gen_image.vocab_size)
         if und_image.discrete and und_image.vocab_size != self.gen_image.vocab_size:
-            raise UserError("discrete understanding and generation tokenizers must share one vocabulary; use the "
-                            "same tokenizer for both, or a continuous (patch) one for understanding")
+            raise UserError(
+                "discrete understanding and generation tokenizers must share one vocabulary; use the "
+                "same tokenizer for both, or a continuous (patch) one for understanding"
+            )
         self.loss_on = {**DEFAULT_LOSS_ON, **{k: tuple(v) for k, v in (loss_on or {}).items()}}
         for task, segs in self.loss_on.items():
             if task not in SEGMENTS:
@@ -237,8 +243,9 @@ class _Builder:
         self.pos: list[tuple[int, torch.Tensor]] = []  # (first token, [n, 2] (row, col)) of each image
         self.features: list[torch.Tensor] = []
 
-    def _add(self, ids: list[int], name: str, modality: int, pos: torch.Tensor | None = None,
-             cont: bool = False) -> None:
+    def _add(
+        self, ids: list[int], name: str, modality: int, pos: torch.Tensor | None = None, cont: bool = False
+    ) -> None:
         n = len(ids)
         if pos is not None:
             self.pos.append((len(self.ids), pos))
@@ -260,8 +267,9 @@ class _Builder:
         tokens = torch.as_tensor(tokens)
         want = (tok.num_tokens,) if tok.discrete else (tok.num_tokens, tok.feature_dim)
         if tuple(tokens.shape) != want:
-            raise UserError(f"{name} image tokens have shape {list(tokens.shape)}; the {tok.kind} tokenizer "
-                            f"gives {list(want)}")
+            raise UserError(
+                f"{name} image tokens have shape {list(tokens.shape)}; the {tok.kind} tokenizer gives {list(want)}"
+            )
         if bracket:
             self.special("<boi>")
         if tok.discrete:
@@ -292,8 +300,15 @@ class _Builder:
                 start = i
         d = self.p._feature_dim
         feats = torch.cat(self.features) if self.features else torch.zeros(0, d)
-        return Packed(ids, labels, torch.tensor(self.mod, dtype=torch.long), pos,
-                      torch.tensor(self.cont, dtype=torch.bool), feats, segments)
+        return Packed(
+            ids,
+            labels,
+            torch.tensor(self.mod, dtype=torch.long),
+            pos,
+            torch.tensor(self.cont, dtype=torch.bool),
+            feats,
+            segments,
+        )
 
 
 def describe(p: Packed, text: TextTokenizer, layout: VocabLayout) -> list[dict[str, Any]]:

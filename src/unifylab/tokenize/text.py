@@ -24,8 +24,10 @@ class TextTokenizer:
     def __init__(self, tokenizer: Tokenizer, source: str = "<memory>") -> None:
         for i, tok in enumerate(SPECIAL_TOKENS):
             if tokenizer.token_to_id(tok) != i:
-                raise UserError(f"{source}: special token {tok} must have id {i}, found {tokenizer.token_to_id(tok)}; "
-                                "retrain it with `unifylab tokenizer train-text`")
+                raise UserError(
+                    f"{source}: special token {tok} must have id {i}, found {tokenizer.token_to_id(tok)}; "
+                    "retrain it with `unifylab tokenizer train-text`"
+                )
         self.hf = tokenizer
 
     @classmethod
@@ -38,8 +40,10 @@ class TextTokenizer:
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+            vocab_size=vocab_size,
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
         tok.train_from_iterator(texts, trainer)
         return cls(tok)
@@ -95,7 +99,9 @@ def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False
 
     rng = np.random.default_rng(seed)
     texts: list[str] = []
-    configs = [ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)]
+    configs = [
+        ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)
+    ]
     for k, cfg in enumerate(configs):
         for scene in sample_scenes(cfg, max(1, n_scenes // len(configs)), seed + k):
             texts.append(L.caption(scene, rng))

@@ -71,7 +71,9 @@ def train_vq(
 ) -> tuple[VQTokenizer, dict[str, Any]]:
     """Train on renders of `cfg.world` (seed `cfg.seed`), evaluate on a disjoint seed; returns tokenizer + metrics."""
     if cfg.n_train < cfg.batch:
-        raise UserError(f"n_train ({cfg.n_train}) must be at least one batch ({cfg.batch}); the training set is too small")
+        raise UserError(
+            f"n_train ({cfg.n_train}) must be at least one batch ({cfg.batch}); the training set is too small"
+        )
     t0 = time.perf_counter()
     _, train_images = render_set(cfg.world, cfg.n_train, cfg.seed)
     val_scenes, val_images = render_set(cfg.world, cfg.n_val, cfg.seed + 1_000_003)
@@ -110,8 +112,15 @@ def train_vq(
     model.eval()
     train_s = time.perf_counter() - t0
     metrics = evaluate(tok, val_scenes, val_images, cfg.world.grid)
-    metrics.update({"final_loss": round(loss_value, 5), "steps": cfg.steps, "train_seconds": round(train_s, 1),
-                    "device": device, "torch_threads": torch.get_num_threads()})
+    metrics.update(
+        {
+            "final_loss": round(loss_value, 5),
+            "steps": cfg.steps,
+            "train_seconds": round(train_s, 1),
+            "device": device,
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
     return tok, metrics
 
 

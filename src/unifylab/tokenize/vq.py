@@ -98,8 +98,12 @@ class _Res(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
-            nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+            nn.GroupNorm(8, c),
+            nn.SiLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.GroupNorm(8, c),
+            nn.SiLU(),
+            nn.Conv2d(c, c, 3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,8 +203,9 @@ class VQTokenizer(ImageTokenizer):
 
     def save_pretrained(self, folder: Path) -> None:
         super().save_pretrained(folder)
-        save_tensors({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
-                     Path(folder) / WEIGHTS)
+        save_tensors(
+            {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, Path(folder) / WEIGHTS
+        )
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any]) -> VQTokenizer:
@@ -214,8 +219,10 @@ class VQTokenizer(ImageTokenizer):
             model.load_state_dict(state)
         except RuntimeError as e:
             first = str(e).splitlines()[0]
-            raise UserError(f"{file}: weights do not match {folder}/config.json ({first}); retrain or restore the "
-                            "matching config.json") from None
+            raise UserError(
+                f"{file}: weights do not match {folder}/config.json ({first}); retrain or restore the "
+                "matching config.json"
+            ) from None
         except Exception as e:  # safetensors raises its own error type on a corrupt header
             raise UserError(f"{file}: not a readable safetensors file ({e})") from None
         return cls(cfg, model)

@@ -42,7 +42,7 @@ def flatten_state(obj: Any, tensors: dict[str, torch.Tensor] | None = None) -> t
 
 def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """The inverse of `flatten_state`."""
-    (kind, value), = tree.items()
+    ((kind, value),) = tree.items()
     if kind == "tensor":
         return tensors[value]
     if kind == "dict":
@@ -62,7 +62,12 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(int, np_state[2:4]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            *map(int, np_state[2:4]),
+            float(np_state[4]),
+        ],
         "python": [py[0], list(py[1]), py[2]],
     }
 
@@ -77,8 +82,9 @@ def set_rng_state(s: dict[str, Any]) -> None:
     random.setstate((p[0], tuple(p[1]), p[2]))
 
 
-def save_checkpoint(run: Path, step: int, model_state: dict[str, torch.Tensor], state: dict[str, Any],
-                    meta: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    run: Path, step: int, model_state: dict[str, torch.Tensor], state: dict[str, Any], meta: dict[str, Any], keep: int
+) -> Path:
     """Write step-N atomically and prune all but the newest `keep`."""
     root = Path(run) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -125,11 +131,15 @@ def latest_checkpoint(run: Path, warn: Any) -> tuple[Path, tuple[dict, dict, dic
     of an older unifylab (pickle state) are refused, not silently skipped (that would restart the run)."""
     for path in reversed(list_checkpoints(run)):
         if (path / LEGACY_STATE).is_file() and not (path / STATE).is_file():
-            raise UserError(f"{path}: written by an older unifylab (pickle {LEGACY_STATE}, which this version never "
-                            "loads); finish the run with that version, or train again into a new --out")
+            raise UserError(
+                f"{path}: written by an older unifylab (pickle {LEGACY_STATE}, which this version never "
+                "loads); finish the run with that version, or train again into a new --out"
+            )
         try:
             return path, load_checkpoint(path)
         except Exception as e:  # truncated safetensors, bad JSON, corrupt zip: all mean "unusable"
-            warn(f"checkpoint {path} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                 "falling back to the previous one")
+            warn(
+                f"checkpoint {path} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                "falling back to the previous one"
+            )
     return None

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.world.knowledge import FACTS, SIDES
-from unifylab.world.skills import DIRECTIONS
 from unifylab.world.shapes import ShapesConfig
+from unifylab.world.skills import DIRECTIONS
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
 GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")
@@ -40,35 +40,51 @@ class DataConfig(Strict):
     mixture: dict[str, float] = Field(default_factory=lambda: {"caption": 1.0, "vqa": 2.0, "t2i": 3.0})
     mode: Literal["unified", "und-only", "gen-only"] = "unified"
     budget: Literal["equal-task-data", "equal-steps", "equal-compute"] = Field(
-        "equal-task-data", description="a specialist's budget: the unified run's examples of its tasks in fewer "
-                                       "steps (equal-task-data) or in the same steps and schedule (equal-steps), "
-                                       "or as many tokens as the unified run (equal-compute)")
+        "equal-task-data",
+        description="a specialist's budget: the unified run's examples of its tasks in fewer "
+        "steps (equal-task-data) or in the same steps and schedule (equal-steps), "
+        "or as many tokens as the unified run (equal-compute)",
+    )
     holdout_pairs: list[tuple[str, str]] = Field(
         default_factory=lambda: [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow")],
         description="(shape, colour) pairs that never appear in training scenes; the held-out split uses them",
     )
     und_only_pairs: list[tuple[str, str]] = Field(
-        default_factory=list, description="(shape, colour) pairs whose scenes teach understanding tasks only; "
-                                          "generating them measures understanding-to-generation transfer")
+        default_factory=list,
+        description="(shape, colour) pairs whose scenes teach understanding tasks only; "
+        "generating them measures understanding-to-generation transfer",
+    )
     gen_only_pairs: list[tuple[str, str]] = Field(
-        default_factory=list, description="(shape, colour) pairs whose scenes teach generation tasks only; "
-                                          "understanding them measures generation-to-understanding transfer")
+        default_factory=list,
+        description="(shape, colour) pairs whose scenes teach generation tasks only; "
+        "understanding them measures generation-to-understanding transfer",
+    )
     facts: dict[str, Literal[SIDES]] = Field(
-        default_factory=dict, description="where each fact of the world's encyclopedia (what the sun looks like, "
+        default_factory=dict,
+        description="where each fact of the world's encyclopedia (what the sun looks like, "
         "...) is taught: 'und' as text (knowledge questions, rewrites), 'gen' as drawings from prompts that name "
-        "it, 'both', or 'none'; unlisted facts are never taught")
+        "it, 'both', or 'none'; unlisted facts are never taught",
+    )
     moves: dict[Literal[tuple(DIRECTIONS)], Literal[SIDES]] = Field(
-        default_factory=dict, description="where each direction word of the move skill is taught: 'und' as "
+        default_factory=dict,
+        description="where each direction word of the move skill is taught: 'und' as "
         "questions about an image (move_ask), 'gen' as edits (move_draw), 'both', or 'none'; unlisted directions "
-        "are never taught")
+        "are never taught",
+    )
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
-    n_scenes: int | None = Field(None, ge=1, description="training-set size: distinct training scenes (None: unlimited)")
+    n_scenes: int | None = Field(
+        None, ge=1, description="training-set size: distinct training scenes (None: unlimited)"
+    )
     loss_on: dict[str, list[str]] = Field(
         default_factory=dict,
         description="segments trained per sequence form, e.g. {gen: [prompt, image]}; unset forms keep the default "
-                    "(und: answer, gen: image)")
-    pack: bool = Field(True, description="pack several training sequences per row (block-diagonal attention, "
-                                         "restarted positions): the same loss with far less padding")
+        "(und: answer, gen: image)",
+    )
+    pack: bool = Field(
+        True,
+        description="pack several training sequences per row (block-diagonal attention, "
+        "restarted positions): the same loss with far less padding",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -86,21 +102,27 @@ class DataConfig(Strict):
                 if shape not in SHAPES or color not in COLORS:
                     raise ValueError(f"{field}: ({shape}, {color}) is not a (shape, colour) of the shapes world")
                 if (shape, color) in owner and owner[(shape, color)] != field:
-                    raise ValueError(f"({shape}, {color}) is in both {owner[(shape, color)]} and {field}; a pair "
-                                     "belongs to at most one of them")
+                    raise ValueError(
+                        f"({shape}, {color}) is in both {owner[(shape, color)]} and {field}; a pair "
+                        "belongs to at most one of them"
+                    )
                 owner[(shape, color)] = field
         for name, side in self.facts.items():
             if name not in FACTS:
                 raise ValueError(f"facts: unknown fact {name!r}; known facts: {', '.join(FACTS)}")
             if side != "none" and FACTS[name] in owner:
-                raise ValueError(f"facts: {name!r} is drawn as {FACTS[name]}, which is in {owner[FACTS[name]]}; "
-                                 "teach it as 'none' or free the pair")
+                raise ValueError(
+                    f"facts: {name!r} is drawn as {FACTS[name]}, which is in {owner[FACTS[name]]}; "
+                    "teach it as 'none' or free the pair"
+                )
         for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "direction", MOVE_TASKS)):
             for task, sides in table.items():
                 if self.mixture.get(task, 0) > 0 and not any(s in sides for s in getattr(self, field).values()):
-                    raise ValueError(f"mixture gives {task!r} weight, but data.{field} teaches no {what} as "
-                                     f"{' or '.join(repr(s) for s in sides)}; set data.{field} or drop {task} from "
-                                     "the mixture")
+                    raise ValueError(
+                        f"mixture gives {task!r} weight, but data.{field} teaches no {what} as "
+                        f"{' or '.join(repr(s) for s in sides)}; set data.{field} or drop {task} from "
+                        "the mixture"
+                    )
         if self.source == "folder" and self.folder is None:
             raise ValueError("source 'folder' needs data.folder")
         return self
@@ -162,7 +184,8 @@ class TrainConfig(Strict):
     eval: EvalConfig = EvalConfig()
     init_from: Path | None = Field(None, description="start from this run's weights and tokenizers (fine-tuning)")
     freeze: list[Literal["embeddings", "backbone", "heads"]] = Field(
-        default_factory=list, description="parameter groups kept fixed: embeddings, backbone (all blocks), heads")
+        default_factory=list, description="parameter groups kept fixed: embeddings, backbone (all blocks), heads"
+    )
     distributed: Literal["none", "ddp", "fsdp2"] = "none"
     compile: bool = False
     device: str = "auto"

@@ -20,8 +20,16 @@ from unifylab.errors import UserError
 from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
-from unifylab.train.config import (EDIT_TASKS, FACT_TASKS, GEN_TASKS, MOVE_TASKS, TASKS, TEXT_TASKS, UND_TASKS,
-                                   TrainConfig)
+from unifylab.train.config import (
+    EDIT_TASKS,
+    FACT_TASKS,
+    GEN_TASKS,
+    MOVE_TASKS,
+    TASKS,
+    TEXT_TASKS,
+    UND_TASKS,
+    TrainConfig,
+)
 from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world import skills as S
@@ -52,8 +60,10 @@ class SceneSource:
         self.cfg = cfg
         self.pairs = {tuple(p) for p in cfg.data.holdout_pairs}
         # pairs a side never sees: the other side's own pairs
-        self.barred = {"und": {tuple(p) for p in cfg.data.gen_only_pairs},
-                       "gen": {tuple(p) for p in cfg.data.und_only_pairs}}
+        self.barred = {
+            "und": {tuple(p) for p in cfg.data.gen_only_pairs},
+            "gen": {tuple(p) for p in cfg.data.und_only_pairs},
+        }
         self.folder: dict[str, list[tuple[Scene, Path]]] | None = None
         if cfg.data.source == "folder":
             self.folder = self._read_folder(Path(cfg.data.folder))
@@ -78,9 +88,11 @@ class SceneSource:
             except SceneError as e:
                 raise UserError(f"{folder / 'scenes.jsonl'}:{n}: {e}") from None
             if (scene.size, scene.grid) != self.cfg.world.canvas:
-                raise UserError(f"{folder / 'scenes.jsonl'}:{n}: scene is {scene.size} px / grid {scene.grid}, but "
-                                f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
-                                "world.grid to match the folder")
+                raise UserError(
+                    f"{folder / 'scenes.jsonl'}:{n}: scene is {scene.size} px / grid {scene.grid}, but "
+                    f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
+                    "world.grid to match the folder"
+                )
             image = folder / "images" / f"{k:06d}.png"
             split = "heldout" if self.held(scene) else ("val" if is_eval_scene(scene) else "train")
             splits[split].append((scene, image))
@@ -103,16 +115,20 @@ class SceneSource:
                 scene, image, _ = self.get("pool", (i + k) % n)
                 if self.allowed(scene, side):
                     return scene, image, rng
-            raise UserError(f"every one of the {n} training scenes (data.n_scenes) holds a pair barred from {side} "
-                            "tasks; list fewer data.und_only_pairs / data.gen_only_pairs or use more scenes")
+            raise UserError(
+                f"every one of the {n} training scenes (data.n_scenes) holds a pair barred from {side} "
+                "tasks; list fewer data.und_only_pairs / data.gen_only_pairs or use more scenes"
+            )
         if self.folder is not None:
             entries = self.folder.get(split) or self.folder["train"]
             for k in range(len(entries)):
                 scene, path = entries[(i + k) % len(entries)]
                 if self.allowed(scene, side):
                     return scene, load_rgb(path, scene.size), rng
-            raise UserError(f"{self.cfg.data.folder}: every {split} scene holds a pair barred from {side} tasks; list "
-                            "fewer data.und_only_pairs / data.gen_only_pairs")
+            raise UserError(
+                f"{self.cfg.data.folder}: every {split} scene holds a pair barred from {side} tasks; list "
+                "fewer data.und_only_pairs / data.gen_only_pairs"
+            )
         for _ in range(1000):
             scene = sample_scene(self.cfg.world, rng)
             if split == "heldout":  # force one object to a held-out (shape, colour) pair
@@ -126,9 +142,11 @@ class SceneSource:
                 return Scene(scene.size, scene.grid, tuple(objs)), None, rng
             if self.fits(scene, split, side):
                 return scene, None, rng
-        raise UserError(f"no {split} scene found in 1000 draws: data.holdout_pairs exclude almost every scene, or the "
-                        "world has too few distinct scenes to reserve some for evaluation; hold out fewer (shape, "
-                        "colour) pairs or allow more objects per scene")
+        raise UserError(
+            f"no {split} scene found in 1000 draws: data.holdout_pairs exclude almost every scene, or the "
+            "world has too few distinct scenes to reserve some for evaluation; hold out fewer (shape, "
+            "colour) pairs or allow more objects per scene"
+        )
 
 
 def make_item(task: str, scene: Scene, image: np.ndarray | None, rng: np.random.Generator, cfg_dropout: float) -> Item:
@@ -152,8 +170,9 @@ def fact_item(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout
     if task == "knowledge":
         return Item(task, K.fact_question(name, rng), K.looks(name), None, None)
     g, size = cfg.world.grid, cfg.world.size
-    scenes = [K.fact_scene(name, r, c, size, g) for r in range(g) for c in range(g)
-              if (r, c) not in K.eval_cells(name, g)]
+    scenes = [
+        K.fact_scene(name, r, c, size, g) for r in range(g) for c in range(g) if (r, c) not in K.eval_cells(name, g)
+    ]
     scenes = [sc for sc in scenes if not is_eval_scene(sc)]
     scene = scenes[int(rng.integers(len(scenes)))]
     o = scene.objects[0]
@@ -177,15 +196,20 @@ def move_item(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng:
             options = S.moves(scene, directions[int(rng.integers(len(directions)))])
         else:
             options = S.relocations(scene)
-        options = [m for m in options
-                   if source.fits(m.before, split, side) and (split != "train" or not is_eval_scene(m.after))]
+        options = [
+            m
+            for m in options
+            if source.fits(m.before, split, side) and (split != "train" or not is_eval_scene(m.after))
+        ]
         if options:
             m = options[int(rng.integers(len(options)))]
             if task == "move_ask":
                 return Item(task, m.question, m.answer, None, m.before)
             return Item(task, m.instruction if task == "move_draw" else m.explicit, "", None, m.after, m.before)
-    raise UserError(f"no {task} example found in 1000 scenes: the world ({cfg.world.grid}x{cfg.world.grid} grid, "
-                    f"up to {cfg.world.max_objects} objects) leaves no empty cell to move to; allow fewer objects")
+    raise UserError(
+        f"no {task} example found in 1000 scenes: the world ({cfg.world.grid}x{cfg.world.grid} grid, "
+        f"up to {cfg.world.max_objects} objects) leaves no empty cell to move to; allow fewer objects"
+    )
 
 
 class Plan:
@@ -198,7 +222,9 @@ class Plan:
         self.unified_examples = cfg.optim.steps * cfg.optim.batch
         allowed = MODE_TASKS[cfg.data.mode]
         if not any(self.p[TASKS.index(t)] > 0 for t in allowed):
-            raise UserError(f"data.mode {cfg.data.mode!r} trains {list(allowed)}, but data.mixture gives them no weight")
+            raise UserError(
+                f"data.mode {cfg.data.mode!r} trains {list(allowed)}, but data.mixture gives them no weight"
+            )
 
     def tasks(self, n: int) -> np.ndarray:
         """Task ids (indices into TASKS) of the unified stream's first n examples."""
@@ -288,8 +314,9 @@ class Batches:
             elif it.task in UND_TASKS:
                 packed.append(self.packer.pack(Example("und", it.text, it.answer, image=next(und_own))))
             elif it.task in EDIT_TASKS:
-                packed.append(self.packer.pack(Example("edit", it.text, image=next(gen_tok),
-                                                       source=next(edit_sources))))
+                packed.append(
+                    self.packer.pack(Example("edit", it.text, image=next(gen_tok), source=next(edit_sources)))
+                )
             else:
                 packed.append(self.packer.pack(Example("gen", it.text, image=next(gen_tok))))
         return packed
@@ -314,7 +341,17 @@ class Batches:
         items = self.items("train", indices, tasks)
         und_n, gen_n = self.packer.und_image.num_tokens, self.packer.gen_image.num_tokens
         words = self.packer.text.encode_batch([t for it in items for t in (it.text, it.answer)])
-        image = np.array([3 if it.task in TEXT_TASKS else und_n + 5 if it.task in UND_TASKS
-                          else und_n + gen_n + 7 if it.task in EDIT_TASKS else gen_n + 5 for it in items],
-                         dtype=np.int64)
+        image = np.array(
+            [
+                3
+                if it.task in TEXT_TASKS
+                else und_n + 5
+                if it.task in UND_TASKS
+                else und_n + gen_n + 7
+                if it.task in EDIT_TASKS
+                else gen_n + 5
+                for it in items
+            ],
+            dtype=np.int64,
+        )
         return np.array([len(w) for w in words], dtype=np.int64).reshape(-1, 2).sum(1) + image

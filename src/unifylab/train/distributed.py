@@ -30,11 +30,15 @@ def init(strategy: str, device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if strategy == "none":
         if world > 1:
-            raise UserError("launched by torchrun with several processes, but distributed is 'none'; "
-                            "set --set distributed=ddp (or fsdp2)")
+            raise UserError(
+                "launched by torchrun with several processes, but distributed is 'none'; "
+                "set --set distributed=ddp (or fsdp2)"
+            )
         return Dist()
     if "RANK" not in os.environ:
-        raise UserError(f"distributed={strategy!r} needs torchrun, e.g. torchrun --nproc_per_node 2 -m unifylab train ...")
+        raise UserError(
+            f"distributed={strategy!r} needs torchrun, e.g. torchrun --nproc_per_node 2 -m unifylab train ..."
+        )
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), True)
@@ -49,8 +53,9 @@ def wrap(model: nn.Module, strategy: str, d: Dist, device: torch.device) -> nn.M
         # a forked branch, a modality expert or a split head sees no token on a rank whose micro-batch lacks that
         # task form or modality: DDP must then reduce those parameters' (zero) gradients without them
         sparse = cfg.backbone != "shared" or cfg.output_heads == "split"
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                       find_unused_parameters=sparse)
+        return DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=sparse
+        )
     if strategy == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
@@ -87,8 +92,9 @@ def optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, d: Dist) -> di
     return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def load_states(model: nn.Module, opt: torch.optim.Optimizer, weights: dict[str, torch.Tensor],
-                opt_state: dict[str, Any], d: Dist) -> None:
+def load_states(
+    model: nn.Module, opt: torch.optim.Optimizer, weights: dict[str, torch.Tensor], opt_state: dict[str, Any], d: Dist
+) -> None:
     if not d.enabled:
         unwrap(model).load_state_dict(weights)
         opt.load_state_dict(opt_state)

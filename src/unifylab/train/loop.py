@@ -51,14 +51,17 @@ def eval_splits(cfg: TrainConfig) -> list[tuple[str, str]]:
     """(split, task) of a run's periodic evaluation: every task of its mode on the `val` and `heldout` splits (fact
     and move tasks only when trained, and only from `val`: their examples hold no held-out pair)."""
     tasks = [t for t in MODE_TASKS[cfg.data.mode] if t not in TRANSFER_TASKS or cfg.data.mixture.get(t, 0) > 0]
-    return [(split, task) for split in ("val", "heldout") for task in tasks
-            if split == "val" or task not in TRANSFER_TASKS]
+    return [
+        (split, task) for split in ("val", "heldout") for task in tasks if split == "val" or task not in TRANSFER_TASKS
+    ]
 
 
 def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str, torch.Tensor]]:
     """`n` fixed examples per `eval_splits` entry, as unpacked batches."""
-    return {f"{split}/{task}": batches.collate(batches.items(split, np.arange(n), np.full(n, TASKS.index(task))))
-            for split, task in eval_splits(cfg)}
+    return {
+        f"{split}/{task}": batches.collate(batches.items(split, np.arange(n), np.full(n, TASKS.index(task))))
+        for split, task in eval_splits(cfg)
+    }
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -73,9 +76,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def build_tokenizers(cfg: TrainConfig) -> tuple[TextTokenizer, ImageTokenizer, ImageTokenizer]:
     """(text, und_image, gen_image) from the config: trained or loaded text BPE, grid or a saved image tokenizer."""
-    text = (TextTokenizer.from_pretrained(cfg.tokenizers.text) if cfg.tokenizers.text else
-            TextTokenizer.train(world_corpus(2000, cfg.seed, knowledge=bool(cfg.data.facts),
-                                             moves=bool(cfg.data.moves))))
+    text = (
+        TextTokenizer.from_pretrained(cfg.tokenizers.text)
+        if cfg.tokenizers.text
+        else TextTokenizer.train(
+            world_corpus(2000, cfg.seed, knowledge=bool(cfg.data.facts), moves=bool(cfg.data.moves))
+        )
+    )
 
     def image(spec: str) -> ImageTokenizer:
         if spec == "grid":
@@ -109,8 +116,13 @@ def freeze_groups(model: UnifiedTransformer, groups: list[str]) -> None:
     """Stop gradients for whole parameter groups: embeddings (token + patch), backbone (every block and final
     norm), heads (output projections)."""
     for name, p in model.named_parameters():
-        group = "embeddings" if name.startswith(("embed.", "patch_proj.")) else \
-            "heads" if name.startswith(("head.", "text_head.", "image_head.")) else "backbone"
+        group = (
+            "embeddings"
+            if name.startswith(("embed.", "patch_proj."))
+            else "heads"
+            if name.startswith(("head.", "text_head.", "image_head."))
+            else "backbone"
+        )
         p.requires_grad_(group not in groups)
 
 
@@ -162,18 +174,27 @@ def _check_run_dir(run: RunFolder, cfg: TrainConfig) -> None:
     resume with another optim.lr."""
     if run.config.is_file():
         if (diff := config_change(run, cfg)) and not _lr_only(run, cfg):
-            raise UserError(f"{run.path}: holds a run with a different config ({diff}); resume with the same config "
-                            "or choose another --out")
+            raise UserError(
+                f"{run.path}: holds a run with a different config ({diff}); resume with the same config "
+                "or choose another --out"
+            )
     elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
-        raise UserError(f"{run.path}: folder exists and is not a unifylab run (no {run.config.name}); choose another "
-                        "--out")
+        raise UserError(
+            f"{run.path}: folder exists and is not a unifylab run (no {run.config.name}); choose another --out"
+        )
 
 
 class Trainer:
     """One run: `fit()` trains from scratch or resumes, and returns a summary."""
 
-    def __init__(self, cfg: TrainConfig, run: Path, console: Console | None = None, progress: bool = True,
-                 on_step: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run: Path,
+        console: Console | None = None,
+        progress: bool = True,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
         single_thread_blas()
         self.cfg, self.run = cfg, Path(run)
         self.folder = RunFolder(self.run)
@@ -214,7 +235,9 @@ class Trainer:
         no_decay = [p for p in trainable if p.ndim < 2]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.optim.lr, betas=cfg.optim.betas, fused=self.device.type == "cuda" or None,
+            lr=cfg.optim.lr,
+            betas=cfg.optim.betas,
+            fused=self.device.type == "cuda" or None,
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps))
         self.eval_sets = self._eval_sets()
@@ -228,16 +251,21 @@ class Trainer:
         idx = self.stream[self.stream >= 0][:n]
         longest = max(len(p) for p in self.batches.pack(self.batches.items("train", idx, self.batches.task_of(idx))))
         if longest > self.model.cfg.max_len:
-            raise UserError(f"model.max_len {self.model.cfg.max_len} is shorter than this data's sequences (up to "
-                            f"{longest} tokens in the first {len(idx)} examples); set model.max_len >= "
-                            f"{longest + longest // 4}")
+            raise UserError(
+                f"model.max_len {self.model.cfg.max_len} is shorter than this data's sequences (up to "
+                f"{longest} tokens in the first {len(idx)} examples); set model.max_len >= "
+                f"{longest + longest // 4}"
+            )
 
     def _eval_sets(self) -> dict[str, dict[str, torch.Tensor]]:
         """Fixed per-task batches of the `val` (reserved scenes of trained compositions) and `heldout` (unseen
         pairs) splits, each trained only on its task's own target (the answer, or the image), whatever `loss_on`
         trains, so eval losses and exact scores compare across recipes."""
-        return eval_sets(self.cfg, Batches(self.cfg, Packer(self.text, self.und, self.gen), self.batches.source),
-                         self.cfg.eval.examples)
+        return eval_sets(
+            self.cfg,
+            Batches(self.cfg, Packer(self.text, self.und, self.gen), self.batches.source),
+            self.cfg.eval.examples,
+        )
 
     def _tensorboard(self) -> Any:
         if not self.dist.main:
@@ -258,15 +286,25 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ state
 
     def _meta(self, step: int, tokens: int) -> dict[str, Any]:
-        return {"tokens_seen": tokens, "steps": self.steps, "mode": self.cfg.data.mode,
-                "budget": self.cfg.data.budget, "world_size": self.dist.world}
+        return {
+            "tokens_seen": tokens,
+            "steps": self.steps,
+            "mode": self.cfg.data.mode,
+            "budget": self.cfg.data.budget,
+            "world_size": self.dist.world,
+        }
 
     def _diverged(self, what: str, step: int) -> None:
         ckpts = C.list_checkpoints(self.run)
         lower = f"--set optim.lr={self.cfg.optim.lr / 10:g}"
-        how = (f"the last good checkpoint {ckpts[-1]} is intact: re-run the same command with {lower} to resume from "
-               "it at a lower learning rate (optim.lr is the one setting a resume may change)") if ckpts else \
-            f"no checkpoint had been written yet: train again into a new --out with {lower}"
+        how = (
+            (
+                f"the last good checkpoint {ckpts[-1]} is intact: re-run the same command with {lower} to resume from "
+                "it at a lower learning rate (optim.lr is the one setting a resume may change)"
+            )
+            if ckpts
+            else f"no checkpoint had been written yet: train again into a new --out with {lower}"
+        )
         raise UserError(f"{what} at step {step}; training stopped; {how}, or check the data")
 
     def _save(self, step: int, tokens: int) -> None:
@@ -348,8 +386,9 @@ class Trainer:
         value = float(total / count)
         if not math.isfinite(value):
             self._diverged(f"loss became {value}", step + 1)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], self.cfg.optim.clip))
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg.optim.clip)
+        )
         if not math.isfinite(grad_norm):
             self._diverged(f"loss became {grad_norm} in its gradient", step + 1)
         lr = self.sched.get_last_lr()[0]
@@ -387,8 +426,11 @@ class Trainer:
             self.folder.write_config(dump_config(self.cfg))
             if start == 0:
                 self.folder.start_metrics(0)
-                self.console.print(parameter_table(self.model.parameter_counts(),
-                                                   f"{self.cfg.model.backbone} model, {self.cfg.data.mode} run"))
+                self.console.print(
+                    parameter_table(
+                        self.model.parameter_counts(), f"{self.cfg.model.backbone} model, {self.cfg.data.mode} run"
+                    )
+                )
         self.wrapped.train()
         t_start, tok_start = time.perf_counter(), tokens
         last = start
@@ -409,9 +451,15 @@ class Trainer:
                     self.on_step(last, self.steps)
                 loss = "skipped" if rec["loss"] is None else f"loss {rec['loss']:.3f}"
                 bar.update(task, completed=last, rate=f"{rec['tokens_per_s']:,.0f} tok/s", loss=loss)
-        summary = {"steps": self.steps, "tokens_seen": tokens, "mode": self.cfg.data.mode,
-                   "budget": self.cfg.data.budget, "final": self.evaluate(),
-                   "parameters": self.model.parameter_counts(), "world_size": self.dist.world}
+        summary = {
+            "steps": self.steps,
+            "tokens_seen": tokens,
+            "mode": self.cfg.data.mode,
+            "budget": self.cfg.data.budget,
+            "final": self.evaluate(),
+            "parameters": self.model.parameter_counts(),
+            "world_size": self.dist.world,
+        }
         weights = {k.removeprefix("model."): v for k, v in D.model_state(self.parallel, self.dist).items()}
         if self.dist.main:
             save_pretrained(self.model, self.run, self.text, self.gen, self.und, state=weights)
@@ -424,8 +472,12 @@ class Trainer:
     def _log(self, rec: dict[str, Any]) -> None:
         if not self.dist.main:
             return
-        line = {"step": rec["step"], **{k: v for k, v in rec.items() if k != "step"},
-                "mode": self.cfg.data.mode, "budget": self.cfg.data.budget}
+        line = {
+            "step": rec["step"],
+            **{k: v for k, v in rec.items() if k != "step"},
+            "mode": self.cfg.data.mode,
+            "budget": self.cfg.data.budget,
+        }
         self.folder.append_metrics(line)
         if self.tb is not None:
             for k, v in rec.items():
@@ -437,7 +489,13 @@ class Trainer:
 
 def _progress(console: Console, enabled: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
         disable=not enabled,
     )

@@ -5,6 +5,17 @@ from unifylab.world.scene import Obj, Scene, SceneError
 from unifylab.world.shapes import COLORS, SHAPES, SIZES, Nuisance, ShapesConfig, render, sample_scene, sample_scenes
 
 __all__ = [
-    "COLORS", "SHAPES", "SIZES", "Nuisance", "Obj", "Scene", "SceneError", "ShapesConfig",
-    "parse", "parse_batch", "render", "sample_scene", "sample_scenes",
+    "COLORS",
+    "SHAPES",
+    "SIZES",
+    "Nuisance",
+    "Obj",
+    "Scene",
+    "SceneError",
+    "ShapesConfig",
+    "parse",
+    "parse_batch",
+    "render",
+    "sample_scene",
+    "sample_scenes",
 ]

@@ -12,11 +12,21 @@ from unifylab.world.scene import Obj, Scene
 
 # Facts a model can only know if it was taught them. No pair is one of the default held-out pairs.
 FACTS: dict[str, tuple[str, str]] = {
-    "the sun": ("circle", "yellow"), "the moon": ("ring", "white"), "the sea": ("square", "blue"),
-    "a leaf": ("diamond", "green"), "a flame": ("triangle", "orange"), "a ruby": ("diamond", "red"),
-    "a snowflake": ("cross", "white"), "a plum": ("circle", "magenta"), "the sky": ("square", "cyan"),
-    "a lime": ("circle", "green"), "a tangerine": ("circle", "orange"), "a pine": ("triangle", "green"),
-    "a lemon": ("diamond", "yellow"), "a brick": ("square", "red"), "an ice cube": ("square", "white"),
+    "the sun": ("circle", "yellow"),
+    "the moon": ("ring", "white"),
+    "the sea": ("square", "blue"),
+    "a leaf": ("diamond", "green"),
+    "a flame": ("triangle", "orange"),
+    "a ruby": ("diamond", "red"),
+    "a snowflake": ("cross", "white"),
+    "a plum": ("circle", "magenta"),
+    "the sky": ("square", "cyan"),
+    "a lime": ("circle", "green"),
+    "a tangerine": ("circle", "orange"),
+    "a pine": ("triangle", "green"),
+    "a lemon": ("diamond", "yellow"),
+    "a brick": ("square", "red"),
+    "an ice cube": ("square", "white"),
     "a violet": ("cross", "magenta"),
 }
 SIDES = ("both", "und", "gen", "none")  # where a fact is taught: text, drawings, both, or nowhere (the floor)

@@ -139,8 +139,13 @@ class Spec:
         def req(x: dict[str, Any]) -> Requirement:
             pos = x.get("position")
             return Requirement(
-                x.get("shape"), x.get("color"), x.get("size"), x.get("row"), x.get("col"),
-                int(x.get("count", 1)), (str(pos[0]), int(pos[1])) if pos else None,
+                x.get("shape"),
+                x.get("color"),
+                x.get("size"),
+                x.get("row"),
+                x.get("col"),
+                int(x.get("count", 1)),
+                (str(pos[0]), int(pos[1])) if pos else None,
             )
 
         return cls(
@@ -217,7 +222,9 @@ def satisfies(scene: Scene, spec: Spec) -> Verdict:
                 continue
             found = placed
         if len(found) < req.count:
-            reasons.append(f"expected {req.describe()}, found {len(found)}; the image holds {_listing(list(scene.objects))}")
+            reasons.append(
+                f"expected {req.describe()}, found {len(found)}; the image holds {_listing(list(scene.objects))}"
+            )
             groups.append(None)
         else:
             groups.append(found)
@@ -226,9 +233,8 @@ def satisfies(scene: Scene, spec: Spec) -> Verdict:
         if len(found) >= req.count:
             reasons.append(f"expected fewer than {req.describe()}, found {len(found)}")
     if spec.max_objects is not None and len(scene.objects) > spec.max_objects:
-        reasons.append(
-            f"expected at most {spec.max_objects} object(s), found {len(scene.objects)}: {_listing(list(scene.objects))}"
-        )
+        found = _listing(list(scene.objects))
+        reasons.append(f"expected at most {spec.max_objects} object(s), found {len(scene.objects)}: {found}")
     return Verdict(not reasons, reasons)
 
 

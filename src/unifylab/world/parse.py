@@ -132,9 +132,7 @@ def _parse_grid(images: np.ndarray, grid: int) -> _Result:
     outside = 1.0 - bank.masks[best]  # [n*g2, win2]
     is_bg = (cells.reshape(n * g2, win2) == 0).astype(np.float32)
     context = ((is_bg * outside).sum(1) / np.maximum(outside.sum(1), 1)).reshape(n, g2)
-    present = (
-        (hits >= bank.min_pixels) & (best_iou >= MIN_IOU) & (purity >= MIN_PURITY) & (context >= MIN_CONTEXT)
-    )
+    present = (hits >= bank.min_pixels) & (best_iou >= MIN_IOU) & (purity >= MIN_PURITY) & (context >= MIN_CONTEXT)
     fit = (2 * inter[rows, best] - bank.areas[best]).reshape(n, g2)
     total_fg = (labels > 0).reshape(n, -1).sum(1)
     explained = np.where(present, fit, 0).sum(1) / np.maximum(total_fg, 1)
@@ -163,16 +161,20 @@ def candidate_grids(size: int) -> list[int]:
 
 def _check_batch(images: np.ndarray) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        raise UserError(f"parse_batch expects a uint8 numpy array [N, H, W, 3], got {type(images).__name__} "
-                        f"of dtype {getattr(images, 'dtype', None)}")
+        raise UserError(
+            f"parse_batch expects a uint8 numpy array [N, H, W, 3], got {type(images).__name__} "
+            f"of dtype {getattr(images, 'dtype', None)}"
+        )
     if images.ndim != 4 or images.shape[-1] != 3:
         raise UserError(f"parse_batch expects shape [N, H, W, 3], got {list(images.shape)}")
     h, w = images.shape[1:3]
     if h != w:
         raise UserError(f"images must be square, got {h}x{w}; crop or pad to the world's canvas")
     if not W.MIN_CANVAS <= h <= W.MAX_CANVAS:
-        raise UserError(f"image is {h}x{w} px; the shapes world draws {W.MIN_CANVAS}..{W.MAX_CANVAS} px canvases: "
-                        "resize it to the world size before parsing")
+        raise UserError(
+            f"image is {h}x{w} px; the shapes world draws {W.MIN_CANVAS}..{W.MAX_CANVAS} px canvases: "
+            "resize it to the world size before parsing"
+        )
 
 
 def parse_batch(images: np.ndarray, grid: int | None = None) -> list[Scene]:

@@ -7,7 +7,7 @@ only palette colours and the background, and the parser can invert it exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -101,7 +101,7 @@ class Layout:
         return float(o[col] + self.side / 2), float(o[row] + self.side / 2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(shape: str, side: int) -> np.ndarray:
     """Binary mask [side, side] of a shape, sampled at pixel centres in coordinates u, v in (-1, 1)."""
     c = (2 * (np.arange(side) + 0.5) / side) - 1

@@ -30,8 +30,9 @@ class Move:
     @property
     def after(self) -> Scene:
         moved = Obj(self.obj.shape, self.obj.color, self.row, self.col, self.obj.size)
-        return Scene(self.before.size, self.before.grid,
-                     tuple(moved if o == self.obj else o for o in self.before.objects))
+        return Scene(
+            self.before.size, self.before.grid, tuple(moved if o == self.obj else o for o in self.before.objects)
+        )
 
     @property
     def name(self) -> str:
