@@ -184,6 +184,27 @@ def test_study_errors(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path, tasks=["vqa", "geu"]), "--out", tmp_path / "y")
     assert code == 2 and "task geu is built on a 32 px 4x4 world but run shared-s0 trains on 32 px 3x3" in err
     assert not (tmp_path / "y" / "runs").exists()
+    # a bad model setting of one variant fails before any run trains, naming the run and the field
+    code, _, err = cli(
+        "study", "--preset", _tiny("quick", tmp_path), "--out", tmp_path / "z", "--set", "model.fork_layer=9"
+    )
+    assert code == 2 and "fork_layer" in err and "preset quick" in err
+    assert not (tmp_path / "z" / "runs").exists()
+
+
+def test_task_kind_comes_from_the_task_yaml(tmp_path: Path) -> None:
+    from unifylab.eval.tasks import load_task, task_files, tasks_of_kind
+    from unifylab.study.preset import Variant
+
+    kinds = {name: load_task(name).kind for name in task_files()}
+    assert kinds["vqa"] == "und" and kinds["geneval"] == "gen" and kinds["self_consistency"] is None
+    assert set(tasks_of_kind("und")) | set(tasks_of_kind("gen")) == {n for n, k in kinds.items() if k}
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("name: mine\ngenerator: vqa\nscorer: exact\nkind: und\n")
+    specs = [load_task("t2i"), load_task(str(custom)), load_task("self_consistency")]
+    contrast = Variant(name="und-ec", role="und", contrast=True)
+    assert [s.name for s in contrast.scored_on(specs)] == ["mine"]
+    assert len(Variant(name="und", role="und").scored_on(specs)) == 3
 
 
 @pytest.mark.slow

@@ -588,11 +588,11 @@ def eval_cmd(
     ] = False,
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
-    from unifylab.eval.tasks import load_task, task_files
-    from unifylab.study.preset import GEN_TASKS, UND_TASKS
+    from unifylab.eval.tasks import load_task, task_files, tasks_of_kind
 
+    kinds = tasks_of_kind("und") + tasks_of_kind("gen")
     names = (
-        list(UND_TASKS + GEN_TASKS) + sorted(set(task_files()) - set(UND_TASKS + GEN_TASKS))
+        kinds + sorted(set(task_files()) - set(kinds))
         if tasks == "all"
         else [t.strip() for t in tasks.split(",") if t.strip()]
     )

@@ -17,7 +17,7 @@ from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.checkpoint import MODEL, list_checkpoints
-from unifylab.train.config import GEN_TASKS, TASKS, TEXT_TASKS, UND_TASKS, load_config
+from unifylab.train.config import TASKS, load_config
 from unifylab.train.data import Batches, SceneSource
 
 
@@ -76,10 +76,10 @@ def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict
     model = from_pretrained(run)
     batches = Batches(cfg, Packer(text, und, gen, loss_on=cfg.data.loss_on), SceneSource(cfg))
     idx = np.arange(examples)
-    und_tasks = [TASKS.index(t) for t in UND_TASKS if t not in TEXT_TASKS]  # about an image, like t2i's
+    und_tasks = [TASKS.index(t) for t in ("caption", "vqa")]  # about a scene's image, as t2i draws one
     und_batch = batches.collate(batches.items("val", idx, np.array([und_tasks[i % len(und_tasks)] for i in idx])))
-    gen_batch = batches.collate(batches.items("val", idx, np.full(examples, TASKS.index(GEN_TASKS[0]))))
-    fork = model.cfg.fork_layer if model.cfg.backbone == "fork" else model.cfg.layers
+    gen_batch = batches.collate(batches.items("val", idx, np.full(examples, TASKS.index("t2i"))))
+    fork = model.cfg.trunk_layers
     points = [(int(p.name.split("-")[1]), load_file(str(p / MODEL))) for p in list_checkpoints(run)]
     final = int(folder.read_summary()["steps"]) if folder.finished else None
     if final is not None and all(s != final for s, _ in points):

@@ -43,6 +43,11 @@ class TaskSpec(BaseModel):
     description: str = ""
     generator: str
     scorer: str
+    kind: Literal["und", "gen"] | None = Field(
+        None,
+        description="what the task scores: 'und' (answers about images) or 'gen' (images); a study pools "
+        "each kind's tasks into its understanding / generation comparison (None: into neither)",
+    )
     n: int = Field(200, ge=1)
     seed: int = 12345
     world: ShapesConfig = ShapesConfig()
@@ -550,6 +555,11 @@ GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: 
 def task_files() -> dict[str, Path]:
     """Built-in task YAMLs by name."""
     return packaged_yaml("unifylab.eval", "tasks")
+
+
+def tasks_of_kind(kind: str) -> list[str]:
+    """Built-in tasks that score `kind` ('und' or 'gen'), by name."""
+    return [name for name in sorted(task_files()) if load_task(name).kind == kind]
 
 
 def load_task(name_or_path: str) -> TaskSpec:

@@ -33,33 +33,25 @@ TASK_BRANCH = {"<und>": UND, "<rewrite>": UND, "<gen>": GEN, "<edit>": GEN}
 RESIDUAL_OUT = tuple(f"{m}.experts.{e}{leaf}" for m, leaf in (("attn.out", ""), ("mlp", ".down")) for e in (0, 1))
 
 
-class ModelConfig(BaseModel):
-    """Architecture of a UnifiedTransformer (saved as config.json)."""
+class ModelArgs(BaseModel):
+    """The architecture a training config chooses (`model:` in config.yaml), validated when it loads; ModelConfig
+    adds what the tokenizers decide."""
 
     model_config = ConfigDict(extra="forbid")
 
-    n_text: int = Field(ge=len(SPECIAL_TOKENS), description="text vocabulary (ids 0..n_text-1)")
-    n_image: int = Field(ge=1, description="image codes (ids n_text..n_text+n_image-1)")
-    image_grid: tuple[int, int] = Field(description="image tokens per side (rows, cols) of generated images")
     dim: int = Field(128, ge=8)
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
     mlp_hidden: int | None = Field(None, description="SwiGLU width; default 8/3 * dim rounded up to 16")
-    max_len: int = Field(512, ge=2)
+    max_len: int = Field(256, ge=2)
     backbone: Literal["shared", "fork", "mot"] = "shared"
     fork_layer: int | None = Field(None, description="fork: first layer that is duplicated per branch")
-    image_input: Literal["tokens", "patch"] = "tokens"
-    patch_dim: int | None = Field(None, description="patch: width of the continuous input features")
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
-    rope_theta: float = 10000.0
     image_pos: bool = Field(
         False,
         description="add a learned (row, column) embedding (zero at init) to every image "
         "input token, so each carries the cell it shows (rotary positions alone give offsets)",
-    )
-    input_grid: tuple[int, int] | None = Field(
-        None, description="token grid of understanding inputs when they differ from image_grid (patch input)"
     )
     init_std: float | None = Field(
         None,
@@ -70,7 +62,7 @@ class ModelConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> ModelConfig:
+    def _check_args(self) -> ModelArgs:
         if self.dim % self.heads or (self.dim // self.heads) % 8:
             raise ValueError(f"dim {self.dim} / heads {self.heads} must give a head width that is a multiple of 8")
         if self.backbone == "fork":
@@ -78,6 +70,30 @@ class ModelConfig(BaseModel):
                 raise ValueError(f"backbone 'fork' needs fork_layer in 0..{self.layers}, got {self.fork_layer}")
         elif self.fork_layer is not None:
             raise ValueError(f"fork_layer is only used with backbone 'fork' (backbone is {self.backbone!r})")
+        return self
+
+    @property
+    def trunk_layers(self) -> int:
+        """Layers every token goes through (below the fork; all of them unless the backbone forks)."""
+        return self.fork_layer if self.backbone == "fork" else self.layers
+
+
+class ModelConfig(ModelArgs):
+    """Architecture of a UnifiedTransformer (saved as config.json): the chosen ModelArgs and the vocabularies and
+    image grids of its tokenizers."""
+
+    n_text: int = Field(ge=len(SPECIAL_TOKENS), description="text vocabulary (ids 0..n_text-1)")
+    n_image: int = Field(ge=1, description="image codes (ids n_text..n_text+n_image-1)")
+    image_grid: tuple[int, int] = Field(description="image tokens per side (rows, cols) of generated images")
+    image_input: Literal["tokens", "patch"] = "tokens"
+    patch_dim: int | None = Field(None, description="patch: width of the continuous input features")
+    input_grid: tuple[int, int] | None = Field(
+        None, description="token grid of understanding inputs when they differ from image_grid (patch input)"
+    )
+    rope_theta: float = 10000.0
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
         if self.image_input == "patch" and not self.patch_dim:
             raise ValueError("image_input 'patch' needs patch_dim (the patch tokenizer's feature_dim)")
         if self.image_input == "patch" and self.image_pos and not self.input_grid:
@@ -107,7 +123,7 @@ class UnifiedTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         experts = 2 if cfg.backbone == "mot" else 1
-        n_trunk = cfg.fork_layer if cfg.backbone == "fork" else cfg.layers
+        n_trunk = cfg.trunk_layers
 
         def block() -> Block:
             return Block(cfg.dim, cfg.heads, cfg.hidden, experts)

@@ -9,31 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import load_named, packaged_yaml
-
-UND_TASKS = (
-    "caption",
-    "caption_cells",
-    "vqa",
-    "mc",
-    "geu",
-    "geu_stepwise",
-    "facts_ask",
-    "facts_ask_stepwise",
-    "moves_ask",
-    "moves_ask_stepwise",
-)
-GEN_TASKS = (
-    "t2i",
-    "t2i_cells",
-    "geneval",
-    "geneval_strict",
-    "ueg",
-    "ueg_stepwise",
-    "facts_draw",
-    "facts_draw_stepwise",
-    "moves_draw",
-    "moves_draw_stepwise",
-)
+from unifylab.eval.tasks import TaskSpec, tasks_of_kind
 
 
 class Variant(BaseModel):
@@ -52,11 +28,11 @@ class Variant(BaseModel):
         "the report's budget table, not the answer; scored on its own kind only",
     )
 
-    def scored_on(self, tasks: list[str]) -> list[str]:
+    def scored_on(self, tasks: list[TaskSpec]) -> list[TaskSpec]:
         """The tasks this variant is evaluated on (a budget contrast skips the other kind's, never trained)."""
         if not self.contrast:
             return list(tasks)
-        return [t for t in tasks if t in (UND_TASKS if self.role == "und" else GEN_TASKS)]
+        return [t for t in tasks if t.kind == self.role]
 
 
 class Sweep(BaseModel):
@@ -98,7 +74,10 @@ class Preset(BaseModel):
     variants: list[Variant]
     seeds: list[int] = [0]
     sweep: Sweep | None = None
-    tasks: list[str] = list(UND_TASKS + GEN_TASKS)
+    tasks: list[str] = Field(
+        default_factory=lambda: tasks_of_kind("und") + tasks_of_kind("gen"),
+        description="task names or YAML paths (default: every built-in understanding, then generation task)",
+    )
     limit: int | None = Field(100, description="items per task (None: the task's full size)")
     vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
     analyses: list[Literal["alignment", "entropy", "gradients"]] = Field(

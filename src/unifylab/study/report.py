@@ -22,7 +22,6 @@ from PIL import Image  # noqa: E402
 from unifylab.analysis.plots import figure_png, png_bytes  # noqa: E402
 from unifylab.data.io import write_text_atomic  # noqa: E402
 from unifylab.layout import StudyFolder  # noqa: E402
-from unifylab.study.preset import GEN_TASKS, UND_TASKS  # noqa: E402
 
 
 def _interval(r: dict[str, Any]) -> str:
@@ -433,6 +432,7 @@ def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Rows = tasks; columns = chance, the blind baseline (first group), then every variant (and sweep value),
     each cell the mean over its seeds."""
     tasks = results["preset"]["tasks"]
+    kinds = results.get("task_kinds", {})
     blind = next(iter(results.get("baselines", {}).values()), {})
     columns: dict[str, list[dict[str, Any]]] = {}
     for r in results["runs"].values():
@@ -445,7 +445,7 @@ def _table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = [t, "-" if chance is None else f"{chance:.2f}", _cell([blind[t]] if t in blind else [])]
         for runs in columns.values():
             role = runs[0]["role"]
-            off = (role == "und" and t in GEN_TASKS) or (role == "gen" and t in UND_TASKS)
+            off = role in ("und", "gen") and kinds.get(t) not in (None, role)
             cells.append(_cell([r["eval"][t] for r in runs if t in r["eval"]], off))
         rows.append(cells)
     return head, rows

@@ -26,7 +26,7 @@ from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.layout import StudyFolder, check_fingerprint, write_json
 from unifylab.runtime import single_thread_blas
-from unifylab.study.preset import GEN_TASKS, UND_TASKS, Preset, Variant, dotted, merge
+from unifylab.study.preset import Preset, Variant, dotted, merge
 from unifylab.study.transfer import Labels, item_labels, transfer
 from unifylab.train.config import TrainConfig, load_tree
 from unifylab.train.data import MODE_TASKS, Plan
@@ -115,13 +115,15 @@ def trained_tasks(cfg: TrainConfig) -> set[str]:
     return {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
 
 
-def pooled_tasks(specs: dict[str, TaskSpec], kind: tuple[str, ...], *runs: list[Run]) -> list[str]:
+def pooled_tasks(specs: dict[str, TaskSpec], kind: str, *runs: list[Run]) -> list[str]:
     """Tasks of a kind that enter a pooled headline: taught by training data that every compared run saw, scored
     on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled), and not a
     transfer probe (reported in its own section)."""
     taught = set.intersection(*(trained_tasks(r.cfg) for rs in runs for r in rs))
     return [
-        t for t, s in specs.items() if t in kind and s.trained_by in taught and s.outputs_of is None and not s.probe
+        t
+        for t, s in specs.items()
+        if s.kind == kind and s.trained_by in taught and s.outputs_of is None and not s.probe
     ]
 
 
@@ -138,7 +140,6 @@ def comparisons(
     """Per group: synergy of each unified variant against each specialist, and each other unified variant against
     the first (e.g. UniFork vs shared), pooled over the trained tasks of a kind and per task; p-values are then
     Holm-adjusted (`p_adjusted`) within each family of `comparison_families`."""
-    tasks = preset.tasks
     out: dict[str, Any] = {}
     for group in sorted({r.group for r in runs}):
         g = [r for r in runs if r.group == group]
@@ -149,8 +150,8 @@ def comparisons(
             syn: dict[str, Any] = {}
             budgets: dict[str, dict[str, Any]] = {}
             for spec_v in [v for v in preset.variants if v.role != "unified"]:
-                kind = UND_TASKS if spec_v.role == "und" else GEN_TASKS
-                key = "understanding" if spec_v.role == "und" else "generation"
+                kind = spec_v.role
+                key = "understanding" if kind == "und" else "generation"
                 base, other = by_variant[spec_v.name], by_variant[u.name]
                 pool = pooled_tasks(specs, kind, base, other)
                 pooled = _compare(evals, base, other, pool)
@@ -161,7 +162,7 @@ def comparisons(
                         "vs": spec_v.name,
                         "pooled": pooled,
                         "pooled_tasks": pool,
-                        "tasks": {t: _compare(evals, base, other, [t]) for t in tasks if t in kind},
+                        "tasks": {t: _compare(evals, base, other, [t]) for t, s in specs.items() if s.kind == kind},
                     }
             res["synergy"][u.name] = syn
             if any(b["contrast"] for per in budgets.values() for b in per.values()):
@@ -170,7 +171,7 @@ def comparisons(
         for u in unified[1:]:
             base, other = by_variant[first.name], by_variant[u.name]
             arch = {}
-            for key, kind in (("understanding", UND_TASKS), ("generation", GEN_TASKS)):
+            for key, kind in (("understanding", "und"), ("generation", "gen")):
                 pool = pooled_tasks(specs, kind, base, other)
                 arch[key] = _compare(evals, base, other, pool)
                 if arch[key] is not None:
@@ -212,7 +213,7 @@ def _run_parallel(
     runs: list[Run],
     out: Path,
     device: str,
-    tasks: list[str],
+    specs: list[TaskSpec],
     limit: int | None,
     jobs: int,
     threads: int,
@@ -239,7 +240,7 @@ def _run_parallel(
                     waiting.remove(r)
                     running[r.id] = (
                         r,
-                        pool.apply_async(_pool_worker, (r, out, device, tasks, limit, threads, queue, analyses, force)),
+                        pool.apply_async(_pool_worker, (r, out, device, specs, limit, threads, queue, analyses, force)),
                     )
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
@@ -323,7 +324,7 @@ def _train_and_eval(
     run: Run,
     out: Path,
     device: str,
-    tasks: list[str],
+    specs: list[TaskSpec],
     limit: int | None,
     threads: int,
     report: Callable[[str, int], None],
@@ -355,7 +356,7 @@ def _train_and_eval(
         report(f"evaluating {run.id}", steps)
     model = NativeModel(run_dir.path, device)
     scores, summaries, labels = {}, {}, {}
-    for spec in (load_task(t) for t in run.variant.scored_on(tasks)):
+    for spec in run.variant.scored_on(specs):
         recs = run_task(
             model,
             spec,
@@ -382,14 +383,14 @@ def _pool_worker(
     run: Run,
     out: Path,
     device: str,
-    tasks: list[str],
+    specs: list[TaskSpec],
     limit: int | None,
     threads: int,
     queue: Any,
     analyses: tuple[list[str], int],
     force: bool,
 ) -> RunResult:
-    return _train_and_eval(run, out, device, tasks, limit, threads, _queue_report(queue), analyses, force)
+    return _train_and_eval(run, out, device, specs, limit, threads, _queue_report(queue), analyses, force)
 
 
 def baselines(
@@ -467,9 +468,8 @@ def run_study(
         vcfg = build(VQTrainConfig, preset.vq, f"preset {preset.name}: vq")
         tok, metrics = train_vq(vcfg, device)
         save_trained(tok, vcfg, metrics, vq_folder)
-    tasks = [s.name for s in specs]
     items_of = {s.name: min(s.n, preset.limit or s.n) for s in specs}
-    total = sum(_train_steps(r) + sum(items_of[t] for t in r.variant.scored_on(tasks)) for r in runs)
+    total = sum(_train_steps(r) + sum(items_of[s.name] for s in r.variant.scored_on(specs)) for r in runs)
     jobs = max(1, min(jobs or default_jobs(device), len(runs)))
     threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
     analyses = (list(preset.analyses), preset.analysis_n)
@@ -489,12 +489,13 @@ def run_study(
 
         if jobs == 1:
             done = {
-                r.id: _train_and_eval(r, out, device, tasks, preset.limit, 0, report, analyses, force) for r in runs
+                r.id: _train_and_eval(r, out, device, specs, preset.limit, 0, report, analyses, force) for r in runs
             }
         else:
-            done = _run_parallel(runs, out, device, tasks, preset.limit, jobs, threads, report, analyses, force)
+            done = _run_parallel(runs, out, device, specs, preset.limit, jobs, threads, report, analyses, force)
     results = {
         "preset": preset.model_dump(mode="json"),
+        "task_kinds": {s.name: s.kind for s in specs},
         "runs": {
             r.id: {
                 "variant": r.variant.name,

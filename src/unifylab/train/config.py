@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import build
 from unifylab.errors import UserError
+from unifylab.models.unified import ModelArgs
 from unifylab.world.knowledge import FACTS, SIDES
 from unifylab.world.shapes import ShapesConfig
 from unifylab.world.skills import DIRECTIONS
@@ -134,22 +135,6 @@ class TokenizerConfig(Strict):
     und_image: str | None = Field(None, description="None (same as image), 'patch', or a tokenizer folder")
 
 
-class ModelSpec(Strict):
-    """The architecture knobs of ModelConfig; vocabulary sizes and the image grid come from the tokenizers."""
-
-    dim: int = 128
-    layers: int = 4
-    heads: int = 4
-    mlp_hidden: int | None = None
-    max_len: int = 256
-    backbone: Literal["shared", "fork", "mot"] = "shared"
-    fork_layer: int | None = None
-    output_heads: Literal["shared", "split"] = "shared"
-    rope: Literal["1d", "2d"] = "1d"
-    init_std: float | None = None
-    image_pos: bool = False
-
-
 class OptimConfig(Strict):
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
@@ -178,7 +163,7 @@ class TrainConfig(Strict):
     world: ShapesConfig = ShapesConfig()
     data: DataConfig = DataConfig()
     tokenizers: TokenizerConfig = TokenizerConfig()
-    model: ModelSpec = ModelSpec()
+    model: ModelArgs = ModelArgs()
     optim: OptimConfig = OptimConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: EvalConfig = EvalConfig()
