@@ -27,9 +27,9 @@ from transformers import (  # noqa: E402
 from transformers.models.emu3.image_processing_emu3 import Emu3ImageProcessor  # noqa: E402
 from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil  # noqa: E402
 
-from unifylab.cli import load_protocol_model  # noqa: E402
 from unifylab.errors import UserError  # noqa: E402
 from unifylab.eval.hf import HFEmu3, HFJanus, load_hf  # noqa: E402
+from unifylab.eval.models import load_model  # noqa: E402
 from unifylab.eval.protocol import HiddenRequest, ImageRequest, LoglikelihoodRequest, TextRequest  # noqa: E402
 from unifylab.world.shapes import ShapesConfig, render, sample_scene  # noqa: E402
 
@@ -356,10 +356,10 @@ def test_cli_analyze_alignment(cli, folders, tmp_path):
 
 
 def test_hf_prefix_detects_the_family(folders):
-    assert isinstance(load_protocol_model(f"hf:{folders['hf-emu3']}", "cpu"), HFEmu3)
-    janus = load_protocol_model(f"hf:{folders['hf-janus']}", "cpu", guidance=2.0)
+    assert isinstance(load_model(f"hf:{folders['hf-emu3']}", device="cpu"), HFEmu3)
+    janus = load_model(f"hf:{folders['hf-janus']}", device="cpu", guidance=2.0)
     assert isinstance(janus, HFJanus) and janus.guidance == 2.0
-    assert load_protocol_model(f"hf-janus:{folders['hf-janus']}", "cpu").guidance == 5  # the model's own default
+    assert load_model(f"hf-janus:{folders['hf-janus']}", device="cpu").guidance == 5  # the model's own default
 
 
 def _error(cli, *args: str) -> str:

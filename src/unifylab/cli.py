@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -425,77 +425,22 @@ def train_cmd(
 # ---------------------------------------------------------------------------------------------- eval
 
 
-def load_protocol_model(spec: str, device: str = "auto", guidance: float | None = None, seed: int = 0) -> object:
-    """'oracle', 'random', a run/model folder (native adapter), or a transformers model: 'hf-janus:<path-or-id>',
-    'hf-emu3:<path-or-id>' or 'hf:<path-or-id>' (adapter chosen from config.json's model_type)."""
-    from unifylab.eval.protocol import OracleModel, RandomModel
+def _analyze(kind: str, models: list[str], out: Path, **options: Any) -> None:
+    """Run one analysis over the models with a progress bar (options: `analysis.run.run_analysis`'s)."""
+    from unifylab.analysis.run import run_analysis
 
-    _device(device)  # a bad --device is an error even for models that ignore it
-    if spec == "oracle":
-        return OracleModel()
-    if spec == "random":
-        return RandomModel(seed)
-    kind, sep, target = spec.partition(":")
-    if sep and kind in ("hf", "hf-janus", "hf-emu3"):
-        if not target:
-            raise UserError(f"{spec}: give the model after the colon, e.g. {kind}:./Janus-Pro-1B")
-        from unifylab.eval.hf import load_hf
-
-        return load_hf(kind, target, _device(device), guidance=guidance, seed=seed)  # None: the model's own scale
-    folder = Path(spec)
-    if not folder.is_dir():
-        raise UserError(
-            f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle', 'random' "
-            "or a transformers model as hf-janus:DIR or hf-emu3:DIR"
-        )
-    from unifylab.eval.native import NativeModel
-
-    return NativeModel(folder, _device(device), guidance=1.0 if guidance is None else guidance, seed=seed)
-
-
-def _analyze(
-    kind: str,
-    models: list[str],
-    out: Path,
-    n: int | None,
-    k: int,
-    alpha: float,
-    examples: int,
-    seed: int,
-    device: str,
-    force: bool,
-    save_states: bool = False,
-) -> None:
-    from unifylab.analysis.capture import save_states as save_shards
-    from unifylab.analysis.capture import scene_requests
-    from unifylab.analysis.run import analyze, world_of, write
-    from unifylab.data.io import guard_output
-    from unifylab.world.shapes import ShapesConfig
-
-    for f in (out / f"{kind}.jsonl", out / f"{kind}.png"):
-        guard_output(f, force)
-    rows: dict[str, list] = {}
     with _progress() as bar:
-        task = bar.add_task(f"{kind}", total=len(models))
-        for spec in models:
-            m = load_protocol_model(spec, device, seed=seed)
-            folder = Path(spec) if Path(spec).is_dir() else None
-            name = getattr(m, "name", spec)
-            if name in rows:
-                raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
-            bar.update(task, description=f"{kind}: {name}")
-            world = world_of(folder, ShapesConfig())
-            rows[name] = analyze(
-                kind, m, folder, world, n or (200 if kind == "alignment" else 64), k, alpha, examples, seed
-            )
-            if save_states:
-                for form in ("und", "gen"):
-                    save_shards(
-                        m, scene_requests(form, world, n or 200, seed), out / "states" / name / form, force=force
-                    )
-            bar.advance(task)
-    jsonl, png = write(kind, rows, out)
-    err.print(f"{kind}: {sum(map(len, rows.values()))} rows -> {jsonl}, plot {png}")
+        task = bar.add_task(kind, total=len(models))
+
+        started = [0]
+
+        def on_model(name: str) -> None:
+            bar.update(task, description=f"{kind}: {name}", completed=started[0])
+            started[0] += 1
+
+        jsonl, png, n_rows = run_analysis(kind, models, out, on_model=on_model, **options)
+        bar.update(task, completed=len(models))
+    err.print(f"{kind}: {n_rows} rows -> {jsonl}, plot {png}")
 
 
 _MODELS = Annotated[
@@ -526,7 +471,7 @@ def analyze_alignment(
     ] = False,
 ) -> None:
     """Per layer: mutual-kNN and linear CKA between mean-pooled image and text states (und and gen inputs)."""
-    _analyze("alignment", models, out, n, k, 1.01, 0, seed, device, force, save_states)
+    _analyze("alignment", models, out, n=n, k=k, seed=seed, device=device, force=force, save_states=save_states)
 
 
 @analyze_app.command("entropy")
@@ -542,7 +487,7 @@ def analyze_entropy(
     """Per layer: Renyi entropy of text-only, image-only and mixed inputs, and response entropy (text vs image)."""
     if alpha <= 0 or alpha == 1:
         raise UserError(f"--alpha {alpha}: must be positive and not 1 (1.01 approximates Shannon entropy)")
-    _analyze("entropy", models, out, n, 10, alpha, 0, seed, device, force)
+    _analyze("entropy", models, out, n=n, alpha=alpha, seed=seed, device=device, force=force)
 
 
 @analyze_app.command("gradients")
@@ -555,7 +500,7 @@ def analyze_gradients(
     force: _FORCE = False,
 ) -> None:
     """Per layer and checkpoint: cosine between the understanding and generation loss gradients."""
-    _analyze("gradients", models, out, None, 10, 1.01, examples, seed, device, force)
+    _analyze("gradients", models, out, examples=examples, seed=seed, device=device, force=force)
 
 
 @app.command("eval")
@@ -588,6 +533,7 @@ def eval_cmd(
     ] = False,
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
+    from unifylab.eval.models import load_model
     from unifylab.eval.tasks import load_task, task_files, tasks_of_kind
 
     kinds = tasks_of_kind("und") + tasks_of_kind("gen")
@@ -599,7 +545,7 @@ def eval_cmd(
     if not names:
         raise UserError(f"--tasks {tasks!r}: no task named; give task names or YAML files separated by commas, or all")
     specs = [load_task(t) for t in names]
-    m = load_protocol_model(model, device, guidance, seed)
+    m = load_model(model, device=device, guidance=guidance, seed=seed)
     name = getattr(m, "name", model)
     world = getattr(m, "world", None)
     if tasks == "all" and world is not None:  # 'all' = every task built on the model's world
@@ -617,19 +563,9 @@ def eval_cmd(
 
 def _eval_into(out: EvalFolder, m: object, name: str, specs: list, limit: int | None, force: bool) -> None:
     """Score `specs` into `out` (resuming), write results.json and print the table."""
-    from unifylab.eval.harness import run_task, summarise
+    from unifylab.eval.harness import previous_results, run_task, summarise
 
-    results: dict = {}
-    if out.results.is_file():
-        from unifylab.data.io import read_json
-
-        previous = read_json(out.results)
-        if previous.get("model") != name and not force:
-            raise UserError(
-                f"{out.path}: holds results of model {previous.get('model')!r}, not {name!r}; "
-                "choose another --out, or --force to score this model there instead"
-            )
-        results = previous.get("tasks", {})
+    results = previous_results(out, name, force=force)
     with _progress() as bar:
         for spec in specs:
             n = spec.n if limit is None else min(spec.n, limit)
@@ -697,13 +633,14 @@ def score_realunify(
 ) -> None:
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
     from unifylab.data.io import guard_output
+    from unifylab.eval.models import load_model
     from unifylab.eval.protocol import ParserJudge
     from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
 
     items = load_realunify(data)[:limit]
     guard_output(out, force)
-    m = load_protocol_model(model, device)
-    j = ParserJudge(grid) if judge == "parser" else load_protocol_model(judge, device)
+    m = load_model(model, device=device)
+    j = ParserJudge(grid) if judge == "parser" else load_model(judge, device=device)
     folder = EvalFolder(out)
     with folder.lock():
         summary = summarise_realunify(run_realunify(m, j, items, out, mode, size, grid))

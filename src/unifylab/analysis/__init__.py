@@ -4,4 +4,6 @@ matrix-Renyi entropy trajectories and response entropy, and per-layer gradient c
 from unifylab.analysis.alignment import linear_cka, mutual_knn
 from unifylab.analysis.entropy import renyi_entropy
 
-__all__ = ["linear_cka", "mutual_knn", "renyi_entropy"]
+KINDS = ("alignment", "entropy", "gradients")  # the analyses `unifylab analyze` and a study's `analyses` can run
+
+__all__ = ["KINDS", "linear_cka", "mutual_knn", "renyi_entropy"]

@@ -3,9 +3,11 @@ PNG of curves over depth."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from unifylab.analysis import KINDS
 from unifylab.analysis.alignment import alignment
 from unifylab.analysis.entropy import response_entropy, trajectories
 from unifylab.analysis.gradients import gradient_conflict
@@ -14,8 +16,6 @@ from unifylab.data.io import write_jsonl
 from unifylab.errors import UserError
 from unifylab.layout import RunFolder
 from unifylab.world.shapes import ShapesConfig
-
-KINDS = ("alignment", "entropy", "gradients")
 
 
 def world_of(folder: Path | None, default: ShapesConfig) -> ShapesConfig:
@@ -33,6 +33,7 @@ def analyze(
     model: Any,
     folder: Path | None,
     world: ShapesConfig,
+    *,
     n: int = 200,
     k: int = 10,
     alpha: float = 1.01,
@@ -59,3 +60,47 @@ def write(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], out: Path) 
     jsonl = out / f"{kind}.jsonl"
     write_jsonl(jsonl, ({"model": m, **r} for m, rows in rows_by_model.items() for r in rows))
     return jsonl, save_depth_figure(kind, rows_by_model, out / f"{kind}.png")
+
+
+def run_analysis(
+    kind: str,
+    models: list[str],
+    out: Path,
+    *,
+    n: int | None = None,
+    k: int = 10,
+    alpha: float = 1.01,
+    examples: int = 64,
+    seed: int = 0,
+    device: str = "auto",
+    force: bool = False,
+    save_states: bool = False,
+    on_model: Callable[[str], None] = lambda name: None,
+) -> tuple[Path, Path, int]:
+    """One analysis over models given as `load_model` specs (n None: 200 scenes for alignment, else 64) into
+    out/<kind>.jsonl and out/<kind>.png, refusing to overwrite them unless `force`; with `save_states`, every
+    sequence's per-layer states too (alignment). `on_model(name)` is called before each model. Returns the two
+    paths and the number of rows."""
+    from unifylab.analysis.capture import save_states as save_shards
+    from unifylab.analysis.capture import scene_requests
+    from unifylab.data.io import guard_output
+    from unifylab.eval.models import load_model
+
+    for f in (out / f"{kind}.jsonl", out / f"{kind}.png"):
+        guard_output(f, force)
+    size = n or (200 if kind == "alignment" else 64)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for spec in models:
+        m = load_model(spec, device=device, seed=seed)
+        folder = Path(spec) if Path(spec).is_dir() else None
+        name = getattr(m, "name", spec)
+        if name in rows:
+            raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
+        on_model(name)
+        world = world_of(folder, ShapesConfig())
+        rows[name] = analyze(kind, m, folder, world, n=size, k=k, alpha=alpha, examples=examples, seed=seed)
+        if save_states:
+            for form in ("und", "gen"):
+                save_shards(m, scene_requests(form, world, n or 200, seed), out / "states" / name / form, force=force)
+    jsonl, png = write(kind, rows, out)
+    return jsonl, png, sum(map(len, rows.values()))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.data.io import load_rgb, save_png
+from unifylab.data.io import load_rgb, read_json, save_png
 from unifylab.errors import UserError
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
@@ -145,6 +145,20 @@ def run_task(
             if progress is not None:
                 progress(len(chunk))
     return [done[it.id] for it in wanted]
+
+
+def previous_results(folder: EvalFolder, model: str, *, force: bool) -> dict[str, Any]:
+    """The task summaries an eval folder already holds for `model` ({} when it has none); a folder holding another
+    model's results is refused unless `force` (then its summaries are kept for tasks not re-scored)."""
+    if not folder.results.is_file():
+        return {}
+    previous = read_json(folder.results)
+    if previous.get("model") != model and not force:
+        raise UserError(
+            f"{folder.path}: holds results of model {previous.get('model')!r}, not {model!r}; "
+            "choose another --out, or --force to score this model there instead"
+        )
+    return previous.get("tasks", {})
 
 
 SPLITS = ("new_scenes", "heldout_pairs", "all")

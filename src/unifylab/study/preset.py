@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from unifylab.analysis import KINDS
 from unifylab.config import load_named, packaged_yaml
 from unifylab.eval.tasks import TaskSpec, tasks_of_kind
 
@@ -80,9 +81,7 @@ class Preset(BaseModel):
     )
     limit: int | None = Field(100, description="items per task (None: the task's full size)")
     vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
-    analyses: list[Literal["alignment", "entropy", "gradients"]] = Field(
-        default_factory=lambda: ["alignment", "entropy", "gradients"], description="looking inside every run"
-    )
+    analyses: list[Literal[KINDS]] = Field(default_factory=lambda: list(KINDS), description="looking inside every run")
     analysis_n: int = Field(100, ge=12, description="scenes per analysis (alignment pairs, entropy sequences)")
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from unifylab.analysis import KINDS  # noqa: E402
 from unifylab.analysis.plots import figure_png, png_bytes  # noqa: E402
 from unifylab.data.io import write_text_atomic  # noqa: E402
 from unifylab.layout import StudyFolder  # noqa: E402
@@ -324,7 +325,6 @@ def fig_samples(out: Path, results: dict[str, Any], n: int = 6) -> bytes | None:
 # ---------------------------------------------------------------------------------------------- documents
 
 
-ANALYSES = ("alignment", "entropy", "gradients")
 POOLED_NOTE = (
     "Understanding / generation accuracy = the mean item score over the tasks of that kind that both "
     "compared models were trained for (exact scores only: caption_cells and t2i_cells re-score the "
@@ -461,10 +461,10 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         "transfer": fig_transfer(results),
         "sweep": fig_sweep(results),
         "samples": fig_samples(out, results),
-        **{k: fig_analysis(results, k) for k in ANALYSES},
+        **{k: fig_analysis(results, k) for k in KINDS},
     }
     figs = {k: v for k, v in figs.items() if v}
-    inside = next((k for k in figs if k in ANALYSES), None)  # opens the "Inside the models" section
+    inside = next((k for k in figs if k in KINDS), None)  # opens the "Inside the models" section
     study = StudyFolder(out)
     study.figures.mkdir(exist_ok=True)
     for k, v in figs.items():

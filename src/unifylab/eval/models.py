@@ -1,0 +1,39 @@
+"""Model loading for evaluation and analysis: one spec string -> a model that speaks the protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unifylab.errors import UserError
+from unifylab.eval.protocol import OracleModel, RandomModel, UnifiedModel
+
+HF_KINDS = ("hf", "hf-janus", "hf-emu3")  # hf: the adapter is chosen from config.json's model_type
+
+
+def load_model(spec: str, *, device: str = "auto", guidance: float | None = None, seed: int = 0) -> UnifiedModel:
+    """'oracle', 'random', a run/model folder (native adapter), or a transformers model: 'hf-janus:<path-or-id>',
+    'hf-emu3:<path-or-id>' or 'hf:<path-or-id>'. `guidance` None: off for lab models, the model's own scale for
+    transformers models."""
+    from unifylab.train.loop import resolve_device
+
+    dev = str(resolve_device(device))  # a bad device is an error even for models that ignore it
+    if spec == "oracle":
+        return OracleModel()
+    if spec == "random":
+        return RandomModel(seed)
+    kind, sep, target = spec.partition(":")
+    if sep and kind in HF_KINDS:
+        if not target:
+            raise UserError(f"{spec}: give the model after the colon, e.g. {kind}:./Janus-Pro-1B")
+        from unifylab.eval.hf import load_hf
+
+        return load_hf(kind, target, dev, guidance=guidance, seed=seed)
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise UserError(
+            f"{spec}: model folder not found; give a run folder from `unifylab train`, 'oracle', 'random' "
+            "or a transformers model as hf-janus:DIR or hf-emu3:DIR"
+        )
+    from unifylab.eval.native import NativeModel
+
+    return NativeModel(folder, dev, guidance=1.0 if guidance is None else guidance, seed=seed)
