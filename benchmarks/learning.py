@@ -115,7 +115,7 @@ class Scorer:
         self.captions: dict[str, tuple[list[Packed], list[Scene]]] = {}
         for split, task in eval_splits(trainer.cfg):  # the items of the Trainer's `eval_sets`, built once
             name = f"{split}/{task}"
-            items = batches.items(split, np.arange(n), np.full(n, TASKS.index(task)))
+            items = batches.samples(split, np.arange(n), np.full(n, TASKS.index(task)))
             if task == "caption":
                 codes = Batches.image_tokens(trainer.und, items)
                 prefixes = [

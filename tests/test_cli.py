@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unifylab.data.io import load_rgb, save_png
+from unifylab.io import load_rgb, save_png
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unifylab.data.io import read_jsonl_tolerant
 from unifylab.eval.realunify import load_realunify
+from unifylab.io import read_jsonl_tolerant
 
 Cli = Callable[..., tuple[int, str, str]]
 FIXTURE = Path(__file__).parent / "fixtures" / "realunify" / "realunify_small.json"
@@ -176,7 +176,7 @@ def test_a_second_writer_into_a_busy_folder_is_refused(cli: Cli, tmp_path: Path,
     import fcntl
     import os
 
-    from unifylab.data.io import LOCK
+    from unifylab.io import LOCK
 
     out = tmp_path / "busy"
     out.mkdir()
@@ -293,7 +293,7 @@ def test_kill_9_during_a_jsonl_rewrite_leaves_the_old_or_the_new_file(tmp_path: 
     old = "".join(json.dumps({"id": f"t2i-{i}", "score": 1.0}) + "\n" for i in range(100))
     path.write_text(old)
     code = (
-        "import sys; from unifylab.data.io import write_jsonl; "
+        "import sys; from unifylab.io import write_jsonl; "
         "write_jsonl(sys.argv[1], ({'id': f'x-{i}', 'pad': 'p' * 400} for i in range(10**6)))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)])

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unifylab.data.geneval import TASKS, generate, read_metadata
-from unifylab.data.io import save_png
+from unifylab.data.geneval import TAGS, generate, read_metadata
 from unifylab.errors import UserError
 from unifylab.eval.geneval import find_images, score
+from unifylab.io import save_png
 from unifylab.world import render
 
 
@@ -20,7 +20,7 @@ def _write(tmp: Path, items: list) -> Path:
 
 def test_generated_metadata_is_geneval_schema_and_round_trips(tmp_path: Path) -> None:
     items = generate(10, seed=0, size=48, grid=4)
-    assert [it.tag for it in items] == [t for t in TASKS for _ in range(10)]
+    assert [it.tag for it in items] == [t for t in TAGS for _ in range(10)]
     back = read_metadata(_write(tmp_path, items))
     assert [b.to_dict() for b in back] == [it.to_dict() for it in items]
     line = items[40].to_dict()
@@ -39,7 +39,7 @@ def test_ground_truth_renders_score_one_and_shuffled_score_low(tmp_path: Path, l
     pairs, extra = find_images(images, read_metadata(meta))
     result = score(pairs)
     assert result.overall.value == 1.0 and not extra
-    assert set(result.tasks) == set(TASKS)
+    assert set(result.tasks) == set(TAGS)
     order = np.random.default_rng(0).permutation(len(items))
     shuffled = [(it, pairs[int(j)][1]) for it, j in zip(items, order)]
     low = score(shuffled)

@@ -338,7 +338,7 @@ def test_loss_on_trains_the_named_segments(tmp_path: Path) -> None:
     cfg = load_config(_cfg(tmp_path), ["data.loss_on={gen: [prompt, image]}"])
     trainer = Trainer(cfg, tmp_path / "r", progress=False)
     idx = np.arange(40)
-    items = trainer.batches.items("train", idx, trainer.batches.task_of(idx))
+    items = trainer.batches.samples("train", idx, trainer.batches.task_of(idx))
     gen = next(p for it, p in zip(items, trainer.batches.pack(items)) if it.task == "t2i" and it.text)
     trained = {n for n, a, b in gen.segments if (gen.labels[a:b] != -100).any()}
     assert {"prompt", "image"} <= trained

@@ -32,7 +32,7 @@ def _stream(cfg, n: int = 6000):
     text, und, gen = build_tokenizers(cfg)
     batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
     idx = np.arange(n)
-    return batches.items("train", idx, batches.task_of(idx))
+    return batches.samples("train", idx, batches.task_of(idx))
 
 
 def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:

@@ -96,7 +96,7 @@ def world_sample(
     force: Force = False,
 ) -> None:
     """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
-    from unifylab.data.io import guard_output, save_png, write_jsonl
+    from unifylab.io import guard_output, save_png, write_jsonl
     from unifylab.world.shapes import ShapesConfig, render, sample_scenes
 
     if world not in WORLDS:
@@ -143,7 +143,7 @@ def world_render(
     force: Force = False,
 ) -> None:
     """Render one scene JSON file to a PNG."""
-    from unifylab.data.io import guard_output, read_json, save_png
+    from unifylab.io import guard_output, read_json, save_png
     from unifylab.world.scene import Scene, SceneError
     from unifylab.world.shapes import render
 
@@ -163,7 +163,7 @@ def world_parse(
     confidence: Annotated[bool, typer.Option("--confidence", help="Add the parser's confidence per object.")] = False,
 ) -> None:
     """Read the scene back out of an image and print it as one JSON line (the scenes.jsonl form)."""
-    from unifylab.data.io import load_rgb
+    from unifylab.io import load_rgb
     from unifylab.world.parse import parse
 
     scene = parse(load_rgb(image), grid)
@@ -187,7 +187,7 @@ def data_geneval(
 ) -> None:
     """Write GenEval-schema metadata for the six GenEval tasks on the shapes world."""
     from unifylab.data.geneval import generate
-    from unifylab.data.io import guard_output, save_png, write_jsonl
+    from unifylab.io import guard_output, save_png, write_jsonl
     from unifylab.world.shapes import render
 
     items = generate(n_per_task, seed, size, grid)
@@ -217,8 +217,8 @@ def score_geneval(
 ) -> None:
     """Score generated images: per-task accuracy and overall (mean of tasks), with 95 % bootstrap CIs."""
     from unifylab.data.geneval import read_metadata
-    from unifylab.data.io import guard_output, write_jsonl
     from unifylab.eval.geneval import find_images, score
+    from unifylab.io import guard_output, write_jsonl
 
     items = read_metadata(metadata)
     if out is not None:
@@ -271,7 +271,7 @@ def tokenizer_train_text(
     force: Force = False,
 ) -> None:
     """Train the byte-level BPE text tokenizer on the world's captions, questions and prompts."""
-    from unifylab.data.io import atomic_folder
+    from unifylab.io import atomic_folder
     from unifylab.tokenize.text import TextTokenizer, world_corpus
 
     if world not in WORLDS:
@@ -309,7 +309,7 @@ def tokenizer_train_image(
     force: Force = False,
 ) -> None:
     """Build an image tokenizer for a world; vq is trained (with a progress bar) and measured on held-out renders."""
-    from unifylab.data.io import atomic_folder
+    from unifylab.io import atomic_folder
     from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
 
     if world not in WORLDS:
@@ -632,10 +632,10 @@ def score_realunify(
     force: Force = False,
 ) -> None:
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
-    from unifylab.data.io import guard_output
     from unifylab.eval.models import load_model
     from unifylab.eval.protocol import ParserJudge
     from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
+    from unifylab.io import guard_output
 
     items = load_realunify(data)[:limit]
     guard_output(out, force)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from unifylab.config import first_diff
-from unifylab.data.io import folder_lock, read_json, read_jsonl_tolerant, write_jsonl, write_text_atomic
 from unifylab.errors import UserError
+from unifylab.io import folder_lock, read_json, read_jsonl_tolerant, write_jsonl, write_text_atomic
 
 CHECKPOINTS = "checkpoints"  # a run's checkpoint folders (train/checkpoint.py)
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from unifylab.data.io import guard_output, save_tensors
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
+from unifylab.io import guard_output, save_tensors
 from unifylab.world import language as L
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 

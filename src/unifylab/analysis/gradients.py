@@ -77,8 +77,8 @@ def gradient_conflict(run: Path, examples: int = 64, seed: int = 0) -> list[dict
     batches = Batches(cfg, Packer(text, und, gen, loss_on=cfg.data.loss_on), SceneSource(cfg))
     idx = np.arange(examples)
     und_tasks = [TASKS.index(t) for t in ("caption", "vqa")]  # about a scene's image, as t2i draws one
-    und_batch = batches.collate(batches.items("val", idx, np.array([und_tasks[i % len(und_tasks)] for i in idx])))
-    gen_batch = batches.collate(batches.items("val", idx, np.full(examples, TASKS.index("t2i"))))
+    und_batch = batches.collate(batches.samples("val", idx, np.array([und_tasks[i % len(und_tasks)] for i in idx])))
+    gen_batch = batches.collate(batches.samples("val", idx, np.full(examples, TASKS.index("t2i"))))
     fork = model.cfg.trunk_layers
     points = [(int(p.name.split("-")[1]), load_file(str(p / MODEL))) for p in list_checkpoints(run)]
     final = int(folder.read_summary()["steps"]) if folder.finished else None

@@ -12,8 +12,8 @@ from unifylab.analysis.alignment import alignment
 from unifylab.analysis.entropy import response_entropy, trajectories
 from unifylab.analysis.gradients import gradient_conflict
 from unifylab.analysis.plots import save_depth_figure
-from unifylab.data.io import write_jsonl
 from unifylab.errors import UserError
+from unifylab.io import write_jsonl
 from unifylab.layout import RunFolder
 from unifylab.world.shapes import ShapesConfig
 
@@ -83,8 +83,8 @@ def run_analysis(
     paths and the number of rows."""
     from unifylab.analysis.capture import save_states as save_shards
     from unifylab.analysis.capture import scene_requests
-    from unifylab.data.io import guard_output
     from unifylab.eval.models import load_model
+    from unifylab.io import guard_output
 
     for f in (out / f"{kind}.jsonl", out / f"{kind}.png"):
         guard_output(f, force)

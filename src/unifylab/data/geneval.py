@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.data.io import iter_jsonl
 from unifylab.errors import UserError
+from unifylab.io import iter_jsonl
 from unifylab.world import shapes as W
 from unifylab.world.language import NUMBER_WORDS, RELATIONS, Requirement, Spec, article, plural, relations
 from unifylab.world.scene import Obj, Scene, SceneError
 
-TASKS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 _REQ_KEYS = {"class", "count", "color", "position"}
 COUNT_RANGE = (2, 4)  # GenEval counts two to four objects
 
@@ -177,11 +177,11 @@ def _task_item(tag: str, size: int, grid: int, rng: np.random.Generator) -> tupl
                 break
         spec = Spec((Requirement(s[0]), Requirement(s[1], position=(rel, 0))))
         return f"{article(s[1])} {rel} {article(s[0])}", spec, [ref, obj]
-    raise UserError(f"unknown GenEval task {tag!r}; expected one of {', '.join(TASKS)}")
+    raise UserError(f"unknown GenEval task {tag!r}; expected one of {', '.join(TAGS)}")
 
 
 def generate(
-    n_per_task: int, seed: int, size: int = 32, grid: int = 3, tasks: tuple[str, ...] = TASKS
+    n_per_task: int, seed: int, size: int = 32, grid: int = 3, tasks: tuple[str, ...] = TAGS
 ) -> list[GenevalItem]:
     """`n_per_task` prompts for each GenEval task, each with a ground-truth scene that satisfies it."""
     try:

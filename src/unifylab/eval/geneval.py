@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from unifylab.data.geneval import GenevalItem
-from unifylab.data.io import load_rgb
 from unifylab.errors import UserError
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
+from unifylab.io import load_rgb
 from unifylab.world.language import satisfies
 from unifylab.world.parse import parse_batch
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.data.io import file_name, inside, load_rgb, save_png, write_jsonl
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
 from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.eval.tasks import LETTERS, mc_prompt, parse_letter
+from unifylab.io import file_name, inside, load_rgb, save_png, write_jsonl
 
 
 @dataclass

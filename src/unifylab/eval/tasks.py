@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from unifylab.config import load_named, packaged_yaml
-from unifylab.data.geneval import TASKS as GENEVAL_TASKS
+from unifylab.data.geneval import TAGS as GENEVAL_TAGS
 from unifylab.data.geneval import generate as geneval_generate
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
@@ -164,9 +164,9 @@ def gen_t2i(spec: TaskSpec, i: int) -> Item:
 
 
 def gen_geneval(spec: TaskSpec, i: int) -> Item:
-    per_task = -(-spec.n // len(GENEVAL_TASKS))
+    per_task = -(-spec.n // len(GENEVAL_TAGS))
     items = _geneval_items(spec.seed, per_task, spec.world.size, spec.world.grid)
-    it = items[(i % len(GENEVAL_TASKS)) * per_task + i // len(GENEVAL_TASKS)]  # interleaved, so --limit keeps all tags
+    it = items[(i % len(GENEVAL_TAGS)) * per_task + i // len(GENEVAL_TAGS)]  # interleaved, so --limit keeps all tags
     req = ImageRequest(it.prompt, spec.world.size, spec.world.grid, truth=it.scene, seed=i)
     return Item(
         f"{spec.name}-{i}",

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from unifylab import __version__
 from unifylab.config import build
-from unifylab.data.io import read_folder_config, save_tensors
 from unifylab.errors import UserError
+from unifylab.io import read_folder_config, save_tensors
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
 from unifylab.tokenize.text import TextTokenizer

@@ -21,7 +21,7 @@ from PIL import Image  # noqa: E402
 
 from unifylab.analysis import KINDS  # noqa: E402
 from unifylab.analysis.plots import figure_png, png_bytes  # noqa: E402
-from unifylab.data.io import write_text_atomic  # noqa: E402
+from unifylab.io import write_text_atomic  # noqa: E402
 from unifylab.layout import StudyFolder  # noqa: E402
 
 

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from unifylab.data.io import read_folder_config
 from unifylab.errors import UserError
+from unifylab.io import read_folder_config
 
 CONFIG = "config.json"
 

@@ -23,8 +23,7 @@ from unifylab.tokenize.text import TextTokenizer
 
 IGNORE = -100
 TEXT, IMAGE = 0, 1  # modality ids
-TASKS: tuple[str, ...] = ("und", "gen", "edit", "rewrite")
-SEGMENTS: dict[str, tuple[str, ...]] = {
+SEGMENTS: dict[str, tuple[str, ...]] = {  # per sequence form, its segments in order
     "und": ("image", "question", "answer"),
     "gen": ("prompt", "image"),
     "edit": ("source", "instruction", "target"),
@@ -36,6 +35,7 @@ DEFAULT_LOSS_ON: dict[str, tuple[str, ...]] = {
     "edit": ("target",),
     "rewrite": ("answer",),
 }
+FORMS: tuple[str, ...] = tuple(SEGMENTS)  # the sequence forms (a training task is written in one of them)
 _CLOSERS = ("<eoi>", "<eos>")
 
 
@@ -76,10 +76,11 @@ class VocabLayout:
 
 @dataclass
 class Example:
-    """One training or evaluation item. `text` is the question / prompt / instruction; `answer` the text target
-    (und, rewrite); `image` the image tokens (und input or gen/edit output); `source` the edit's input image."""
+    """One sequence to pack, in one of the FORMS. `text` is the question / prompt / instruction; `answer` the text
+    target (und, rewrite); `image` the image tokens (und input or gen/edit output); `source` the edit's input
+    image."""
 
-    task: str
+    form: str
     text: str = ""
     answer: str = ""
     image: torch.Tensor | None = None
@@ -124,34 +125,34 @@ class Packer:
                 "same tokenizer for both, or a continuous (patch) one for understanding"
             )
         self.loss_on = {**DEFAULT_LOSS_ON, **{k: tuple(v) for k, v in (loss_on or {}).items()}}
-        for task, segs in self.loss_on.items():
-            if task not in SEGMENTS:
-                raise UserError(f"loss_on: unknown task {task!r}; expected one of {', '.join(TASKS)}")
-            bad = [s for s in segs if s not in SEGMENTS[task]]
+        for form, segs in self.loss_on.items():
+            if form not in SEGMENTS:
+                raise UserError(f"loss_on: unknown sequence form {form!r}; expected one of {', '.join(FORMS)}")
+            bad = [s for s in segs if s not in SEGMENTS[form]]
             if bad:
-                raise UserError(f"loss_on.{task}: unknown segment(s) {bad}; expected some of {list(SEGMENTS[task])}")
+                raise UserError(f"loss_on.{form}: unknown segment(s) {bad}; expected some of {list(SEGMENTS[form])}")
         self.pad_id = text.id("<pad>")
         self._feature_dim = 0 if und_image.discrete else und_image.feature_dim
 
     def pack(self, ex: Example, with_target: bool = True) -> Packed:
         """The full sequence, or (with_target=False) the prefix a model continues at inference."""
-        if ex.task not in TASKS:
-            raise UserError(f"unknown task {ex.task!r}; expected one of {', '.join(TASKS)}")
+        if ex.form not in FORMS:
+            raise UserError(f"unknown sequence form {ex.form!r}; expected one of {', '.join(FORMS)}")
         b = _Builder(self)
-        b.special("<bos>", f"<{ex.task}>")
-        if ex.task == "und":
+        b.special("<bos>", f"<{ex.form}>")
+        if ex.form == "und":
             b.image(ex.image, self.und_image, "image")
             b.text(ex.text, "question")
             if with_target:
                 b.text(ex.answer, "answer")
                 b.special("<eos>")
-        elif ex.task == "gen":
+        elif ex.form == "gen":
             b.text(ex.text, "prompt")
             b.special("<boi>")
             if with_target:
                 b.image(ex.image, self.gen_image, "image", bracket=False)
                 b.special("<eoi>", "<eos>")
-        elif ex.task == "edit":
+        elif ex.form == "edit":
             b.image(ex.source, self.und_image, "source")
             b.text(ex.text, "instruction")
             b.special("<boi>")
@@ -163,7 +164,7 @@ class Packer:
             if with_target:
                 b.text(ex.answer, "answer")
                 b.special("<eos>")
-        return b.finish(self.loss_on[ex.task])
+        return b.finish(self.loss_on[ex.form])
 
     def collate(self, items: Sequence[Packed], pack: bool = False) -> dict[str, torch.Tensor]:
         """Right-pad to the longest: input_ids, labels, modality, pos2d, cont, attention_mask [B, L]; features [Nc, D];

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from safetensors.torch import load_file
 
 from unifylab.config import build
-from unifylab.data.io import save_tensors
 from unifylab.errors import UserError
+from unifylab.io import save_tensors
 from unifylab.tokenize.image import ImageTokenizer
 
 WEIGHTS = "model.safetensors"

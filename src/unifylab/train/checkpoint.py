@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from unifylab.data.io import save_tensors
 from unifylab.errors import UserError
+from unifylab.io import save_tensors
 from unifylab.layout import CHECKPOINTS as CKPT_DIR
 
 MODEL, STATE, STATE_TREE, META = "model.safetensors", "state.safetensors", "state.json", "trainer.json"

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unifylab.data.io import iter_jsonl, load_rgb
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
+from unifylab.io import iter_jsonl, load_rgb
 from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
@@ -41,9 +41,9 @@ MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
 
 
 @dataclass
-class Item:
-    """One example before image tokenization: its task, texts, and the image it is about or must produce (None: the
-    clean render of `scene`, drawn only when a tokenizer needs pixels)."""
+class Sample:
+    """One training sample before image tokenization: its task, texts, and the image it is about or must produce
+    (None: the clean render of `scene`, drawn only when a tokenizer needs pixels)."""
 
     task: str
     text: str
@@ -149,26 +149,29 @@ class SceneSource:
         )
 
 
-def make_item(task: str, scene: Scene, image: np.ndarray | None, rng: np.random.Generator, cfg_dropout: float) -> Item:
+def make_sample(
+    task: str, scene: Scene, image: np.ndarray | None, rng: np.random.Generator, cfg_dropout: float
+) -> Sample:
+    """A caption, vqa or t2i sample of a scene (its wording drawn from `rng`)."""
     if task == "caption":
-        return Item(task, L.CAPTION_QUESTION, L.caption(scene, rng), image, scene)
+        return Sample(task, L.CAPTION_QUESTION, L.caption(scene, rng), image, scene)
     if task == "vqa":
         qa = L.sample_qa(scene, rng)
-        return Item(task, qa.question, qa.answer, image, scene)
+        return Sample(task, qa.question, qa.answer, image, scene)
     prompt, _ = L.t2i_prompt(scene, rng)
     if rng.random() < cfg_dropout:
         prompt = ""
-    return Item(task, prompt, "", image, scene)
+    return Sample(task, prompt, "", image, scene)
 
 
-def fact_item(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout: float) -> Item:
+def fact_sample(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout: float) -> Sample:
     """An example that teaches a fact (`data.facts`): as a knowledge question (text), as a rewrite of a prompt that
     names it into one that describes it, or as a drawing from a prompt that names it. Drawings and rewrites never
     use a fact's evaluation cells (`knowledge.eval_cells`) or a scene reserved for evaluation."""
     names = sorted(n for n, side in cfg.data.facts.items() if side in FACT_TASKS[task])
     name = names[int(rng.integers(len(names)))]
     if task == "knowledge":
-        return Item(task, K.fact_question(name, rng), K.looks(name), None, None)
+        return Sample(task, K.fact_question(name, rng), K.looks(name), None, None)
     g, size = cfg.world.grid, cfg.world.size
     scenes = [
         K.fact_scene(name, r, c, size, g) for r in range(g) for c in range(g) if (r, c) not in K.eval_cells(name, g)
@@ -178,11 +181,11 @@ def fact_item(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout
     o = scene.objects[0]
     prompt = K.draw_prompt(name, o.row, o.col)
     if task == "rewrite":
-        return Item(task, prompt, K.rewrite_target(scene, rng), None, scene)
-    return Item(task, "" if rng.random() < cfg_dropout else prompt, "", None, scene)
+        return Sample(task, prompt, K.rewrite_target(scene, rng), None, scene)
+    return Sample(task, "" if rng.random() < cfg_dropout else prompt, "", None, scene)
 
 
-def move_item(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng: np.random.Generator) -> Item:
+def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng: np.random.Generator) -> Sample:
     """An example of the move skill: a question about a one-cell move (move_ask), the edit that makes it
     (move_draw), each only in the directions `data.moves` teaches on its side, or the explicit edit that names the
     destination (move_to: any named object to any empty cell). Its scenes hold no held-out pair and no pair the side
@@ -204,8 +207,8 @@ def move_item(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng:
         if options:
             m = options[int(rng.integers(len(options)))]
             if task == "move_ask":
-                return Item(task, m.question, m.answer, None, m.before)
-            return Item(task, m.instruction if task == "move_draw" else m.explicit, "", None, m.after, m.before)
+                return Sample(task, m.question, m.answer, None, m.before)
+            return Sample(task, m.instruction if task == "move_draw" else m.explicit, "", None, m.after, m.before)
     raise UserError(
         f"no {task} example found in 1000 scenes: the world ({cfg.world.grid}x{cfg.world.grid} grid, "
         f"up to {cfg.world.max_objects} objects) leaves no empty cell to move to; allow fewer objects"
@@ -281,28 +284,28 @@ class Batches:
             self._task_ids = self.plan.tasks(max(n, 2 * len(self._task_ids)))
         return self._task_ids[indices]
 
-    def items(self, split: str, indices: np.ndarray, tasks: np.ndarray) -> list[Item]:
+    def samples(self, split: str, indices: np.ndarray, tasks: np.ndarray) -> list[Sample]:
         out = []
         dropout = self.cfg.data.cfg_dropout if split == "train" else 0.0
         for i, t in zip(indices.tolist(), tasks.tolist()):
             task = TASKS[t]
             if task in FACT_TASKS:
-                out.append(fact_item(task, self.cfg, self.source.rng(split, i), dropout))
+                out.append(fact_sample(task, self.cfg, self.source.rng(split, i), dropout))
                 continue
             if task in MOVE_TASKS or task in EDIT_TASKS:
-                out.append(move_item(task, self.cfg, self.source, split, self.source.rng(split, i)))
+                out.append(move_sample(task, self.cfg, self.source, split, self.source.rng(split, i)))
                 continue
             scene, image, rng = self.source.get(split, i, "und" if task in UND_TASKS else "gen")
-            out.append(make_item(task, scene, image, rng, dropout))
+            out.append(make_sample(task, scene, image, rng, dropout))
         return out
 
-    def pack(self, items: list[Item]) -> list[Packed]:
+    def pack(self, items: list[Sample]) -> list[Packed]:
         """Each item in its sequence form: und (image question answer), rewrite (text only: knowledge questions
         and rewrites) or gen."""
         if not items:
             return []
         und_items = [it for it in items if it.task in UND_TASKS and it.task not in TEXT_TASKS]
-        sources = [Item(it.task, "", "", None, it.source) for it in items if it.task in EDIT_TASKS]
+        sources = [Sample(it.task, "", "", None, it.source) for it in items if it.task in EDIT_TASKS]
         gen_items = [it for it in items if it.task in GEN_TASKS]
         und_codes = self.image_tokens(self.packer.und_image, und_items + sources) if und_items or sources else []
         und_own, edit_sources = iter(und_codes[: len(und_items)]), iter(und_codes[len(und_items) :])
@@ -322,7 +325,7 @@ class Batches:
         return packed
 
     @staticmethod
-    def image_tokens(tok: ImageTokenizer, items: list[Item]) -> torch.Tensor:
+    def image_tokens(tok: ImageTokenizer, items: list[Sample]) -> torch.Tensor:
         """The items' images through `tok`. The exact grid tokenizer reads generated scenes directly (it parses a
         clean render back to its scene, tests/test_tokenize.py), so they are drawn only for tokenizers that need
         pixels."""
@@ -330,7 +333,7 @@ class Batches:
             return tok.encode_scenes([it.scene for it in items])
         return tok.encode(np.stack([render(it.scene) if it.image is None else it.image for it in items]))
 
-    def collate(self, items: list[Item], pack: bool = False) -> dict[str, torch.Tensor]:
+    def collate(self, items: list[Sample], pack: bool = False) -> dict[str, torch.Tensor]:
         batch = self.packer.collate(self.pack(items), pack=pack)
         batch["task"] = torch.tensor([TASKS.index(it.task) for it in items], dtype=torch.long)
         return batch
@@ -338,7 +341,7 @@ class Batches:
     def lengths(self, indices: np.ndarray) -> np.ndarray:
         """Tokens per example (text tokenized for real; images count their fixed token number)."""
         tasks = self.task_of(indices)
-        items = self.items("train", indices, tasks)
+        items = self.samples("train", indices, tasks)
         und_n, gen_n = self.packer.und_image.num_tokens, self.packer.gen_image.num_tokens
         words = self.packer.text.encode_batch([t for it in items for t in (it.text, it.answer)])
         image = np.array(

@@ -19,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from unifylab.config import first_diff
-from unifylab.data.io import LOCK
 from unifylab.errors import UserError
+from unifylab.io import LOCK
 from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
@@ -59,7 +59,7 @@ def eval_splits(cfg: TrainConfig) -> list[tuple[str, str]]:
 def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str, torch.Tensor]]:
     """`n` fixed examples per `eval_splits` entry, as unpacked batches."""
     return {
-        f"{split}/{task}": batches.collate(batches.items(split, np.arange(n), np.full(n, TASKS.index(task))))
+        f"{split}/{task}": batches.collate(batches.samples(split, np.arange(n), np.full(n, TASKS.index(task))))
         for split, task in eval_splits(cfg)
     }
 
@@ -249,7 +249,7 @@ class Trainer:
         """Refuse, before anything is written, a model.max_len shorter than the data's sequences (measured on the
         stream's first `n` examples), instead of failing deep inside the first step."""
         idx = self.stream[self.stream >= 0][:n]
-        longest = max(len(p) for p in self.batches.pack(self.batches.items("train", idx, self.batches.task_of(idx))))
+        longest = max(len(p) for p in self.batches.pack(self.batches.samples("train", idx, self.batches.task_of(idx))))
         if longest > self.model.cfg.max_len:
             raise UserError(
                 f"model.max_len {self.model.cfg.max_len} is shorter than this data's sequences (up to "
@@ -350,7 +350,7 @@ class Trainer:
             part = idx[m * mb : (m + 1) * mb][self.dist.rank :: self.dist.world]
             if len(part) == 0:
                 continue
-            items = self.batches.items("train", part, self.batches.task_of(part))
+            items = self.batches.samples("train", part, self.batches.task_of(part))
             out.append(self.batches.collate(items, pack=self.cfg.data.pack))
         return out
 
