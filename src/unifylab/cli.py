@@ -364,9 +364,9 @@ def tokenizer_train_image(
     world_cfg = build(ShapesConfig, world_values, "tokenizer train-image options")
     tok: ImageTokenizer
     if kind == "grid":
-        from unifylab.tokenize.grid import GridTokenizer
+        from unifylab.tokenize.image import image_tokenizer
 
-        tok = GridTokenizer(size, grid)
+        tok = image_tokenizer("grid", size=size, grid=grid)
     elif kind == "patch":
         from unifylab.tokenize.image import load_image_tokenizer
         from unifylab.tokenize.patch import PatchTokenizer

@@ -19,6 +19,7 @@ from unifylab.errors import UserError
 from unifylab.io import read_folder_config, save_tensors
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
+from unifylab.tokenize.sequence import Tokenizers
 from unifylab.tokenize.text import TextTokenizer
 
 ARCHITECTURE = "UnifiedTransformer"
@@ -94,10 +95,10 @@ def from_pretrained(folder: Path, device: str | torch.device = "cpu") -> Unified
     return model.to(device).eval()
 
 
-def load_tokenizers(folder: Path) -> tuple[TextTokenizer, ImageTokenizer, ImageTokenizer]:
-    """(text, und_image, gen_image) saved beside a model; und_image is gen_image unless saved separately."""
+def load_tokenizers(folder: Path) -> Tokenizers:
+    """(text, und, gen) saved beside a model; und is gen unless saved separately."""
     folder = Path(folder)
     text = TextTokenizer.from_pretrained(folder / TEXT_DIR)
     gen = load_image_tokenizer(folder / IMAGE_DIR)
     und = load_image_tokenizer(folder / UND_IMAGE_DIR) if (folder / UND_IMAGE_DIR).is_dir() else gen
-    return text, und, gen
+    return Tokenizers(text, und, gen)

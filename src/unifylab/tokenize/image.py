@@ -102,6 +102,23 @@ def read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
+def image_tokenizer(spec: str, *, size: int, grid: int, patch: int = 4) -> ImageTokenizer:
+    """The one factory of a run's image tokenizers: 'grid' (the exact oracle of a `size` px, grid x grid world),
+    'patch' (continuous `patch` px patches of the pixels) or a folder saved with `save_pretrained`, which must be
+    for `size` px images."""
+    from unifylab.tokenize.grid import GridTokenizer
+    from unifylab.tokenize.patch import PatchTokenizer
+
+    if spec == "grid":
+        return GridTokenizer(size, grid)
+    if spec == "patch":
+        return PatchTokenizer(size, patch)
+    tok = load_image_tokenizer(Path(spec))
+    if tok.size != size:
+        raise UserError(f"tokenizers: {spec} is for {tok.size} px images but world.size is {size}")
+    return tok
+
+
 def load_image_tokenizer(folder: Path) -> ImageTokenizer:
     """Load any image tokenizer saved with `save_pretrained`, dispatching on config.json's `kind`."""
     from unifylab.tokenize.grid import GridTokenizer

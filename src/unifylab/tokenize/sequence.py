@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -72,6 +72,15 @@ class VocabLayout:
 
     def to_dict(self) -> dict[str, int]:
         return {"n_text": self.n_text, "n_image": self.n_image, "image_offset": self.image_offset}
+
+
+class Tokenizers(NamedTuple):
+    """The tokenizers a model reads and writes with, in Packer's order: text, understanding-image input and
+    generation-image output (one object for both images unless a run sets them apart)."""
+
+    text: TextTokenizer
+    und: ImageTokenizer
+    gen: ImageTokenizer
 
 
 @dataclass

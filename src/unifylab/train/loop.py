@@ -25,10 +25,8 @@ from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.runtime import single_thread_blas
-from unifylab.tokenize.grid import GridTokenizer
-from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
-from unifylab.tokenize.patch import PatchTokenizer
-from unifylab.tokenize.sequence import IGNORE, Packer
+from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
+from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
 from unifylab.tokenize.text import TextTokenizer, world_corpus
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
@@ -74,8 +72,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def build_tokenizers(cfg: TrainConfig) -> tuple[TextTokenizer, ImageTokenizer, ImageTokenizer]:
-    """(text, und_image, gen_image) from the config: trained or loaded text BPE, grid or a saved image tokenizer."""
+def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
+    """(text, und, gen) from the config: trained or loaded text BPE, grid, patch or a saved image tokenizer."""
     text = (
         TextTokenizer.from_pretrained(cfg.tokenizers.text)
         if cfg.tokenizers.text
@@ -84,19 +82,10 @@ def build_tokenizers(cfg: TrainConfig) -> tuple[TextTokenizer, ImageTokenizer, I
         )
     )
 
-    def image(spec: str) -> ImageTokenizer:
-        if spec == "grid":
-            return GridTokenizer(cfg.world.size, cfg.world.grid)
-        if spec == "patch":
-            return PatchTokenizer(cfg.world.size, 4)
-        tok = load_image_tokenizer(Path(spec))
-        if tok.size != cfg.world.size:
-            raise UserError(f"tokenizers: {spec} is for {tok.size} px images but world.size is {cfg.world.size}")
-        return tok
-
-    gen = image(cfg.tokenizers.image)
-    und = image(cfg.tokenizers.und_image) if cfg.tokenizers.und_image else gen
-    return text, und, gen
+    gen = image_tokenizer(cfg.tokenizers.image, size=cfg.world.size, grid=cfg.world.grid)
+    und_spec = cfg.tokenizers.und_image
+    und = image_tokenizer(und_spec, size=cfg.world.size, grid=cfg.world.grid) if und_spec else gen
+    return Tokenizers(text, und, gen)
 
 
 def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen: ImageTokenizer) -> UnifiedTransformer:
