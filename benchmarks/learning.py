@@ -205,7 +205,7 @@ def evaluating(model: nn.Module, fn: Callable) -> Callable:
 
 def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
     model = trainer.model
-    exact_of = evaluating(model, lambda b: model.loss(b)["seq_exact"])
+    exact_of = evaluating(model, lambda b: model.loss(b).seq_exact)
     caption_of = evaluating(model, lambda prefixes: generate_text(model, prefixes, max_new_tokens=CAPTION_TOKENS))
     return curve(lambda step: trainer._step(step)["tokens"], scorer, exact_of, caption_of, steps, every)
 

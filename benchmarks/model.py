@@ -171,9 +171,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = UnifiedTransformer(ModelConfig(**base, **extra)).to(device)
         loss_fn = torch.compile(model.loss) if args.compile else model.loss
-        s = timed(
-            train_step(lambda f=loss_fn: f(batch)["loss"], list(model.parameters()), device), device, args.seconds
-        )
+        s = timed(train_step(lambda f=loss_fn: f(batch).loss, list(model.parameters()), device), device, args.seconds)
         params = model.parameter_counts()["total"]
         print(
             json.dumps(

@@ -79,12 +79,12 @@ def test_packed_rows_give_the_unpacked_loss_and_gradients(text: TextTokenizer, v
     for batch in (plain, packed):
         model.zero_grad()
         out = model.loss(batch)
-        out["sum"].backward()
+        out.sum.backward()
         results.append((out, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
     (a, ga), (b, gb) = results
-    assert float(a["count"]) == float(b["count"])
-    torch.testing.assert_close(b["sum"], a["sum"], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(b["seq_sum"], a["seq_sum"], rtol=1e-4, atol=1e-4)
+    assert float(a.count) == float(b.count)
+    torch.testing.assert_close(b.sum, a.sum, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b.seq_sum, a.seq_sum, rtol=1e-4, atol=1e-4)
     assert len(ga) == len(gb)
     for x, y in zip(ga, gb):
         torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-5)
@@ -98,11 +98,11 @@ def test_each_backbone_trains_with_falling_loss(text: TextTokenizer, variant: di
     for _ in range(25):
         out = model.loss(batch)
         opt.zero_grad()
-        out["loss"].backward()
+        out.loss.backward()
         opt.step()
-        losses.append(float(out["loss"].detach()))
+        losses.append(float(out.loss.detach()))
     assert losses[-1] < 0.6 * losses[0], losses
-    assert torch.isfinite(out["text_loss"]) and torch.isfinite(out["image_loss"])
+    assert torch.isfinite(out.text_loss) and torch.isfinite(out.image_loss)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
@@ -112,7 +112,7 @@ def test_cached_logits_match_uncached(text: TextTokenizer, variant: dict) -> Non
     ids, mod, pos2d, cont = batch["input_ids"], batch["modality"], batch["pos2d"], batch["cont"]
     mask = batch["attention_mask"]
     with torch.no_grad():
-        full = model(ids, mod, pos2d, cont, batch["features"], mask)
+        full = model(ids, modality=mod, pos2d=pos2d, cont=cont, features=batch["features"], attention_mask=mask)
         pos = model.positions(mod, pos2d, mask)
         branch = model.branch_of(ids, mask)
         cache = model.new_cache(ids.shape[0], ids.shape[1])
@@ -120,30 +120,29 @@ def test_cached_logits_match_uncached(text: TextTokenizer, variant: dict) -> Non
         parts = [
             model(
                 ids[:, :k],
-                mod[:, :k],
-                pos2d[:, :k],
-                cont[:, :k],
-                batch["features"],
-                mask[:, :k],
-                branch,
-                pos[:, :k],
-                cache,
-                0,
+                modality=mod[:, :k],
+                pos2d=pos2d[:, :k],
+                cont=cont[:, :k],
+                features=batch["features"],
+                attention_mask=mask[:, :k],
+                branch=branch,
+                positions=pos[:, :k],
+                cache=cache,
+                start=0,
             )
         ]
         for t in range(k, ids.shape[1]):
+            step = slice(t, t + 1)
             parts.append(
                 model(
-                    ids[:, t : t + 1],
-                    mod[:, t : t + 1],
-                    pos2d[:, t : t + 1],
-                    None,
-                    None,
-                    mask[:, : t + 1],
-                    branch,
-                    pos[:, t : t + 1],
-                    cache,
-                    t,
+                    ids[:, step],
+                    modality=mod[:, step],
+                    pos2d=pos2d[:, step],
+                    attention_mask=mask[:, : t + 1],
+                    branch=branch,
+                    positions=pos[:, step],
+                    cache=cache,
+                    start=t,
                 )
             )
     cached = torch.cat(parts, 1)
@@ -180,7 +179,7 @@ def test_text_generation_stops_at_eos_after_training(text: TextTokenizer) -> Non
     batch = packer.collate([fixed] * 4)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(60):
-        loss = model.loss(batch)["loss"]
+        loss = model.loss(batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -213,7 +212,7 @@ def test_save_and_load_round_trip(text: TextTokenizer, variant: dict, tmp_path: 
     model.save_pretrained(tmp_path, text=text, gen_image=packer.gen_image, und_image=packer.und_image)
     back = UnifiedTransformer.from_pretrained(tmp_path)
     with torch.no_grad():
-        assert torch.equal(model.loss(batch)["loss"], back.loss(batch)["loss"])
+        assert torch.equal(model.loss(batch).loss, back.loss(batch).loss)
     t, u, g = load_tokenizers(tmp_path)
     assert t.encode("a red ring") == text.encode("a red ring") and g.kind == "grid"
     assert u.kind == packer.und_image.kind

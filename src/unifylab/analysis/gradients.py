@@ -42,7 +42,7 @@ def _cosines(
     for batch in (und, gen):
         model.zero_grad(set_to_none=True)
         out = model.loss(batch)
-        (out["sum"] / out["count"]).backward()
+        (out.sum / out.count).backward()
         grads.append(
             {
                 n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)

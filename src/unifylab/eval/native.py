@@ -79,7 +79,7 @@ class NativeModel:
             chunk = requests[i : i + self.batch]
             packed = [self.packer.pack(e) for e in self._examples(chunk, [r.continuation for r in chunk])]
             batch = {k: v.to(next(self.model.parameters()).device) for k, v in self.packer.collate(packed).items()}
-            out += (-self.model.loss(batch)["seq_sum"]).tolist()
+            out += (-self.model.loss(batch).seq_sum).tolist()
         return out
 
     def _image_prefix(self, prompt: str, source: torch.Tensor | None) -> Packed:
@@ -146,10 +146,10 @@ class NativeModel:
             with _attention_outputs(self.model, attention, len(chunk)) as attn:
                 self.model(
                     batch["input_ids"],
-                    batch["modality"],
-                    batch["pos2d"],
-                    batch["cont"],
-                    batch["features"],
+                    modality=batch["modality"],
+                    pos2d=batch["pos2d"],
+                    cont=batch["cont"],
+                    features=batch["features"],
                     layers=layers,
                 )
             states = torch.stack(layers, 1).float().cpu()  # [B, layers + 1, L, D]

@@ -87,28 +87,28 @@ class _Decoder:
             a = n - self.fresh
             h = m(
                 self.ids[:, a:n],
-                self.mod[:, a:n],
-                self.pos2d[:, a:n],
-                self.cont[:, a:n] if a == 0 else None,
-                self.features if a == 0 else None,
-                self.attn[:, :n],
-                self.branch,
-                self.pos[:, a:n],
-                self.cache,
-                a,
+                modality=self.mod[:, a:n],
+                pos2d=self.pos2d[:, a:n],
+                cont=self.cont[:, a:n] if a == 0 else None,
+                features=self.features if a == 0 else None,
+                attention_mask=self.attn[:, :n],
+                branch=self.branch,
+                positions=self.pos[:, a:n],
+                cache=self.cache,
+                start=a,
             )
         else:
             lp = self.cont.shape[1]
             cont = torch.cat([self.cont, self.cont.new_zeros(self.cont.shape[0], n - lp)], 1)
             h = m(
                 self.ids[:, :n],
-                self.mod[:, :n],
-                self.pos2d[:, :n],
-                cont,
-                self.features,
-                self.attn[:, :n],
-                self.branch,
-                self.pos[:, :n],
+                modality=self.mod[:, :n],
+                pos2d=self.pos2d[:, :n],
+                cont=cont,
+                features=self.features,
+                attention_mask=self.attn[:, :n],
+                branch=self.branch,
+                positions=self.pos[:, :n],
             )
         self.fresh = 0
         return m.logits(h[:, -1])

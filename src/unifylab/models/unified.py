@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -116,6 +116,19 @@ class ModelConfig(ModelArgs):
     @property
     def image_tokens(self) -> int:
         return self.image_grid[0] * self.image_grid[1]
+
+
+class LossResult(NamedTuple):
+    """What `UnifiedTransformer.loss` measures on a batch (a named tuple, so torch.compile passes it through)."""
+
+    loss: torch.Tensor  # mean next-token cross-entropy over labelled positions
+    sum: torch.Tensor  # its sum and count: exact averages across micro-batches and ranks
+    count: torch.Tensor
+    seq_sum: torch.Tensor  # per sequence (by `example` index when packed), detached
+    seq_count: torch.Tensor
+    seq_exact: torch.Tensor  # 1 when every target of the sequence is the greedy choice given the gold prefix
+    text_loss: torch.Tensor  # mean over text targets (NaN without any)
+    image_loss: torch.Tensor  # mean over image targets (NaN without any)
 
 
 class UnifiedTransformer(nn.Module):
@@ -309,6 +322,7 @@ class UnifiedTransformer(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
+        *,
         modality: torch.Tensor | None = None,
         pos2d: torch.Tensor | None = None,
         cont: torch.Tensor | None = None,
@@ -394,18 +408,15 @@ class UnifiedTransformer(nn.Module):
             return self.head(hidden)
         return torch.cat([self.text_head(hidden), self.image_head(hidden)], -1)
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Next-token cross-entropy on labelled positions: `loss` (mean), `sum` and `count` (for exact averaging
-        across micro-batches and ranks), per-sequence `seq_sum`/`seq_count` (by `example` index when packed),
-        `seq_exact` (1 when every target is the greedy choice given the gold prefix, see `greedy_hits`), and
-        `text_loss`/`image_loss`."""
-        hidden = self(
+    def loss(self, batch: dict[str, torch.Tensor]) -> LossResult:
+        """Next-token cross-entropy on labelled positions, with per-sequence sums and greedy-exact hits (see
+        `greedy_hits`) and the text / image parts (`LossResult`)."""
+        hidden = self(  # no attention mask: rows are right-padded, and causal attention never lets a token see a pad
             batch["input_ids"],
-            batch.get("modality"),
-            batch.get("pos2d"),
-            batch.get("cont"),
-            batch.get("features"),
-            None,  # right padding: causal attention never lets a real token see a pad
+            modality=batch.get("modality"),
+            pos2d=batch.get("pos2d"),
+            cont=batch.get("cont"),
+            features=batch.get("features"),
             segments=batch.get("segments"),
         )
         targets = batch["labels"][:, 1:]
@@ -432,16 +443,16 @@ class UnifiedTransformer(nn.Module):
         seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
         misses = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, (~hits).float())
         nan = torch.tensor(float("nan"), device=h.device)
-        return {
-            "loss": per_tok.mean(),
-            "sum": per_tok.sum(),
-            "count": torch.tensor(float(per_tok.numel()), device=h.device),
-            "seq_sum": seq_sum.detach(),
-            "seq_count": seq_count,
-            "seq_exact": ((misses == 0) & (seq_count > 0)).float(),
-            "text_loss": per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
-            "image_loss": per_tok[is_img].mean() if bool(is_img.any()) else nan,
-        }
+        return LossResult(
+            loss=per_tok.mean(),
+            sum=per_tok.sum(),
+            count=torch.tensor(float(per_tok.numel()), device=h.device),
+            seq_sum=seq_sum.detach(),
+            seq_count=seq_count,
+            seq_exact=((misses == 0) & (seq_count > 0)).float(),
+            text_loss=per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
+            image_loss=per_tok[is_img].mean() if bool(is_img.any()) else nan,
+        )
 
 
 def greedy_hits(logits: torch.Tensor, targets: torch.Tensor, n_text: int) -> torch.Tensor:

@@ -363,11 +363,11 @@ class Trainer:
             with ctx:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     out = self.wrapped(batch)
-                loss = out["sum"] * self.dist.world / count
+                loss = out.sum * self.dist.world / count
                 loss.backward()
-            total += out["sum"].detach()
-            task_sum.index_add_(0, batch["task"], out["seq_sum"])
-            task_cnt.index_add_(0, batch["task"], out["seq_count"])
+            total += out.sum.detach()
+            task_sum.index_add_(0, batch["task"], out.seq_sum)
+            task_cnt.index_add_(0, batch["task"], out.seq_count)
         if not micro:  # a rank with no examples this step still joins the gradient all-reduce
             (sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0).backward()
         for t in (total, task_sum, task_cnt):
@@ -397,8 +397,8 @@ class Trainer:
         for name, batch in self.eval_sets.items():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 r = self.wrapped(self._to_device(batch))
-            out[name] = float(r["sum"] / r["count"])
-            out[f"exact/{name}"] = float(r["seq_exact"].mean())
+            out[name] = float(r.sum / r.count)
+            out[f"exact/{name}"] = float(r.seq_exact.mean())
         self.wrapped.train()
         return out
 
