@@ -209,17 +209,23 @@ def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | No
     return headline, per_task, budgets
 
 
+@dataclass(frozen=True)
+class Work:
+    """What each run of a study does after training, the same for every run: the study folder, the device, the
+    tasks (at most `limit` items each), the analyses (kinds, items), torch threads per run (0: as they are) and
+    whether to redo what changed."""
+
+    out: Path
+    device: str
+    specs: list[TaskSpec]
+    limit: int | None
+    analyses: tuple[list[str], int] = ([], 0)
+    threads: int = 0
+    force: bool = False
+
+
 def _run_parallel(
-    runs: list[Run],
-    out: Path,
-    device: str,
-    specs: list[TaskSpec],
-    limit: int | None,
-    jobs: int,
-    threads: int,
-    report: Callable[[str, int], None],
-    analyses: tuple[list[str], int],
-    force: bool,
+    runs: list[Run], work: Work, *, jobs: int, report: Callable[[str, int], None]
 ) -> dict[str, RunResult]:
     """Schedule runs on a spawn-process pool as their `init_from` parents finish, longest first (so no long run
     starts last while the other workers idle); progress comes back by queue.
@@ -240,7 +246,7 @@ def _run_parallel(
                     waiting.remove(r)
                     running[r.id] = (
                         r,
-                        pool.apply_async(_pool_worker, (r, out, device, specs, limit, threads, queue, analyses, force)),
+                        pool.apply_async(_pool_worker, (r, work, queue)),
                     )
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
@@ -320,19 +326,10 @@ def _analyses(
     return {k: done[k] for k in kinds}
 
 
-def _train_and_eval(
-    run: Run,
-    out: Path,
-    device: str,
-    specs: list[TaskSpec],
-    limit: int | None,
-    threads: int,
-    report: Callable[[str, int], None],
-    analyses: tuple[list[str], int] = ([], 0),
-    force: bool = False,
-) -> RunResult:
+def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
     progress bar."""
+    out, device, specs, limit, threads, force = work.out, work.device, work.specs, work.limit, work.threads, work.force
     from unifylab.eval.native import NativeModel
     from unifylab.train.loop import Trainer
 
@@ -369,9 +366,9 @@ def _train_and_eval(
         summaries[spec.name] = summarise(spec, recs, run.cfg.data)
         labels[spec.name] = item_labels(recs, lambda r, spec=spec: split_of(r, spec, run.cfg.data))
     inside = {}
-    if analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
+    if work.analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
         report(f"analysing {run.id}", 0)
-        inside = _analyses(run, model, out, *analyses, force)
+        inside = _analyses(run, model, out, *work.analyses, force)
     return RunResult(scores, summaries, inside, labels)
 
 
@@ -379,18 +376,8 @@ def _queue_report(queue: Any) -> Callable[[str, int], None]:
     return lambda what, units: queue.put((what, units))
 
 
-def _pool_worker(
-    run: Run,
-    out: Path,
-    device: str,
-    specs: list[TaskSpec],
-    limit: int | None,
-    threads: int,
-    queue: Any,
-    analyses: tuple[list[str], int],
-    force: bool,
-) -> RunResult:
-    return _train_and_eval(run, out, device, specs, limit, threads, _queue_report(queue), analyses, force)
+def _pool_worker(run: Run, work: Work, queue: Any) -> RunResult:
+    return _train_and_eval(run, work, _queue_report(queue))
 
 
 def baselines(
@@ -472,7 +459,7 @@ def run_study(
     total = sum(_train_steps(r) + sum(items_of[s.name] for s in r.variant.scored_on(specs)) for r in runs)
     jobs = max(1, min(jobs or default_jobs(device), len(runs)))
     threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
-    analyses = (list(preset.analyses), preset.analysis_n)
+    work = Work(out, device, specs, preset.limit, (list(preset.analyses), preset.analysis_n), threads, force)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -488,11 +475,9 @@ def run_study(
             bar.update(task, advance=units, description=what)
 
         if jobs == 1:
-            done = {
-                r.id: _train_and_eval(r, out, device, specs, preset.limit, 0, report, analyses, force) for r in runs
-            }
+            done = {r.id: _train_and_eval(r, work, report) for r in runs}
         else:
-            done = _run_parallel(runs, out, device, specs, preset.limit, jobs, threads, report, analyses, force)
+            done = _run_parallel(runs, work, jobs=jobs, report=report)
     results = {
         "preset": preset.model_dump(mode="json"),
         "task_kinds": {s.name: s.kind for s in specs},
