@@ -349,17 +349,14 @@ def ask(scene: Scene, kind: str, rng: np.random.Generator) -> QA | None:
         c = _pick(rng, [o.color for o in objs] or colors)
         n = sum(o.color == c for o in objs)
         return QA(f"how many {c} objects are there?", str(n), kind)
-    if kind == "color_of":
-        cands = _unique(scene, lambda o: o.shape)
+    if kind in ("color_of", "shape_of"):  # name an object by its one unique attribute, ask for the other
+        by_shape = kind == "color_of"
+        cands = _unique(scene, (lambda o: o.shape) if by_shape else (lambda o: o.color))
         if not cands:
             return None
         o = _pick(rng, cands)
-        return QA(f"what color is the {o.shape}?", o.color, kind)
-    if kind == "shape_of":
-        cands = _unique(scene, lambda o: o.color)
-        if not cands:
-            return None
-        o = _pick(rng, cands)
+        if by_shape:
+            return QA(f"what color is the {o.shape}?", o.color, kind)
         return QA(f"what shape is the {o.color} object?", o.shape, kind)
     if kind == "where":
         cands = _unique(scene, lambda o: (o.color, o.shape))
