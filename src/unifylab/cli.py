@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -62,10 +61,6 @@ def _nuisance(noise: float, jitter: int, tint: int, seed: int) -> Nuisance | Non
         raise UserError(f"--noise/--jitter/--tint: {e}") from None
 
 
-def _image_seed(seed: int, i: int) -> int:
-    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-
-
 def _clear_owned(out: Path, names: list[str]) -> None:
     """With --force, remove what an earlier run of the same command wrote, so no stale files remain."""
     for name in names:
@@ -96,8 +91,8 @@ def world_sample(
     force: Force = False,
 ) -> None:
     """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
-    from unifylab.io import guard_output, save_png, write_jsonl
-    from unifylab.world.shapes import ShapesConfig, render, sample_scenes
+    from unifylab.data.folder import write_world_sample
+    from unifylab.io import guard_output
 
     if world not in WORLDS:
         raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
@@ -112,23 +107,18 @@ def world_sample(
     _nuisance(noise, jitter, tint, seed)
     guard_output(out, force)
     _clear_owned(out, ["scenes.jsonl", "images", "world.json"])
-    scenes = sample_scenes(cfg, n, seed)
     with _progress() as bar:
         task = bar.add_task("rendering", total=n)
-        for i, scene in enumerate(scenes):
-            save_png(
-                out / "images" / f"{i:06d}.png", render(scene, _nuisance(noise, jitter, tint, _image_seed(seed, i)))
-            )
-            bar.advance(task)
-    write_jsonl(out / "scenes.jsonl", (s.to_dict() for s in scenes))
-    meta = {
-        "world": world,
-        "n": n,
-        "seed": seed,
-        "config": cfg.model_dump(mode="json"),
-        "nuisance": {"noise": noise, "jitter": jitter, "tint": tint},
-    }
-    (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_world_sample(
+            out,
+            cfg,
+            n=n,
+            seed=seed,
+            nuisance=lambda s: _nuisance(noise, jitter, tint, s),
+            world=world,
+            meta={"nuisance": {"noise": noise, "jitter": jitter, "tint": tint}},
+            on_image=lambda: bar.advance(task),
+        )
     err.print(f"wrote {n} scenes to {out / 'scenes.jsonl'} and images to {out / 'images'}")
 
 
@@ -358,30 +348,14 @@ def tokenizer_train_image(
             + ", ".join(f"{k} {metrics[k]}" for k in ("psnr_db", "codebook_usage", "parse_exact", "train_seconds"))
         )
         return
-    from unifylab.tokenize.image import ImageTokenizer
     from unifylab.tokenize.train_vq import oracle_metrics
 
     world_cfg = build(ShapesConfig, world_values, "tokenizer train-image options")
-    tok: ImageTokenizer
-    if kind == "grid":
-        from unifylab.tokenize.image import image_tokenizer
-
-        tok = image_tokenizer("grid", size=size, grid=grid)
-    elif kind == "patch":
-        from unifylab.tokenize.image import load_image_tokenizer
-        from unifylab.tokenize.patch import PatchTokenizer
-        from unifylab.tokenize.vq import VQTokenizer
-
-        base = None
-        if source == "vq":
-            if vq is None:
-                raise UserError("--source vq needs --vq DIR, a folder written by `unifylab tokenizer train-image`")
-            base = load_image_tokenizer(vq)
-            if not isinstance(base, VQTokenizer):
-                raise UserError(f"--vq {vq}: holds a {base.kind} tokenizer; a vq one is needed")
-        tok = PatchTokenizer(size, patch, source, base)
-    else:
+    if kind not in ("grid", "patch"):
         raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected vq, grid or patch")
+    from unifylab.tokenize.image import image_tokenizer
+
+    tok = image_tokenizer(kind, size=size, grid=grid, patch=patch, source=source, vq=vq)
     metrics = oracle_metrics(tok, world_cfg, n_val, seed)
     with atomic_folder(out, force) as tmp:
         tok.save_pretrained(tmp)

@@ -102,17 +102,27 @@ def read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def image_tokenizer(spec: str, *, size: int, grid: int, patch: int = 4) -> ImageTokenizer:
-    """The one factory of a run's image tokenizers: 'grid' (the exact oracle of a `size` px, grid x grid world),
-    'patch' (continuous `patch` px patches of the pixels) or a folder saved with `save_pretrained`, which must be
-    for `size` px images."""
+def image_tokenizer(
+    spec: str, *, size: int, grid: int, patch: int = 4, source: str = "pixels", vq: Path | None = None
+) -> ImageTokenizer:
+    """The one factory of image tokenizers: 'grid' (the exact oracle of a `size` px, grid x grid world), 'patch'
+    (continuous `patch` px patches of the pixels, or with source 'vq' the features of the vq tokenizer saved in
+    `vq`) or a folder saved with `save_pretrained`, which must be for `size` px images."""
     from unifylab.tokenize.grid import GridTokenizer
     from unifylab.tokenize.patch import PatchTokenizer
+    from unifylab.tokenize.vq import VQTokenizer
 
     if spec == "grid":
         return GridTokenizer(size, grid)
     if spec == "patch":
-        return PatchTokenizer(size, patch)
+        base = None
+        if source == "vq":
+            if vq is None:
+                raise UserError("--source vq needs --vq DIR, a folder written by `unifylab tokenizer train-image`")
+            base = load_image_tokenizer(vq)
+            if not isinstance(base, VQTokenizer):
+                raise UserError(f"--vq {vq}: holds a {base.kind} tokenizer; a vq one is needed")
+        return PatchTokenizer(size, patch, source, base)
     tok = load_image_tokenizer(Path(spec))
     if tok.size != size:
         raise UserError(f"tokenizers: {spec} is for {tok.size} px images but world.size is {size}")
