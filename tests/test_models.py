@@ -157,11 +157,13 @@ def test_generation_is_seeded_cached_and_restricted(text: TextTokenizer, variant
     prompts = [packer.pack(Example("gen", p), with_target=False) for p in ("draw a red ring.", "an image of a cross")]
     uncond = packer.pack(Example("gen", ""), with_target=False)
     s = Sampling(temperature=1.0, top_k=30, top_p=0.9)
-    a = generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=7)
+    a = generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=7)
     assert a.shape == (2, 9) and int(a.min()) >= 0 and int(a.max()) < 97
-    assert torch.equal(a, generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=7))
-    assert torch.equal(a, generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=7, use_cache=False))
-    assert not torch.equal(a, generate_images(model, prompts, uncond, guidance=3.0, sampling=s, seed=8))
+    assert torch.equal(a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=7))
+    assert torch.equal(
+        a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=7, use_cache=False)
+    )
+    assert not torch.equal(a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=8))
     questions = [
         packer.pack(Example("und", "what color is the circle?", image=und_tokens[i]), with_target=False)
         for i in range(2)

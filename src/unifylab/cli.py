@@ -544,7 +544,9 @@ def _eval_into(out: EvalFolder, m: object, name: str, specs: list, limit: int | 
         for spec in specs:
             n = spec.n if limit is None else min(spec.n, limit)
             task = bar.add_task(spec.name, total=n)
-            records = run_task(m, spec, out.path, limit, progress=lambda k, t=task: bar.advance(t, k), force=force)
+            records = run_task(
+                m, spec, out.path, limit=limit, progress=lambda k, t=task: bar.advance(t, k), force=force
+            )
             results[spec.name] = summarise(spec, records)
     out.write_results({"model": name, "tasks": results})
     table = Table(title=f"{name} on {len(specs)} task(s)")
@@ -617,7 +619,7 @@ def score_realunify(
     j = ParserJudge(grid) if judge == "parser" else load_model(judge, device=device)
     folder = EvalFolder(out)
     with folder.lock():
-        summary = summarise_realunify(run_realunify(m, j, items, out, mode, size, grid))
+        summary = summarise_realunify(run_realunify(m, j, items, out, mode=mode, size=size, grid=grid))
         folder.write_results({"model": getattr(m, "name", model), "judge": judge, "mode": mode, **summary})
     table = Table(title=f"RealUnify ({mode}) on {data}")
     for col in ("group", "accuracy", "95% CI", "items"):
@@ -659,7 +661,16 @@ def study_cmd(
     folder = out or Path(f"study-{p.name}")
     seed_list = list(_ints(seeds, "--seeds")) if seeds else None
     with StudyFolder(folder).lock():
-        results = run_study(p, folder, seed_list, _device(device), set_ or [], err, jobs, force)
+        results = run_study(
+            p,
+            folder,
+            seeds=seed_list,
+            device=_device(device),
+            overrides=set_ or [],
+            console=err,
+            jobs=jobs,
+            force=force,
+        )
         md, html_path = write_report(folder, results)
     for line in answer(results):
         err.print(line)

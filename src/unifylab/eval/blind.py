@@ -105,4 +105,4 @@ def blind_summaries(
     from unifylab.eval.harness import run_task, summarise
 
     model = BlindModel(cfg)
-    return {s.name: summarise(s, run_task(model, s, out, limit, force=force), cfg.data) for s in specs}
+    return {s.name: summarise(s, run_task(model, s, out, limit=limit, force=force), cfg.data) for s in specs}

@@ -85,10 +85,10 @@ def run_task(
     model: UnifiedModel,
     spec: TaskSpec,
     out: Path,
+    *,
     limit: int | None = None,
     batch: int = 64,
     progress: Callable[[int], None] | None = None,
-    *,
     force: bool = False,
 ) -> list[dict[str, Any]]:
     """Score every item of `spec` not already in out/<task>.jsonl; returns all records. A model whose `world`

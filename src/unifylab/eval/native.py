@@ -68,7 +68,7 @@ class NativeModel:
         for i in range(0, len(requests), self.batch):
             chunk = requests[i : i + self.batch]
             prefixes = [self.packer.pack(e, with_target=False) for e in self._examples(chunk, None)]
-            ids = generate_text(self.model, prefixes, max(r.max_tokens for r in chunk))
+            ids = generate_text(self.model, prefixes, max_new_tokens=max(r.max_tokens for r in chunk))
             out += [self.text.decode(x) for x in ids]
         return out
 
@@ -108,7 +108,12 @@ class NativeModel:
             sources = iter(self._und_tokens([r.source for r in chunk if r.source is not None]))
             prefixes = [self._image_prefix(r.prompt, None if r.source is None else next(sources)) for r in chunk]
             codes = generate_images(
-                self.model, prefixes, uncond, self.guidance, self.image_sampling, seed=self.seed + chunk[0].seed
+                self.model,
+                prefixes,
+                uncond=uncond,
+                guidance=self.guidance,
+                sampling=self.image_sampling,
+                seed=self.seed + chunk[0].seed,
             )
             out += list(self.gen.decode(codes))
         return out

@@ -130,6 +130,7 @@ def run_realunify(
     judge: UnifiedModel,
     items: list[RealUnifyItem],
     out: Path,
+    *,
     mode: str = "direct",
     size: int = 32,
     grid: int = 3,

@@ -131,6 +131,7 @@ class _Decoder:
 def generate_text(
     model: UnifiedTransformer,
     prefixes: Sequence[Packed],
+    *,
     max_new_tokens: int = 16,
     sampling: Sampling = Sampling(temperature=0.0),
     seed: int = 0,
@@ -162,6 +163,7 @@ def generate_text(
 def generate_images(
     model: UnifiedTransformer,
     prefixes: Sequence[Packed],
+    *,
     uncond: Packed | None = None,
     guidance: float = 1.0,
     sampling: Sampling = Sampling(),

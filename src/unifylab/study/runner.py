@@ -358,7 +358,7 @@ def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) ->
             model,
             spec,
             study.eval(run.id).path,
-            limit,
+            limit=limit,
             progress=lambda k: report(f"evaluating {run.id}", k),
             force=force,
         )
@@ -428,6 +428,7 @@ def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
 def run_study(
     preset: Preset,
     out: Path,
+    *,
     seeds: list[int] | None = None,
     device: str = "cpu",
     overrides: list[str] = (),
