@@ -192,10 +192,12 @@ def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rn
     is barred from; in training neither the scene before nor the one after is reserved for evaluation, in `val`
     the scene before is."""
     side = "und" if task in UND_TASKS else "gen"
-    directions = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS[task]) if task in MOVE_TASKS else []
+    directions = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS.get(task, ()))
+    if task in MOVE_TASKS and not directions:
+        raise UserError(f"{task}: data.moves teaches no direction on the {side} side; set data.moves")
     for _ in range(1000):
         scene = sample_scene(cfg.world, rng)
-        if directions:
+        if task in MOVE_TASKS:
             options = S.moves(scene, directions[int(rng.integers(len(directions)))])
         else:
             options = S.relocations(scene)
