@@ -104,33 +104,15 @@ def test_user_errors_exit_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
 def test_geneval_commands_end_to_end(cli: Cli, tmp_path: Path) -> None:
     d = tmp_path / "g"
     assert cli("data", "geneval", "--n-per-task", "8", "--out", d, "--render")[0] == 0
-    code, stdout, _ = cli(
-        "score",
-        "geneval",
-        "--metadata",
-        d / "metadata.jsonl",
-        "--images",
-        d / "images",
-        "--out",
-        tmp_path / "per_image.jsonl",
-        "--json",
-    )
+    score = ("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", d / "images")
+    code, stdout, _ = cli(*score, "--out", tmp_path / "per_image.jsonl", "--json")
     summary = json.loads(stdout)
     assert code == 0 and summary["overall"]["value"] == 1.0 and summary["images"] == 48
     records = [json.loads(x) for x in (tmp_path / "per_image.jsonl").read_text().splitlines()]
     assert len(records) == 48 and all(r["correct"] and r["parsed"]["objects"] for r in records)
-    code, stdout, _ = cli("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", d / "images")
+    code, stdout, _ = cli(*score)
     assert code == 0 and "overall" in stdout and "1.000" in stdout
-    code, _, err = cli(
-        "score",
-        "geneval",
-        "--metadata",
-        d / "metadata.jsonl",
-        "--images",
-        d / "images",
-        "--out",
-        tmp_path / "per_image.jsonl",
-    )
+    code, _, err = cli(*score, "--out", tmp_path / "per_image.jsonl")
     _one_error_line(code, err, "per_image.jsonl", "--force")
     (tmp_path / "empty").mkdir()
     code, _, err = cli("score", "geneval", "--metadata", d / "metadata.jsonl", "--images", tmp_path / "empty")
