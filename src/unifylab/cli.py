@@ -406,11 +406,8 @@ def _analyze(kind: str, models: list[str], out: Path, **options: Any) -> None:
     with _progress() as bar:
         task = bar.add_task(kind, total=len(models))
 
-        started = [0]
-
-        def on_model(name: str) -> None:
-            bar.update(task, description=f"{kind}: {name}", completed=started[0])
-            started[0] += 1
+        def on_model(done: int, name: str) -> None:
+            bar.update(task, description=f"{kind}: {name}", completed=done)
 
         jsonl, png, n_rows = run_analysis(kind, models, out, on_model=on_model, **options)
         bar.update(task, completed=len(models))

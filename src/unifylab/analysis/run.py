@@ -75,11 +75,12 @@ def run_analysis(
     device: str = "auto",
     force: bool = False,
     save_states: bool = False,
-    on_model: Callable[[str], None] = lambda name: None,
+    on_model: Callable[[int, str], None] = lambda done, name: None,
 ) -> tuple[Path, Path, int]:
     """One analysis over models given as `load_model` specs (n None: 200 scenes for alignment, else 64) into
     out/<kind>.jsonl and out/<kind>.png, refusing to overwrite them unless `force`; with `save_states`, every
-    sequence's per-layer states too (alignment). `on_model(name)` is called before each model. Returns the two
+    sequence's per-layer states too (alignment). `on_model(done, name)` is called before each model, with the
+    number of models already analysed. Returns the two
     paths and the number of rows."""
     from unifylab.analysis.capture import save_states as save_shards
     from unifylab.analysis.capture import scene_requests
@@ -96,7 +97,7 @@ def run_analysis(
         name = getattr(m, "name", spec)
         if name in rows:
             raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
-        on_model(name)
+        on_model(len(rows), name)
         world = world_of(folder, ShapesConfig())
         rows[name] = analyze(kind, m, folder, world, n=size, k=k, alpha=alpha, examples=examples, seed=seed)
         if save_states:

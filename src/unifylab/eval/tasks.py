@@ -304,7 +304,7 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
 
 def _move_case(spec: TaskSpec, i: int) -> S.Move:
     """Item i's move: the directions in turn, each a one-cell move of a named object on a scene reserved for
-    evaluation (never trained on, before or after the move)."""
+    evaluation (no training move starts or ends on one)."""
     direction = list(S.DIRECTIONS)[i % len(S.DIRECTIONS)]
     rng = np.random.default_rng([spec.seed, i])
     for _ in range(10_000):
@@ -334,7 +334,7 @@ def gen_moves_ask(spec: TaskSpec, i: int) -> Item:
     one's own image."""
     m = _move_case(spec, i)
     shown = render(m.before)
-    cells = [K.cell(r, c) for r in range(m.before.grid) for c in range(m.before.grid)]  # the answer space
+    cells = _ANSWER_SPACE["where"](m.before)
     chance = 1 / len(cells)
     if _mode(spec) == "direct":
         req = TextRequest(m.question, shown, choices=cells, truth=m.answer, max_tokens=12)

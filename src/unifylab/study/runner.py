@@ -329,14 +329,13 @@ def _analyses(
 def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
     progress bar."""
-    out, device, specs, limit, threads, force = work.out, work.device, work.specs, work.limit, work.threads, work.force
     from unifylab.eval.native import NativeModel
     from unifylab.train.loop import Trainer
 
     single_thread_blas()
-    if threads:
-        torch.set_num_threads(threads)
-    study = StudyFolder(out)
+    if work.threads:
+        torch.set_num_threads(work.threads)
+    study = StudyFolder(work.out)
     run_dir = study.run(run.id)
     steps = _train_steps(run)
     if not run_dir.finished:
@@ -351,16 +350,16 @@ def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) ->
         report(f"evaluating {run.id}", steps - last[0])
     else:
         report(f"evaluating {run.id}", steps)
-    model = NativeModel(run_dir.path, device)
+    model = NativeModel(run_dir.path, work.device)
     scores, summaries, labels = {}, {}, {}
-    for spec in run.variant.scored_on(specs):
+    for spec in run.variant.scored_on(work.specs):
         recs = run_task(
             model,
             spec,
             study.eval(run.id).path,
-            limit=limit,
+            limit=work.limit,
             progress=lambda k: report(f"evaluating {run.id}", k),
-            force=force,
+            force=work.force,
         )
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
         summaries[spec.name] = summarise(spec, recs, run.cfg.data)
@@ -368,7 +367,7 @@ def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) ->
     inside = {}
     if work.analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
         report(f"analysing {run.id}", 0)
-        inside = _analyses(run, model, out, *work.analyses, force)
+        inside = _analyses(run, model, work.out, *work.analyses, work.force)
     return RunResult(scores, summaries, inside, labels)
 
 

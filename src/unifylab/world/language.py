@@ -323,7 +323,7 @@ def _pick(rng: np.random.Generator, items: list[Any]) -> Any:
     return items[int(rng.integers(len(items)))]
 
 
-def _unique(scene: Scene, key: Any) -> list[Obj]:
+def unique(scene: Scene, key: Any) -> list[Obj]:
     """Objects whose key (e.g. shape) no other object shares."""
     keys = [key(o) for o in scene.objects]
     return [o for o, k in zip(scene.objects, keys) if keys.count(k) == 1]
@@ -351,7 +351,7 @@ def ask(scene: Scene, kind: str, rng: np.random.Generator) -> QA | None:
         return QA(f"how many {c} objects are there?", str(n), kind)
     if kind in ("color_of", "shape_of"):  # name an object by its one unique attribute, ask for the other
         by_shape = kind == "color_of"
-        cands = _unique(scene, (lambda o: o.shape) if by_shape else (lambda o: o.color))
+        cands = unique(scene, (lambda o: o.shape) if by_shape else (lambda o: o.color))
         if not cands:
             return None
         o = _pick(rng, cands)
@@ -359,13 +359,13 @@ def ask(scene: Scene, kind: str, rng: np.random.Generator) -> QA | None:
             return QA(f"what color is the {o.shape}?", o.color, kind)
         return QA(f"what shape is the {o.color} object?", o.shape, kind)
     if kind == "where":
-        cands = _unique(scene, lambda o: (o.color, o.shape))
+        cands = unique(scene, lambda o: (o.color, o.shape))
         if not cands:
             return None
         o = _pick(rng, cands)
         return QA(f"where is the {o.color} {o.shape}?", f"row {o.row + 1}, column {o.col + 1}", kind)
     if kind == "relation":
-        cands = _unique(scene, lambda o: (o.color, o.shape))
+        cands = unique(scene, lambda o: (o.color, o.shape))
         if len(cands) < 2:
             return None
         i, j = rng.choice(len(cands), 2, replace=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unifylab.world.knowledge import cell
+from unifylab.world.language import unique
 from unifylab.world.scene import Obj, Scene
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
@@ -65,8 +66,7 @@ def explicit_edit(name: str, where: str) -> str:
 
 def _named(scene: Scene) -> list[Obj]:
     """Objects no other object shares a (colour, shape) with: the ones 'the <colour> <shape>' names."""
-    keys = [(o.color, o.shape) for o in scene.objects]
-    return [o for o, k in zip(scene.objects, keys) if keys.count(k) == 1]
+    return unique(scene, lambda o: (o.color, o.shape))
 
 
 def moves(scene: Scene, direction: str) -> list[Move]:
