@@ -95,7 +95,7 @@ def transfer_answer(results: dict[str, Any]) -> list[str]:
         family = t.removesuffix("_stepwise") if probes else ""
         picked.setdefault((where, row["direction"], family), {}).setdefault(row["mode"], (t, row))
     out = []
-    several = len({k[2] for k in picked}) > 1  # name the probe when a direction has more than one
+    several = len({k[2] for k in picked}) > 1  # name the probe when the study has more than one
     for (where, direction, family), modes in picked.items():
         parts = []
         for mode, (t, row) in sorted(modes.items()):

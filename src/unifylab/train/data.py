@@ -303,7 +303,8 @@ class Batches:
 
     def pack(self, items: list[Sample]) -> list[Packed]:
         """Each item in its sequence form: und (image question answer), rewrite (text only: knowledge questions
-        and rewrites) or gen."""
+        and rewrites), edit (source image, instruction, edited image) or gen. Understanding images and edit sources
+        go through the understanding tokenizer in one call."""
         if not items:
             return []
         und_items = [it for it in items if it.task in UND_TASKS and it.task not in TEXT_TASKS]
