@@ -42,8 +42,10 @@ def test_sample_is_reproducible_and_never_overwrites_without_force(cli: Cli, tmp
     code, _, err = cli("world", "sample", "--out", a, "--n", "2")
     _one_error_line(code, err, str(a), "--force")
     assert (a / "scenes.jsonl").read_bytes() == before
+    (a / "notes.txt").write_text("mine")
     assert cli("world", "sample", "--out", a, "--n", "2", "--force")[0] == 0
-    assert len(list((a / "images").glob("*.png"))) == 2
+    assert len(list((a / "images").glob("*.png"))) == 2  # the earlier run's five images are gone, not mixed in
+    assert (a / "notes.txt").read_text() == "mine"  # what the command did not write is kept
 
 
 def test_render_then_parse_round_trip(cli: Cli, tmp_path: Path) -> None:

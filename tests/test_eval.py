@@ -10,7 +10,17 @@ from unifylab.eval.compare import compare
 from unifylab.eval.harness import run_task, summarise
 from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, OracleModel, RandomModel, TextRequest
 from unifylab.eval.stats import paired_difference
-from unifylab.eval.tasks import SCORERS, Item, items, load_task, normalise, parse_letter, score_caption, task_files
+from unifylab.eval.tasks import (
+    SCORERS,
+    Item,
+    items,
+    load_task,
+    normalise,
+    parse_letter,
+    resolve_tasks,
+    score_caption,
+    task_files,
+)
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -34,6 +44,19 @@ def test_registry_holds_every_task() -> None:
     assert set(TASKS) <= set(task_files())
     for name in TASKS:
         assert load_task(name).name == name
+
+
+def test_resolve_tasks_names_files_and_all_on_a_world() -> None:
+    specs, skipped = resolve_tasks(" vqa, t2i ,")
+    assert [s.name for s in specs] == ["vqa", "t2i"] and skipped == []
+    every, none_skipped = resolve_tasks("all")
+    assert none_skipped == [] and {s.name for s in every} == set(task_files())
+    kinds = [s.kind for s in every]
+    assert kinds.index("gen") > max(i for i, k in enumerate(kinds) if k == "und")  # understanding first
+    on_world, skipped = resolve_tasks("all", world=(64, 4))  # no built-in task is built on this world
+    assert on_world == [] and set(skipped) == set(task_files())
+    with pytest.raises(UserError, match="no task named"):
+        resolve_tasks(" , ")
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +18,7 @@ from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.layout import EvalFolder, StudyFolder
 from unifylab.runtime import single_thread_blas
+from unifylab.world import check_world
 from unifylab.world.shapes import Nuisance, ShapesConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A lab for unified multimodal models.")
@@ -33,7 +34,6 @@ analyze_app = typer.Typer(no_args_is_help=True, help="Look inside models: alignm
 app.add_typer(analyze_app, name="analyze")
 
 err = Console(stderr=True)
-WORLDS = ("shapes",)
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Noise = Annotated[float, typer.Option(help="Gaussian pixel-noise std in 0..255 units.")]
@@ -61,14 +61,15 @@ def _nuisance(noise: float, jitter: int, tint: int, seed: int) -> Nuisance | Non
         raise UserError(f"--noise/--jitter/--tint: {e}") from None
 
 
-def _clear_owned(out: Path, names: list[str]) -> None:
-    """With --force, remove what an earlier run of the same command wrote, so no stale files remain."""
-    for name in names:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+def _world_options(*, size: int, grid: int, min_objects: int, max_objects: int, sizes: str) -> dict[str, Any]:
+    """The world options as ShapesConfig's fields (`sizes` is comma-separated)."""
+    return {
+        "size": size,
+        "grid": grid,
+        "min_objects": min_objects,
+        "max_objects": max_objects,
+        "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- world
@@ -92,21 +93,13 @@ def world_sample(
 ) -> None:
     """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
     from unifylab.data.folder import write_world_sample
-    from unifylab.io import guard_output
+    from unifylab.io import claim_output
 
-    if world not in WORLDS:
-        raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
-    values = {
-        "size": size,
-        "grid": grid,
-        "min_objects": min_objects,
-        "max_objects": max_objects,
-        "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip()),
-    }
+    check_world(world)
+    values = _world_options(size=size, grid=grid, min_objects=min_objects, max_objects=max_objects, sizes=sizes)
     cfg = build(ShapesConfig, values, "world sample options")
     _nuisance(noise, jitter, tint, seed)
-    guard_output(out, force)
-    _clear_owned(out, ["scenes.jsonl", "images", "world.json"])
+    claim_output(out, ["scenes.jsonl", "images", "world.json"], force=force)
     with _progress() as bar:
         task = bar.add_task("rendering", total=n)
         write_world_sample(
@@ -176,17 +169,12 @@ def data_geneval(
     force: Force = False,
 ) -> None:
     """Write GenEval-schema metadata for the six GenEval tasks on the shapes world."""
-    from unifylab.data.geneval import generate
-    from unifylab.io import guard_output, save_png, write_jsonl
-    from unifylab.world.shapes import render
+    from unifylab.data.geneval import generate, write_geneval
+    from unifylab.io import claim_output
 
     items = generate(n_per_task, seed, size, grid)
-    guard_output(out, force)
-    _clear_owned(out, ["metadata.jsonl", "images"])
-    write_jsonl(out / "metadata.jsonl", (it.to_dict() for it in items))
-    if render_images:
-        for it in items:
-            save_png(out / "images" / f"{it.index:05d}.png", render(it.scene))
+    claim_output(out, ["metadata.jsonl", "images"], force=force)
+    write_geneval(out, items, render_images=render_images)
     err.print(
         f"wrote {len(items)} prompts to {out / 'metadata.jsonl'}"
         + (f" and images to {out / 'images'}" if render_images else "")
@@ -264,8 +252,7 @@ def tokenizer_train_text(
     from unifylab.io import atomic_folder
     from unifylab.tokenize.text import TextTokenizer, world_corpus
 
-    if world not in WORLDS:
-        raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
+    check_world(world)
     with atomic_folder(out, force) as tmp:
         tok = TextTokenizer.train(world_corpus(n_scenes, seed), vocab_size)
         tok.save_pretrained(tmp)
@@ -299,68 +286,35 @@ def tokenizer_train_image(
     force: Force = False,
 ) -> None:
     """Build an image tokenizer for a world; vq is trained (with a progress bar) and measured on held-out renders."""
-    from unifylab.io import atomic_folder
-    from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
+    from unifylab.tokenize.build import build_image_tokenizer
 
-    if world not in WORLDS:
-        raise UserError(f"--world: unknown world {world!r}; expected one of {', '.join(WORLDS)}")
-    world_values = {
-        "size": size,
-        "grid": grid,
-        "min_objects": 0,
-        "max_objects": max_objects,
-        "sizes": tuple(s.strip() for s in sizes.split(",") if s.strip()),
+    check_world(world)
+    world_values = _world_options(size=size, grid=grid, min_objects=0, max_objects=max_objects, sizes=sizes)
+    vq_values = {
+        "model": {"size": size, "downsample": downsample, "levels": _ints(levels, "--levels"), "hidden": hidden},
+        "n_train": n_train,
+        "steps": steps,
+        "batch": batch,
+        "lr": lr,
     }
-    if kind == "vq":
-        cfg = build(
-            VQTrainConfig,
-            {
-                "model": {
-                    "size": size,
-                    "downsample": downsample,
-                    "levels": _ints(levels, "--levels"),
-                    "hidden": hidden,
-                },
-                "world": world_values,
-                "n_train": n_train,
-                "n_val": n_val,
-                "steps": steps,
-                "batch": batch,
-                "lr": lr,
-                "seed": seed,
-            },
-            "tokenizer train-image options",
+    with _progress() as bar:
+        task = bar.add_task(f"building {kind}", total=steps if kind == "vq" else None)
+        metrics = build_image_tokenizer(
+            out,
+            kind=kind,
+            world=world_values,
+            n_val=n_val,
+            seed=seed,
+            vq=vq_values,
+            patch=patch,
+            source=source,
+            vq_folder=vq,
+            device=_device(device) if kind == "vq" else "cpu",
+            force=force,
+            progress=lambda step, loss: bar.update(task, completed=step, description=f"training vq  loss {loss:.4f}"),
         )
-        dev = _device(device)
-        with atomic_folder(out, force) as tmp:
-            with _progress() as bar:
-                task = bar.add_task("training vq", total=cfg.steps)
-                tok, metrics = train_vq(
-                    cfg,
-                    dev,
-                    progress=lambda step, loss: bar.update(
-                        task, completed=step, description=f"training vq  loss {loss:.4f}"
-                    ),
-                )
-            save_trained(tok, cfg, metrics, tmp)
-        err.print(
-            f"wrote {out}: "
-            + ", ".join(f"{k} {metrics[k]}" for k in ("psnr_db", "codebook_usage", "parse_exact", "train_seconds"))
-        )
-        return
-    from unifylab.tokenize.train_vq import oracle_metrics
-
-    world_cfg = build(ShapesConfig, world_values, "tokenizer train-image options")
-    if kind not in ("grid", "patch"):
-        raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected vq, grid or patch")
-    from unifylab.tokenize.image import image_tokenizer
-
-    tok = image_tokenizer(kind, size=size, grid=grid, patch=patch, source=source, vq=vq)
-    metrics = oracle_metrics(tok, world_cfg, n_val, seed)
-    with atomic_folder(out, force) as tmp:
-        tok.save_pretrained(tmp)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    shown = ("psnr_db", "codebook_usage", "parse_exact", "train_seconds") if kind == "vq" else tuple(metrics)
+    err.print(f"wrote {out}: " + ", ".join(f"{k} {metrics[k]}" for k in shown))
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -504,48 +458,27 @@ def eval_cmd(
     ] = False,
 ) -> None:
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
+    from unifylab.eval.harness import evaluate
     from unifylab.eval.models import load_model
-    from unifylab.eval.tasks import load_task, task_files, tasks_of_kind
+    from unifylab.eval.tasks import TaskSpec, resolve_tasks
 
-    kinds = tasks_of_kind("und") + tasks_of_kind("gen")
-    names = (
-        kinds + sorted(set(task_files()) - set(kinds))
-        if tasks == "all"
-        else [t.strip() for t in tasks.split(",") if t.strip()]
-    )
-    if not names:
-        raise UserError(f"--tasks {tasks!r}: no task named; give task names or YAML files separated by commas, or all")
-    specs = [load_task(t) for t in names]
+    resolve_tasks(tasks)  # a bad task name is refused before any model loads
     m = load_model(model, device=device, guidance=guidance, seed=seed)
     name = getattr(m, "name", model)
     world = getattr(m, "world", None)
-    if tasks == "all" and world is not None:  # 'all' = every task built on the model's world
-        skipped = [s.name for s in specs if s.world.canvas != world]
-        specs = [s for s in specs if s.name not in skipped]
-        if skipped:
-            err.print(
-                f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px "
-                f"{world[1]}x{world[1]}"
-            )
+    specs, skipped = resolve_tasks(tasks, world=world)
+    if skipped:
+        err.print(
+            f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px {world[1]}x{world[1]}"
+        )
     folder = EvalFolder(out)
-    with folder.lock():
-        _eval_into(folder, m, name, specs, limit, force)
+    with folder.lock(), _progress() as bar:
 
-
-def _eval_into(out: EvalFolder, m: object, name: str, specs: list, limit: int | None, force: bool) -> None:
-    """Score `specs` into `out` (resuming), write results.json and print the table."""
-    from unifylab.eval.harness import previous_results, run_task, summarise
-
-    results = previous_results(out, name, force=force)
-    with _progress() as bar:
-        for spec in specs:
-            n = spec.n if limit is None else min(spec.n, limit)
+        def follow(spec: TaskSpec, n: int) -> Callable[[int], None]:
             task = bar.add_task(spec.name, total=n)
-            records = run_task(
-                m, spec, out.path, limit=limit, progress=lambda k, t=task: bar.advance(t, k), force=force
-            )
-            results[spec.name] = summarise(spec, records)
-    out.write_results({"model": name, "tasks": results})
+            return lambda k: bar.advance(task, k)
+
+        results = evaluate(folder, m, specs, name=name, limit=limit, force=force, progress=follow)
     table = Table(title=f"{name} on {len(specs)} task(s)")
     for col in ("task", "accuracy", "95% CI", "chance", "items"):
         table.add_column(col)
@@ -605,15 +538,14 @@ def score_realunify(
     force: Force = False,
 ) -> None:
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
-    from unifylab.eval.models import load_model
-    from unifylab.eval.protocol import ParserJudge
+    from unifylab.eval.models import load_judge, load_model
     from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
     from unifylab.io import guard_output
 
     items = load_realunify(data)[:limit]
     guard_output(out, force)
     m = load_model(model, device=device)
-    j = ParserJudge(grid) if judge == "parser" else load_model(judge, device=device)
+    j = load_judge(judge, grid=grid, device=device)
     folder = EvalFolder(out)
     with folder.lock():
         summary = summarise_realunify(run_realunify(m, j, items, out, mode=mode, size=size, grid=grid))

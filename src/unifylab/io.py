@@ -199,6 +199,18 @@ def guard_output(path: Path, force: bool) -> None:
     raise UserError(f"{path}: {kind} already exists; pass --force to overwrite it or choose another --out")
 
 
+def claim_output(out: Path, owned: list[str], *, force: bool) -> None:
+    """Refuse a non-empty `out` unless `force` (as `guard_output`); with it, remove what an earlier run of the same
+    command wrote there (the `owned` names), so no stale file stays beside the new ones. Other files are kept."""
+    guard_output(out, force)
+    for name in owned:
+        p = Path(out) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 @contextmanager
 def atomic_folder(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temp folder beside `path`; on success it replaces `path` (only if allowed), on failure it vanishes.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.io import iter_jsonl
+from unifylab.io import iter_jsonl, save_png, write_jsonl
 from unifylab.world import shapes as W
 from unifylab.world.language import NUMBER_WORDS, RELATIONS, Requirement, Spec, article, plural, relations
 from unifylab.world.scene import Obj, Scene, SceneError
@@ -197,3 +197,12 @@ def generate(
             text, spec, objs = _task_item(tag, size, grid, rng)
             items.append(GenevalItem(len(items), tag, f"an image of {text}", spec, Scene(size, grid, tuple(objs))))
     return items
+
+
+def write_geneval(out: Path, items: list[GenevalItem], *, render_images: bool = False) -> None:
+    """Write `items` as out/metadata.jsonl and, with `render_images`, each ground-truth scene as
+    out/images/<index>.png (GenEval's five-digit names)."""
+    write_jsonl(out / "metadata.jsonl", (it.to_dict() for it in items))
+    if render_images:
+        for it in items:
+            save_png(out / "images" / f"{it.index:05d}.png", W.render(it.scene))

@@ -161,6 +161,28 @@ def previous_results(folder: EvalFolder, model: str, *, force: bool) -> dict[str
     return previous.get("tasks", {})
 
 
+def evaluate(
+    folder: EvalFolder,
+    model: UnifiedModel,
+    specs: list[TaskSpec],
+    *,
+    name: str,
+    limit: int | None = None,
+    force: bool = False,
+    progress: Callable[[TaskSpec, int], Callable[[int], None]] | None = None,
+) -> dict[str, Any]:
+    """Score `specs` into `folder` (resuming what it holds), write its results.json and return every task summary
+    it now holds for `name`; `progress(spec, n)` gives the callback that follows one task's n items."""
+    results = previous_results(folder, name, force=force)
+    for spec in specs:
+        n = spec.n if limit is None else min(spec.n, limit)
+        step = progress(spec, n) if progress is not None else None
+        records = run_task(model, spec, folder.path, limit=limit, progress=step, force=force)
+        results[spec.name] = summarise(spec, records)
+    folder.write_results({"model": name, "tasks": results})
+    return results
+
+
 SPLITS = ("new_scenes", "heldout_pairs", "all")
 FACT_SPLITS = ("both", "here", "transfer", "none")  # where a fact was taught, seen from the task's side
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unifylab.errors import UserError
-from unifylab.eval.protocol import OracleModel, RandomModel, UnifiedModel
+from unifylab.eval.protocol import OracleModel, ParserJudge, RandomModel, UnifiedModel
 
 HF_KINDS = ("hf", "hf-janus", "hf-emu3")  # hf: the adapter is chosen from config.json's model_type
 
@@ -37,3 +37,9 @@ def load_model(spec: str, *, device: str = "auto", guidance: float | None = None
     from unifylab.eval.native import NativeModel
 
     return NativeModel(folder, dev, guidance=1.0 if guidance is None else guidance, seed=seed)
+
+
+def load_judge(spec: str, *, grid: int | None = None, device: str = "auto") -> ParserJudge | UnifiedModel:
+    """The yes/no judge of generated images: 'parser' (the exact shapes-world parser, reading `grid`) or any model
+    `load_model` takes."""
+    return ParserJudge(grid) if spec == "parser" else load_model(spec, device=device)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,25 +38,48 @@ OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda 
 # ---------------------------------------------------------------------------------------------- verification
 
 
-_AT = re.compile(r"^is there an? (\w+) (\w+) at row (\d+), column (\d+)\?$")
-_ANY_AT = re.compile(r"^is there anything at row (\d+), column (\d+)\?$")
-_COUNT = re.compile(r"^are there exactly (\d+) objects\?$")
-_EXIST = re.compile(r"^is there an? (\w+) (\w+)\?$")
+Rule = tuple[re.Pattern[str], Callable[..., str]]
+
+
+def _yes(holds: bool) -> str:
+    return "yes" if holds else "no"
+
+
+def _answer(rules: tuple[Rule, ...], scene: Scene, question: str, what: str) -> str:
+    """Answer `question` with the first rule whose pattern matches it (the rule gets the pattern's groups)."""
+    q = question.strip().lower()
+    for pattern, rule in rules:
+        if m := pattern.match(q):
+            return rule(scene, *m.groups())
+    raise ValueError(f"not a {what} this world can answer: {question!r}")
+
+
+def _one_at(scene: Scene, row: str, col: str) -> Obj | None:
+    return scene.at(int(row) - 1, int(col) - 1)
+
+
+VERIFY_RULES: tuple[Rule, ...] = (
+    (
+        re.compile(r"^is there an? (\w+) (\w+) at row (\d+), column (\d+)\?$"),
+        lambda s, color, shape, r, c: _yes(
+            (o := _one_at(s, r, c)) is not None and (o.color, o.shape) == (color, shape)
+        ),
+    ),
+    (
+        re.compile(r"^is there anything at row (\d+), column (\d+)\?$"),
+        lambda s, r, c: _yes(_one_at(s, r, c) is not None),
+    ),
+    (re.compile(r"^are there exactly (\d+) objects\?$"), lambda s, n: _yes(len(s.objects) == int(n))),
+    (
+        re.compile(r"^is there an? (\w+) (\w+)\?$"),
+        lambda s, color, shape: _yes(any((o.color, o.shape) == (color, shape) for o in s.objects)),
+    ),
+)
 
 
 def verify(scene: Scene, question: str) -> str:
     """The exact yes/no answer of a verification question on a (parsed) scene."""
-    q = question.strip().lower()
-    if m := _AT.match(q):
-        o = scene.at(int(m.group(3)) - 1, int(m.group(4)) - 1)
-        return "yes" if o is not None and (o.color, o.shape) == (m.group(1), m.group(2)) else "no"
-    if m := _ANY_AT.match(q):
-        return "yes" if scene.at(int(m.group(1)) - 1, int(m.group(2)) - 1) is not None else "no"
-    if m := _COUNT.match(q):
-        return "yes" if len(scene.objects) == int(m.group(1)) else "no"
-    if m := _EXIST.match(q):
-        return "yes" if any((o.color, o.shape) == (m.group(1), m.group(2)) for o in scene.objects) else "no"
-    raise ValueError(f"not a verification question this world can answer: {question!r}")
+    return _answer(VERIFY_RULES, scene, question, "verification question")
 
 
 def questions_for(scene: Scene, rng: np.random.Generator, negatives: list[Obj] = ()) -> list[dict[str, str]]:
@@ -76,22 +100,24 @@ def questions_for(scene: Scene, rng: np.random.Generator, negatives: list[Obj] =
     return qs
 
 
-_WHAT_AT = re.compile(r"^what is at row (\d+), column (\d+)\?$")
-_WHERE = re.compile(r"^where is the (\w+) (\w+)\?$")
-_HOW_MANY = re.compile(r"^how many (\w+) objects are there\?$")
+def _where(scene: Scene, color: str, shape: str) -> str:
+    found = [o for o in scene.objects if (o.color, o.shape) == (color, shape)]
+    return cell(found[0].row, found[0].col) if len(found) == 1 else "ambiguous"
+
+
+STEP_RULES: tuple[Rule, ...] = (
+    (re.compile(r"^what is at row (\d+), column (\d+)\?$"), lambda s, r, c: _describe(_one_at(s, r, c))),
+    (re.compile(r"^where is the (\w+) (\w+)\?$"), _where),
+    (
+        re.compile(r"^how many (\w+) objects are there\?$"),
+        lambda s, color: str(sum(o.color == color for o in s.objects)),
+    ),
+)
 
 
 def answer_on(scene: Scene, question: str) -> str:
     """The exact answer of a GEU step question about a scene (an option's text)."""
-    q = question.strip().lower()
-    if m := _WHAT_AT.match(q):
-        return _describe(scene.at(int(m.group(1)) - 1, int(m.group(2)) - 1))
-    if m := _WHERE.match(q):
-        found = [o for o in scene.objects if (o.color, o.shape) == (m.group(1), m.group(2))]
-        return cell(found[0].row, found[0].col) if len(found) == 1 else "ambiguous"
-    if m := _HOW_MANY.match(q):
-        return str(sum(o.color == m.group(1) for o in scene.objects))
-    raise ValueError(f"not a step question this world can answer: {question!r}")
+    return _answer(STEP_RULES, scene, question, "step question")
 
 
 # ---------------------------------------------------------------------------------------------- UEG

@@ -562,6 +562,21 @@ def tasks_of_kind(kind: str) -> list[str]:
     return [name for name in sorted(task_files()) if load_task(name).kind == kind]
 
 
+def resolve_tasks(tasks: str, *, world: tuple[int, int] | None = None) -> tuple[list[TaskSpec], list[str]]:
+    """The tasks `tasks` names (comma-separated built-in names or YAML files), or for 'all' every built-in task
+    (understanding, then generation, then the rest) built on `world` (size, grid) when given; returns them and the
+    names 'all' left out for another world."""
+    if tasks == "all":
+        kinds = tasks_of_kind("und") + tasks_of_kind("gen")
+        specs = [load_task(t) for t in kinds + sorted(set(task_files()) - set(kinds))]
+        skipped = [s.name for s in specs if world is not None and s.world.canvas != world]
+        return [s for s in specs if s.name not in skipped], skipped
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise UserError(f"--tasks {tasks!r}: no task named; give task names or YAML files separated by commas, or all")
+    return [load_task(t) for t in names], []
+
+
 def load_task(name_or_path: str) -> TaskSpec:
     """A built-in task by name, or a task YAML file."""
     files = task_files()
