@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from unifylab.errors import UserError
+from unifylab.eval.hf.base import FAMILIES
 from unifylab.eval.protocol import OracleModel, ParserJudge, RandomModel, UnifiedModel
 
-HF_KINDS = ("hf", "hf-janus", "hf-emu3")  # hf: the adapter is chosen from config.json's model_type
+HF_KINDS = ("hf", *FAMILIES)  # hf: the adapter is chosen from config.json's model_type
 
 
 def load_model(spec: str, *, device: str = "auto", guidance: float | None = None, seed: int = 0) -> UnifiedModel:

@@ -11,11 +11,10 @@ from typing import Any
 from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.io import atomic_folder
-from unifylab.tokenize.image import image_tokenizer
+from unifylab.tokenize.image import image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.train_vq import METRICS, VQTrainConfig, oracle_metrics, save_trained, train_vq
 from unifylab.world.shapes import ShapesConfig
 
-IMAGE_KINDS = ("vq", "grid", "patch")
 CONTEXT = "tokenizer train-image options"
 
 
@@ -37,8 +36,8 @@ def build_image_tokenizer(
     """Write the tokenizer of `kind` for the `world` settings (ShapesConfig fields) into `out` (atomically: a
     failure leaves any earlier folder as it was) with its metrics.json, and return the metrics. `vq` holds
     VQTrainConfig's model and optimisation fields; `progress(step, loss)` follows vq training."""
-    if kind not in IMAGE_KINDS:
-        raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected one of {', '.join(IMAGE_KINDS)}")
+    if kind not in tokenizer_kinds():
+        raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected one of {', '.join(tokenizer_kinds())}")
     if kind == "vq":
         cfg = build(VQTrainConfig, {**(vq or {}), "world": world, "n_val": n_val, "seed": seed}, CONTEXT)
         with atomic_folder(out, force) as tmp:

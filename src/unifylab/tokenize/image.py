@@ -129,13 +129,18 @@ def image_tokenizer(
     return tok
 
 
-def load_image_tokenizer(folder: Path) -> ImageTokenizer:
-    """Load any image tokenizer saved with `save_pretrained`, dispatching on config.json's `kind`."""
+def tokenizer_kinds() -> dict[str, type[ImageTokenizer]]:
+    """Every image tokenizer class by its kind (config.json's `kind`, `tokenizer train-image --kind`)."""
     from unifylab.tokenize.grid import GridTokenizer
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.vq import VQTokenizer
 
-    kinds: dict[str, type[ImageTokenizer]] = {c.kind: c for c in (VQTokenizer, GridTokenizer, PatchTokenizer)}
+    return {c.kind: c for c in (VQTokenizer, GridTokenizer, PatchTokenizer)}
+
+
+def load_image_tokenizer(folder: Path) -> ImageTokenizer:
+    """Load any image tokenizer saved with `save_pretrained`, dispatching on config.json's `kind`."""
+    kinds = tokenizer_kinds()
     cfg = read_config(folder)
     kind = cfg.pop("kind")
     if kind not in kinds:
