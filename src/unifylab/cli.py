@@ -16,6 +16,7 @@ from rich.table import Table
 
 from unifylab.config import build
 from unifylab.errors import UserError
+from unifylab.eval.geneval_rules import CLIP, DETECTOR
 from unifylab.layout import EvalFolder, StudyFolder
 from unifylab.runtime import single_thread_blas
 from unifylab.world import check_world
@@ -186,39 +187,72 @@ def data_geneval(
 
 @score_app.command("geneval")
 def score_geneval(
-    metadata: Annotated[Path, typer.Option(help="GenEval-schema metadata jsonl.")],
+    metadata: Annotated[Path, typer.Option(help="GenEval-schema metadata jsonl (shapes world or GenEval's own).")],
     images: Annotated[Path, typer.Option(help="Folder of <index>.png or <index>/samples/*.png.")],
-    out: Annotated[Path | None, typer.Option(help="Per-image jsonl with the parsed scene and failure reasons.")] = None,
-    grid: Annotated[int | None, typer.Option(help="Grid for lines without a scene; inferred when omitted.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Per-image jsonl with the judge's reading and failure reasons.")
+    ] = None,
+    judge: Annotated[
+        str,
+        typer.Option(
+            help="auto (the parser for shapes-world metadata, else the detector), parser (exact, shapes world) or "
+            "detector (GenEval's Mask2Former + CLIP rules)."
+        ),
+    ] = "auto",
+    grid: Annotated[
+        int | None, typer.Option(help="parser: grid for lines without a scene; inferred if omitted.")
+    ] = None,
+    detector: Annotated[
+        str, typer.Option(help="detector: a Mask2Former instance-segmentation folder or hub id.")
+    ] = DETECTOR,
+    clip: Annotated[str, typer.Option(help="detector: a CLIP folder or hub id for colours.")] = CLIP,
+    device: Annotated[str, typer.Option(help="detector: auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
     force: Force = False,
 ) -> None:
     """Score generated images: per-task accuracy and overall (mean of tasks), with 95 % bootstrap CIs."""
-    from unifylab.data.geneval import read_metadata
-    from unifylab.eval.geneval import find_images, score
+    from unifylab.data.geneval import metadata_world, read_metadata, read_official
+    from unifylab.eval.geneval import find_images, score, score_official
     from unifylab.io import guard_output, write_jsonl
 
-    items = read_metadata(metadata)
+    if judge not in ("auto", "parser", "detector"):
+        raise UserError(f"--judge: unknown judge {judge!r}; expected auto, parser or detector")
+    if judge == "auto":
+        judge = "parser" if metadata_world(metadata) == "shapes" else "detector"
     if out is not None:
         guard_output(out, force)
-    pairs, extra = find_images(images, items)
+    if judge == "parser":
+        items = read_metadata(metadata)
+        pairs, extra = find_images(images, items)
+    else:
+        from unifylab.eval.hf.geneval import ClipColours, Mask2FormerDetector
+
+        detect = Mask2FormerDetector(detector, device=_device(device))
+        official = read_official(metadata, detect.classes)
+        pairs, extra = find_images(images, official)
+        colours = ClipColours(clip, device=_device(device))
     if extra:
         err.print(f"[yellow]warning:[/] {len(extra)} image(s) in {images} match no metadata line and were skipped")
     with _progress() as bar:
-        task = bar.add_task("scoring", total=len(pairs))
-        result = score(pairs, grid, progress=lambda k: bar.advance(task, k))
+        task = bar.add_task(f"scoring ({judge})", total=len(pairs))
+        advance = lambda k: bar.advance(task, k)  # noqa: E731
+        if judge == "parser":
+            result = score(pairs, grid, progress=advance)
+        else:
+            result = score_official(pairs, detector=detect, colours=colours, progress=advance)
     if out is not None:
         write_jsonl(out, result.records)
     if as_json:
-        typer.echo(json.dumps(result.summary()))
+        typer.echo(json.dumps({"judge": judge, **result.summary()}))
         return
-    table = Table(title=f"GenEval on {images} ({len(pairs)} images)")
+    table = Table(title=f"GenEval on {images} ({len(pairs)} images, judge: {judge})")
     for col in ("task", "accuracy", "95% CI", "images"):
         table.add_column(col)
     for tag, est in result.tasks.items():
         table.add_row(tag, f"{est.value:.3f}", f"[{est.lo:.3f}, {est.hi:.3f}]", str(est.n))
-    o = result.overall
+    o, p = result.overall, result.prompts
     table.add_row("[bold]overall[/]", f"[bold]{o.value:.3f}[/]", f"[{o.lo:.3f}, {o.hi:.3f}]", str(o.n))
+    table.add_row("prompts with a correct image", f"{p.value:.3f}", f"[{p.lo:.3f}, {p.hi:.3f}]", str(p.n))
     Console().print(table)
 
 

@@ -7,6 +7,7 @@ scene that satisfies the prompt, which fixes the canvas and grid the parser read
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from unifylab.world.scene import Obj, Scene, SceneError
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 _REQ_KEYS = {"class", "count", "color", "position"}
 COUNT_RANGE = (2, 4)  # GenEval counts two to four objects
+OFFICIAL_COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,44 @@ def read_metadata(path: Path) -> list[GenevalItem]:
     return items
 
 
+@dataclass(frozen=True)
+class OfficialLine:
+    """A line of GenEval's own metadata (COCO classes, its ten colours), judged by a detector and CLIP."""
+
+    index: int
+    tag: str
+    prompt: str
+    line: dict[str, Any]
+
+
+def metadata_world(path: Path) -> str:
+    """'shapes' when every class a metadata file names is a shape of the shapes world (the exact parser can judge
+    it), else 'coco' (GenEval's own metadata: a detector judges it)."""
+    classes = {
+        req.get("class")
+        for _, d in iter_jsonl(path)
+        if isinstance(d, dict)
+        for part in ("include", "exclude")
+        if isinstance(d.get(part), list)
+        for req in d[part]
+        if isinstance(req, dict)
+    }
+    return "shapes" if classes and classes <= set(W.SHAPES) else "coco"
+
+
+def read_official(path: Path, classes: list[str] | None = None) -> list[OfficialLine]:
+    """Read and validate GenEval's metadata jsonl (`classes`: the detector's labels, to refuse a class it cannot
+    see before any image is judged); item index = position among non-blank lines."""
+    lines = []
+    for i, (n, d) in enumerate(iter_jsonl(path)):
+        line = check_official_line(d, f"{path}:{n}", classes)
+        tag = line.get("tag", "untagged")
+        lines.append(OfficialLine(i, tag if isinstance(tag, str) else str(tag), line["prompt"], line))
+    if not lines:
+        raise UserError(f"{path}: no metadata lines; expected one JSON object per line")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------- generation
 
 
@@ -206,3 +246,36 @@ def write_geneval(out: Path, items: list[GenevalItem], *, render_images: bool = 
     if render_images:
         for it in items:
             save_png(out / "images" / f"{it.index:05d}.png", W.render(it.scene))
+
+
+def check_official_line(line: Any, where: str, classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Validate one metadata line of GenEval's format (`classes`: the detector's labels, when known); the line."""
+    if not isinstance(line, dict):
+        raise UserError(f"{where}: expected a JSON object per line, got {type(line).__name__}")
+    for key in ("prompt", "include"):
+        if key not in line:
+            raise UserError(f"{where}: missing field {key!r}")
+    for part in ("include", "exclude"):
+        reqs = line.get(part, [])
+        if not isinstance(reqs, list):
+            raise UserError(f"{where}.{part}: expected a list of requirements, got {type(reqs).__name__}")
+        for i, req in enumerate(reqs):
+            at = f"{where}.{part}[{i}]"
+            if not isinstance(req, dict) or not isinstance(req.get("class"), str):
+                raise UserError(f'{at}: expected an object like {{"class": "dog", "count": 1}}, got {req!r}')
+            if classes is not None and req["class"] not in classes:
+                raise UserError(f"{at}.class: {req['class']!r} is not a class the detector knows")
+            count = req.get("count")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise UserError(f"{at}.count: expected a positive integer, got {count!r}")
+            if "color" in req and req["color"] not in OFFICIAL_COLORS:
+                raise UserError(f"{at}.color: {req['color']!r}; expected one of {', '.join(OFFICIAL_COLORS)}")
+            if "position" in req:
+                pos = req["position"]
+                ok = part == "include" and isinstance(pos, list) and len(pos) == 2 and pos[0] in RELATIONS
+                if not ok or not isinstance(pos[1], int) or not 0 <= pos[1] < i:
+                    raise UserError(
+                        f"{at}.position: expected [relation, index of an earlier include] with relation one of "
+                        f"{', '.join(RELATIONS)}, got {pos!r}"
+                    )
+    return line

@@ -1,4 +1,5 @@
-"""Score a folder of generated images against GenEval-schema metadata with the exact parser.
+"""Score a folder of generated images against GenEval-schema metadata: shapes-world metadata with the exact
+parser (`score`), GenEval's own COCO metadata with its detector and colour rules (`score_official`).
 
 Layouts: `<index>.png` per metadata line (any zero padding), or GenEval's `<index>/samples/*.png` (several
 samples per prompt). Per-task accuracy is over images; overall is the mean of the task accuracies, as in GenEval.
@@ -8,24 +9,26 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from unifylab.data.geneval import GenevalItem
+from unifylab.data.geneval import GenevalItem, OfficialLine
 from unifylab.errors import UserError
+from unifylab.eval.geneval_rules import GENEVAL, ColorFn, Detection, Rules, judge, keep
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.io import load_rgb
 from unifylab.world.language import satisfies
 from unifylab.world.parse import parse_batch
 
 _INDEX = re.compile(r"^\d+$")
+Item = TypeVar("Item", GenevalItem, OfficialLine)
 
 
-def find_images(folder: Path, items: list[GenevalItem]) -> tuple[list[tuple[GenevalItem, Path]], list[Path]]:
+def find_images(folder: Path, items: Sequence[Item]) -> tuple[list[tuple[Item, Path]], list[Path]]:
     """Pair each metadata item with its image(s); return the pairs and the images no line refers to."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -58,16 +61,30 @@ def find_images(folder: Path, items: list[GenevalItem]) -> tuple[list[tuple[Gene
 
 @dataclass
 class GenevalResult:
-    """Per-image records (with failure reasons) and the headline numbers."""
+    """Per-image records (with failure reasons) and the headline numbers: per-task accuracy over images, overall
+    (the mean of the tasks, GenEval's headline) and the share of prompts with at least one correct image."""
 
     records: list[dict[str, Any]]
     tasks: dict[str, Estimate]
     overall: Estimate
+    prompts: Estimate
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> GenevalResult:
+        by_task: dict[str, list[float]] = defaultdict(list)
+        by_prompt: dict[int, bool] = defaultdict(bool)
+        for r in records:
+            by_task[r["tag"]].append(float(r["correct"]))
+            by_prompt[r["index"]] |= bool(r["correct"])
+        tasks = {t: bootstrap_mean(v) for t, v in by_task.items()}
+        prompts = bootstrap_mean([float(v) for v in by_prompt.values()])
+        return cls(records, tasks, bootstrap_mean_of_groups(by_task), prompts)
 
     def summary(self) -> dict[str, Any]:
         return {
             "overall": self.overall.to_dict(),
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
+            "prompts_with_a_correct_image": self.prompts.to_dict(),
             "images": len(self.records),
         }
 
@@ -109,8 +126,38 @@ def score(
             )
         if progress is not None:
             progress(len(chunk))
-    by_task: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        by_task[r["tag"]].append(float(r["correct"]))
-    tasks = {t: bootstrap_mean(v) for t, v in by_task.items()}
-    return GenevalResult(records, tasks, bootstrap_mean_of_groups(by_task))
+    return GenevalResult.of(records)
+
+
+def score_official(
+    pairs: list[tuple[OfficialLine, Path]],
+    *,
+    detector: Callable[[np.ndarray], dict[str, list[Detection]]],
+    colours: ColorFn,
+    rules: Rules = GENEVAL,
+    progress: Callable[[int], None] | None = None,
+) -> GenevalResult:
+    """Judge every image of GenEval's own metadata as its released evaluator does (`eval.geneval_rules`): the
+    detector's instances, kept by the line's thresholds, checked against the line; records keep the kept boxes."""
+    records: list[dict[str, Any]] = []
+    for item, path in pairs:
+        image = load_rgb(path)
+        kept = keep(detector(image), tag=item.tag, rules=rules)
+        correct, reasons = judge(image, kept, item.line, colours=colours, rules=rules)
+        records.append(
+            {
+                "index": item.index,
+                "tag": item.tag,
+                "prompt": item.prompt,
+                "image": str(path),
+                "correct": correct,
+                "reasons": reasons,
+                "metadata": item.line,
+                "detections": {
+                    name: [[*map(float, d.box), round(float(d.score), 4)] for d in dets] for name, dets in kept.items()
+                },
+            }
+        )
+        if progress is not None:
+            progress(1)
+    return GenevalResult.of(records)

@@ -52,7 +52,7 @@ def _chunks(items: list[Any], key: Callable[[Any], Any], size: int) -> Iterator[
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Hide transformers' per-call generation warnings (about its own generation-config handling), which would
     otherwise repeat for every batch through the progress bar."""
     from transformers.utils import logging
@@ -173,7 +173,7 @@ class HFModel(ABC):
                 for r in chunk
             ]
             enc = self._encode(texts, [r.image for r in chunk] if has_image(chunk[0]) else None, **self.text_kwargs)
-            with _quiet_transformers():
+            with quiet_transformers():
                 ids = self.model.generate(
                     **enc, max_new_tokens=max(r.max_tokens for r in chunk), do_sample=False, **self.text_kwargs
                 )
@@ -227,7 +227,7 @@ class HFModel(ABC):
         for s in range(0, len(requests), self.batch):
             chunk = requests[s : s + self.batch]
             torch.manual_seed(self.seed + chunk[0].seed)
-            with _quiet_transformers():
+            with quiet_transformers():
                 drawn = self._draw([r.prompt for r in chunk])
             out += [
                 np.asarray(Image.fromarray(image).resize((r.size, r.size), Image.Resampling.BOX))

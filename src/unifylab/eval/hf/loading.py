@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -11,6 +13,8 @@ from unifylab.errors import UserError
 from unifylab.eval.hf.base import FAMILIES, INSTALL, ORIGINAL_FORMATS
 from unifylab.eval.hf.emu3 import HFEmu3
 from unifylab.eval.hf.janus import HFJanus
+
+T = TypeVar("T")
 
 
 def _local(path_or_id: str) -> bool:
@@ -26,6 +30,21 @@ def _local(path_or_id: str) -> bool:
             "`hf download deepseek-community/Janus-Pro-1B --local-dir ./Janus-Pro-1B`"
         )
     return False
+
+
+def load_pretrained(source: str, what: str, load: Callable[[str, bool], T]) -> T:
+    """`load(source, local)` for a transformers component in a folder (read offline) or on the hub, with every
+    failure (transformers missing, folder absent, hub unreachable, files missing) one UserError naming `what`."""
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise UserError(f"{what} needs the `transformers` package: {INSTALL}") from None
+    local = _local(source)
+    try:
+        return load(str(Path(source).expanduser()) if local else source, local)
+    except (OSError, ValueError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{source}: could not load {what}: {reason}") from None
 
 
 def _model_type(path_or_id: str, local: bool) -> str:
