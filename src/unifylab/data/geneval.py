@@ -7,6 +7,7 @@ scene that satisfies the prompt, which fixes the canvas and grid the parser read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,14 @@ from unifylab.world.scene import Obj, Scene, SceneError
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 _REQ_KEYS = {"class", "count", "color", "position"}
 COUNT_RANGE = (2, 4)  # GenEval counts two to four objects
+
+
+def class_key(name: str) -> str:
+    """A class name as detectors and metadata files may both spell it: lower case, words split by one space
+    ('Hair_Drier', 'hair-drier' and 'hair drier' are one class)."""
+    return " ".join(re.split(r"[\s_-]+", name.lower().strip()))
+
+
 OFFICIAL_COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 
 
@@ -263,7 +272,7 @@ def check_official_line(line: Any, where: str, classes: Sequence[str] | None = N
             at = f"{where}.{part}[{i}]"
             if not isinstance(req, dict) or not isinstance(req.get("class"), str):
                 raise UserError(f'{at}: expected an object like {{"class": "dog", "count": 1}}, got {req!r}')
-            if classes is not None and req["class"] not in classes:
+            if classes is not None and class_key(req["class"]) not in {class_key(c) for c in classes}:
                 raise UserError(f"{at}.class: {req['class']!r} is not a class the detector knows")
             count = req.get("count")
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:

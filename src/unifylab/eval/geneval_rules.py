@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from unifylab.data.geneval import class_key
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -105,11 +107,12 @@ def judge(
     colours: ColorFn,
     rules: Rules = GENEVAL,
 ) -> tuple[bool, list[str]]:
-    """Whether an image with these kept detections (`keep`) satisfies a metadata line, and why not."""
+    """Whether an image with these kept detections (`keep`, keyed by `class_key`) satisfies a metadata line, and
+    why not."""
     correct, reasons = True, []
     groups: list[list[Detection] | None] = []  # the detections each include matched, None where it failed
     for req in line.get("include", []):
-        name, count = req["class"], req["count"]
+        name, count = class_key(req["class"]), req["count"]
         found = detected.get(name, [])[:count]
         ok = len(found) >= count
         if not ok:
@@ -135,7 +138,7 @@ def judge(
         groups.append(found if ok else None)
         correct = correct and ok
     for req in line.get("exclude", []):
-        name, count = req["class"], req["count"]
+        name, count = class_key(req["class"]), req["count"]
         n = len(detected.get(name, []))
         if n >= count:
             correct = False

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unifylab.data.geneval import OFFICIAL_COLORS as COLORS
+from unifylab.data.geneval import class_key
 from unifylab.eval.geneval_rules import CLIP, DETECTOR, Detection
 from unifylab.eval.hf.base import quiet_transformers
 from unifylab.eval.hf.loading import load_pretrained
@@ -51,7 +52,7 @@ class Mask2FormerDetector:
         self.model = model.to(device).eval()
         self.device, self.top_k = device, top_k
         cfg = self.model.config
-        self.classes = [cfg.id2label[i] for i in range(len(cfg.id2label))]
+        self.classes = [class_key(cfg.id2label[i]) for i in range(len(cfg.id2label))]
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> dict[str, list[Detection]]:
