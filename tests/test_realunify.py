@@ -4,10 +4,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, ParserJudge, TextRequest
-from unifylab.eval.realunify import load_realunify, parse_yes_no, run_realunify, summarise_realunify
+from unifylab.eval.realunify import (
+    load_realunify,
+    parse_yes_no,
+    released_letter,
+    released_yes_no,
+    run_realunify,
+    summarise_realunify,
+)
 from unifylab.eval.tasks import parse_letter
 from unifylab.world import Obj, Scene, render
 
@@ -89,3 +97,114 @@ def test_score_realunify_command(cli: Cli, tmp_path: Path) -> None:
     assert res["judge"] == "parser" and res["overall"]["n"] == 6
     code, _, err = cli("score", "realunify", "--data", FIXTURE, "--model", "random", "--out", tmp_path / "r")
     assert code == 2 and "--force" in err
+
+
+def test_released_parsing_reproduces_the_scorers_flaws_and_is_reported_beside_the_strict_one(tmp_path: Path) -> None:
+    assert released_yes_no("Yes, I know it is there.") == "no" and parse_yes_no("Yes, I know it is there.") == "yes"
+    assert released_yes_no("YES") == "yes" and released_yes_no("maybe") == "maybe"
+    assert released_letter("A cat would say B") == "A" and parse_letter("A cat would say B") is None
+    assert released_letter("The answer is C") == "C" and released_letter("none") == ""
+    items = load_realunify(FIXTURE)[:1]  # the sun: two questions, expected yes then no
+    verbose = Scripted({}, {"is there a yellow": "Yes, I know it is there.", "is there anything": "No."})
+    drawn = Scripted({"draw the sun at row 1, column 1.": Scene(32, 3, (Obj("circle", "yellow", 0, 0),))}, {})
+    recs = run_realunify(drawn, verbose, items, tmp_path)
+    assert recs[0]["score"] == 1.0 and recs[0]["score_released"] == 0.0
+    strict, released = summarise_realunify(recs), summarise_realunify(recs, released=True)
+    assert strict["overall"]["value"] == 1.0 and strict["overall_released_parsing"]["value"] == 0.0
+    assert released["parsing"] == "released" and released["overall"]["value"] == 0.0
+    assert strict["released_minus_strict"]["value"] == -1.0 and strict["items_parsed_differently"] == 1
+
+
+class Counting(Scripted):
+    """A judge that counts the questions it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__({}, {"": "yes"})
+        self.asked = 0
+
+    def generate_text(self, requests: list[TextRequest]) -> list[str]:
+        self.asked += len(requests)
+        return super().generate_text(requests)
+
+
+def test_judge_replies_are_cached_so_a_rerun_asks_nothing(tmp_path: Path) -> None:
+    items, judge = load_realunify(FIXTURE), Counting()
+    model = Scripted({}, {})
+    first = run_realunify(model, judge, items, tmp_path)
+    n = judge.asked
+    assert n == sum(len(it.questions) for it in items if it.kind == "ueg")
+    again = run_realunify(model, judge, items, tmp_path)
+    assert judge.asked == n and [r["score"] for r in again] == [r["score"] for r in first]
+    other = Counting()
+    other.name = "another judge"  # a different judge is asked afresh
+    run_realunify(model, other, items, tmp_path)
+    assert other.asked == n
+
+
+def tiny_vlm(folder: Path) -> Path:
+    """A random LLaVA (tiny CLIP vision tower, tiny Llama) with a word-level tokenizer and a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "yes", "no", "user:", "assistant:"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},  # so the processor's repeated image tokens split apart
+    )
+    template = (
+        "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
+        "{% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %}assistant: "
+        "{% endif %}"
+    )
+    images = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    processor = LlavaProcessor(
+        image_processor=images,
+        tokenizer=fast,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=template,
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    )
+    vision = {"model_type": "clip_vision_model", "image_size": 16, "patch_size": 8, "hidden_size": 16}
+    vision |= {"intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {"model_type": "llama", "vocab_size": len(words), "hidden_size": 16, "intermediate_size": 32}
+    text |= {"num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 64}
+    text |= {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    torch.manual_seed(0)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=4, vision_feature_layer=-1)
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_score_realunify_with_an_open_vlm_judge(cli: Cli, tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    judge = f"hf-vlm:{tiny_vlm(tmp_path / 'vlm')}"
+    args = ("score", "realunify", "--data", FIXTURE, "--model", "random", "--judge", judge, "--out", tmp_path / "r")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["judge"] == judge and res["parsing"] == "strict" and res["directions"]["ueg"]["n"] == 3
+    asked = sum(len(it.questions) for it in load_realunify(FIXTURE))  # every verification question, once
+    assert len((tmp_path / "r" / "judge-replies.jsonl").read_text().splitlines()) == asked
+    code, _, err = cli(*args, "--force", "--compat")
+    assert code == 0, err
+    assert len((tmp_path / "r" / "judge-replies.jsonl").read_text().splitlines()) == asked  # nothing asked again
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["parsing"] == "released"
+    code, _, err = cli(
+        "score", "realunify", "--data", FIXTURE, "--model", "oracle", "--judge", "hf-vlm:", "--out", tmp_path / "x"
+    )
+    assert code == 2 and "after the colon" in err

@@ -560,7 +560,11 @@ def score_realunify(
     model: Annotated[str, typer.Option(help="The model under test: a run folder, 'oracle' or 'random'.")],
     out: Annotated[Path, typer.Option(help="Folder for realunify.jsonl, drawn images and results.json.")],
     judge: Annotated[
-        str, typer.Option(help="Yes/no judge for UEG: 'parser' (exact, shapes world) or a model.")
+        str,
+        typer.Option(
+            help="Yes/no judge for UEG: 'parser' (exact, shapes world), 'hf-vlm:DIR' (a transformers "
+            "image-text-to-text model such as Qwen2.5-VL) or a model."
+        ),
     ] = "parser",
     mode: Annotated[
         str, typer.Option(help="direct, or stepwise (rewrite before drawing / draw before answering).")
@@ -569,7 +573,15 @@ def score_realunify(
     grid: Annotated[int, typer.Option(help="Grid the parser judge reads drawings with.")] = 3,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    force: Force = False,
+    compat: Annotated[
+        bool,
+        typer.Option(
+            "--compat", help="Headline with the released scorer's answer parsing (the strict one is reported too)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-score into an existing --out (judge replies there are reused).")
+    ] = False,
 ) -> None:
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
     from unifylab.eval.models import load_judge, load_model
@@ -582,15 +594,29 @@ def score_realunify(
     j = load_judge(judge, grid=grid, device=device)
     folder = EvalFolder(out)
     with folder.lock():
-        summary = summarise_realunify(run_realunify(m, j, items, out, mode=mode, size=size, grid=grid))
+        records = run_realunify(m, j, items, out, mode=mode, size=size, grid=grid)
+        summary = summarise_realunify(records, released=compat)
         folder.write_results({"model": getattr(m, "name", model), "judge": judge, "mode": mode, **summary})
-    table = Table(title=f"RealUnify ({mode}) on {data}")
+    table = Table(title=f"RealUnify ({mode}, {summary['parsing']} parsing) on {data}")
     for col in ("group", "accuracy", "95% CI", "items"):
         table.add_column(col)
-    rows = [*summary["task_types"].items(), *summary["directions"].items(), ("overall", summary["overall"])]
+    other = "strict" if compat else "released"
+    rows = [
+        *summary["task_types"].items(),
+        *summary["directions"].items(),
+        ("overall", summary["overall"]),
+        (f"overall, {other} parsing", summary[f"overall_{other}_parsing"]),
+        ("released - strict", summary["released_minus_strict"]),
+    ]
     for name, e in rows:
-        table.add_row(name, f"{e['value']:.3f}", f"[{e['lo']:.3f}, {e['hi']:.3f}]", str(e["n"]))
+        table.add_row(
+            name,
+            f"{e['value']:+.3f}" if " - " in name else f"{e['value']:.3f}",
+            f"[{e['lo']:.3f}, {e['hi']:.3f}]",
+            str(e["n"]),
+        )
     Console().print(table)
+    err.print(f"{summary['items_parsed_differently']} of {len(records)} items scored differently by the two parsings")
 
 
 # ---------------------------------------------------------------------------------------------- study

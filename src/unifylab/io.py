@@ -113,6 +113,17 @@ def save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str] |
         raise OSError(n, os.strerror(n), str(path)) from None
 
 
+def append_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    """Append rows to a jsonl file this program grows (a crash can tear only the last line, which
+    `read_jsonl_tolerant` drops), flushed to disk."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def read_jsonl_tolerant(path: Path) -> list[Any]:
     """The objects of a jsonl file this program appends to, dropping a torn last line (what a crash or a full disk
     leaves); a bad line elsewhere is a UserError naming it."""

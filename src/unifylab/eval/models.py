@@ -41,6 +41,17 @@ def load_model(spec: str, *, device: str = "auto", guidance: float | None = None
 
 
 def load_judge(spec: str, *, grid: int | None = None, device: str = "auto") -> ParserJudge | UnifiedModel:
-    """The yes/no judge of generated images: 'parser' (the exact shapes-world parser, reading `grid`) or any model
-    `load_model` takes."""
-    return ParserJudge(grid) if spec == "parser" else load_model(spec, device=device)
+    """The yes/no judge of generated images: 'parser' (the exact shapes-world parser, reading `grid`),
+    'hf-vlm:<path-or-id>' (any transformers image-text-to-text model, e.g. Qwen2.5-VL) or any model `load_model`
+    takes."""
+    if spec == "parser":
+        return ParserJudge(grid)
+    kind, _, target = spec.partition(":")
+    if kind == "hf-vlm":
+        if not target:
+            raise UserError(f"{spec}: give the judge after the colon, e.g. hf-vlm:./Qwen2.5-VL-7B-Instruct")
+        from unifylab.eval.hf.judge import HFJudge
+        from unifylab.train.loop import resolve_device
+
+        return HFJudge(target, device=str(resolve_device(device)))
+    return load_model(spec, device=device)

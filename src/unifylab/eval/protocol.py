@@ -109,7 +109,10 @@ class OracleModel:
 
     def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         if any(r.truth is None for r in requests):
-            raise ValueError("the oracle needs the ground-truth scene of every image request")
+            raise UserError(
+                "oracle: it draws only prompts that carry their ground-truth scene (the lab's own tasks); these "
+                "prompts carry none (e.g. RealUnify's): evaluate a trained model or 'random' instead"
+            )
         return [render(r.truth) for r in requests]
 
 

@@ -4,11 +4,14 @@ UEG items: {"task_type", "prompt", "question_list": [{"question", "answer"}]}: t
 judge answers every yes/no question on the drawing; correct only if all match. GEU items: {"task_type",
 "question", "answer": letter, "image": path (or list), "options"?: list or {letter: text}}: 4-option MC.
 Answers are parsed strictly: 'yes'/'no' only as whole words (never 'no' inside 'nothing' or 'know'), an option
-letter only when it stands alone (never the article 'A' of a sentence).
+letter only when it stands alone (never the article 'A' of a sentence). Every record also carries the score the
+released scorer's parsing gives the same reply (`released_yes_no`, `released_letter`), so the two can be compared
+item by item; judge replies are cached in the output folder, so a re-run asks the judge nothing it answered before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -20,9 +23,9 @@ import numpy as np
 
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
-from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups
+from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups, paired_difference
 from unifylab.eval.tasks import LETTERS, mc_prompt, parse_letter
-from unifylab.io import file_name, inside, load_rgb, save_png, write_jsonl
+from unifylab.io import append_jsonl, file_name, inside, load_rgb, read_jsonl_tolerant, save_png, write_jsonl
 
 
 @dataclass
@@ -125,6 +128,61 @@ def parse_yes_no(text: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
+def released_yes_no(text: str) -> str:
+    """The released RealUnify scorer's reading of a yes/no reply: 'no' whenever the letters 'no' occur anywhere
+    (also in 'not', 'know', 'nothing'), else 'yes' when 'yes' occurs, else the reply itself (never a match)."""
+    t = text.lower()
+    return "no" if "no" in t else "yes" if "yes" in t else t
+
+
+_ANSWER_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is",
+    "The correct option is",
+    "Best answer:",
+    "Best option:",
+    "Answer",
+    "Answer is",
+)
+
+
+def released_letter(text: str) -> str:
+    """The released RealUnify scorer's reading of a multiple-choice reply: after removing a few answer phrases,
+    the first capital A-D anywhere (so the article 'A' of a sentence counts), '' when there is none."""
+    t = text.strip()
+    for prefix in _ANSWER_PREFIXES:
+        t = t.replace(prefix, "")
+    m = re.search(r"[ABCD]", t)
+    return m.group(0) if m else ""
+
+
+class JudgeCache:
+    """The judge's replies by (judge, image, question), kept in `path` (jsonl) so a re-run asks only new questions."""
+
+    def __init__(self, path: Path, judge: str) -> None:
+        self.path, self.judge = path, judge
+        rows = read_jsonl_tolerant(path) if path.is_file() else []
+        self.replies = {r["key"]: r["reply"] for r in rows if isinstance(r, dict) and r.get("judge") == judge}
+
+    def key(self, request: TextRequest) -> str:
+        image = np.ascontiguousarray(np.asarray(request.image, np.uint8))
+        digest = hashlib.sha256(image.tobytes() + str(image.shape).encode() + request.prompt.encode())
+        return digest.hexdigest()
+
+    def ask(self, judge: UnifiedModel, requests: list[TextRequest]) -> list[str]:
+        keys = [self.key(r) for r in requests]
+        todo = {k: r for k, r in zip(keys, requests) if k not in self.replies}
+        if todo:
+            answers = judge.generate_text(list(todo.values()))
+            new = [{"judge": self.judge, "key": k, "reply": a} for k, a in zip(todo, answers)]
+            append_jsonl(self.path, new)
+            self.replies.update({k: a for k, a in zip(todo, answers)})
+        return [self.replies[k] for k in keys]
+
+
 def run_realunify(
     model: UnifiedModel,
     judge: UnifiedModel,
@@ -149,15 +207,16 @@ def run_realunify(
         asks = [
             TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions
         ]
-        replies = iter(judge.generate_text(asks))
+        judge_name = getattr(judge, "name", type(judge).__name__)
+        replies = iter(JudgeCache(out / "judge-replies.jsonl", judge_name).ask(judge, asks))
         for it, p, im in zip(ueg, prompts, images):
             img_path = out / "images" / f"{it.id}.png"
             save_png(img_path, np.asarray(im, np.uint8))
-            reasons = []
+            reasons, released = [], True
             for q in it.questions:
                 reply = next(replies)
-                got = parse_yes_no(reply)
-                if got != q["answer"]:
+                released = released and released_yes_no(reply) == q["answer"]
+                if parse_yes_no(reply) != q["answer"]:
                     reasons.append(f"{q['question']} expected {q['answer']}, judge said {reply!r}")
             records.append(
                 {
@@ -168,6 +227,7 @@ def run_realunify(
                     "drawn_from": p,
                     "image": str(img_path.relative_to(out)),
                     "score": float(not reasons),
+                    "score_released": float(released),
                     "reasons": reasons,
                 }
             )
@@ -196,6 +256,7 @@ def run_realunify(
                     "prompt": it.prompt,
                     "reply": reply,
                     "score": float(not reasons),
+                    "score_released": float(released_letter(reply) == it.answer),
                     "reasons": reasons,
                 }
             )
@@ -203,16 +264,27 @@ def run_realunify(
     return records
 
 
-def summarise_realunify(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy per task type, per direction (UEG, GEU) and overall, each with a 95 % bootstrap CI."""
+def summarise_realunify(records: list[dict[str, Any]], *, released: bool = False) -> dict[str, Any]:
+    """Accuracy per task type, per direction (UEG, GEU) and overall, each with a 95 % bootstrap CI, under the strict
+    parsing (or with `released`, the released scorer's); and the other parsing's overall with the paired difference
+    released - strict, so what the parsing changes is reported beside the result."""
+    key, other = ("score_released", "score") if released else ("score", "score_released")
     by_type: dict[str, list[float]] = defaultdict(list)
     by_kind: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        by_type[r["task_type"]].append(r["score"])
-        by_kind[r["kind"]].append(r["score"])
+        by_type[r["task_type"]].append(r[key])
+        by_kind[r["kind"]].append(r[key])
+    strict = [r["score"] for r in records]
+    loose = [r["score_released"] for r in records]
     return {
+        "parsing": "released" if released else "strict",
         "task_types": {t: bootstrap_mean(v).to_dict() for t, v in sorted(by_type.items())},
         "directions": {k: bootstrap_mean(v).to_dict() for k, v in sorted(by_kind.items())},
-        "overall": bootstrap_mean([r["score"] for r in records]).to_dict(),
+        "overall": bootstrap_mean([r[key] for r in records]).to_dict(),
         "mean_of_task_types": bootstrap_mean_of_groups(by_type).to_dict(),
+        f"overall_{'strict' if released else 'released'}_parsing": bootstrap_mean(
+            [r[other] for r in records]
+        ).to_dict(),
+        "released_minus_strict": paired_difference(strict, loose)[0].to_dict(),
+        "items_parsed_differently": int(sum(a != b for a, b in zip(strict, loose))),
     }
