@@ -169,8 +169,16 @@ def test_native_model_runs_every_task(cli: Cli, tmp_path: Path) -> None:
     model = NativeModel(tmp_path / "run")
     with pytest.raises(UserError, match="task geu is built on a 32 px 4x4 world but run reads and draws 32 px 3x3"):
         run_task(model, load_task("geu"), tmp_path / "ev", limit=4)  # never re-encoded at the wrong grid
-    code, _, err = cli("eval", tmp_path / "run", "--out", tmp_path / "all", "--limit", "1", "--device", "cpu")
+    recipe = ("--guidance", "1.5", "--temperature", "0.7", "--top-k", "5", "--seed", "3")
+    code, _, err = cli("eval", tmp_path / "run", "--out", tmp_path / "all", "--limit", "1", "--device", "cpu", *recipe)
     assert code == 0 and "skipping geu, geu_stepwise" in err and not (tmp_path / "all" / "geu.jsonl").exists()
+    recorded = json.loads((tmp_path / "all" / "results.json").read_text())["recipe"]
+    assert {k: recorded[k] for k in ("guidance", "temperature", "top_k", "seed")} == {
+        "guidance": 1.5,
+        "temperature": 0.7,
+        "top_k": 5,
+        "seed": 3,
+    }
     for task in TASKS:
         recs = run_task(model, load_task(task), tmp_path / "ev", limit=4)
         assert len(recs) == 4 and all(0.0 <= r["score"] <= 1.0 for r in recs)

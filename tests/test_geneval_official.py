@@ -278,3 +278,26 @@ def test_score_geneval_runs_the_official_judges_end_to_end(cli: Cli, judges: tup
     assert all(set(r["detections"]) <= set(LABELS) for r in records)
     code, _, err = cli("score", "geneval", *args, "--judge", "parser")
     assert code == 2 and "class" in err  # COCO classes are not shapes: the parser refuses them by name
+
+
+def test_generate_geneval_draws_the_layout_with_its_recipe_and_resumes(cli: Cli, tmp_path: Path) -> None:
+    assert cli("data", "geneval", "--out", tmp_path / "m", "--n-per-task", "2")[0] == 0
+    meta, drawn = tmp_path / "m" / "metadata.jsonl", tmp_path / "drawn"
+    args = ("generate", "geneval", "--metadata", meta, "--out", drawn, "--samples", "2", "--size", "32")
+    code, _, err = cli(*args, "--model", "oracle")
+    assert code == 0, err
+    lines = meta.read_text().splitlines()
+    assert sorted(p.name for p in drawn.iterdir()) == sorted([f"{i:05d}" for i in range(len(lines))] + ["recipe.json"])
+    assert json.loads((drawn / "00003" / "metadata.jsonl").read_text()) == json.loads(lines[3])
+    assert len(list(drawn.glob("*/samples/*.png"))) == 2 * len(lines)
+    recipe = json.loads((drawn / "recipe.json").read_text())
+    assert recipe["samples"] == 2 and recipe["model"] == "oracle"
+    code, stdout, err = cli("score", "geneval", "--metadata", meta, "--images", drawn, "--json")
+    assert code == 0 and json.loads(stdout)["overall"]["value"] == 1.0  # the oracle draws every prompt right
+    (drawn / "00000" / "samples" / "0001.png").unlink()
+    before = (drawn / "00001" / "samples" / "0000.png").stat().st_mtime_ns
+    assert cli(*args, "--model", "oracle")[0] == 0  # a re-run draws only what is missing
+    assert (drawn / "00000" / "samples" / "0001.png").is_file()
+    assert (drawn / "00001" / "samples" / "0000.png").stat().st_mtime_ns == before
+    code, _, err = cli(*args, "--model", "random")
+    assert code == 2 and "recipe" in err  # another model's images are not mixed in

@@ -33,6 +33,8 @@ app.add_typer(score_app, name="score")
 app.add_typer(tokenizer_app, name="tokenizer")
 analyze_app = typer.Typer(no_args_is_help=True, help="Look inside models: alignment, entropy, gradient conflict.")
 app.add_typer(analyze_app, name="analyze")
+generate_app = typer.Typer(no_args_is_help=True, help="Draw a benchmark's prompts into its own folder layout.")
+app.add_typer(generate_app, name="generate")
 
 err = Console(stderr=True)
 
@@ -485,19 +487,30 @@ def eval_cmd(
             "best at 1-1.5), the model's own recommended scale for hf-janus/hf-emu3."
         ),
     ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Image sampling temperature. Default: 1 for lab models, the model's own for hf-*."),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            help="Image sampling top-k (0: all codes). Default: all for lab models, the model's own for hf-*."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Re-score tasks in --out whose model or settings changed (default: refuse).")
     ] = False,
 ) -> None:
-    """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored."""
+    """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored. The
+    sampling recipe (guidance, temperature, top-k, seed) is recorded in results.json."""
     from unifylab.eval.harness import evaluate
     from unifylab.eval.models import load_model
     from unifylab.eval.tasks import TaskSpec, resolve_tasks
 
     resolve_tasks(tasks)  # a bad task name is refused before any model loads
-    m = load_model(model, device=device, guidance=guidance, seed=seed)
+    m = load_model(model, device=device, guidance=guidance, seed=seed, temperature=temperature, top_k=top_k)
     name = getattr(m, "name", model)
     world = getattr(m, "world", None)
     specs, skipped = resolve_tasks(tasks, world=world)
@@ -552,6 +565,44 @@ def compare_cmd(
             str(r["n"]),
         )
     Console().print(table)
+
+
+@generate_app.command("geneval")
+def generate_geneval_cmd(
+    model: Annotated[str, typer.Option(help="Run folder, 'oracle', 'random', or hf-janus:DIR / hf-emu3:DIR / hf:DIR.")],
+    metadata: Annotated[Path, typer.Option(help="GenEval metadata jsonl (GenEval's evaluation_metadata.jsonl).")],
+    out: Annotated[Path, typer.Option(help="Folder for <index>/metadata.jsonl, <index>/samples/*.png, recipe.json.")],
+    samples: Annotated[int, typer.Option(min=1, help="Images per prompt (GenEval: 4).")] = 4,
+    size: Annotated[int, typer.Option(min=8, help="Side in px the images are saved at.")] = 512,
+    grid: Annotated[int, typer.Option(help="Lab models: the grid of their world.")] = 3,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance (default: the model's own).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the model's own).")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Sampling top-k, 0 for all (default: the model's own).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed (with each sample's index, so a run is repeatable).")] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Images per generation call.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Draw into --out though its recipe.json differs.")] = False,
+) -> None:
+    """Draw every GenEval prompt N times in GenEval's layout, the sampling recipe in recipe.json; re-running draws
+    only the missing samples. Score with `unifylab score geneval --metadata M --images OUT`."""
+    from unifylab.eval.generate import generate_geneval
+    from unifylab.eval.models import load_model
+
+    m = load_model(model, device=device, guidance=guidance, seed=seed, temperature=temperature, top_k=top_k)
+    with _progress() as bar:
+        task = bar.add_task("drawing", total=None)
+        recipe = generate_geneval(
+            m,
+            metadata,
+            out,
+            samples=samples,
+            size=size,
+            grid=grid,
+            batch=batch,
+            force=force,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    err.print(f"drew into {out} with {json.dumps(recipe['sampling'])}")
 
 
 @score_app.command("realunify")

@@ -171,15 +171,16 @@ def evaluate(
     force: bool = False,
     progress: Callable[[TaskSpec, int], Callable[[int], None]] | None = None,
 ) -> dict[str, Any]:
-    """Score `specs` into `folder` (resuming what it holds), write its results.json and return every task summary
-    it now holds for `name`; `progress(spec, n)` gives the callback that follows one task's n items."""
+    """Score `specs` into `folder` (resuming what it holds), write its results.json (with the model's sampling
+    recipe, its `fingerprint`) and return every task summary it now holds for `name`; `progress(spec, n)` gives the
+    callback that follows one task's n items."""
     results = previous_results(folder, name, force=force)
     for spec in specs:
         n = spec.n if limit is None else min(spec.n, limit)
         step = progress(spec, n) if progress is not None else None
         records = run_task(model, spec, folder.path, limit=limit, progress=step, force=force)
         results[spec.name] = summarise(spec, records)
-    folder.write_results({"model": name, "tasks": results})
+    folder.write_results({"model": name, "recipe": getattr(model, "fingerprint", {}), "tasks": results})
     return results
 
 

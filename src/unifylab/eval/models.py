@@ -11,10 +11,19 @@ from unifylab.eval.protocol import OracleModel, ParserJudge, RandomModel, Unifie
 HF_KINDS = ("hf", *FAMILIES)  # hf: the adapter is chosen from config.json's model_type
 
 
-def load_model(spec: str, *, device: str = "auto", guidance: float | None = None, seed: int = 0) -> UnifiedModel:
+def load_model(
+    spec: str,
+    *,
+    device: str = "auto",
+    guidance: float | None = None,
+    seed: int = 0,
+    temperature: float | None = None,
+    top_k: int | None = None,
+) -> UnifiedModel:
     """'oracle', 'random', a run/model folder (native adapter), or a transformers model: 'hf-janus:<path-or-id>',
-    'hf-emu3:<path-or-id>' or 'hf:<path-or-id>'. `guidance` None: off for lab models, the model's own scale for
-    transformers models."""
+    'hf-emu3:<path-or-id>' or 'hf:<path-or-id>'. The image-sampling recipe: `guidance` None is off for lab models
+    and the model's own scale for transformers models; `temperature` / `top_k` None are 1 and the full distribution
+    for lab models, the model's generation config (else its authors' default) for transformers models."""
     from unifylab.train.loop import resolve_device
 
     dev = str(resolve_device(device))  # a bad device is an error even for models that ignore it
@@ -28,7 +37,7 @@ def load_model(spec: str, *, device: str = "auto", guidance: float | None = None
             raise UserError(f"{spec}: give the model after the colon, e.g. {kind}:./Janus-Pro-1B")
         from unifylab.eval.hf import load_hf
 
-        return load_hf(kind, target, dev, guidance=guidance, seed=seed)
+        return load_hf(kind, target, dev, guidance=guidance, seed=seed, temperature=temperature, top_k=top_k)
     folder = Path(spec)
     if not folder.is_dir():
         raise UserError(
@@ -37,7 +46,14 @@ def load_model(spec: str, *, device: str = "auto", guidance: float | None = None
         )
     from unifylab.eval.native import NativeModel
 
-    return NativeModel(folder, dev, guidance=1.0 if guidance is None else guidance, seed=seed)
+    return NativeModel(
+        folder,
+        dev,
+        guidance=1.0 if guidance is None else guidance,
+        temperature=1.0 if temperature is None else temperature,
+        top_k=top_k or 0,
+        seed=seed,
+    )
 
 
 def load_judge(spec: str, *, grid: int | None = None, device: str = "auto") -> ParserJudge | UnifiedModel:

@@ -81,8 +81,19 @@ class HFModel(ABC):
     default_guidance = 1.0
     text_kwargs: dict[str, Any] = {}
 
+    default_top_k = 0  # 0: sample from the full distribution
+
     def __init__(
-        self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0, batch: int = 8
+        self,
+        model: Any,
+        processor: Any,
+        name: str,
+        guidance: float | None = None,
+        seed: int = 0,
+        batch: int = 8,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.processor = processor
@@ -92,9 +103,24 @@ class HFModel(ABC):
         self.batch = batch
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        config_guidance = getattr(model.generation_config, "guidance_scale", None)
-        self.guidance = guidance if guidance is not None else (config_guidance or self.default_guidance)
-        self.fingerprint = {"name": name, "dtype": str(self.dtype), "guidance": self.guidance, "seed": seed}
+        config = model.generation_config
+        self.guidance = (
+            guidance if guidance is not None else (getattr(config, "guidance_scale", None) or self.default_guidance)
+        )
+        self.temperature = temperature if temperature is not None else (getattr(config, "temperature", None) or 1.0)
+        self.top_k = top_k if top_k is not None else (getattr(config, "top_k", None) or self.default_top_k)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """The image-sampling recipe (and weights' name and precision): what a re-run must match to reuse outputs."""
+        return {
+            "name": self.name,
+            "dtype": str(self.dtype),
+            "guidance": self.guidance,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "seed": self.seed,
+        }
 
     # ------------------------------------------------------------------------------------------ inputs
 

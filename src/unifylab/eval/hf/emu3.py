@@ -60,13 +60,15 @@ class HFEmu3(HFModel):
         seed: int = 0,
         batch: int = 8,
         image_area: int | None = None,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
     ) -> None:
-        super().__init__(model, processor, name, guidance, seed, batch)
+        super().__init__(model, processor, name, guidance, seed, batch, temperature=temperature, top_k=top_k)
         self.image_area = image_area or processor.image_area
         if image_area:
             processor.image_processor.min_pixels = processor.image_processor.max_pixels = image_area
         self.spatial = model.model.vqmodel.vision_spatial_factor
-        self.top_k = model.generation_config.top_k or self.default_top_k
 
     def _grid(self) -> tuple[int, int]:
         """Token rows and columns of generated images."""
@@ -160,6 +162,7 @@ class HFEmu3(HFModel):
             **enc,
             max_new_tokens=(width + 1) * height + 3,
             do_sample=True,
+            temperature=self.temperature,
             top_k=self.top_k,
             logits_processor=LogitsProcessorList([grid]),
             **cfg,

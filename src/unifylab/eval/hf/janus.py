@@ -26,9 +26,18 @@ class HFJanus(HFModel):
     text_kwargs = {"generation_mode": "text"}
 
     def __init__(
-        self, model: Any, processor: Any, name: str, guidance: float | None = None, seed: int = 0, batch: int = 8
+        self,
+        model: Any,
+        processor: Any,
+        name: str,
+        guidance: float | None = None,
+        seed: int = 0,
+        batch: int = 8,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
     ) -> None:
-        super().__init__(model, processor, name, guidance, seed, batch)
+        super().__init__(model, processor, name, guidance, seed, batch, temperature=temperature, top_k=top_k)
         if self.guidance <= 1:
             raise UserError(
                 f"{name}: Janus's transformers image generation always runs classifier-free guidance; "
@@ -41,7 +50,6 @@ class HFJanus(HFModel):
             # "_from_model_config": true loses it on loading
             boi = self.tokenizer.convert_tokens_to_ids(processor.image_start_token)
             config.generation_kwargs = {**extra, "boi_token_id": boi}
-        self.top_k = config.top_k if config.top_k is not None else 0  # Janus samples from the full distribution
 
     def _gen_text(self, prompts: list[str]) -> Any:
         texts = [self._marked(True, False, False).replace(QUESTION, p) for p in prompts]
@@ -76,6 +84,11 @@ class HFJanus(HFModel):
     def _draw(self, prompts: list[str]) -> torch.Tensor:
         enc = self._gen_text(prompts)
         codes = self.model.generate(
-            **enc, generation_mode="image", do_sample=True, guidance_scale=self.guidance, top_k=self.top_k
+            **enc,
+            generation_mode="image",
+            do_sample=True,
+            guidance_scale=self.guidance,
+            temperature=self.temperature,
+            top_k=self.top_k,
         )
         return self.model.decode_image_tokens(codes).permute(0, 3, 1, 2)

@@ -95,11 +95,15 @@ def load_hf(
     seed: int = 0,
     batch: int = 8,
     image_area: int | None = None,
+    *,
+    temperature: float | None = None,
+    top_k: int | None = None,
 ) -> HFJanus | HFEmu3:
     """A transformers unified model behind the protocol. kind: 'hf-janus', 'hf-emu3', or 'hf' (chosen from
     config.json's model_type). Folders load offline; hub ids are passed through to transformers. Weights load in
     bfloat16 on CUDA and float32 on the CPU; remote code is never trusted. guidance None: the model's own scale;
-    image_area: Emu3's image resolution in px (see HFEmu3)."""
+    image_area: Emu3's image resolution in px (see HFEmu3); temperature / top_k None: the model's generation config,
+    else the family's default."""
     try:
         import transformers
     except ImportError:
@@ -153,4 +157,5 @@ def load_hf(
         raise UserError(f"{path_or_id}: could not load the {expected} model: {reason}") from None
     name = Path(path_or_id.rstrip("/")).name or path_or_id
     options = {"image_area": image_area} if expected == "emu3" else {}
-    return cls(model.to(device), processor, name, guidance=guidance, seed=seed, batch=batch, **options)
+    sampling = {"temperature": temperature, "top_k": top_k}
+    return cls(model.to(device), processor, name, guidance=guidance, seed=seed, batch=batch, **options, **sampling)
