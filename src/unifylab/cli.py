@@ -252,9 +252,10 @@ def score_geneval(
         table.add_column(col)
     for tag, est in result.tasks.items():
         table.add_row(tag, f"{est.value:.3f}", f"[{est.lo:.3f}, {est.hi:.3f}]", str(est.n))
-    o, p = result.overall, result.prompts
+    o = result.overall
     table.add_row("[bold]overall[/]", f"[bold]{o.value:.3f}[/]", f"[{o.lo:.3f}, {o.hi:.3f}]", str(o.n))
-    table.add_row("prompts with a correct image", f"{p.value:.3f}", f"[{p.lo:.3f}, {p.hi:.3f}]", str(p.n))
+    for label, e in (("correct images", result.images), ("prompts with a correct image", result.prompts)):
+        table.add_row(label, f"{e.value:.3f}", f"[{e.lo:.3f}, {e.hi:.3f}]", str(e.n))
     Console().print(table)
 
 

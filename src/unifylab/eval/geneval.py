@@ -61,13 +61,14 @@ def find_images(folder: Path, items: Sequence[Item]) -> tuple[list[tuple[Item, P
 
 @dataclass
 class GenevalResult:
-    """Per-image records (with failure reasons) and the headline numbers: per-task accuracy over images, overall
-    (the mean of the tasks, GenEval's headline) and the share of prompts with at least one correct image."""
+    """Per-image records (with failure reasons) and GenEval's summary: per-task accuracy over images, overall (the
+    mean of the tasks, its headline), the share of prompts with at least one correct image and of correct images."""
 
     records: list[dict[str, Any]]
     tasks: dict[str, Estimate]
     overall: Estimate
     prompts: Estimate
+    images: Estimate
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> GenevalResult:
@@ -78,13 +79,15 @@ class GenevalResult:
             by_prompt[r["index"]] |= bool(r["correct"])
         tasks = {t: bootstrap_mean(v) for t, v in by_task.items()}
         prompts = bootstrap_mean([float(v) for v in by_prompt.values()])
-        return cls(records, tasks, bootstrap_mean_of_groups(by_task), prompts)
+        images = bootstrap_mean([float(r["correct"]) for r in records])
+        return cls(records, tasks, bootstrap_mean_of_groups(by_task), prompts, images)
 
     def summary(self) -> dict[str, Any]:
         return {
             "overall": self.overall.to_dict(),
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
             "prompts_with_a_correct_image": self.prompts.to_dict(),
+            "correct_images": self.images.to_dict(),
             "images": len(self.records),
         }
 
