@@ -86,12 +86,20 @@ class RefGPT(nn.Module):
         return self.head(self.ln(x))
 
 
-def variants(layers: int) -> dict[str, dict[str, Any]]:
-    """Config overrides per benchmarked model (the reference trains on the shared model's unpacked batches)."""
+# Learning rate of the forked and mixture-of-transformers backbones relative to the shared one: their branches and
+# experts each see a fraction of the tokens, and at the shared model's rate they settle lower (docs/architecture.md,
+# "Model defaults and why"; the presets' unifork variants use it too).
+SPLIT_LR = 0.5
+
+
+def variants(layers: int, lr: float, *, same_lr: bool = False) -> dict[str, dict[str, Any]]:
+    """Config overrides per benchmarked model (the reference trains on the shared model's unpacked batches); fork
+    and mot train at SPLIT_LR x `lr` unless `same_lr`."""
+    split = {"optim": {"lr": lr if same_lr else lr * SPLIT_LR}}
     return {
         "shared": {"model": {"backbone": "shared"}},
-        "fork": {"model": {"backbone": "fork", "fork_layer": layers // 2}},
-        "mot": {"model": {"backbone": "mot"}},
+        "fork": {"model": {"backbone": "fork", "fork_layer": layers // 2}, **split},
+        "mot": {"model": {"backbone": "mot"}, **split},
         "patch": {"model": {"backbone": "shared"}, "tokenizers": {"und_image": "patch"}},
         "reference": {"model": {"backbone": "shared"}, "data": {"pack": False}},
     }
@@ -276,6 +284,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every model")
     ap.add_argument("--models", default="reference,shared,fork,mot,patch")
+    ap.add_argument(
+        "--same-lr", action="store_true", help="fork and mot at the shared rate too (--set optim.lr sets every model's)"
+    )
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (model init and data stream)")
     ap.add_argument("--eval-n", type=int, default=256, help="items per split and task")
     ap.add_argument("--evals", type=int, default=6, help="evaluations along the run (the curve's points)")
@@ -286,7 +297,8 @@ def main() -> None:
     base = load_preset(args.preset).base
     steps = args.steps or int(base["optim"]["steps"])
     every = max(1, math.ceil(steps / args.evals))
-    table = variants(int(load_tree(base, args.overrides).model.layers))
+    base_cfg = load_tree(base, args.overrides)
+    table = variants(int(base_cfg.model.layers), float(base_cfg.optim.lr), same_lr=args.same_lr)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in table]
     if unknown:

@@ -301,3 +301,8 @@ def test_generate_geneval_draws_the_layout_with_its_recipe_and_resumes(cli: Cli,
     assert (drawn / "00001" / "samples" / "0000.png").stat().st_mtime_ns == before
     code, _, err = cli(*args, "--model", "random")
     assert code == 2 and "recipe" in err  # another model's images are not mixed in
+    via_eval = ("eval", "oracle", "--tasks", "geneval-official", "--out", tmp_path / "e", "--samples", "1")
+    code, _, err = cli(*via_eval)
+    assert code == 2 and "--geneval-metadata" in err
+    assert cli(*via_eval, "--geneval-metadata", meta)[0] == 0
+    assert len(list((tmp_path / "e").glob("*/samples/*.png"))) == len(lines)

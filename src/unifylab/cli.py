@@ -476,7 +476,8 @@ def eval_cmd(
     tasks: Annotated[
         str,
         typer.Option(
-            help="Comma-separated task names or task YAML files, or 'all' (every task built on the model's world)."
+            help="Comma-separated task names or task YAML files, 'all' (every task built on the model's world), or "
+            "geneval-official (draw GenEval's prompts into its layout; needs --geneval-metadata)."
         ),
     ] = "all",
     out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
@@ -498,6 +499,10 @@ def eval_cmd(
             help="Image sampling top-k (0: all codes). Default: all for lab models, the model's own for hf-*."
         ),
     ] = None,
+    geneval_metadata: Annotated[
+        Path | None, typer.Option(help="geneval-official: GenEval's evaluation_metadata.jsonl.")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="geneval-official: images per prompt.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     force: Annotated[
@@ -510,6 +515,15 @@ def eval_cmd(
     from unifylab.eval.models import load_model
     from unifylab.eval.tasks import TaskSpec, resolve_tasks
 
+    if tasks == "geneval-official":
+        if geneval_metadata is None:
+            raise UserError(
+                "--tasks geneval-official needs --geneval-metadata FILE: GenEval's prompts, "
+                "prompts/evaluation_metadata.jsonl of github.com/djghosh13/geneval"
+            )
+        m = load_model(model, device=device, guidance=guidance, seed=seed, temperature=temperature, top_k=top_k)
+        _draw_geneval(m, geneval_metadata, out, samples=samples, force=force)
+        return
     resolve_tasks(tasks)  # a bad task name is refused before any model loads
     m = load_model(model, device=device, guidance=guidance, seed=seed, temperature=temperature, top_k=top_k)
     name = getattr(m, "name", model)
@@ -586,24 +600,23 @@ def generate_geneval_cmd(
 ) -> None:
     """Draw every GenEval prompt N times in GenEval's layout, the sampling recipe in recipe.json; re-running draws
     only the missing samples. Score with `unifylab score geneval --metadata M --images OUT`."""
-    from unifylab.eval.generate import generate_geneval
     from unifylab.eval.models import load_model
 
     m = load_model(model, device=device, guidance=guidance, seed=seed, temperature=temperature, top_k=top_k)
+    _draw_geneval(m, metadata, out, samples=samples, size=size, grid=grid, batch=batch, force=force)
+
+
+def _draw_geneval(m: Any, metadata: Path, out: Path, **options: Any) -> None:
+    """Draw GenEval's prompts with a progress bar (options: `eval.generate.generate_geneval`'s) and say how to score."""
+    from unifylab.eval.generate import generate_geneval
+
     with _progress() as bar:
         task = bar.add_task("drawing", total=None)
         recipe = generate_geneval(
-            m,
-            metadata,
-            out,
-            samples=samples,
-            size=size,
-            grid=grid,
-            batch=batch,
-            force=force,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            m, metadata, out, progress=lambda done, total: bar.update(task, completed=done, total=total), **options
         )
     err.print(f"drew into {out} with {json.dumps(recipe['sampling'])}")
+    err.print(f"score it: unifylab score geneval --metadata {metadata} --images {out}")
 
 
 @score_app.command("realunify")
