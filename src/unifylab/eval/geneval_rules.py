@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from unifylab.data.geneval import class_key
+from unifylab.world.language import POSITION_THRESHOLD, geneval_relations
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Rules:
     counting_threshold: float = 0.9  # ... in a `counting` line
     max_objects: int = 16  # most detections kept per class
     max_overlap: float = 1.0  # IoU above which a less confident box of the class is dropped (1: keep all)
-    position_threshold: float = 0.1  # margin, as a fraction of the two boxes' summed size
+    position_threshold: float = POSITION_THRESHOLD  # margin, as a fraction of the two boxes' summed size
 
 
 GENEVAL = Rules()  # the released evaluator's defaults
@@ -77,26 +78,12 @@ def keep(detections: dict[str, list[Detection]], *, tag: str, rules: Rules = GEN
     return kept
 
 
-def relations(a: Sequence[float], b: Sequence[float], *, margin: float = 0.1) -> set[str]:
-    """Where box `a` lies relative to box `b`: a subset of world.language.RELATIONS (image y grows downwards)."""
+def relations(a: Sequence[float], b: Sequence[float], *, margin: float = POSITION_THRESHOLD) -> set[str]:
+    """Where box `a` (x0, y0, x1, y1) lies relative to box `b`: a subset of world.language.RELATIONS."""
     boxes = np.asarray([a[:4], b[:4]], dtype=np.float64).reshape(2, 2, 2)
     centre_a, centre_b = boxes.mean(axis=1)
     size_a, size_b = np.abs(boxes[:, 1] - boxes[:, 0])
-    offset = centre_a - centre_b
-    beyond = np.maximum(np.abs(offset) - margin * (size_a + size_b), 0) * np.sign(offset)
-    if np.all(np.abs(beyond) < 1e-3):
-        return set()
-    dx, dy = beyond / np.linalg.norm(offset)
-    found = set()
-    if dx < -0.5:
-        found.add("left of")
-    if dx > 0.5:
-        found.add("right of")
-    if dy < -0.5:
-        found.add("above")
-    if dy > 0.5:
-        found.add("below")
-    return found
+    return geneval_relations(centre_a, centre_b, size_a + size_b, margin)
 
 
 def judge(

@@ -45,11 +45,19 @@ def relations(a: Obj, b: Obj, size: int, grid: int) -> set[str]:
     """Relations of `a` relative to `b` ("left of" means a is left of b), with GenEval's geometry."""
     lay = W.Layout(size, grid)
     (ca, da), (cb, db) = _box(a, lay), _box(b, lay)
-    offset = ca - cb
-    revised = np.maximum(np.abs(offset) - POSITION_THRESHOLD * (da + db), 0) * np.sign(offset)
-    if np.all(np.abs(revised) < 1e-3):
+    return geneval_relations(ca, cb, da + db)
+
+
+def geneval_relations(
+    centre_a: np.ndarray, centre_b: np.ndarray, sizes: Any, margin: float = POSITION_THRESHOLD
+) -> set[str]:
+    """GenEval's relation rule for two boxes by their centres (x, y; y grows downwards) and summed sizes (a number,
+    or per axis): the offset beyond `margin` x the summed size must carry over half of the offset's direction."""
+    offset = np.asarray(centre_a, dtype=np.float64) - np.asarray(centre_b, dtype=np.float64)
+    beyond = np.maximum(np.abs(offset) - margin * np.asarray(sizes, dtype=np.float64), 0) * np.sign(offset)
+    if np.all(np.abs(beyond) < 1e-3):
         return set()
-    dx, dy = revised / np.linalg.norm(offset)
+    dx, dy = beyond / np.linalg.norm(offset)
     out = set()
     if dx < -0.5:
         out.add("left of")

@@ -109,6 +109,10 @@ class HFModel(ABC):
         )
         self.temperature = temperature if temperature is not None else (getattr(config, "temperature", None) or 1.0)
         self.top_k = top_k if top_k is not None else (getattr(config, "top_k", None) or self.default_top_k)
+        self._setup()
+
+    def _setup(self) -> None:  # noqa: B027 (a hook: most families need nothing)
+        """What a family checks or fixes once the model is loaded (nothing by default)."""
 
     @property
     def fingerprint(self) -> dict[str, Any]:

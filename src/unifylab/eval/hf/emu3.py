@@ -51,24 +51,14 @@ class HFEmu3(HFModel):
     default_guidance = 3.0  # the Emu3 authors' classifier-free guidance
     default_top_k = 2048  # the Emu3 authors' image sampling
 
-    def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        name: str,
-        guidance: float | None = None,
-        seed: int = 0,
-        batch: int = 8,
-        image_area: int | None = None,
-        *,
-        temperature: float | None = None,
-        top_k: int | None = None,
-    ) -> None:
-        super().__init__(model, processor, name, guidance, seed, batch, temperature=temperature, top_k=top_k)
+    def __init__(self, *args: Any, image_area: int | None = None, **kwargs: Any) -> None:
+        """HFModel's arguments, plus `image_area`: the drawing and reading resolution in px (None: the processor's)."""
+        super().__init__(*args, **kwargs)
+        processor = self.processor
         self.image_area = image_area or processor.image_area
         if image_area:
             processor.image_processor.min_pixels = processor.image_processor.max_pixels = image_area
-        self.spatial = model.model.vqmodel.vision_spatial_factor
+        self.spatial = self.model.model.vqmodel.vision_spatial_factor
 
     def _grid(self) -> tuple[int, int]:
         """Token rows and columns of generated images."""

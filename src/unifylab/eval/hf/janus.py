@@ -25,30 +25,19 @@ class HFJanus(HFModel):
     default_guidance = 5.0
     text_kwargs = {"generation_mode": "text"}
 
-    def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        name: str,
-        guidance: float | None = None,
-        seed: int = 0,
-        batch: int = 8,
-        *,
-        temperature: float | None = None,
-        top_k: int | None = None,
-    ) -> None:
-        super().__init__(model, processor, name, guidance, seed, batch, temperature=temperature, top_k=top_k)
+    def _setup(self) -> None:
+        """Janus's generation always runs guidance; restore the begin-of-image id its generation config may lose."""
         if self.guidance <= 1:
             raise UserError(
-                f"{name}: Janus's transformers image generation always runs classifier-free guidance; "
+                f"{self.name}: Janus's transformers image generation always runs classifier-free guidance; "
                 f"give a scale above 1 (its default is {self.default_guidance:g})"
             )
-        config = model.generation_config
+        config = self.model.generation_config
         extra = getattr(config, "generation_kwargs", None) or {}
         if "boi_token_id" not in extra:
             # generate() reads the begin-of-image id from here; a generation_config.json saved with
             # "_from_model_config": true loses it on loading
-            boi = self.tokenizer.convert_tokens_to_ids(processor.image_start_token)
+            boi = self.tokenizer.convert_tokens_to_ids(self.processor.image_start_token)
             config.generation_kwargs = {**extra, "boi_token_id": boi}
 
     def _gen_text(self, prompts: list[str]) -> Any:
