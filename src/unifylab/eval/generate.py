@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from unifylab.config import file_digest
 from unifylab.data.geneval import GenevalItem, OfficialLine, metadata_world, read_metadata, read_official
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, UnifiedModel
@@ -41,10 +42,10 @@ def generate_geneval(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Draw `samples` images of every metadata line into GenEval's layout: out/<index:05d>/metadata.jsonl (the line)
-    and out/<index:05d>/samples/<k:04d>.png, sample k of line i drawn with seed i x samples + k; out/recipe.json
-    records the model and its sampling recipe. Samples already drawn with the same recipe are kept (a re-run draws
-    the rest); another recipe is refused unless `force`. `progress(done, to_draw)` follows the drawing. Returns the
-    recipe."""
+    and out/<index:05d>/samples/<k:04d>.png, sample k of line i requested with seed i x samples + k;
+    out/recipe.json records the model, its sampling recipe and the metadata's digest. Samples already drawn with
+    the same recipe are kept (a re-run draws the rest); another recipe is refused unless `force`.
+    `progress(done, to_draw)` follows the drawing. Returns the recipe."""
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     lines = geneval_lines(metadata)
@@ -53,7 +54,7 @@ def generate_geneval(
         "sampling": getattr(model, "fingerprint", {}),
         "samples": samples,
         "size": size,
-        "metadata": str(metadata),
+        "metadata": file_digest(metadata),  # the prompts' content, wherever the file lies
     }
     out = Path(out)
     if (out / RECIPE).is_file() and read_json(out / RECIPE) != recipe and not force:

@@ -207,8 +207,8 @@ def run_realunify(
         asks = [
             TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions
         ]
-        judge_name = getattr(judge, "name", type(judge).__name__)
-        replies = iter(JudgeCache(out / "judge-replies.jsonl", judge_name).ask(judge, asks))
+        identity = getattr(judge, "fingerprint", None) or getattr(judge, "name", type(judge).__name__)
+        replies = iter(JudgeCache(out / "judge-replies.jsonl", json.dumps(identity, sort_keys=True)).ask(judge, asks))
         for it, p, im in zip(ueg, prompts, images):
             img_path = out / "images" / f"{it.id}.png"
             save_png(img_path, np.asarray(im, np.uint8))

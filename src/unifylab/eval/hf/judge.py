@@ -39,7 +39,10 @@ class HFJudge:
         self.model = model.to(device).eval()
         self.device, self.batch, self.max_tokens = device, batch, max_tokens
         self.name = f"hf-vlm:{Path(source.rstrip('/')).name or source}"
-        self.fingerprint = {"name": self.name, "max_tokens": max_tokens}
+        self.fingerprint = {
+            "source": str(Path(source).expanduser().resolve()) if Path(source).expanduser().is_dir() else source,
+            "max_tokens": max_tokens,
+        }
 
     @torch.no_grad()
     def generate_text(self, requests: list[TextRequest]) -> list[str]:
