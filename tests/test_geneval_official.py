@@ -306,3 +306,15 @@ def test_generate_geneval_draws_the_layout_with_its_recipe_and_resumes(cli: Cli,
     assert code == 2 and "--geneval-metadata" in err
     assert cli(*via_eval, "--geneval-metadata", meta)[0] == 0
     assert len(list((tmp_path / "e").glob("*/samples/*.png"))) == len(lines)
+
+
+def test_geneval_intervals_resample_prompts_not_images() -> None:
+    from unifylab.eval.geneval import GenevalResult
+
+    # two prompts drawn four times each: one always right, one always wrong; its eight images are not eight
+    # independent draws, so the interval must span what two prompts allow
+    records = [{"index": i, "tag": "single_object", "correct": i == 0} for i in (0, 1) for _ in range(4)]
+    result = GenevalResult.of(records)
+    task = result.tasks["single_object"]
+    assert task.value == 0.5 and task.n == 8 and (task.lo, task.hi) == (0.0, 1.0)
+    assert result.images.value == 0.5 and result.prompts.value == 0.5 and result.overall.n == 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,15 +72,24 @@ class GenevalResult:
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> GenevalResult:
-        by_task: dict[str, list[float]] = defaultdict(list)
-        by_prompt: dict[int, bool] = defaultdict(bool)
+        """The summary of per-image records. Intervals resample prompts, a prompt's samples together (they share
+        its difficulty); with as many samples per prompt as GenEval draws, the mean over prompts is the mean over
+        images."""
+        samples: dict[int, list[float]] = defaultdict(list)
+        tag: dict[int, str] = {}
         for r in records:
-            by_task[r["tag"]].append(float(r["correct"]))
-            by_prompt[r["index"]] |= bool(r["correct"])
-        tasks = {t: bootstrap_mean(v) for t, v in by_task.items()}
-        prompts = bootstrap_mean([float(v) for v in by_prompt.values()])
-        images = bootstrap_mean([float(r["correct"]) for r in records])
-        return cls(records, tasks, bootstrap_mean_of_groups(by_task), prompts, images)
+            samples[r["index"]].append(float(r["correct"]))
+            tag[r["index"]] = r["tag"]
+        by_task: dict[str, list[float]] = defaultdict(list)
+        images: dict[str, int] = defaultdict(int)
+        for index, scores in samples.items():
+            by_task[tag[index]].append(float(np.mean(scores)))
+            images[tag[index]] += len(scores)
+        tasks = {t: replace(bootstrap_mean(v), n=images[t]) for t, v in by_task.items()}
+        overall = replace(bootstrap_mean_of_groups(by_task), n=len(records))
+        prompts = bootstrap_mean([float(max(v)) for v in samples.values()])
+        correct = replace(bootstrap_mean([m for v in by_task.values() for m in v]), n=len(records))
+        return cls(records, tasks, overall, prompts, correct)
 
     def summary(self) -> dict[str, Any]:
         return {
