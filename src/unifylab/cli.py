@@ -212,7 +212,8 @@ def score_geneval(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
     force: Force = False,
 ) -> None:
-    """Score generated images: per-task accuracy and overall (mean of tasks), with 95 % bootstrap CIs (prompts resampled)."""
+    """Score generated images: per-task accuracy and overall (mean of tasks), with 95 % bootstrap CIs that resample
+    prompts."""
     from unifylab.data.geneval import metadata_world, read_metadata, read_official
     from unifylab.eval.geneval import find_images, score, score_official
     from unifylab.io import guard_output, write_jsonl
