@@ -277,7 +277,7 @@ def test_score_geneval_runs_the_official_judges_end_to_end(cli: Cli, judges: tup
     assert len(records) == 6 and all(isinstance(r["correct"], bool) for r in records)
     assert all(set(r["detections"]) <= set(LABELS) for r in records)
     code, _, err = cli("score", "geneval", *args, "--judge", "parser")
-    assert code == 2 and "class" in err  # COCO classes are not shapes: the parser refuses them by name
+    assert code == 2 and "--judge detector" in err  # COCO classes are not shapes: the parser refuses, saying why
 
 
 def test_generate_geneval_draws_the_layout_with_its_recipe_and_resumes(cli: Cli, tmp_path: Path) -> None:

@@ -220,8 +220,14 @@ def score_geneval(
 
     if judge not in ("auto", "parser", "detector"):
         raise UserError(f"--judge: unknown judge {judge!r}; expected auto, parser or detector")
+    world = metadata_world(metadata)
     if judge == "auto":
-        judge = "parser" if metadata_world(metadata) == "shapes" else "detector"
+        judge = "parser" if world == "shapes" else "detector"
+    elif judge == "parser" and world != "shapes":
+        raise UserError(
+            f"{metadata}: names classes that are not shapes of this world (GenEval's own COCO metadata); the parser "
+            "reads only shapes-world images: use --judge detector (or auto)"
+        )
     if out is not None:
         guard_output(out, force)
     if judge == "parser":
