@@ -218,10 +218,17 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
     return "transfer" if pairs & {tuple(p) for p in other} else "new_scenes"
 
 
-def summarise(spec: TaskSpec, records: list[dict[str, Any]], data: DataConfig | None = None) -> dict[str, Any]:
+def summarise(
+    spec: TaskSpec,
+    records: list[dict[str, Any]],
+    data: DataConfig | None = None,
+    *,
+    splits: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Accuracy with a 95 % bootstrap CI (GenEval: mean of per-tag accuracies), chance, per-group accuracies and,
     with the model's training `data`, accuracy per split (`split_of`: new scenes of trained compositions,
-    held-out pairs, transfer items; or, for fact items, by where each fact was taught) and all."""
+    held-out pairs, transfer items; or, for fact items, by where each fact was taught) and all. `splits`: each
+    record's split by id, when the caller has them already."""
     scores = [r["score"] for r in records]
     groups: dict[str, list[float]] = defaultdict(list)
     key = "tag" if spec.generator == "geneval" else "kind"
@@ -239,7 +246,7 @@ def summarise(spec: TaskSpec, records: list[dict[str, Any]], data: DataConfig | 
     if data is not None:
         by: dict[str, list[float]] = defaultdict(list)
         for r in records:
-            by[split_of(r, spec, data)].append(r["score"])
+            by[splits[r["id"]] if splits is not None else split_of(r, spec, data)].append(r["score"])
         sided = ("transfer",) if data.und_only_pairs or data.gen_only_pairs else ()
         taught = any("fact" in r["meta"] or "move" in r["meta"] for r in records)
         names = FACT_SPLITS if taught else ("new_scenes", "heldout_pairs", *sided)

@@ -362,8 +362,9 @@ def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) ->
             force=work.force,
         )
         scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
-        summaries[spec.name] = summarise(spec, recs, run.cfg.data)
-        labels[spec.name] = item_labels(recs, lambda r, spec=spec: split_of(r, spec, run.cfg.data))
+        split = {r["id"]: split_of(r, spec, run.cfg.data) for r in recs}
+        summaries[spec.name] = summarise(spec, recs, run.cfg.data, splits=split)
+        labels[spec.name] = item_labels(recs, split)
     inside = {}
     if work.analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
         report(f"analysing {run.id}", 0)

@@ -10,7 +10,6 @@ understanding task's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from unifylab.eval.harness import task_side
@@ -22,10 +21,10 @@ LEVELS = {"fact": ("both", "transfer", "none"), "scene": ("new_scenes", "transfe
 Labels = dict[str, dict[str, list[str]]]  # task -> item id -> [split, cluster]
 
 
-def item_labels(records: list[dict[str, Any]], split: Callable[[dict[str, Any]], str]) -> dict[str, list[str]]:
-    """Each record's split (`split(record)`) and cluster: its fact or move direction when it asks about one (items
-    of a fact or a direction are not independent), else the item itself."""
-    return {r["id"]: [split(r), r["meta"].get("fact") or r["meta"].get("move") or r["id"]] for r in records}
+def item_labels(records: list[dict[str, Any]], split: dict[str, str]) -> dict[str, list[str]]:
+    """Each record's split (`split` by record id) and cluster: its fact or move direction when it asks about one
+    (items of a fact or a direction are not independent), else the item itself."""
+    return {r["id"]: [split[r["id"]], r["meta"].get("fact") or r["meta"].get("move") or r["id"]] for r in records}
 
 
 def transfer(
