@@ -214,7 +214,7 @@ def score_geneval(
 ) -> None:
     """Score generated images: per-task accuracy and overall (mean of tasks), with 95 % bootstrap CIs that resample
     prompts."""
-    from unifylab.data.geneval import metadata_world, read_metadata, read_official
+    from unifylab.data.geneval import check_classes, metadata_world, read_metadata, read_official
     from unifylab.eval.geneval import find_images, score, score_official
     from unifylab.io import guard_output, write_jsonl
 
@@ -231,14 +231,14 @@ def score_geneval(
     if out is not None:
         guard_output(out, force)
     if judge == "parser":
-        items = read_metadata(metadata)
-        pairs, extra = find_images(images, items)
+        pairs, extra = find_images(images, read_metadata(metadata))
     else:
         from unifylab.eval.hf.geneval import ClipColours, Mask2FormerDetector
 
-        detect = Mask2FormerDetector(detector, device=_device(device))
-        official = read_official(metadata, detect.classes)
+        official = read_official(metadata)  # a bad line or a missing image is refused before the judges load
         pairs, extra = find_images(images, official)
+        detect = Mask2FormerDetector(detector, device=_device(device))
+        check_classes(official, detect.classes)
         colours = ClipColours(clip, device=_device(device))
     if extra:
         err.print(f"[yellow]warning:[/] {len(extra)} image(s) in {images} match no metadata line and were skipped")

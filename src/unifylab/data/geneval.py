@@ -144,6 +144,7 @@ class OfficialLine:
     tag: str
     prompt: str
     line: dict[str, Any]
+    where: str  # file:line, for errors that name it
 
 
 def metadata_world(path: Path) -> str:
@@ -161,17 +162,26 @@ def metadata_world(path: Path) -> str:
     return "shapes" if classes and classes <= set(W.SHAPES) else "coco"
 
 
-def read_official(path: Path, classes: list[str] | None = None) -> list[OfficialLine]:
-    """Read and validate GenEval's metadata jsonl (`classes`: the detector's labels, to refuse a class it cannot
-    see before any image is judged); item index = position among non-blank lines."""
+def read_official(path: Path) -> list[OfficialLine]:
+    """Read and validate GenEval's metadata jsonl; item index = position among non-blank lines."""
     lines = []
     for i, (n, d) in enumerate(iter_jsonl(path)):
-        line = check_official_line(d, f"{path}:{n}", classes)
+        line = check_official_line(d, f"{path}:{n}")
         tag = line.get("tag", "untagged")
-        lines.append(OfficialLine(i, tag if isinstance(tag, str) else str(tag), line["prompt"], line))
+        lines.append(OfficialLine(i, tag if isinstance(tag, str) else str(tag), line["prompt"], line, f"{path}:{n}"))
     if not lines:
         raise UserError(f"{path}: no metadata lines; expected one JSON object per line")
     return lines
+
+
+def check_classes(lines: list[OfficialLine], classes: Sequence[str]) -> None:
+    """Refuse a class the detector's labels (`classes`) do not hold, before any image is judged."""
+    known = {class_key(c) for c in classes}
+    for it in lines:
+        for part in ("include", "exclude"):
+            for i, req in enumerate(it.line.get(part, [])):
+                if class_key(req["class"]) not in known:
+                    raise UserError(f"{it.where}.{part}[{i}].class: {req['class']!r} is not a class the detector knows")
 
 
 # ---------------------------------------------------------------------------------------------- generation
@@ -257,8 +267,8 @@ def write_geneval(out: Path, items: list[GenevalItem], *, render_images: bool = 
             save_png(out / "images" / f"{it.index:05d}.png", W.render(it.scene))
 
 
-def check_official_line(line: Any, where: str, classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """Validate one metadata line of GenEval's format (`classes`: the detector's labels, when known); the line."""
+def check_official_line(line: Any, where: str) -> dict[str, Any]:
+    """Validate one metadata line of GenEval's format; the line."""
     if not isinstance(line, dict):
         raise UserError(f"{where}: expected a JSON object per line, got {type(line).__name__}")
     for key in ("prompt", "include"):
@@ -272,8 +282,6 @@ def check_official_line(line: Any, where: str, classes: Sequence[str] | None = N
             at = f"{where}.{part}[{i}]"
             if not isinstance(req, dict) or not isinstance(req.get("class"), str):
                 raise UserError(f'{at}: expected an object like {{"class": "dog", "count": 1}}, got {req!r}')
-            if classes is not None and class_key(req["class"]) not in {class_key(c) for c in classes}:
-                raise UserError(f"{at}.class: {req['class']!r} is not a class the detector knows")
             count = req.get("count")
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise UserError(f"{at}.count: expected a positive integer, got {count!r}")
