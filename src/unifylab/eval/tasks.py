@@ -567,8 +567,8 @@ def resolve_tasks(tasks: str, *, world: tuple[int, int] | None = None) -> tuple[
     (understanding, then generation, then the rest) built on `world` (size, grid) when given; returns them and the
     names 'all' left out for another world."""
     if tasks == "all":
-        kinds = tasks_of_kind("und") + tasks_of_kind("gen")
-        specs = [load_task(t) for t in kinds + sorted(set(task_files()) - set(kinds))]
+        order = {"und": 0, "gen": 1}
+        specs = sorted((load_task(t) for t in sorted(task_files())), key=lambda s: order.get(s.kind, 2))
         skipped = [s.name for s in specs if world is not None and s.world.canvas != world]
         return [s for s in specs if s.name not in skipped], skipped
     names = [t.strip() for t in tasks.split(",") if t.strip()]
