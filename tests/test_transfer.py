@@ -1,6 +1,7 @@
 """Transfer design: fact and pair assignment to one side, leakage, item splits, intervals, and the study section."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,16 @@ from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
 from unifylab.eval.stats import clustered_difference, clustered_mean
-from unifylab.eval.tasks import items, load_task
+from unifylab.eval.tasks import items, load_task, score_described
 from unifylab.study.preset import load_preset, preset_files
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.config import FACT_TASKS, TRANSFER_TASKS, UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.train.loop import build_tokenizers
 from unifylab.world import knowledge as K
+from unifylab.world import language as L
 from unifylab.world import skills as S
-from unifylab.world.scene import Scene
+from unifylab.world.scene import Obj, Scene
 
 
 def _transfer_cfg(**data: object):
@@ -40,8 +42,10 @@ def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:
     facts = cfg.data.facts
     only = {side: {n for n, s in facts.items() if s == side} for side in ("und", "gen", "none")}
 
-    def named(text: str) -> set[str]:
-        return {n for n in K.FACTS if n in text}
+    def named(text: str) -> set[str]:  # the facts a text names ('red light mixed with green light and blue light'
+        # names only itself, not its prefix 'red light mixed with green light')
+        found = {n for n in K.FACTS if re.search(rf"\b{re.escape(n)}\b", text)}
+        return {n for n in found if not any(n != m and n in m for m in found)}
 
     seen = {"und": set(), "gen": set()}
     tasks = set()
@@ -60,7 +64,7 @@ def test_no_side_sees_what_the_other_side_alone_was_taught() -> None:
             assert not is_eval_scene(it.scene), f"{it.task} trains on a scene reserved for evaluation"
         if it.task in ("draw_named", "rewrite") and it.text:
             o = it.scene.objects[0]
-            assert (o.row, o.col) not in K.eval_cells(next(iter(named(it.text))), cfg.world.grid)
+            assert (o.row, o.col) not in K.FACTS[next(iter(named(it.text)))].eval_places(cfg.world.grid)
     assert tasks == set(TRANSFER_TASKS) | {"caption", "vqa", "t2i"}
     assert seen["und"] == only["und"] | {n for n, s in facts.items() if s == "both"}
     assert seen["gen"] == only["gen"] | {n for n, s in facts.items() if s == "both"}
@@ -79,14 +83,16 @@ def test_fact_forms_pack_into_their_sequence_forms() -> None:
     batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
     its = _stream(cfg, 400)
     by = {t: next(it for it in its if it.task == t) for t in FACT_TASKS}
-    assert by["knowledge"].answer in {K.looks(n) for n in K.FACTS} and by["knowledge"].scene is None
+    assert by["knowledge"].answer in {f.answer for f in K.FACTS.values()} and by["knowledge"].scene is None
     packed = batches.pack([by["knowledge"], by["rewrite"], by["draw_named"]])
     first = [text.decode(p.input_ids[:2].tolist(), skip_special=False) for p in packed]
     assert first == ["<bos><rewrite>", "<bos><rewrite>", "<bos><gen>"]
     assert int((packed[2].modality == 1).sum()) == gen.num_tokens  # the drawing, between <boi> and <eoi>
     assert by["draw_named"].text in text.decode(packed[2].input_ids.tolist())
-    for name in K.FACTS:  # the tokenizer knows every name as whole words, taught or not
+    for name in K.family("things"):  # the tokenizer knows every name as whole words, taught or not
         assert len(text.encode(name)) <= 3, name
+    for name in K.FACTS:  # and a rule's name word by word (the first word may split where it starts the text)
+        assert len(text.encode(name)) <= len(name.split()) + 1, name
 
 
 @pytest.mark.parametrize(
@@ -127,10 +133,12 @@ def test_items_split_by_where_their_fact_or_pair_was_taught() -> None:
     assert split_of({"meta": {"scene": scene}}, t2i, cfg.data) == "new_scenes"
     held = {"objects": [{"shape": "cross", "color": "cyan"}, {"shape": "circle", "color": "red"}]}
     assert split_of({"meta": {"scene": held}}, vqa, cfg.data) == "heldout_pairs"
-    # every fact is tested only at cells where it is never drawn in training, and each cell set is a third
-    for name in K.FACTS:
-        assert len(K.eval_cells(name, 3)) == 3
-    assert {it.meta["fact"] for it in items(ask)} == set(K.FACTS)
+    # every fact is tested only at places where it is never drawn in training, and each place set is a third
+    for fact in K.FACTS.values():
+        assert len(fact.eval_places(3)) == len(fact.places(3)) // 3
+    assert {it.meta["fact"] for it in items(ask)} == set(K.family("things"))
+    rules = items(load_task("rules_ask"))
+    assert {it.meta["fact"] for it in rules} == set(K.family("light")) | set(K.family("sums"))
 
 
 def test_clustered_intervals_carry_between_cluster_variance() -> None:
@@ -182,10 +190,9 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
     assert "## Transfer" in md and "| shared | facts_draw (direct) | UEG |" in md
     answer = [line for line in md.split("## Summary")[0].splitlines() if line.startswith("- Transfer")]
     assert sorted(line.split(" (")[0] for line in answer) == [
-        "- Transfer GEU by facts_ask",
-        "- Transfer GEU by moves_ask",
-        "- Transfer UEG by facts_draw",
-        "- Transfer UEG by moves_draw",
+        f"- Transfer {d} by {family}_{form}"
+        for d, form in (("GEU", "ask"), ("UEG", "draw"))
+        for family in ("facts", "moves", "rules", "turns")
     ]
     for line in answer:
         family = line.split(" (")[0].split(" by ")[1]
@@ -195,7 +202,10 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
     assert all(moves[k] is not None for k in ("ceiling", "here", "transfer", "floor"))
 
 
-MOVES = {"right": "both", "left": "gen", "down": "und", "up": "none"}
+MOVES = {
+    **{"right": "both", "left": "gen", "down": "und", "up": "none"},
+    **{"clockwise": "both", "anticlockwise": "gen", "half": "und", "mirror": "none"},
+}
 
 
 def _moves_cfg(**data: object):
@@ -217,6 +227,7 @@ def test_move_skill_stays_on_the_sides_it_is_taught() -> None:
         tasks.add(it.task)
         side = "und" if it.task in UND_TASKS else "gen"
         said = {d for d in S.DIRECTIONS if f"cell {d}" in it.text}
+        said |= {t for t, (_, edit, told) in S.TURNS.items() if it.text.startswith((edit, told))}
         assert not said & words["none"], f"{it.task} example names an untaught direction: {it.text!r}"
         assert not said & words["gen" if side == "und" else "und"], f"{side} example names the other side's move"
         if it.task == "move_to":
@@ -227,7 +238,10 @@ def test_move_skill_stays_on_the_sides_it_is_taught() -> None:
                 assert not is_eval_scene(scene), f"{it.task} trains on a scene reserved for evaluation"
                 assert {(o.shape, o.color) for o in scene.objects}.isdisjoint(map(tuple, cfg.data.holdout_pairs))
     assert tasks == {"move_ask", "move_draw", "move_to"}
-    assert seen == {"und": {"right", "down"}, "gen": {"right", "left"}}
+    assert seen == {
+        "und": {"right", "down", "clockwise", "half"},
+        "gen": {"right", "left", "clockwise", "anticlockwise"},
+    }
 
 
 def test_move_forms_pack_as_question_and_edit() -> None:
@@ -235,7 +249,7 @@ def test_move_forms_pack_as_question_and_edit() -> None:
     text, und, gen = build_tokenizers(cfg)
     batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
     its = _stream(cfg, 200)
-    ask, edit = (next(it for it in its if it.task == t) for t in ("move_ask", "move_draw"))
+    ask, edit = (next(it for it in its if it.task == t and " one cell " in it.text) for t in ("move_ask", "move_draw"))
     packed = batches.pack([ask, edit])
     heads = [text.decode(p.input_ids[:2].tolist(), skip_special=False) for p in packed]
     assert heads == ["<bos><und>", "<bos><edit>"]
@@ -269,3 +283,76 @@ def test_move_items_split_by_direction_and_probe_chains() -> None:
     # stepwise UEG: the model's answer becomes the explicit edit's destination
     it = items(draw, 1)[0]
     assert it.chain == "text_then_image" and it.chain_prompt.format("row 2, column 3").endswith(" to row 2, column 3.")
+
+
+def test_turns_move_every_object_and_split_by_turn() -> None:
+    one = Scene(32, 3, (Obj("ring", "red", 0, 0),))
+    two = Scene(32, 3, (Obj("ring", "red", 0, 0), Obj("cross", "blue", 1, 2)))
+    ends = {"clockwise": (0, 2), "anticlockwise": (2, 0), "half": (2, 2), "mirror": (0, 2)}
+    for turn, end in ends.items():
+        (m,) = [m for m in S.moves(two, turn) if m.obj.shape == "ring"]
+        assert (m.row, m.col) == end and m.answer == K.cell(*end)
+        assert m.question == f"{S.TURNS[turn][2]} where is the red ring now?" and m.instruction == S.TURNS[turn][1]
+        assert len(m.after.objects) == 2 and m.after.at(*end) == Obj("ring", "red", *end)
+        assert m.after != two  # the other object turned too
+        # on a one-object scene the turn is the explicit edit to the answer's cell (the stepwise bridge)
+        (solo,) = S.moves(one, turn)
+        assert solo.after == S.Move(one, one.objects[0], *end).after
+    assert S.moves(Scene(32, 3, (Obj("ring", "red", 1, 1),)), "half") == []  # the centre does not move
+    cfg = _moves_cfg()
+    ask, draw = load_task("turns_ask"), load_task("turns_draw_stepwise")
+    recs = [{"id": it.id, "meta": it.meta} for it in items(ask)]
+    clean = [r for r in recs if split_of(r, ask, cfg.data) != "other_pairs"]
+    assert {r["meta"]["move"]: split_of(r, ask, cfg.data) for r in clean} == {
+        "clockwise": "both",
+        "anticlockwise": "transfer",
+        "half": "here",
+        "mirror": "none",
+    }
+    assert {r["meta"]["move"]: split_of(r, draw, cfg.data) for r in clean}["half"] == "transfer"
+    for it in items(draw):
+        before = Scene.from_dict(it.meta["scene"])
+        assert len(before.objects) == 1 and is_eval_scene(before) and it.meta["after"] != it.meta["scene"]
+
+
+def test_rules_teach_and_test_light_and_arithmetic() -> None:
+    facts = K.FACTS
+    assert facts["red light mixed with green light"].answer == "yellow"
+    assert facts["red light mixed with green light and blue light"].answer == "white"
+    assert facts["four minus one"].answer == "three" and facts["two times one"].answer == "two"
+    assert all(1 <= f.value <= 3 for f in map(facts.get, K.family("sums")))
+    cfg = _transfer_cfg()
+    for it in _stream(cfg, 3000):
+        if it.task == "knowledge" and (
+            m := re.fullmatch(r"(?:what|how much) is (\w+) (plus|minus|times) (\w+)\?", it.text)
+        ):
+            a, op, b = m.groups()
+            value = {"plus": int.__add__, "minus": int.__sub__, "times": int.__mul__}[op](
+                *(L.NUMBER_WORDS.index(w) for w in (a, b))
+            )
+            assert it.answer == L.NUMBER_WORDS[value]
+        if it.task in ("draw_named", "rewrite") and " as " in it.text:
+            name = it.text.split(" as ")[2].split(" in row")[0]
+            assert len(it.scene.objects) == facts[name].value and all(
+                o.col < facts[name].value for o in it.scene.objects
+            )
+    # a drawing item holds exactly the fact's scene; its prompt names the rule
+    for it in items(load_task("rules_draw")):
+        fact, scene = facts[it.meta["fact"]], Scene.from_dict(it.meta["scene"])
+        assert fact.read(scene.objects) == fact.answer and fact.name in it.meta["prompt"]
+        assert (scene.objects[0].row, scene.objects[0].col) in fact.eval_places(3)  # never drawn there in training
+    # stepwise understanding: the description of one's own drawing is read for the answer
+    step = items(load_task("rules_ask_stepwise"))
+    sums = next(it for it in step if K.FACTS[it.meta["fact"]].family == "sums")
+    fact = K.FACTS[sums.meta["fact"]]
+    right = L.caption(fact.scene((0, 0), ("circle", "red"), size=32, grid=3), np.random.default_rng(0))
+    assert score_described(sums, [right], [])[0] == 1.0
+    other = Scene(32, 3, tuple(Obj("circle", "red", 2, k) for k in range(1 if fact.value > 1 else 2)))
+    wrong = L.caption(other, np.random.default_rng(0))
+    assert score_described(sums, [wrong], [])[0] == 0.0
+    # a drawing in a free look that happens to hold a one-side or held-out pair is kept out of the comparison
+    draw = load_task("rules_draw")
+    rec = {"id": "x", "meta": {"fact": "one plus one", "scene": {"objects": [{"shape": "cross", "color": "cyan"}]}}}
+    assert split_of(rec, draw, cfg.data) == "other_pairs"
+    rec["meta"]["scene"] = {"objects": [{"shape": "cross", "color": "red"}]}
+    assert split_of(rec, draw, cfg.data) == "both"

@@ -19,6 +19,7 @@ from unifylab.io import load_rgb, read_json, save_png
 from unifylab.layout import EvalFolder
 from unifylab.train.config import UND_TASKS as UND_TRAINING
 from unifylab.train.config import DataConfig
+from unifylab.world.knowledge import FACTS
 
 
 def _record(
@@ -200,14 +201,16 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
 
     A fact item ('fact' in its meta) or a move item ('move': its direction): 'both' (its fact or direction was
     taught on both sides), 'here' (only on the task's side), 'transfer' (only on the other side) or 'none' (never);
-    a move item whose scene holds a held-out or one-side pair is 'other_pairs' (kept out of the comparison). A scene
+    a move item, or a fact item drawn in a free look (light, sums), whose scene holds a held-out or one-side pair is
+    'other_pairs' (kept out of the comparison). A scene
     item: 'heldout_pairs' when its scene holds a (shape, colour) pair never trained, 'transfer' when it holds a pair
     taught only on the other side, else 'new_scenes' (eval scenes are never training scenes, see
     `unifylab.data.splits`)."""
     side, meta = task_side(spec), record["meta"]
     scene = meta.get("scene") or meta.get("shown") or {}
     pairs = {(o["shape"], o["color"]) for o in scene.get("objects", [])}
-    if "move" in meta and pairs & {tuple(p) for p in [*data.holdout_pairs, *data.und_only_pairs, *data.gen_only_pairs]}:
+    free = "move" in meta or ("fact" in meta and FACTS[meta["fact"]].pair is None)
+    if free and pairs & {tuple(p) for p in [*data.holdout_pairs, *data.und_only_pairs, *data.gen_only_pairs]}:
         return "other_pairs"
     if "fact" in meta or "move" in meta:
         taught = data.facts.get(meta["fact"], "none") if "fact" in meta else data.moves.get(meta["move"], "none")

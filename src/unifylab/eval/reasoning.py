@@ -19,20 +19,15 @@ import numpy as np
 
 from unifylab.world import language as L
 from unifylab.world import shapes as W
-from unifylab.world.knowledge import FACTS, cell, draw_prompt, fact_scene
+from unifylab.world.knowledge import FACTS, LIGHTS, OPS, cell, family
 from unifylab.world.scene import Obj, Scene
 from unifylab.world.shapes import ShapesConfig, sample_scene
 
 UEG_KINDS = ("world_knowledge", "commonsense", "logical", "mathematical", "scientific", "code")
 GEU_KINDS = ("mental_reconstruction", "mental_tracking", "attentional_focusing", "cognitive_navigation")
 
-# Additive light: the rule a scientific prompt applies.
-LIGHT = {
-    frozenset({"red", "green"}): "yellow",
-    frozenset({"green", "blue"}): "cyan",
-    frozenset({"red", "blue"}): "magenta",
-}
-OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+# Additive light of two colours: the rule a scientific prompt applies.
+LIGHT = {frozenset(lights): color for lights, color in LIGHTS.items() if len(lights) == 2}
 
 
 # ---------------------------------------------------------------------------------------------- verification
@@ -133,10 +128,10 @@ def ueg_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> tuple[
 
     r, c = int(rng.integers(g)), int(rng.integers(g))
     if kind == "world_knowledge":
-        name = pick(sorted(FACTS))
-        shape, color = FACTS[name]
-        wrong = [Obj(shape, pick([x for x in colors if x != color]), r, c)]
-        return draw_prompt(name, r, c), fact_scene(name, r, c, size, g), wrong
+        thing = FACTS[pick(sorted(family("things")))]
+        scene = thing.scene((r, c), thing.pair, size=size, grid=g)
+        wrong = [Obj(thing.shape, pick([x for x in colors if x != thing.color]), r, c)]
+        return thing.prompt(scene), scene, wrong
     if kind == "commonsense":
         col = int(rng.integers(g))
         objs = (Obj("circle", "red", 0, col), Obj("circle", "yellow", 1, col), Obj("circle", "green", 2, col))

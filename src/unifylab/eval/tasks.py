@@ -244,23 +244,36 @@ def gen_geu(spec: TaskSpec, i: int) -> Item:
     )
 
 
-def _fact_case(spec: TaskSpec, i: int) -> tuple[str, Scene]:
-    """Item i's fact (every fact in turn) and its scene at one of the fact's evaluation cells (never drawn in
-    training, `knowledge.eval_cells`)."""
-    names = list(K.FACTS)
-    name = names[i % len(names)]
-    cells = sorted(K.eval_cells(name, spec.world.grid))
-    r, c = cells[(i // len(names)) % len(cells)]
-    return name, K.fact_scene(name, r, c, spec.world.size, spec.world.grid)
+def _families(spec: TaskSpec) -> list[str]:
+    families = spec.options.get("family", ["things"])
+    families = [families] if isinstance(families, str) else families
+    if not families or any(f not in K.FAMILIES for f in families):
+        raise UserError(
+            f"task {spec.name}: options.family must name fact families among {', '.join(K.FAMILIES)}, got {families!r}"
+        )
+    return families
+
+
+def _fact_case(spec: TaskSpec, i: int) -> tuple[K.Fact, Scene]:
+    """Item i's fact (every fact of the task's families, `options.family`, in turn) and its drawing at one of the
+    fact's evaluation places (never drawn in training, `Fact.eval_places`), in a seeded look where the fact leaves
+    one free."""
+    names = [n for f in _families(spec) for n in K.family(f)]
+    fact = K.FACTS[names[i % len(names)]]
+    places = sorted(fact.eval_places(spec.world.grid))
+    rng = np.random.default_rng([spec.seed, i, 1])
+    look = fact.pair or (W.SHAPES[int(rng.integers(len(W.SHAPES)))], list(W.COLORS)[int(rng.integers(len(W.COLORS)))])
+    place = places[(i // len(names)) % len(places)]
+    return fact, fact.scene(place, look, size=spec.world.size, grid=spec.world.grid)
 
 
 def gen_facts_draw(spec: TaskSpec, i: int) -> Item:
-    """Draw a thing named, not described ('draw the moon at row 1, column 2.'): the transfer probe of knowledge into
-    generation. Stepwise: rewrite the prompt into an explicit one first, then draw the rewrite."""
-    name, scene = _fact_case(spec, i)
-    o = scene.objects[0]
-    prompt = K.draw_prompt(name, o.row, o.col)
-    meta = {"fact": name, "prompt": prompt, "scene": scene.to_dict(), "mode": _mode(spec)}
+    """Draw a fact named, not described ('draw the moon at row 1, column 2.', 'draw as many red circles as two plus
+    one in row 2, from the left.'): the transfer probe of knowledge into generation. Stepwise: rewrite the prompt
+    into an explicit one first, then draw the rewrite."""
+    fact, scene = _fact_case(spec, i)
+    prompt = fact.prompt(scene)
+    meta = {"fact": fact.name, "prompt": prompt, "scene": scene.to_dict(), "mode": _mode(spec)}
     image = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
     target = L.Spec.exact(scene).to_dict()
     if _mode(spec) == "direct":
@@ -271,31 +284,30 @@ def gen_facts_draw(spec: TaskSpec, i: int) -> Item:
 
 
 def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
-    """Say what a named thing looks like ('what does the moon look like?'): the transfer probe of knowledge into
-    understanding. Stepwise: draw the thing, then describe one's own image."""
-    name, scene = _fact_case(spec, i)
-    shape, color = K.FACTS[name]
-    meta = {"fact": name, "question": K.fact_question(name), "mode": _mode(spec)}
-    looks = [L.article(f"{c} {sh}") for sh in W.SHAPES for c in W.COLORS]  # the answer space
-    chance = 1 / len(looks)
+    """Ask a fact ('what does the moon look like?', 'what is two plus one?'): the transfer probe of knowledge into
+    understanding. Stepwise: draw the fact from its named prompt, then describe one's own image (right when the
+    description shows the answer)."""
+    fact, scene = _fact_case(spec, i)
+    meta = {"fact": fact.name, "question": fact.question(), "mode": _mode(spec)}
+    alternatives = fact.alternatives(scene)
+    chance = 1 / len(alternatives)
     if _mode(spec) == "direct":
-        req = TextRequest(
-            K.fact_question(name), None, mode="rewrite", choices=looks, truth=K.looks(name), max_tokens=12
-        )
-        return Item(f"{spec.name}-{i}", text=[req], target=K.looks(name), chance=chance, meta=meta)
-    o = scene.objects[0]
-    draw = ImageRequest(K.draw_prompt(name, o.row, o.col), scene.size, scene.grid, truth=scene, seed=i)
+        space = [fact.read(alt.objects) for alt in alternatives]
+        req = TextRequest(fact.question(), None, mode="rewrite", choices=space, truth=fact.answer, max_tokens=12)
+        return Item(f"{spec.name}-{i}", text=[req], target=fact.answer, chance=chance, meta=meta)
+    draw = ImageRequest(fact.prompt(scene), scene.size, scene.grid, truth=scene, seed=i)
+    rng = np.random.default_rng(i)
     describe = TextRequest(
         L.CAPTION_QUESTION,
         None,
-        choices=[f"there is {x} at {K.cell(o.row, o.col)}." for x in looks],
+        choices=[L.caption(alt, rng) for alt in alternatives],
         truth=L.caption(scene, np.random.default_rng(i)),
     )
     return Item(
         f"{spec.name}-{i}",
         text=[describe],
         images=[draw],
-        target={"shape": shape, "color": color},
+        target=fact.answer,
         chance=chance,
         meta=meta,
         chain="image_then_text",
@@ -303,12 +315,18 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
 
 
 def _move_case(spec: TaskSpec, i: int) -> S.Move:
-    """Item i's move: the directions in turn, each a one-cell move of a named object on a scene reserved for
-    evaluation (no training move starts or ends on one)."""
-    direction = list(S.DIRECTIONS)[i % len(S.DIRECTIONS)]
+    """Item i's move: the task's skills (`options.moves`, default the four directions) in turn, each a move of a
+    named object (one-cell, or by turning the picture) on a scene reserved for evaluation (no training move starts
+    or ends on one). A turn's scene holds one object, so the explicit edit of the stepwise route can make it."""
+    skills = spec.options.get("moves", list(S.DIRECTIONS))
+    if not skills or any(k not in S.SKILLS for k in skills):
+        raise UserError(f"task {spec.name}: options.moves must list skills among {', '.join(S.SKILLS)}, got {skills!r}")
+    direction = skills[i % len(skills)]
     rng = np.random.default_rng([spec.seed, i])
     for _ in range(10_000):
         scene = sample_scene(spec.world, rng)
+        if direction in S.TURNS and len(scene.objects) != 1:
+            continue
         if is_eval_scene(scene) and (options := S.moves(scene, direction)):
             return options[int(rng.integers(len(options)))]
     raise UserError(
@@ -516,13 +534,13 @@ def score_verify(item: Item, texts: list[str], images: list[np.ndarray]) -> tupl
 
 
 def score_described(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
-    """The model's description of its own drawing names exactly one object, of the target's shape and colour."""
+    """The model's description of its own drawing shows the fact's answer (one object of the thing's shape and
+    colour, one object of the mixed colour, as many objects as the sum)."""
     objs = L.parse_caption(texts[0])
-    want = (item.target["shape"], item.target["color"])
-    if objs is None or len(objs) != 1:
-        return 0.0, [f"described its image as {texts[0]!r}, not one object"]
-    got = (objs[0].shape, objs[0].color)
-    return (1.0, []) if got == want else (0.0, [f"described a {got[1]} {got[0]}, expected a {want[1]} {want[0]}"])
+    got = None if objs is None else K.FACTS[item.meta["fact"]].read(objs)
+    if got == item.target:
+        return 1.0, []
+    return 0.0, [f"described its image as {texts[0]!r}, which shows {got or 'no answer'}, expected {item.target}"]
 
 
 def score_consistent(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:

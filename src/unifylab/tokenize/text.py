@@ -6,7 +6,7 @@ becomes one token per word after training, so sequences stay short.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +87,17 @@ class TextTokenizer:
         return cls(tok, str(file))
 
 
-def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False, moves: bool = False) -> list[str]:
+def world_corpus(
+    n_scenes: int = 2000, seed: int = 0, *, knowledge: Collection[str] = (), moves: bool = False
+) -> list[str]:
     """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts; with
-    `knowledge` every fact's questions, answer and named prompts, with `moves` the move skill's questions and edits
-    in every direction, so each name and direction is whole words whatever is taught."""
+    `knowledge` (fact families) every fact's questions, answer and named prompts in those families, with `moves` the
+    move skills' questions and edits in every direction and turn, so each name and direction is whole words whatever is
+    taught."""
     from unifylab.data.geneval import generate
     from unifylab.world import knowledge as K
     from unifylab.world import language as L
+    from unifylab.world import shapes as W
     from unifylab.world import skills as S
     from unifylab.world.shapes import ShapesConfig, sample_scenes
 
@@ -109,12 +113,14 @@ def world_corpus(n_scenes: int = 2000, seed: int = 0, *, knowledge: bool = False
             qa = L.sample_qa(scene, rng)
             texts += [qa.question, qa.answer]
     texts += [it.prompt for it in generate(20, seed)]
-    if knowledge:
-        for name in K.FACTS:
-            texts += [t.format(name=name) for t in K.QUESTIONS] + [K.looks(name)]
-            texts += [K.draw_prompt(name, r, c) for r in range(6) for c in range(6)]
+    for fact in K.FACTS.values():
+        if fact.family in knowledge:
+            texts += [t.format(name=fact.name) for t in fact.QUESTIONS] + [fact.answer]
+            looks = [(W.SHAPES[j % len(W.SHAPES)], list(W.COLORS)[j % len(W.COLORS)]) for j in range(36)]
+            scenes = [fact.scene(p, fact.pair or look, size=96, grid=6) for p, look in zip(fact.places(6), looks)]
+            texts += [fact.prompt(sc) for sc in scenes]
     if moves:
         for scene in sample_scenes(ShapesConfig(size=32, grid=3, min_objects=1, max_objects=3), n_scenes // 4, seed):
-            for direction in S.DIRECTIONS:
+            for direction in S.SKILLS:
                 texts += [t for m in S.moves(scene, direction) for t in (m.question, m.instruction, m.explicit)]
     return texts

@@ -14,7 +14,7 @@ from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
 from unifylab.world.knowledge import FACTS, SIDES
 from unifylab.world.shapes import ShapesConfig
-from unifylab.world.skills import DIRECTIONS
+from unifylab.world.skills import SKILLS
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
 GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")
@@ -62,15 +62,15 @@ class DataConfig(Strict):
     )
     facts: dict[str, Literal[SIDES]] = Field(
         default_factory=dict,
-        description="where each fact of the world's encyclopedia (what the sun looks like, "
-        "...) is taught: 'und' as text (knowledge questions, rewrites), 'gen' as drawings from prompts that name "
-        "it, 'both', or 'none'; unlisted facts are never taught",
+        description="where each fact of the world's knowledge (what the sun looks like, what colour red light "
+        "mixed with green light is, what two plus one is, ...) is taught: 'und' as text (knowledge questions, "
+        "rewrites), 'gen' as drawings from prompts that name it, 'both', or 'none'; unlisted facts are never taught",
     )
-    moves: dict[Literal[tuple(DIRECTIONS)], Literal[SIDES]] = Field(
+    moves: dict[Literal[SKILLS], Literal[SIDES]] = Field(
         default_factory=dict,
-        description="where each direction word of the move skill is taught: 'und' as "
-        "questions about an image (move_ask), 'gen' as edits (move_draw), 'both', or 'none'; unlisted directions "
-        "are never taught",
+        description="where each skill word is taught (a one-cell move: right, left, down, up; a turn of the "
+        "picture: clockwise, anticlockwise, half, mirror): 'und' as questions about an image (move_ask), 'gen' as "
+        "edits (move_draw), 'both', or 'none'; unlisted skills are never taught",
     )
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
     n_scenes: int | None = Field(
@@ -111,10 +111,11 @@ class DataConfig(Strict):
         for name, side in self.facts.items():
             if name not in FACTS:
                 raise ValueError(f"facts: unknown fact {name!r}; known facts: {', '.join(FACTS)}")
-            if side != "none" and FACTS[name] in owner:
+            pair = FACTS[name].pair
+            if side != "none" and pair in owner:
                 raise ValueError(
-                    f"facts: {name!r} is drawn as {FACTS[name]}, which is in {owner[FACTS[name]]}; "
-                    "teach it as 'none' or free the pair"
+                    f"facts: {name!r} is drawn as {pair}, which is in {owner[pair]}; teach it as 'none' or free "
+                    "the pair"
                 )
         for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "direction", MOVE_TASKS)):
             for task, sides in table.items():
@@ -131,6 +132,9 @@ class DataConfig(Strict):
 
 class TokenizerConfig(Strict):
     text: Path | None = Field(None, description="tokenizer.json folder; None trains one on the world's language")
+    text_vocab: int = Field(
+        512, ge=300, description="vocabulary of the text BPE trained when `text` is None (more words need more)"
+    )
     image: str = Field("grid", description="'grid' (exact oracle) or a trained image tokenizer folder (vq)")
     und_image: str | None = Field(None, description="None (same as image), 'patch', or a tokenizer folder")
 

@@ -32,6 +32,7 @@ from unifylab.train.config import (
 )
 from unifylab.world import knowledge as K
 from unifylab.world import language as L
+from unifylab.world import shapes as W
 from unifylab.world import skills as S
 from unifylab.world.scene import Obj, Scene, SceneError
 from unifylab.world.shapes import render, sample_scene
@@ -164,22 +165,32 @@ def make_sample(
     return Sample(task, prompt, "", image, scene)
 
 
-def fact_sample(task: str, cfg: TrainConfig, rng: np.random.Generator, cfg_dropout: float) -> Sample:
+def fact_sample(
+    task: str, cfg: TrainConfig, source: SceneSource, rng: np.random.Generator, cfg_dropout: float
+) -> Sample:
     """An example that teaches a fact (`data.facts`): as a knowledge question (text), as a rewrite of a prompt that
     names it into one that describes it, or as a drawing from a prompt that names it. Drawings and rewrites never
-    use a fact's evaluation cells (`knowledge.eval_cells`) or a scene reserved for evaluation."""
+    use a fact's evaluation places (`Fact.eval_places`), a scene reserved for evaluation, a held-out pair or a pair
+    the task's side is barred from."""
     names = sorted(n for n, side in cfg.data.facts.items() if side in FACT_TASKS[task])
-    name = names[int(rng.integers(len(names)))]
+    fact = K.FACTS[names[int(rng.integers(len(names)))]]
     if task == "knowledge":
-        return Sample(task, K.fact_question(name, rng), K.looks(name), None, None)
+        return Sample(task, fact.question(rng), fact.answer, None, None)
     g, size = cfg.world.grid, cfg.world.size
-    scenes = [
-        K.fact_scene(name, r, c, size, g) for r in range(g) for c in range(g) if (r, c) not in K.eval_cells(name, g)
-    ]
-    scenes = [sc for sc in scenes if not is_eval_scene(sc)]
+    places = [p for p in fact.places(g) if p not in fact.eval_places(g)]
+    side = "und" if task in UND_TASKS else "gen"
+    for _ in range(1000):
+        look = fact.pair or (
+            W.SHAPES[int(rng.integers(len(W.SHAPES)))],
+            list(W.COLORS)[int(rng.integers(len(W.COLORS)))],
+        )
+        scenes = [sc for p in places if source.fits(sc := fact.scene(p, look, size=size, grid=g), "train", side)]
+        if scenes:
+            break
+    else:
+        raise UserError(f"{task}: no training drawing of {fact.name!r} found in 1000 draws; hold out fewer pairs")
     scene = scenes[int(rng.integers(len(scenes)))]
-    o = scene.objects[0]
-    prompt = K.draw_prompt(name, o.row, o.col)
+    prompt = fact.prompt(scene)
     if task == "rewrite":
         return Sample(task, prompt, K.rewrite_target(scene, rng), None, scene)
     return Sample(task, "" if rng.random() < cfg_dropout else prompt, "", None, scene)
@@ -292,7 +303,7 @@ class Batches:
         for i, t in zip(indices.tolist(), tasks.tolist()):
             task = TASKS[t]
             if task in FACT_TASKS:
-                out.append(fact_sample(task, self.cfg, self.source.rng(split, i), dropout))
+                out.append(fact_sample(task, self.cfg, self.source, self.source.rng(split, i), dropout))
                 continue
             if task in MOVE_TASKS or task in EDIT_TASKS:
                 out.append(move_sample(task, self.cfg, self.source, split, self.source.rng(split, i)))

@@ -32,6 +32,7 @@ from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
 from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
+from unifylab.world.knowledge import FACTS
 
 
 class LossModule(nn.Module):
@@ -78,7 +79,10 @@ def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
         TextTokenizer.from_pretrained(cfg.tokenizers.text)
         if cfg.tokenizers.text
         else TextTokenizer.train(
-            world_corpus(2000, cfg.seed, knowledge=bool(cfg.data.facts), moves=bool(cfg.data.moves))
+            world_corpus(
+                2000, cfg.seed, knowledge={FACTS[n].family for n in cfg.data.facts}, moves=bool(cfg.data.moves)
+            ),
+            cfg.tokenizers.text_vocab,
         )
     )
 

@@ -1,13 +1,16 @@
-"""A skill a study can teach on one side: moving an object one cell in a named direction.
+"""Skills a study can teach on one side: moving an object one cell in a named direction, and turning or mirroring
+the whole picture.
 
-Understanding learns it as a question about an image ("the red ring moves one cell left. where is it now?" ->
-"row 2, column 1"); generation as an edit (the image and "move the red ring one cell left." -> the edited image).
-Both stepwise routes go through the explicit edit, which names the destination and no direction ("move the red ring
-to row 2, column 1."), so a direction word can be taught on one side only and tested on the other.
+Understanding learns a skill as a question about an image ("the red ring moves one cell left. where is it now?" ->
+"row 2, column 1"; "the picture turns a quarter turn clockwise. where is the red ring now?"); generation as an edit
+(the image and "move the red ring one cell left." or "turn the picture a quarter turn clockwise." -> the edited
+image). Both stepwise routes go through the explicit edit, which names the destination and no skill word ("move the
+red ring to row 2, column 1."), so a skill word can be taught on one side only and tested on the other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unifylab.world.knowledge import cell
@@ -15,12 +18,33 @@ from unifylab.world.language import unique
 from unifylab.world.scene import Obj, Scene
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
+# turns of the whole picture: where cell (r, c) of a g x g grid goes, the edit and the question's first sentence
+TURNS: dict[str, tuple[Callable[[int, int, int], tuple[int, int]], str, str]] = {
+    "clockwise": (
+        lambda r, c, g: (c, g - 1 - r),
+        "turn the picture a quarter turn clockwise.",
+        "the picture turns a quarter turn clockwise.",
+    ),
+    "anticlockwise": (
+        lambda r, c, g: (g - 1 - c, r),
+        "turn the picture a quarter turn anticlockwise.",
+        "the picture turns a quarter turn anticlockwise.",
+    ),
+    "half": (lambda r, c, g: (g - 1 - r, g - 1 - c), "turn the picture half a turn.", "the picture turns half a turn."),
+    "mirror": (
+        lambda r, c, g: (r, g - 1 - c),
+        "mirror the picture left to right.",
+        "the picture is mirrored left to right.",
+    ),
+}
+SKILLS = (*DIRECTIONS, *TURNS)  # the keys of data.moves
 
 
 @dataclass(frozen=True)
 class Move:
     """One object of `before` (named by its colour and shape, unique in the scene) moved to (row, col);
-    `direction` is the direction word of a one-cell move (None for an explicit relocation)."""
+    `direction` is the skill: a direction word of a one-cell move or a turn of the whole picture (None for an
+    explicit relocation)."""
 
     before: Scene
     obj: Obj
@@ -30,10 +54,13 @@ class Move:
 
     @property
     def after(self) -> Scene:
+        g = self.before.grid
+        if self.direction in TURNS:
+            turn = TURNS[self.direction][0]
+            objs = tuple(Obj(o.shape, o.color, *turn(o.row, o.col, g), o.size) for o in self.before.objects)
+            return Scene(self.before.size, g, objs)
         moved = Obj(self.obj.shape, self.obj.color, self.row, self.col, self.obj.size)
-        return Scene(
-            self.before.size, self.before.grid, tuple(moved if o == self.obj else o for o in self.before.objects)
-        )
+        return Scene(self.before.size, g, tuple(moved if o == self.obj else o for o in self.before.objects))
 
     @property
     def name(self) -> str:
@@ -41,12 +68,17 @@ class Move:
 
     @property
     def instruction(self) -> str:
-        """The edit that names the direction: 'move the red ring one cell left.'"""
+        """The edit that names the skill: 'move the red ring one cell left.', 'mirror the picture left to right.'"""
+        if self.direction in TURNS:
+            return TURNS[self.direction][1]
         return f"move {self.name} one cell {self.direction}."
 
     @property
     def question(self) -> str:
-        """The question that names the direction: 'the red ring moves one cell left. where is it now?'"""
+        """The question that names the skill: 'the red ring moves one cell left. where is it now?', 'the picture
+        turns half a turn. where is the red ring now?'"""
+        if self.direction in TURNS:
+            return f"{TURNS[self.direction][2]} where is {self.name} now?"
         return f"{self.name} moves one cell {self.direction}. where is it now?"
 
     @property
@@ -70,7 +102,12 @@ def _named(scene: Scene) -> list[Obj]:
 
 
 def moves(scene: Scene, direction: str) -> list[Move]:
-    """Every one-cell move in `direction` of a named object to an empty cell of the grid."""
+    """Every one-cell move in `direction` of a named object to an empty cell of the grid; for a turn, the turn of
+    the picture once per named object it moves (the object a question asks about)."""
+    if direction in TURNS:
+        turn = TURNS[direction][0]
+        ends = [(o, turn(o.row, o.col, scene.grid)) for o in _named(scene)]
+        return [Move(scene, o, r, c, direction) for o, (r, c) in ends if (r, c) != (o.row, o.col)]
     dr, dc = DIRECTIONS[direction]
     out = []
     for o in _named(scene):
