@@ -1,5 +1,5 @@
 """Parser throughput: `parse_batch` images/s against a per-image `parse` loop (the
-unbatched baseline), same images.
+unbatched baseline), same images; and the watch world's `parse_faces` against a per-face loop.
 
 Prints one JSON line per figure: {"figure", "images_per_s", "baseline_images_per_s", "ratio", ...}.
 Run: python benchmarks/parser.py [--n 4096] [--size 32] [--grid 3]
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from unifylab.world import Nuisance, ShapesConfig, parse, parse_batch, render, sample_scenes
+from unifylab.world import Nuisance, ShapesConfig, parse, parse_batch, render, sample_scenes, watch
 
 
 def _rate(fn, n: int, repeats: int = 3) -> float:  # noqa: ANN001 (a zero-argument callable)
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--grid", type=int, default=3)
+    ap.add_argument("--minute-step", type=int, default=5, help="the watch world's minute resolution")
     args = ap.parse_args()
     scenes = sample_scenes(ShapesConfig(size=args.size, grid=args.grid, max_objects=min(4, args.grid**2)), args.n, 0)
     images = np.stack([render(s, Nuisance(noise=8.0, jitter=1, seed=i)) for i, s in enumerate(scenes)])
@@ -53,6 +54,27 @@ def main() -> None:
                 }
             )
         )
+
+    faces = watch.sample_faces(watch.WatchConfig(size=args.size, minute_step=args.minute_step), args.n, 0)
+    images = np.stack([watch.render(f, Nuisance(noise=8.0, jitter=1, seed=i)) for i, f in enumerate(faces)])
+    step = args.minute_step
+    baseline = _rate(lambda: [watch.parse_faces(im[None], minute_step=step) for im in images[:base_n]], base_n)
+    rate = _rate(lambda: watch.parse_faces(images, minute_step=step), args.n)
+    print(
+        json.dumps(
+            {
+                "figure": "watch_parse_faces",
+                "size": args.size,
+                "minute_step": step,
+                "n": args.n,
+                "images_per_s": round(rate, 1),
+                "baseline_images_per_s": round(baseline, 1),
+                "ratio": round(rate / baseline, 2),
+                "target_images_per_s": 2000,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
