@@ -3,8 +3,12 @@ back exactly on clean renders and almost always under the shapes world's noise."
 
 import numpy as np
 import pytest
+import torch
 
 from unifylab.errors import UserError
+from unifylab.tokenize.attributes import AttributeTokenizer
+from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
+from unifylab.world import watch_language as WL
 from unifylab.world.scene import SceneError
 from unifylab.world.shapes import Nuisance
 from unifylab.world.watch import (
@@ -93,3 +97,42 @@ def test_bad_images_get_one_clear_error() -> None:
         parse_faces(np.zeros((2, 32, 40, 3), np.uint8), minute_step=5)
     with pytest.raises(UserError, match="outside 32..128"):
         parse_faces(np.zeros((2, 200, 200, 3), np.uint8), minute_step=5)
+
+
+def test_captions_questions_and_prompts_are_exact() -> None:
+    rng = np.random.default_rng(0)
+    faces = sample_faces(WatchConfig(), 300, seed=4)
+    for f in faces:
+        assert WL.parse_caption(WL.caption(f, rng), 32) == f
+    assert WL.parse_caption("a blue watch showing 13:05, with rain in the top left corner", 32) is None
+    f = WatchScene(32, 3, 40, "blue", "rain", "top left", 1, "bottom right")
+    assert WL.ask(f, "time").answer == "3:40" and WL.ask(f, "battery").answer == "one bar"
+    assert WL.ask(f, "battery_corner").answer == "bottom right"
+    assert {WL.sample_qa(f, rng).kind for _ in range(200)} == set(WL.QA_KINDS)
+    assert all(WL.ask(f, k).answer in WL.answer_space(k, minutes=(0, 20, 40)) for k in WL.QA_KINDS)
+    assert WL.satisfies(f, f).ok
+    late = WatchScene(32, 3, 45, "blue", "rain", "top left", 1, "bottom right")
+    verdict = WL.satisfies(late, f)
+    assert not verdict.ok and verdict.reasons == ["minute: drew 45, asked for 40"]
+    prompt = WL.t2i_prompt(f, rng)
+    assert "3:40" in prompt and "blue" in prompt and "one bar" in prompt
+
+
+def test_attribute_tokenizer_round_trips_and_every_code_decodes(tmp_path) -> None:
+    tok = AttributeTokenizer(32, 5)
+    faces = sample_faces(WatchConfig(), 200, seed=5)
+    images = np.stack([render(f) for f in faces])
+    codes = tok.encode(images)
+    assert codes.shape == (200, 7) and tok.token_grid == (1, 7) and tok.vocab_size == 12
+    assert torch.equal(codes, tok.encode_scenes(faces))
+    assert np.array_equal(tok.decode(codes), images)
+    every = torch.randint(0, tok.vocab_size, (500, 7))
+    assert len(tok.decode_scenes(every)) == 500  # any code sequence is a valid face
+    with pytest.raises(ValueError, match="0..11"):
+        tok.decode_scenes(torch.full((1, 7), 12))
+    tok.save_pretrained(tmp_path / "tok")
+    loaded = load_image_tokenizer(tmp_path / "tok")
+    assert isinstance(loaded, AttributeTokenizer) and loaded.minute_step == 5
+    assert "attributes" in tokenizer_kinds()
+    with pytest.raises(UserError, match="does not divide"):
+        AttributeTokenizer(32, 7)

@@ -1,6 +1,7 @@
 """What every image tokenizer shares: input checks, token-grid positions, the folder format and the registry.
 
-A tokenizer folder holds `config.json` with `"kind"` (`vq`, `grid` or `patch`) and whatever weights that kind needs.
+A tokenizer folder holds `config.json` with `"kind"` (`vq`, `grid`, `attributes` or `patch`) and whatever weights
+that kind needs.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def read_config(folder: Path) -> dict[str, Any]:
         folder, "tokenizer", "an image tokenizer folder needs config.json (see `unifylab tokenizer train-image`)"
     )
     if not isinstance(cfg, dict) or "kind" not in cfg:
-        raise UserError(f"{file}: missing field 'kind'; expected one of vq, grid, patch")
+        raise UserError(f"{file}: missing field 'kind'; expected one of {', '.join(tokenizer_kinds())}")
     return cfg
 
 
@@ -131,11 +132,12 @@ def image_tokenizer(
 
 def tokenizer_kinds() -> dict[str, type[ImageTokenizer]]:
     """Every image tokenizer class by its kind (config.json's `kind`, `tokenizer train-image --kind`)."""
+    from unifylab.tokenize.attributes import AttributeTokenizer
     from unifylab.tokenize.grid import GridTokenizer
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.vq import VQTokenizer
 
-    return {c.kind: c for c in (VQTokenizer, GridTokenizer, PatchTokenizer)}
+    return {c.kind: c for c in (VQTokenizer, GridTokenizer, AttributeTokenizer, PatchTokenizer)}
 
 
 def load_image_tokenizer(folder: Path) -> ImageTokenizer:
