@@ -167,7 +167,10 @@ def test_native_model_runs_every_task(cli: Cli, tmp_path: Path) -> None:
     )
     Trainer(load_config(cfg, []), tmp_path / "run", progress=False).fit()
     model = NativeModel(tmp_path / "run")
-    with pytest.raises(UserError, match="task geu is built on a 32 px 4x4 world but run reads and draws 32 px 3x3"):
+    with pytest.raises(
+        UserError,
+        match="task geu is built on the 32 px 4x4 shapes world but run reads and draws images of the 32 px 3x3 shapes",
+    ):
         run_task(model, load_task("geu"), tmp_path / "ev", limit=4)  # never re-encoded at the wrong grid
     recipe = ("--guidance", "1.5", "--temperature", "0.7", "--top-k", "5", "--seed", "3")
     code, _, err = cli("eval", tmp_path / "run", "--out", tmp_path / "all", "--limit", "1", "--device", "cpu", *recipe)

@@ -38,7 +38,8 @@ def _tiny(preset: str, tmp: Path, **extra: object) -> Path:
 def test_every_preset_loads() -> None:
     assert {"quick", "standard", "scaling", "alignment"} <= set(preset_files())
     for name in preset_files():
-        assert load_preset(name).variants
+        p = load_preset(name)
+        assert p.variants or all(load_preset(s).variants for s in p.studies)
 
 
 def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
@@ -182,7 +183,9 @@ def test_study_errors(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", tmp_path / "x", "--set", "optim.lrr=1")
     assert code == 2 and "optim.lrr" in err
     code, _, err = cli("study", "--preset", _tiny("quick", tmp_path, tasks=["vqa", "geu"]), "--out", tmp_path / "y")
-    assert code == 2 and "task geu is built on a 32 px 4x4 world but run shared-s0 trains on 32 px 3x3" in err
+    assert (
+        code == 2 and "task geu is built on the 32 px 4x4 shapes world but run shared-s0 trains on the 32 px 3x3" in err
+    )
     assert not (tmp_path / "y" / "runs").exists()
     # a bad model setting of one variant fails before any run trains, naming the run and the field
     code, _, err = cli(

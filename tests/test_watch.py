@@ -1,13 +1,24 @@
 """The watch world: faces validate and round-trip as JSON, render deterministically, and the parser reads them
 back exactly on clean renders and almost always under the shapes world's noise."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
+from pydantic import ValidationError
+from test_study import Cli, _tiny
 
 from unifylab.errors import UserError
+from unifylab.study.preset import Preset
 from unifylab.tokenize.attributes import AttributeTokenizer
 from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
+from unifylab.tokenize.sequence import Packer
+from unifylab.train.config import load_tree
+from unifylab.train.data import Batches, SceneSource
+from unifylab.train.loop import build_tokenizers
 from unifylab.world import watch_language as WL
 from unifylab.world.scene import SceneError
 from unifylab.world.shapes import Nuisance
@@ -136,3 +147,119 @@ def test_attribute_tokenizer_round_trips_and_every_code_decodes(tmp_path) -> Non
     assert "attributes" in tokenizer_kinds()
     with pytest.raises(UserError, match="does not divide"):
         AttributeTokenizer(32, 7)
+
+
+def test_a_training_config_on_the_watch_world() -> None:
+    cfg = load_tree({"world": "watch", "tokenizers": {"image": "attributes"}})
+    assert cfg.world.name == "watch" and cfg.world.minute_step == 5
+    assert cfg.data.holdout_pairs == [("sun", "blue"), ("rain", "red"), ("cloud", "green")]
+    assert load_tree({}).data.holdout_pairs[0] == ("circle", "red")  # the shapes world's, as before
+    text, und, gen = build_tokenizers(cfg)
+    assert isinstance(gen, AttributeTokenizer) and gen.canvas == ("watch", 32, 5)
+    source = SceneSource(cfg)
+    held = [source.get("heldout", i)[0] for i in range(20)]
+    assert all((f.weather, f.face) in cfg.data.holdout_pairs for f in held)
+    batches = Batches(cfg, Packer(text, und, gen), SceneSource(cfg))
+    idx = np.arange(400)
+    samples = batches.samples("train", idx, batches.task_of(idx))
+    assert {s.task for s in samples} == {"caption", "vqa", "t2i"}
+    assert not any((s.scene.weather, s.scene.face) in cfg.data.holdout_pairs for s in samples)
+    caption = next(s for s in samples if s.task == "caption")
+    assert WL.parse_caption(caption.answer, 32) == caption.scene
+    batch = batches.collate(samples[:16])
+    assert batch["input_ids"].shape[0] >= 1
+
+
+@pytest.mark.parametrize(
+    "tree, message",
+    [
+        ({"world": "moon"}, "unknown world 'moon'"),
+        ({"world": "watch"}, "'grid' is another world's exact tokenizer"),
+        (
+            {"world": "watch", "tokenizers": {"image": "attributes"}, "data": {"holdout_pairs": [["circle", "red"]]}},
+            "not a \\(weather, face colour\\)",
+        ),
+        (
+            {"world": "watch", "tokenizers": {"image": "attributes"}, "data": {"facts": {"the sun": "und"}}},
+            "data.facts is built on the shapes world",
+        ),
+        ({"world": {"name": "watch", "minute_step": 7}}, "does not divide the hour"),
+    ],
+)
+def test_bad_watch_configs_fail_with_one_clear_error(tree: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        cfg = load_tree(tree)
+        build_tokenizers(cfg)
+
+
+def test_quick_watch_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    code, _, err = cli("study", "--preset", _tiny("quick-watch", tmp_path), "--out", out, "--device", "cpu")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["runs"]["shared-s0"]["eval"]) == {"watch_caption", "watch_vqa", "watch_t2i"}
+    assert "shared" in results["comparisons"]["all"]["synergy"]
+    record = json.loads((out / "eval" / "shared-s0" / "watch_t2i.jsonl").read_text().splitlines()[0])
+    assert record["meta"]["scene"]["world"] == "watch" and "parsed" in record["meta"]
+    # a watch-world model is refused the shapes world's tasks with one clear error
+    code, _, err = cli("eval", out / "runs" / "shared-s0", "--tasks", "caption", "--out", tmp_path / "e")
+    assert code != 0 and "built on the 32 px 3x3 shapes world" in err
+
+
+@pytest.mark.parametrize("model", ["oracle", "random"])
+def test_watch_tasks_score_oracle_fully_and_random_near_chance(cli: Cli, tmp_path: Path, model: str) -> None:
+    code, _, err = cli(
+        "eval", model, "--tasks", "watch_caption,watch_vqa,watch_t2i", "--limit", "40", "--out", tmp_path / model
+    )
+    assert code == 0, err
+    results = json.loads((tmp_path / model / "results.json").read_text())["tasks"]
+    for task in ("watch_caption", "watch_vqa", "watch_t2i"):
+        acc = results[task]["accuracy"]["value"]
+        assert acc == 1.0 if model == "oracle" else acc < 0.3, (task, acc)
+
+
+def test_world_commands_sample_render_and_parse_faces(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("world", "sample", "--world", "watch", "--n", "4", "--out", tmp_path / "faces")
+    assert code == 0, err
+    first = json.loads((tmp_path / "faces" / "scenes.jsonl").read_text().splitlines()[0])
+    (tmp_path / "face.json").write_text(json.dumps(first))
+    code, _, err = cli("world", "render", tmp_path / "face.json", "--out", tmp_path / "face.png")
+    assert code == 0, err
+    code, out, err = cli("world", "parse", tmp_path / "face.png", "--world", "watch")
+    assert code == 0 and json.loads(out) == first
+    code, _, err = cli("world", "sample", "--world", "watch", "--minute-step", "7", "--out", tmp_path / "bad")
+    assert code != 0 and "does not divide the hour" in err
+
+
+def test_worlds_preset_sets_the_answers_side_by_side(cli: Cli, tmp_path: Path) -> None:
+    shapes, watch = _tiny("quick", tmp_path), _tiny("quick-watch", tmp_path)
+    for path in (shapes, watch):  # two models per world keep it short
+        raw = yaml.safe_load(path.read_text())
+        raw["variants"] = [v for v in raw["variants"] if v["name"] in ("shared", "und-only", "gen-only")]
+        raw["tasks"] = [t for t in raw["tasks"] if t in ("caption", "t2i", "watch_caption", "watch_t2i")]
+        raw["analyses"] = []
+        path.write_text(yaml.safe_dump(raw))
+    composite = tmp_path / "worlds.yaml"
+    composite.write_text(
+        yaml.safe_dump({"name": "worlds", "description": "both", "studies": [str(shapes), str(watch)]})
+    )
+    out = tmp_path / "study"
+    code, _, err = cli("study", "--preset", composite, "--out", out, "--device", "cpu")
+    assert code == 0, err
+    combined = json.loads((out / "results.json").read_text())
+    assert set(combined["studies"]) == {"quick", "quick-watch"}
+    assert combined["studies"]["quick-watch"]["world"] == "watch world"
+    first = combined["rows"][0]
+    assert first["question"] == "Understanding" and set(first["cells"]) == {"quick", "quick-watch"}
+    assert all(cell and "adjusted p" in cell for cell in first["cells"].values())
+    md = (out / "report.md").read_text()
+    assert "| question | quick (shapes world) | quick-watch (watch world) |" in md
+    assert (out / "quick" / "report.html").is_file() and (out / "quick-watch" / "results.json").is_file()
+    assert "Understanding (shared vs und-only): quick:" in err
+
+
+def test_a_side_by_side_preset_takes_no_runs_of_its_own() -> None:
+    with pytest.raises(ValidationError, match="takes no base, variants or sweep"):
+        Preset(name="x", studies=["quick"], variants=[{"name": "a", "role": "unified"}])
+    with pytest.raises(ValidationError, match="at least one unified variant"):
+        Preset(name="x")

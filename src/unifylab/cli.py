@@ -20,7 +20,8 @@ from unifylab.eval.geneval_rules import CLIP, DETECTOR
 from unifylab.layout import EvalFolder, StudyFolder
 from unifylab.runtime import single_thread_blas
 from unifylab.world import check_world
-from unifylab.world.shapes import Nuisance, ShapesConfig
+from unifylab.world.shapes import Nuisance
+from unifylab.world.worlds import describe_canvas
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A lab for unified multimodal models.")
 world_app = typer.Typer(no_args_is_help=True, help="Sample, render and parse scenes of a controlled world.")
@@ -40,6 +41,7 @@ err = Console(stderr=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Noise = Annotated[float, typer.Option(help="Gaussian pixel-noise std in 0..255 units.")]
+MinuteStep = Annotated[int, typer.Option(help="watch world: the hands show minutes in steps of this many.")]
 Jitter = Annotated[int, typer.Option(help="Per-object position jitter in px (0 or 1).")]
 Tint = Annotated[int, typer.Option(help="Largest random background tint per channel (0..64).")]
 
@@ -64,9 +66,15 @@ def _nuisance(noise: float, jitter: int, tint: int, seed: int) -> Nuisance | Non
         raise UserError(f"--noise/--jitter/--tint: {e}") from None
 
 
-def _world_options(*, size: int, grid: int, min_objects: int, max_objects: int, sizes: str) -> dict[str, Any]:
-    """The world options as ShapesConfig's fields (`sizes` is comma-separated)."""
+def _world_options(
+    world: str, *, size: int, grid: int, min_objects: int, max_objects: int, sizes: str, minute_step: int
+) -> dict[str, Any]:
+    """The world options as the named world's config fields (`sizes` is comma-separated)."""
+    check_world(world)
+    if world == "watch":
+        return {"name": world, "size": size, "minute_step": minute_step}
     return {
+        "name": world,
         "size": size,
         "grid": grid,
         "min_objects": min_objects,
@@ -89,6 +97,7 @@ def world_sample(
     min_objects: Annotated[int, typer.Option(help="Fewest objects per scene.")] = 1,
     max_objects: Annotated[int, typer.Option(help="Most objects per scene.")] = 3,
     sizes: Annotated[str, typer.Option(help="Comma-separated object sizes to sample: large,small.")] = "large",
+    minute_step: MinuteStep = 5,
     noise: Noise = 0.0,
     jitter: Jitter = 0,
     tint: Tint = 0,
@@ -97,10 +106,18 @@ def world_sample(
     """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
     from unifylab.data.folder import write_world_sample
     from unifylab.io import claim_output
+    from unifylab.world.worlds import WorldChoice
 
-    check_world(world)
-    values = _world_options(size=size, grid=grid, min_objects=min_objects, max_objects=max_objects, sizes=sizes)
-    cfg = build(ShapesConfig, values, "world sample options")
+    values = _world_options(
+        world,
+        size=size,
+        grid=grid,
+        min_objects=min_objects,
+        max_objects=max_objects,
+        sizes=sizes,
+        minute_step=minute_step,
+    )
+    cfg = build(WorldChoice, {"world": values}, "world sample options").world
     _nuisance(noise, jitter, tint, seed)
     claim_output(out, ["scenes.jsonl", "images", "world.json"], force=force)
     with _progress() as bar:
@@ -111,7 +128,6 @@ def world_sample(
             n=n,
             seed=seed,
             nuisance=lambda s: _nuisance(noise, jitter, tint, s),
-            world=world,
             meta={"nuisance": {"noise": noise, "jitter": jitter, "tint": tint}},
             on_image=lambda: bar.advance(task),
         )
@@ -128,18 +144,22 @@ def world_render(
     seed: Annotated[int, typer.Option(help="Seed of the nuisances.")] = 0,
     force: Force = False,
 ) -> None:
-    """Render one scene JSON file to a PNG."""
+    """Render one scene JSON file (of any world, by its "world" field) to a PNG."""
     from unifylab.io import guard_output, read_json, save_png
     from unifylab.world.scene import Scene, SceneError
-    from unifylab.world.shapes import render
+    from unifylab.world.watch import WatchScene
+    from unifylab.world.worlds import render_scene, scene_world
 
+    data = read_json(scene_file)
     try:
-        scene = Scene.from_dict(read_json(scene_file))
+        if not isinstance(data, dict):
+            raise SceneError(f"expected a JSON object for a scene, got {type(data).__name__}")
+        scene = WatchScene.from_dict(data) if scene_world(data) == "watch" else Scene.from_dict(data)
     except SceneError as e:
         raise UserError(f"{scene_file}: {e}") from None
     nuisance = _nuisance(noise, jitter, tint, seed)
     guard_output(out, force)
-    save_png(out, render(scene, nuisance))
+    save_png(out, render_scene(scene, nuisance))
 
 
 @world_app.command("parse")
@@ -147,11 +167,17 @@ def world_parse(
     image: Annotated[Path, typer.Argument(metavar="IMG.png", help="An RGB PNG of the world.")],
     grid: Annotated[int | None, typer.Option(help="Grid of the image; inferred when omitted.")] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Add the parser's confidence per object.")] = False,
+    world: Annotated[str, typer.Option(help="World of the image.")] = "shapes",
+    minute_step: MinuteStep = 5,
 ) -> None:
     """Read the scene back out of an image and print it as one JSON line (the scenes.jsonl form)."""
     from unifylab.io import load_rgb
     from unifylab.world.parse import parse
+    from unifylab.world.watch import parse_faces
 
+    if check_world(world) == "watch":
+        typer.echo(parse_faces(load_rgb(image)[None], minute_step=minute_step)[0].to_json())
+        return
     scene = parse(load_rgb(image), grid)
     typer.echo((scene if confidence else scene.without_confidence()).to_json())
 
@@ -298,7 +324,7 @@ def tokenizer_train_text(
 
     check_world(world)
     with atomic_folder(out, force) as tmp:
-        tok = TextTokenizer.train(world_corpus(n_scenes, seed), vocab_size)
+        tok = TextTokenizer.train(world_corpus(n_scenes, seed, world=world), vocab_size)
         tok.save_pretrained(tmp)
     err.print(f"wrote {out / 'tokenizer.json'} ({tok.vocab_size} tokens)")
 
@@ -308,12 +334,17 @@ def tokenizer_train_image(
     out: Annotated[Path, typer.Option(help="Folder for config.json, model.safetensors and metrics.json.")],
     world: Annotated[str, typer.Option(help="World to render training images from.")] = "shapes",
     kind: Annotated[
-        str, typer.Option(help="vq (learned FSQ autoencoder), grid (exact oracle) or patch (continuous).")
+        str,
+        typer.Option(
+            help="vq (learned FSQ autoencoder), grid (the shapes world's exact oracle), attributes (the watch "
+            "world's) or patch (continuous)."
+        ),
     ] = "vq",
     size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
     grid: Annotated[int, typer.Option(help="Grid of the training world.")] = 3,
     max_objects: Annotated[int, typer.Option(help="Most objects per training scene.")] = 9,
     sizes: Annotated[str, typer.Option(help="Object sizes in the training world: large or large,small.")] = "large",
+    minute_step: MinuteStep = 5,
     downsample: Annotated[int, typer.Option(help="vq: pixels per token side (4 or 8).")] = 4,
     levels: Annotated[str, typer.Option(help="vq: FSQ levels; codebook size = their product.")] = "8,5,5,5",
     hidden: Annotated[int, typer.Option(help="vq: channels at full resolution.")] = 32,
@@ -332,8 +363,9 @@ def tokenizer_train_image(
     """Build an image tokenizer for a world; vq is trained (with a progress bar) and measured on held-out renders."""
     from unifylab.tokenize.build import build_image_tokenizer
 
-    check_world(world)
-    world_values = _world_options(size=size, grid=grid, min_objects=0, max_objects=max_objects, sizes=sizes)
+    world_values = _world_options(
+        world, size=size, grid=grid, min_objects=0, max_objects=max_objects, sizes=sizes, minute_step=minute_step
+    )
     vq_values = {
         "model": {"size": size, "downsample": downsample, "levels": _ints(levels, "--levels"), "hidden": hidden},
         "n_train": n_train,
@@ -537,9 +569,7 @@ def eval_cmd(
     world = getattr(m, "world", None)
     specs, skipped = resolve_tasks(tasks, world=world)
     if skipped:
-        err.print(
-            f"skipping {', '.join(skipped)}: built on another world than {name}'s {world[0]} px {world[1]}x{world[1]}"
-        )
+        err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {describe_canvas(world)}")
     folder = EvalFolder(out)
     with folder.lock(), _progress() as bar:
 
@@ -721,6 +751,24 @@ def study_cmd(
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     seed_list = list(_ints(seeds, "--seeds")) if seeds else None
+    if p.studies:
+        from unifylab.study.side_by_side import run_side_by_side, side_by_side_lines
+
+        with StudyFolder(folder).lock():
+            combined = run_side_by_side(
+                p,
+                folder,
+                seeds=seed_list,
+                device=_device(device),
+                overrides=set_ or [],
+                console=err,
+                jobs=jobs,
+                force=force,
+            )
+        for line in side_by_side_lines(combined):
+            err.print(line)
+        err.print(f"report: {StudyFolder(folder).report_html} ({combined['wall_seconds']:.0f} s)")
+        return
     with StudyFolder(folder).lock():
         results = run_study(
             p,

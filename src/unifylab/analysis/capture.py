@@ -15,20 +15,22 @@ import torch
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
 from unifylab.io import guard_output, save_tensors
 from unifylab.world import language as L
-from unifylab.world.shapes import ShapesConfig, render, sample_scene
+from unifylab.world.shapes import ShapesConfig
+from unifylab.world.watch import WatchConfig
+from unifylab.world.worlds import world_of
 
 
-def scene_requests(kind: str, world: ShapesConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
+def scene_requests(kind: str, world: ShapesConfig | WatchConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
     """n paired image/text inputs from the world: `und` = image, then the caption question and its true caption;
     `gen` = a t2i prompt, then its true image."""
-    rng = np.random.default_rng([seed, 3])
+    rng, w = np.random.default_rng([seed, 3]), world_of(world)
     out = []
     for _ in range(n):
-        scene = sample_scene(world, rng)
+        scene = w.sample(rng)
         if kind == "und":
-            out.append(HiddenRequest("und", L.CAPTION_QUESTION, render(scene), L.caption(scene, rng)))
+            out.append(HiddenRequest("und", L.CAPTION_QUESTION, w.render(scene), w.caption(scene, rng)))
         else:
-            out.append(HiddenRequest("gen", L.t2i_prompt(scene, rng)[0], render(scene)))
+            out.append(HiddenRequest("gen", w.prompt(scene, rng), w.render(scene)))
     return out
 
 

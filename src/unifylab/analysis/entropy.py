@@ -13,7 +13,9 @@ import torch
 from unifylab.analysis.capture import stream_states
 from unifylab.eval.protocol import HiddenRequest, ImageRequest, TextRequest
 from unifylab.world import language as L
-from unifylab.world.shapes import ShapesConfig, render, sample_scene
+from unifylab.world.shapes import ShapesConfig
+from unifylab.world.watch import WatchConfig
+from unifylab.world.worlds import world_of
 
 
 def renyi_entropy(states: torch.Tensor, alpha: float = 1.01) -> float:
@@ -31,20 +33,20 @@ def _masked(layers: torch.Tensor, mask: torch.Tensor, alpha: float) -> list[floa
     return [renyi_entropy(layers[j][mask], alpha) for j in range(layers.shape[0])]
 
 
-def _inputs(world: ShapesConfig, n: int, seed: int) -> dict[str, list[HiddenRequest]]:
-    rng = np.random.default_rng([seed, 7])
+def _inputs(world: ShapesConfig | WatchConfig, n: int, seed: int) -> dict[str, list[HiddenRequest]]:
+    rng, w = np.random.default_rng([seed, 7]), world_of(world)
     text_only, image_only, mixed = [], [], []
     for _ in range(n):
-        scene = sample_scene(world, rng)
-        image = render(scene)
-        text_only.append(HiddenRequest("gen", L.t2i_prompt(scene, rng)[0]))
+        scene = w.sample(rng)
+        image = w.render(scene)
+        text_only.append(HiddenRequest("gen", w.prompt(scene, rng)))
         image_only.append(HiddenRequest("und", "", image))
-        mixed.append(HiddenRequest("und", L.CAPTION_QUESTION, image, L.caption(scene, rng)))
+        mixed.append(HiddenRequest("und", L.CAPTION_QUESTION, image, w.caption(scene, rng)))
     return {"text": text_only, "image": image_only, "mixed": mixed}
 
 
 def trajectories(
-    model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+    model: Any, world: ShapesConfig | WatchConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
     """Rows {input: text|image|mixed, layer, entropy, normalised}: mean entropy of each sequence's content tokens
     per layer; `normalised` divides by log(tokens), the value for orthogonal tokens, so inputs of different length
@@ -64,16 +66,16 @@ def trajectories(
 
 
 def response_entropy(
-    model: Any, world: ShapesConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+    model: Any, world: ShapesConfig | WatchConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
     """Rows {response: text|image, layer, delta}: mean H(prompt + response) - H(prompt) over the model's own
     answers to the caption question and its own drawings of t2i prompts."""
-    rng = np.random.default_rng([seed, 11])
-    scenes = [sample_scene(world, rng) for _ in range(n)]
-    images = [render(s) for s in scenes]
-    prompts = [L.t2i_prompt(s, rng)[0] for s in scenes]
+    rng, w = np.random.default_rng([seed, 11]), world_of(world)
+    scenes = [w.sample(rng) for _ in range(n)]
+    images = [w.render(s) for s in scenes]
+    prompts = [w.prompt(s, rng) for s in scenes]
     answers = model.generate_text([TextRequest(L.CAPTION_QUESTION, im) for im in images])
-    drawn = model.generate_images([ImageRequest(p, world.size, world.grid, seed=i) for i, p in enumerate(prompts)])
+    drawn = model.generate_images([ImageRequest.of(world, p, seed=i) for i, p in enumerate(prompts)])
     reqs = {
         "text": [HiddenRequest("und", L.CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
         "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)],

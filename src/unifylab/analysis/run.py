@@ -16,9 +16,10 @@ from unifylab.errors import UserError
 from unifylab.io import write_jsonl
 from unifylab.layout import RunFolder
 from unifylab.world.shapes import ShapesConfig
+from unifylab.world.watch import WatchConfig
 
 
-def world_of(folder: Path | None, default: ShapesConfig) -> ShapesConfig:
+def run_world(folder: Path | None, default: ShapesConfig | WatchConfig) -> ShapesConfig | WatchConfig:
     """The world a run was trained on (its config.yaml), else `default`."""
     config = RunFolder(Path(folder)).config if folder is not None else None
     if config is not None and config.is_file():
@@ -32,7 +33,7 @@ def analyze(
     kind: str,
     model: Any,
     folder: Path | None,
-    world: ShapesConfig,
+    world: ShapesConfig | WatchConfig,
     *,
     n: int = 200,
     k: int = 10,
@@ -98,7 +99,7 @@ def run_analysis(
         if name in rows:
             raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
         on_model(len(rows), name)
-        world = world_of(folder, ShapesConfig())
+        world = run_world(folder, ShapesConfig())
         rows[name] = analyze(kind, m, folder, world, n=size, k=k, alpha=alpha, examples=examples, seed=seed)
         if save_states:
             for form in ("und", "gen"):

@@ -22,8 +22,7 @@ from unifylab.train.config import TrainConfig
 from unifylab.train.data import SceneSource
 from unifylab.world import language as L
 from unifylab.world import shapes as W
-from unifylab.world.scene import Scene
-from unifylab.world.shapes import render
+from unifylab.world.worlds import describe_canvas
 
 _WORDS = re.compile(r"\b(" + "|".join(list(W.COLORS) + list(W.SHAPES) + [L.plural(s) for s in W.SHAPES]) + r")\b")
 _MC = re.compile(r"^(.*) A\. (.*) B\. (.*) C\. (.*) D\. (.*) answer with a letter\.$")
@@ -41,19 +40,20 @@ class BlindModel:
 
     def __init__(self, cfg: TrainConfig, n: int = 20_000) -> None:
         source = SceneSource(cfg)
+        world = self.scenes = source.world
         self.by_question: dict[str, Counter[str]] = {}
         self.by_template: dict[str, Counter[str]] = {}
         self.overall: Counter[str] = Counter()
         captions: Counter[str] = Counter()
         scenes: Counter[str] = Counter()
-        keep: dict[str, Scene] = {}
+        keep: dict[str, Any] = {}
         for i in range(n):
             scene, _, rng = source.get("train", i)
-            qa = L.sample_qa(scene, rng)
+            qa = world.sample_qa(scene, rng)
             for table, key in ((self.by_question, qa.question), (self.by_template, template(qa.question))):
                 table.setdefault(key, Counter())[qa.answer] += 1
             self.overall[qa.answer] += 1
-            captions[L.caption(scene, rng)] += 1
+            captions[world.caption(scene, rng)] += 1
             key = repr(scene.to_dict())
             scenes[key] += 1
             keep.setdefault(key, scene)
@@ -89,12 +89,13 @@ class BlindModel:
     def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         out = []
         for r in requests:
-            if (r.size, r.grid) != (self.scene.size, self.scene.grid):
+            asked = r.world.canvas if r.world is not None else ("shapes", r.size, r.grid)
+            if asked != self.scenes.config.canvas:
                 raise UserError(
-                    f"blind baseline: an image request at {r.size} px / grid {r.grid}, but its training "
-                    f"world is {self.scene.size} px / grid {self.scene.grid}"
+                    f"blind baseline: an image request for the {describe_canvas(asked)}, but its training world is "
+                    f"the {self.scenes.config.describe()}"
                 )
-            out.append(render(self.scene))
+            out.append(self.scenes.render(self.scene))
         return out
 
 

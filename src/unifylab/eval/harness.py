@@ -20,6 +20,7 @@ from unifylab.layout import EvalFolder
 from unifylab.train.config import UND_TASKS as UND_TRAINING
 from unifylab.train.config import DataConfig
 from unifylab.world.knowledge import FACTS
+from unifylab.world.worlds import describe_canvas, scene_pairs
 
 
 def _record(
@@ -97,11 +98,9 @@ def run_task(
     (out/<task>.fingerprint.json) are refused, or with `force` recomputed."""
     world = getattr(model, "world", None)
     if world is not None and world != spec.world.canvas:
-        w = spec.world
         raise UserError(
-            f"task {spec.name} is built on a {w.size} px {w.grid}x{w.grid} world but "
-            f"{getattr(model, 'name', 'the model')} reads and draws {world[0]} px {world[1]}x{world[1]} "
-            "grids; evaluate it on tasks of its world"
+            f"task {spec.name} is built on the {spec.world.describe()} but {getattr(model, 'name', 'the model')} "
+            f"reads and draws images of the {describe_canvas(world)}; evaluate it on tasks of its world"
         )
     folder = EvalFolder(out)
     try:
@@ -208,7 +207,7 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
     `unifylab.data.splits`)."""
     side, meta = task_side(spec), record["meta"]
     scene = meta.get("scene") or meta.get("shown") or {}
-    pairs = {(o["shape"], o["color"]) for o in scene.get("objects", [])}
+    pairs = scene_pairs(scene)
     free = "move" in meta or ("fact" in meta and FACTS[meta["fact"]].pair is None)
     if free and pairs & {tuple(p) for p in [*data.holdout_pairs, *data.und_only_pairs, *data.gen_only_pairs]}:
         return "other_pairs"

@@ -14,7 +14,6 @@ from unifylab.errors import UserError
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
 from unifylab.models.generate import Sampling, generate_images, generate_text
 from unifylab.models.hub import WEIGHTS, from_pretrained, load_tokenizers
-from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
 
 
@@ -38,8 +37,8 @@ class NativeModel:
         self.packer = Packer(self.text, self.und, self.gen)
         self.guidance, self.batch, self.seed = guidance, batch, seed
         self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
-        grids = {t.grid for t in (self.und, self.gen) if isinstance(t, GridTokenizer)}
-        self.world = (self.gen.size, grids.pop()) if len(grids) == 1 else None  # (size, grid) a grid tokenizer fixes
+        worlds = {t.canvas for t in (self.und, self.gen) if t.canvas is not None}
+        self.world = worlds.pop() if len(worlds) == 1 else None  # the canvas an exact tokenizer fixes
         self.fingerprint = {
             "weights": file_digest(folder / WEIGHTS),
             "guidance": guidance,

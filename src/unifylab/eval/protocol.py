@@ -13,8 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world.scene import Scene
-from unifylab.world.shapes import ShapesConfig, render, sample_scene
+from unifylab.world.shapes import ShapesConfig
+from unifylab.world.worlds import render_scene, world_of
 
 
 @dataclass
@@ -41,15 +41,24 @@ class LoglikelihoodRequest:
 
 @dataclass
 class ImageRequest:
-    """Draw `prompt` on a `size` px canvas (editing `source` when given); `truth` satisfies it (oracle only)."""
+    """Draw `prompt` on a `size` px canvas (editing `source` when given); `truth` satisfies it (oracle only).
+    `world`: the world config the drawing belongs to (None: the shapes world of `size` and `grid`)."""
 
     prompt: str
     size: int = 32
     grid: int = 3
     source: np.ndarray | None = None
-    truth: Scene | None = None
+    truth: Any = None
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    world: Any = None
+
+    @classmethod
+    def of(cls, world: Any, prompt: str, **kwargs: Any) -> ImageRequest:
+        """A request to draw on a world config's canvas (the shapes world by size and grid, others by config)."""
+        if world.name == "shapes":
+            return cls(prompt, world.size, world.grid, **kwargs)
+        return cls(prompt, world.size, world=world, **kwargs)
 
 
 @dataclass
@@ -113,7 +122,7 @@ class OracleModel:
                 "oracle: it draws only prompts that carry their ground-truth scene (the lab's own tasks); these "
                 "prompts carry none (e.g. RealUnify's): evaluate a trained model or 'random' instead"
             )
-        return [render(r.truth) for r in requests]
+        return [render_scene(r.truth) for r in requests]
 
 
 class RandomModel:
@@ -134,8 +143,9 @@ class RandomModel:
     def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         out = []
         for r in requests:
-            cfg = ShapesConfig(size=r.size, grid=r.grid, min_objects=1, max_objects=min(4, r.grid * r.grid))
-            out.append(render(sample_scene(cfg, self.rng)))
+            cfg = r.world or ShapesConfig(size=r.size, grid=r.grid, min_objects=1, max_objects=min(4, r.grid**2))
+            world = world_of(cfg)
+            out.append(world.render(world.sample(self.rng)))
         return out
 
 

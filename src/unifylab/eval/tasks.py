@@ -27,9 +27,12 @@ from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world import shapes as W
 from unifylab.world import skills as S
+from unifylab.world import watch_language as WL
 from unifylab.world.parse import parse_batch
 from unifylab.world.scene import Scene
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
+from unifylab.world.watch import WatchConfig, WatchScene
+from unifylab.world.worlds import WorldConfig, scene_world, world_of
 
 LETTERS = "ABCD"
 
@@ -50,7 +53,7 @@ class TaskSpec(BaseModel):
     )
     n: int = Field(200, ge=1)
     seed: int = 12345
-    world: ShapesConfig = ShapesConfig()
+    world: WorldConfig = ShapesConfig()
     options: dict[str, Any] = Field(default_factory=dict)
     outputs_of: str | None = Field(
         None,
@@ -85,40 +88,32 @@ class Item:
 # ---------------------------------------------------------------------------------------------- generators
 
 
-def _scene(spec: TaskSpec, i: int) -> tuple[Scene, np.random.Generator]:
+def _scene(spec: TaskSpec, i: int) -> tuple[Any, np.random.Generator]:
     """Item i's scene, drawn only from the scenes reserved for evaluation (never trained on), and its RNG."""
-    rng = np.random.default_rng([spec.seed, i])
+    rng, world = np.random.default_rng([spec.seed, i]), world_of(spec.world)
     for _ in range(10_000):
-        if is_eval_scene(scene := sample_scene(spec.world, rng)):
+        if is_eval_scene(scene := world.sample(rng)):
             return scene, rng
     raise UserError(
-        f"task {spec.name}: its world ({spec.world.min_objects}..{spec.world.max_objects} objects on a "
-        f"{spec.world.grid}x{spec.world.grid} grid) has too few distinct scenes to hold some out for "
+        f"task {spec.name}: its world ({spec.world.describe()}) has too few distinct scenes to hold some out for "
         "evaluation; allow more objects per scene"
     )
 
 
-_ANSWER_SPACE: dict[str, Callable[[Scene], list[str]]] = {
-    "exist": lambda s: ["yes", "no"],
-    "relation": lambda s: ["yes", "no"],
-    "count": lambda s: [str(k) for k in range(s.grid * s.grid + 1)],
-    "color_of": lambda s: list(W.COLORS),
-    "shape_of": lambda s: list(W.SHAPES),
-    "where": lambda s: [f"row {r}, column {c}" for r in range(1, s.grid + 1) for c in range(1, s.grid + 1)],
-}
-
-
 def gen_caption(spec: TaskSpec, i: int) -> Item:
     scene, _ = _scene(spec, i)
-    req = TextRequest(L.CAPTION_QUESTION, render(scene), truth=L.caption(scene, np.random.default_rng(i)))
+    world = world_of(spec.world)
+    req = TextRequest(L.CAPTION_QUESTION, world.render(scene), truth=world.caption(scene, np.random.default_rng(i)))
     return Item(f"{spec.name}-{i}", text=[req], target=scene.to_dict(), meta={"scene": scene.to_dict()})
 
 
 def gen_vqa(spec: TaskSpec, i: int) -> Item:
     scene, rng = _scene(spec, i)
-    qa = L.sample_qa(scene, rng, tuple(spec.options.get("kinds", L.QA_KINDS)))
-    space = _ANSWER_SPACE[qa.kind](scene)
-    req = TextRequest(qa.question, render(scene), choices=space, truth=qa.answer)
+    world = world_of(spec.world)
+    kinds = spec.options.get("kinds")
+    qa = world.sample_qa(scene, rng, tuple(kinds) if kinds else None)
+    space = world.answer_space(qa.kind, scene)
+    req = TextRequest(qa.question, world.render(scene), choices=space, truth=qa.answer)
     return Item(
         f"{spec.name}-{i}",
         text=[req],
@@ -136,7 +131,7 @@ def gen_mc(spec: TaskSpec, i: int) -> Item:
     """A 4-option question, asked under every rotation of its options (circular evaluation)."""
     scene, rng = _scene(spec, i)
     qa = L.sample_qa(scene, rng, ("count", "color_of", "shape_of", "where"))
-    space = [a for a in _ANSWER_SPACE[qa.kind](scene) if a != qa.answer]
+    space = [a for a in L.answer_space(qa.kind, scene) if a != qa.answer]
     options = [qa.answer] + [space[int(k)] for k in rng.choice(len(space), 3, replace=False)]
     options = [options[int(k)] for k in rng.permutation(4)]
     image = render(scene)
@@ -155,12 +150,13 @@ def gen_mc(spec: TaskSpec, i: int) -> Item:
 
 
 def gen_t2i(spec: TaskSpec, i: int) -> Item:
+    """Draw a fully specified prompt; the target is the shapes world's spec, or another world's scene itself."""
     scene, rng = _scene(spec, i)
-    prompt, sp = L.t2i_prompt(scene, rng)
-    req = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
-    return Item(
-        f"{spec.name}-{i}", images=[req], target=sp.to_dict(), meta={"prompt": prompt, "scene": scene.to_dict()}
-    )
+    world = world_of(spec.world)
+    prompt = world.prompt(scene, rng)
+    target = L.Spec.exact(scene).to_dict() if isinstance(scene, Scene) else scene.to_dict()
+    req = ImageRequest.of(spec.world, prompt, truth=scene, seed=i)
+    return Item(f"{spec.name}-{i}", images=[req], target=target, meta={"prompt": prompt, "scene": scene.to_dict()})
 
 
 def gen_geneval(spec: TaskSpec, i: int) -> Item:
@@ -352,7 +348,7 @@ def gen_moves_ask(spec: TaskSpec, i: int) -> Item:
     one's own image."""
     m = _move_case(spec, i)
     shown = render(m.before)
-    cells = _ANSWER_SPACE["where"](m.before)
+    cells = L.answer_space("where", m.before)
     chance = 1 / len(cells)
     if _mode(spec) == "direct":
         req = TextRequest(m.question, shown, choices=cells, truth=m.answer, max_tokens=12)
@@ -463,6 +459,13 @@ def score_exact(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
 
 
 def score_caption(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
+    if scene_world(item.target) != "shapes":
+        want = WatchScene.from_dict(item.target)
+        got = world_of(WatchConfig(size=want.size)).read_caption(texts[0])
+        if got is None:
+            return 0.0, [f"caption {texts[0]!r} does not state a whole face"]
+        verdict = WL.satisfies(got, want)
+        return (1.0 if verdict.ok else 0.0), [r.replace("drew", "said") for r in verdict.reasons]
     truth = Scene.from_dict(item.target)
     objs = L.parse_caption(texts[0])
     if objs is None:
@@ -493,6 +496,12 @@ def score_mc(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[fl
 
 def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
     req = item.images[0]
+    if req.world is not None and req.world.name != "shapes":
+        world = world_of(req.world)
+        parsed = world.parse(np.stack(images[:1]))[0]
+        verdict = world.check(parsed, world.scene_from_dict(item.target))
+        item.meta["parsed"] = parsed.to_dict()
+        return (1.0 if verdict.ok else 0.0), verdict.reasons
     parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
     verdict = L.satisfies(parsed, L.Spec.from_dict(item.target))
     item.meta["parsed"] = parsed.to_dict()
@@ -580,9 +589,9 @@ def tasks_of_kind(kind: str) -> list[str]:
     return [name for name in sorted(task_files()) if load_task(name).kind == kind]
 
 
-def resolve_tasks(tasks: str, *, world: tuple[int, int] | None = None) -> tuple[list[TaskSpec], list[str]]:
+def resolve_tasks(tasks: str, *, world: tuple[str, int, int] | None = None) -> tuple[list[TaskSpec], list[str]]:
     """The tasks `tasks` names (comma-separated built-in names or YAML files), or for 'all' every built-in task
-    (understanding, then generation, then the rest) built on `world` (size, grid) when given; returns them and the
+    (understanding, then generation, then the rest) built on `world` (its canvas) when given; returns them and the
     names 'all' left out for another world."""
     if tasks == "all":
         order = {"und": 0, "gen": 1}

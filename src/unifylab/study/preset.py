@@ -72,7 +72,12 @@ class Preset(BaseModel):
     name: str
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict, description="TrainConfig tree shared by every run")
-    variants: list[Variant]
+    variants: list[Variant] = Field(default_factory=list)
+    studies: list[str] = Field(
+        default_factory=list,
+        description="a side-by-side preset: these presets (names or YAML files, e.g. one per world) each run into "
+        "OUT/<its name>, and the report sets their answers side by side; it has no base or variants of its own",
+    )
     seeds: list[int] = [0]
     sweep: Sweep | None = None
     tasks: list[str] = Field(
@@ -86,6 +91,12 @@ class Preset(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Preset:
+        if self.studies:
+            if self.variants or self.base or self.sweep:
+                raise ValueError("a preset with studies runs those presets; it takes no base, variants or sweep")
+            if len(set(self.studies)) != len(self.studies):
+                raise ValueError(f"studies must be distinct, got {self.studies}")
+            return self
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")

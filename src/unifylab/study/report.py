@@ -33,12 +33,12 @@ def _interval(r: dict[str, Any]) -> str:
     return f"{100 * e['value']:+.1f} [{100 * e['lo']:+.1f}, {100 * e['hi']:+.1f}]"
 
 
-def _pts(r: dict[str, Any]) -> str:
+def points(r: dict[str, Any]) -> str:
     value, interval = _interval(r).split(" ", 1)
     return f"{value} points {interval}, adjusted p = {r['p_adjusted']:.3g}"
 
 
-def _verdict(r: dict[str, Any]) -> str:
+def verdict(r: dict[str, Any]) -> str:
     """A gain or a loss only when the Holm-adjusted p-value is below 0.05."""
     if r["p_adjusted"] >= 0.05:
         return "no evidence of a change"
@@ -103,7 +103,7 @@ def transfer_answer(results: dict[str, Any]) -> list[str]:
             above = "above the floor" if r["p_adjusted"] < 0.05 and r["diff"]["value"] > 0 else "no evidence"
             parts.append(
                 f"{mode} ({t}) {100 * row['transfer']['value']:.0f} % right, "
-                f"{_pts(r).replace(' points', ' points over the floor')}: {above}"
+                f"{points(r).replace(' points', ' points over the floor')}: {above}"
             )
         probe = f" by {family}" if several else ""
         out.append(f"{where}Transfer {direction}{probe} ({first}, {_TRANSFER_WHAT[direction]}): {'; '.join(parts)}.")
@@ -114,7 +114,7 @@ def answer(results: dict[str, Any]) -> list[str]:
     """One short sentence per question, with its 95 % interval and Holm-adjusted p; a change is a gain or a loss
     only when the adjusted p is below 0.05, else 'no evidence'; then one per transfer probe."""
     return [
-        f"{question} ({what}): {_pts(r)}: {_verdict(r)}." for question, what, r in headline(results)
+        f"{question} ({what}): {points(r)}: {verdict(r)}." for question, what, r in headline(results)
     ] + transfer_answer(results)
 
 
@@ -362,7 +362,7 @@ def fig_analysis(results: dict[str, Any], kind: str) -> bytes | None:
 def _summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per headline question: the difference, its interval, adjusted p and verdict."""
     head = ["question", "comparison", "difference (points) [95% CI]", "adjusted p", "verdict"]
-    rows = [[q, what, _interval(r), f"{r['p_adjusted']:.3g}", _verdict(r)] for q, what, r in headline(results)]
+    rows = [[q, what, _interval(r), f"{r['p_adjusted']:.3g}", verdict(r)] for q, what, r in headline(results)]
     return head, rows
 
 

@@ -397,16 +397,15 @@ def baselines(
 
 
 def check_worlds(runs: list[Run], specs: list[TaskSpec]) -> None:
-    """Every task must be built on its models' world (image size and grid), else one clear error before training."""
+    """Every task must be built on its models' world (world, image size and grid), else one clear error before
+    training."""
     for r in runs:
         w = r.cfg.world
         for s in specs:
             if s.world.canvas != w.canvas:
-                t = s.world
                 raise UserError(
-                    f"task {s.name} is built on a {t.size} px {t.grid}x{t.grid} world but run {r.id} "
-                    f"trains on {w.size} px {w.grid}x{w.grid} (world.size / world.grid); drop the task "
-                    "from the preset's tasks or train on its world"
+                    f"task {s.name} is built on the {s.world.describe()} but run {r.id} trains on the "
+                    f"{w.describe()} (world); drop the task from the preset's tasks or train on its world"
                 )
 
 

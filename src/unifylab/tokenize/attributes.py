@@ -45,6 +45,10 @@ class AttributeTokenizer(ImageTokenizer):
         return 1, len(self.values)
 
     @property
+    def canvas(self) -> tuple[str, int, int]:
+        return W.WORLD, self.size, self.minute_step
+
+    @property
     def vocab_size(self) -> int:
         return max(len(v) for v in self.values)
 

@@ -13,7 +13,7 @@ from unifylab.errors import UserError
 from unifylab.io import atomic_folder
 from unifylab.tokenize.image import image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.train_vq import METRICS, VQTrainConfig, oracle_metrics, save_trained, train_vq
-from unifylab.world.shapes import ShapesConfig
+from unifylab.world.worlds import WorldChoice
 
 CONTEXT = "tokenizer train-image options"
 
@@ -33,7 +33,7 @@ def build_image_tokenizer(
     force: bool = False,
     progress: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Write the tokenizer of `kind` for the `world` settings (ShapesConfig fields) into `out` (atomically: a
+    """Write the tokenizer of `kind` for the `world` settings (a world config's fields) into `out` (atomically: a
     failure leaves any earlier folder as it was) with its metrics.json, and return the metrics. `vq` holds
     VQTrainConfig's model and optimisation fields; `progress(step, loss)` follows vq training."""
     if kind not in tokenizer_kinds():
@@ -44,8 +44,8 @@ def build_image_tokenizer(
             tok, metrics = train_vq(cfg, device, progress=progress)
             save_trained(tok, cfg, metrics, tmp)
         return metrics
-    world_cfg = build(ShapesConfig, world, CONTEXT)
-    tok = image_tokenizer(kind, size=world_cfg.size, grid=world_cfg.grid, patch=patch, source=source, vq=vq_folder)
+    world_cfg = build(WorldChoice, {"world": world}, CONTEXT).world
+    tok = image_tokenizer(kind, world=world_cfg, patch=patch, source=source, vq=vq_folder)
     metrics = oracle_metrics(tok, world_cfg, n_val, seed)
     with atomic_folder(out, force) as tmp:
         tok.save_pretrained(tmp)

@@ -44,6 +44,10 @@ class GridTokenizer(ImageTokenizer):
         return self.grid, self.grid
 
     @property
+    def canvas(self) -> tuple[str, int, int]:
+        return W.WORLD, self.size, self.grid
+
+    @property
     def vocab_size(self) -> int:
         return 1 + len(self.sizes) * len(W.SHAPES) * len(W.COLORS)
 

@@ -34,6 +34,11 @@ class ImageTokenizer(ABC):
         """Tokens per image as (rows, cols), in row-major order."""
 
     @property
+    def canvas(self) -> tuple[str, int, int] | None:
+        """The world canvas (world, size, detail) an exact tokenizer reads and draws; None for the others."""
+        return None
+
+    @property
     def num_tokens(self) -> int:
         h, w = self.token_grid
         return h * w
@@ -104,17 +109,24 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 
 def image_tokenizer(
-    spec: str, *, size: int, grid: int, patch: int = 4, source: str = "pixels", vq: Path | None = None
+    spec: str, *, world: Any, patch: int = 4, source: str = "pixels", vq: Path | None = None
 ) -> ImageTokenizer:
-    """The one factory of image tokenizers: 'grid' (the exact oracle of a `size` px, grid x grid world), 'patch'
-    (continuous `patch` px patches of the pixels, or with source 'vq' the features of the vq tokenizer saved in
-    `vq`) or a folder saved with `save_pretrained`, which must be for `size` px images."""
-    from unifylab.tokenize.grid import GridTokenizer
+    """The one factory of image tokenizers for a world config: its exact oracle ('grid' on the shapes world,
+    'attributes' on the watch world), 'patch' (continuous `patch` px patches of the pixels, or with source 'vq' the
+    features of the vq tokenizer saved in `vq`) or a folder saved with `save_pretrained`, which must be for the
+    world's image size."""
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.vq import VQTokenizer
+    from unifylab.world.worlds import world_of
 
-    if spec == "grid":
-        return GridTokenizer(size, grid)
+    size = world.size
+    if spec in ("grid", "attributes"):
+        exact = world_of(world).exact_tokenizer()
+        if exact.kind != spec:
+            raise UserError(
+                f"tokenizers: {spec!r} is another world's exact tokenizer; the {world.name} world's is {exact.kind!r}"
+            )
+        return exact
     if spec == "patch":
         base = None
         if source == "vq":

@@ -88,9 +88,16 @@ class TextTokenizer:
 
 
 def world_corpus(
-    n_scenes: int = 2000, seed: int = 0, *, knowledge: Collection[str] = (), moves: bool = False
+    n_scenes: int = 2000,
+    seed: int = 0,
+    *,
+    world: str = "shapes",
+    knowledge: Collection[str] = (),
+    moves: bool = False,
 ) -> list[str]:
-    """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts; with
+    """The language of a world. Watch: captions, every question with its answer, and prompts over faces of every
+    minute step. Shapes: captions, questions, answers and prompts over scenes of every grid and size, plus GenEval
+    prompts; with
     `knowledge` (fact families) every fact's questions, answer and named prompts in those families, with `moves` the
     move skills' questions and edits in every direction and turn, so each name and direction is whole words whatever is
     taught."""
@@ -103,6 +110,15 @@ def world_corpus(
 
     rng = np.random.default_rng(seed)
     texts: list[str] = []
+    if world == "watch":
+        from unifylab.world import watch as WA
+        from unifylab.world import watch_language as WL
+
+        for k, step in enumerate((1, 5)):
+            for face in WA.sample_faces(WA.WatchConfig(size=128, minute_step=step), max(1, n_scenes // 2), seed + k):
+                texts += [WL.caption(face, rng), WL.t2i_prompt(face, rng)]
+                texts += [t for kind in WL.QA_KINDS for t in (WL.ask(face, kind).question, WL.ask(face, kind).answer)]
+        return texts
     configs = [
         ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)
     ]

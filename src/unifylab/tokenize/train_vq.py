@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.errors import UserError
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.vq import VQConfig, VQTokenizer, psnr, reconstruct, reconstruction_loss, to_unit
-from unifylab.world.parse import parse_batch
-from unifylab.world.shapes import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes import ShapesConfig
+from unifylab.world.watch import WatchConfig
+from unifylab.world.worlds import WorldConfig, world_of
 
 METRICS = "metrics.json"
 
@@ -28,7 +29,7 @@ class VQTrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: VQConfig = VQConfig()
-    world: ShapesConfig = ShapesConfig(size=32, grid=3, min_objects=0, max_objects=9)
+    world: WorldConfig = ShapesConfig(size=32, grid=3, min_objects=0, max_objects=9)
     n_train: int = Field(20000, ge=1, description="training renders")
     n_val: int = Field(1000, ge=1, description="held-out renders for metrics.json")
     steps: int = Field(1600, ge=1)
@@ -43,16 +44,17 @@ class VQTrainConfig(BaseModel):
         return self
 
 
-def render_set(world: ShapesConfig, n: int, seed: int) -> tuple[list, np.ndarray]:
-    """`n` scenes from `seed` and their clean renders uint8 [n, H, W, 3]."""
-    scenes = sample_scenes(world, n, seed)
-    return scenes, np.stack([render(s) for s in scenes])
+def render_set(world: ShapesConfig | WatchConfig, n: int, seed: int) -> tuple[list, np.ndarray]:
+    """`n` scenes of a world from `seed` and their clean renders uint8 [n, H, W, 3]."""
+    w, rng = world_of(world), np.random.default_rng(seed)
+    scenes = [w.sample(rng) for _ in range(n)]
+    return scenes, np.stack([w.render(s) for s in scenes])
 
 
-def evaluate(tok: VQTokenizer, scenes: list, images: np.ndarray, grid: int) -> dict[str, Any]:
+def evaluate(tok: VQTokenizer, scenes: list, images: np.ndarray, world: ShapesConfig | WatchConfig) -> dict[str, Any]:
     """Held-out quality: PSNR, codebook usage and the share of reconstructions parsed as the identical scene."""
     recon, codes = reconstruct(tok, images)
-    parsed = parse_batch(recon, grid)
+    parsed = world_of(world).parse(recon)
     used = int(torch.unique(codes).numel())
     return {
         "psnr_db": round(psnr(recon, images), 3),
@@ -111,7 +113,7 @@ def train_vq(
             progress(step + 1, loss_value)
     model.eval()
     train_s = time.perf_counter() - t0
-    metrics = evaluate(tok, val_scenes, val_images, cfg.world.grid)
+    metrics = evaluate(tok, val_scenes, val_images, cfg.world)
     metrics.update(
         {
             "final_loss": round(loss_value, 5),
@@ -131,12 +133,13 @@ def save_trained(tok: VQTokenizer, cfg: VQTrainConfig, metrics: dict[str, Any], 
     (folder / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def oracle_metrics(tok: ImageTokenizer, world: ShapesConfig, n_val: int, seed: int) -> dict[str, Any]:
-    """Round-trip quality of an untrained tokenizer (grid, patch) on held-out renders, for its metrics.json."""
+def oracle_metrics(tok: ImageTokenizer, world: ShapesConfig | WatchConfig, n_val: int, seed: int) -> dict[str, Any]:
+    """Round-trip quality of an untrained tokenizer (grid, attributes, patch) on held-out renders, for its
+    metrics.json."""
     scenes, images = render_set(world, n_val, seed + 1_000_003)
     recon = tok.decode(tok.encode(images))
     value = psnr(recon, images)
-    parsed = parse_batch(recon, world.grid)
+    parsed = world_of(world).parse(recon)
     return {
         "psnr_db": None if math.isinf(value) else round(value, 3),
         "identical_images": float(np.mean(np.all(recon == images, axis=(1, 2, 3)))),

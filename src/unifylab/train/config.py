@@ -15,6 +15,7 @@ from unifylab.models.unified import ModelArgs
 from unifylab.world.knowledge import FACTS, SIDES
 from unifylab.world.shapes import ShapesConfig
 from unifylab.world.skills import SKILLS
+from unifylab.world.worlds import World, WorldConfig, world_of
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
 GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")
@@ -46,9 +47,10 @@ class DataConfig(Strict):
         "steps (equal-task-data) or in the same steps and schedule (equal-steps), "
         "or as many tokens as the unified run (equal-compute)",
     )
-    holdout_pairs: list[tuple[str, str]] = Field(
-        default_factory=lambda: [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow")],
-        description="(shape, colour) pairs that never appear in training scenes; the held-out split uses them",
+    holdout_pairs: list[tuple[str, str]] | None = Field(
+        None,
+        description="compositions ((shape, colour) pairs; (weather, face colour) on the watch world) that never "
+        "appear in training scenes; the held-out split uses them. None: the world's default pairs",
     )
     und_only_pairs: list[tuple[str, str]] = Field(
         default_factory=list,
@@ -95,28 +97,9 @@ class DataConfig(Strict):
             raise ValueError(f"mixture: unknown task(s) {bad}; valid tasks: {list(TASKS)}")
         if any(w < 0 for w in self.mixture.values()) or not any(self.mixture.values()):
             raise ValueError("mixture weights must be >= 0 with at least one > 0")
-        from unifylab.world.shapes import COLORS, SHAPES
-
-        owner: dict[tuple[str, str], str] = {}
-        for field in ("holdout_pairs", "und_only_pairs", "gen_only_pairs"):
-            for shape, color in getattr(self, field):
-                if shape not in SHAPES or color not in COLORS:
-                    raise ValueError(f"{field}: ({shape}, {color}) is not a (shape, colour) of the shapes world")
-                if (shape, color) in owner and owner[(shape, color)] != field:
-                    raise ValueError(
-                        f"({shape}, {color}) is in both {owner[(shape, color)]} and {field}; a pair "
-                        "belongs to at most one of them"
-                    )
-                owner[(shape, color)] = field
-        for name, side in self.facts.items():
+        for name in self.facts:
             if name not in FACTS:
                 raise ValueError(f"facts: unknown fact {name!r}; known facts: {', '.join(FACTS)}")
-            pair = FACTS[name].pair
-            if side != "none" and pair in owner:
-                raise ValueError(
-                    f"facts: {name!r} is drawn as {pair}, which is in {owner[pair]}; teach it as 'none' or free "
-                    "the pair"
-                )
         for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "direction", MOVE_TASKS)):
             for task, sides in table.items():
                 if self.mixture.get(task, 0) > 0 and not any(s in sides for s in getattr(self, field).values()):
@@ -128,6 +111,30 @@ class DataConfig(Strict):
         if self.source == "folder" and self.folder is None:
             raise ValueError("source 'folder' needs data.folder")
         return self
+
+    def check_pairs(self, world: World) -> None:
+        """Raise ValueError unless every listed pair is a composition of `world`, in at most one list, and no fact
+        taught somewhere is drawn as a listed pair."""
+        owner: dict[tuple[str, str], str] = {}
+        for field in ("holdout_pairs", "und_only_pairs", "gen_only_pairs"):
+            for pair in getattr(self, field) or []:
+                try:
+                    world.check_pair(pair)
+                except ValueError as e:
+                    raise ValueError(f"data.{field}: {e}") from None
+                if owner.get(pair, field) != field:
+                    raise ValueError(
+                        f"({pair[0]}, {pair[1]}) is in both {owner[pair]} and {field}; a pair belongs to at most "
+                        "one of them"
+                    )
+                owner[pair] = field
+        for name, side in self.facts.items():
+            pair = FACTS[name].pair
+            if side != "none" and pair in owner:
+                raise ValueError(
+                    f"facts: {name!r} is drawn as {pair}, which is in {owner[pair]}; teach it as 'none' or free "
+                    "the pair"
+                )
 
 
 class TokenizerConfig(Strict):
@@ -164,7 +171,7 @@ class EvalConfig(Strict):
 class TrainConfig(Strict):
     """Everything a run needs; RUN/config.yaml holds the resolved form."""
 
-    world: ShapesConfig = ShapesConfig()
+    world: WorldConfig = ShapesConfig()
     data: DataConfig = DataConfig()
     tokenizers: TokenizerConfig = TokenizerConfig()
     model: ModelArgs = ModelArgs()
@@ -186,6 +193,19 @@ class TrainConfig(Strict):
             raise ValueError("freeze: freezing embeddings, backbone and heads leaves nothing to train")
         if self.optim.batch % self.optim.accum:
             raise ValueError(f"optim.batch {self.optim.batch} must be divisible by optim.accum {self.optim.accum}")
+        world = world_of(self.world)
+        if self.data.holdout_pairs is None:
+            self.data.holdout_pairs = list(world.default_holdout)
+        self.data.check_pairs(world)
+        if world.name != "shapes":
+            taught = [t for t in TRANSFER_TASKS if self.data.mixture.get(t, 0) > 0]
+            if taught or self.data.facts or self.data.moves or self.data.source == "folder":
+                what = taught[0] if taught else "data.facts" if self.data.facts else "data.moves"
+                what = "data.source folder" if self.data.source == "folder" else what
+                raise ValueError(
+                    f"{what} is built on the shapes world, but world is {world.name!r}; drop it (the {world.name} "
+                    "world trains caption, vqa and t2i on generated faces)"
+                )
         return self
 
 

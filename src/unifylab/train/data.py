@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,6 @@ import torch
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.io import iter_jsonl, load_rgb
-from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
 from unifylab.train.config import (
@@ -34,8 +34,9 @@ from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world import shapes as W
 from unifylab.world import skills as S
-from unifylab.world.scene import Obj, Scene, SceneError
-from unifylab.world.shapes import render, sample_scene
+from unifylab.world.scene import Scene, SceneError
+from unifylab.world.shapes import sample_scene
+from unifylab.world.worlds import World, render_scene, world_of
 
 SPLITS = {"train": 0, "val": 1, "heldout": 2, "pool": 3}  # pool: the fixed scenes of a finite training set
 MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
@@ -59,6 +60,7 @@ class SceneSource:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.world = world_of(cfg.world)
         self.pairs = {tuple(p) for p in cfg.data.holdout_pairs}
         # pairs a side never sees: the other side's own pairs
         self.barred = {
@@ -69,17 +71,17 @@ class SceneSource:
         if cfg.data.source == "folder":
             self.folder = self._read_folder(Path(cfg.data.folder))
 
-    def held(self, scene: Scene) -> bool:
-        return any((o.shape, o.color) in self.pairs for o in scene.objects)
+    def held(self, scene: Any) -> bool:
+        return bool(self.world.pairs(scene) & self.pairs)
 
     def fits(self, scene: Scene, split: str, side: str | None) -> bool:
         """Whether a generated scene may be a `train` or `val` scene of `side`: it holds no held-out pair and no
         pair the side is barred from, and is reserved for evaluation exactly when the split is `val`."""
         return not self.held(scene) and is_eval_scene(scene) == (split == "val") and self.allowed(scene, side)
 
-    def allowed(self, scene: Scene, side: str | None) -> bool:
+    def allowed(self, scene: Any, side: str | None) -> bool:
         """Whether a scene may teach `side` ('und', 'gen'; None: either): it holds no pair the side is barred from."""
-        return side is None or not any((o.shape, o.color) in self.barred[side] for o in scene.objects)
+        return side is None or not self.world.pairs(scene) & self.barred[side]
 
     def _read_folder(self, folder: Path) -> dict[str, list[tuple[Scene, Path]]]:
         splits: dict[str, list[tuple[Scene, Path]]] = {"train": [], "val": [], "heldout": []}
@@ -88,7 +90,7 @@ class SceneSource:
                 scene = Scene.from_dict(d)
             except SceneError as e:
                 raise UserError(f"{folder / 'scenes.jsonl'}:{n}: {e}") from None
-            if (scene.size, scene.grid) != self.cfg.world.canvas:
+            if ("shapes", scene.size, scene.grid) != self.cfg.world.canvas:
                 raise UserError(
                     f"{folder / 'scenes.jsonl'}:{n}: scene is {scene.size} px / grid {scene.grid}, but "
                     f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
@@ -131,16 +133,11 @@ class SceneSource:
                 "fewer data.und_only_pairs / data.gen_only_pairs"
             )
         for _ in range(1000):
-            scene = sample_scene(self.cfg.world, rng)
-            if split == "heldout":  # force one object to a held-out (shape, colour) pair
-                if not scene.objects:
-                    continue
-                k = int(rng.integers(len(scene.objects)))
-                shape, color = sorted(self.pairs)[int(rng.integers(len(self.pairs)))]
-                objs = list(scene.objects)
-                o = objs[k]
-                objs[k] = Obj(shape, color, o.row, o.col, o.size)
-                return Scene(scene.size, scene.grid, tuple(objs)), None, rng
+            scene = self.world.sample(rng)
+            if split == "heldout":  # force the scene to hold a held-out composition
+                if (held := self.world.with_pair(scene, sorted(self.pairs), rng)) is not None:
+                    return held, None, rng
+                continue
             if self.fits(scene, split, side):
                 return scene, None, rng
         raise UserError(
@@ -151,15 +148,15 @@ class SceneSource:
 
 
 def make_sample(
-    task: str, scene: Scene, image: np.ndarray | None, rng: np.random.Generator, cfg_dropout: float
+    task: str, scene: Any, image: np.ndarray | None, rng: np.random.Generator, cfg_dropout: float, *, world: World
 ) -> Sample:
-    """A caption, vqa or t2i sample of a scene (its wording drawn from `rng`)."""
+    """A caption, vqa or t2i sample of a scene of `world` (its wording drawn from `rng`)."""
     if task == "caption":
-        return Sample(task, L.CAPTION_QUESTION, L.caption(scene, rng), image, scene)
+        return Sample(task, L.CAPTION_QUESTION, world.caption(scene, rng), image, scene)
     if task == "vqa":
-        qa = L.sample_qa(scene, rng)
+        qa = world.sample_qa(scene, rng)
         return Sample(task, qa.question, qa.answer, image, scene)
-    prompt, _ = L.t2i_prompt(scene, rng)
+    prompt = world.prompt(scene, rng)
     if rng.random() < cfg_dropout:
         prompt = ""
     return Sample(task, prompt, "", image, scene)
@@ -309,7 +306,7 @@ class Batches:
                 out.append(move_sample(task, self.cfg, self.source, split, self.source.rng(split, i)))
                 continue
             scene, image, rng = self.source.get(split, i, "und" if task in UND_TASKS else "gen")
-            out.append(make_sample(task, scene, image, rng, dropout))
+            out.append(make_sample(task, scene, image, rng, dropout, world=self.source.world))
         return out
 
     def pack(self, items: list[Sample]) -> list[Packed]:
@@ -343,9 +340,9 @@ class Batches:
         """The items' images through `tok`. The exact grid tokenizer reads generated scenes directly (it parses a
         clean render back to its scene, tests/test_tokenize.py), so they are drawn only for tokenizers that need
         pixels."""
-        if isinstance(tok, GridTokenizer) and all(it.image is None for it in items):
+        if tok.canvas is not None and all(it.image is None for it in items):
             return tok.encode_scenes([it.scene for it in items])
-        return tok.encode(np.stack([render(it.scene) if it.image is None else it.image for it in items]))
+        return tok.encode(np.stack([render_scene(it.scene) if it.image is None else it.image for it in items]))
 
     def collate(self, items: list[Sample], pack: bool = False) -> dict[str, torch.Tensor]:
         batch = self.packer.collate(self.pack(items), pack=pack)

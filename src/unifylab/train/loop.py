@@ -80,15 +80,19 @@ def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
         if cfg.tokenizers.text
         else TextTokenizer.train(
             world_corpus(
-                2000, cfg.seed, knowledge={FACTS[n].family for n in cfg.data.facts}, moves=bool(cfg.data.moves)
+                2000,
+                cfg.seed,
+                world=cfg.world.name,
+                knowledge={FACTS[n].family for n in cfg.data.facts},
+                moves=bool(cfg.data.moves),
             ),
             cfg.tokenizers.text_vocab,
         )
     )
 
-    gen = image_tokenizer(cfg.tokenizers.image, size=cfg.world.size, grid=cfg.world.grid)
+    gen = image_tokenizer(cfg.tokenizers.image, world=cfg.world)
     und_spec = cfg.tokenizers.und_image
-    und = image_tokenizer(und_spec, size=cfg.world.size, grid=cfg.world.grid) if und_spec else gen
+    und = image_tokenizer(und_spec, world=cfg.world) if und_spec else gen
     return Tokenizers(text, und, gen)
 
 

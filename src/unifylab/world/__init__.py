@@ -15,7 +15,7 @@ from unifylab.world.shapes import (
     sample_scenes,
 )
 
-WORLDS: tuple[str, ...] = (WORLD,)  # the worlds the lab samples, renders, parses and describes
+WORLDS: tuple[str, ...] = (WORLD, "watch")  # the worlds the lab samples, renders, parses and describes
 
 
 def check_world(name: str, option: str = "--world") -> str:

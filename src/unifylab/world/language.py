@@ -386,6 +386,22 @@ def ask(scene: Scene, kind: str, rng: np.random.Generator) -> QA | None:
     raise ValueError(f"unknown question kind {kind!r}; expected one of {', '.join(QA_KINDS)}")
 
 
+_ANSWER_SPACE: dict[str, Any] = {
+    "exist": lambda s: ["yes", "no"],
+    "relation": lambda s: ["yes", "no"],
+    "count": lambda s: [str(k) for k in range(s.grid * s.grid + 1)],
+    "color_of": lambda s: list(W.COLORS),
+    "shape_of": lambda s: list(W.SHAPES),
+    "where": lambda s: [f"row {r}, column {c}" for r in range(1, s.grid + 1) for c in range(1, s.grid + 1)],
+}
+
+
+def answer_space(kind: str, scene: Scene) -> list[str]:
+    """Every answer a question of `kind` about a scene of this canvas can have (chance levels, the random
+    baseline, multiple-choice distractors)."""
+    return _ANSWER_SPACE[kind](scene)
+
+
 def sample_qa(scene: Scene, rng: np.random.Generator, kinds: tuple[str, ...] = QA_KINDS) -> QA:
     """A question of a random kind that the scene supports (`exist` and `count` always are)."""
     for k in rng.permutation(len(kinds)):

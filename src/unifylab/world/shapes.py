@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -131,6 +131,7 @@ class ShapesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: Literal["shapes"] = "shapes"
     size: int = Field(32, description="canvas side in pixels")
     grid: int = Field(3, description="cells per side")
     min_objects: int = Field(1, ge=0)
@@ -138,9 +139,12 @@ class ShapesConfig(BaseModel):
     sizes: tuple[str, ...] = Field(("large",), description="object size variants to sample from")
 
     @property
-    def canvas(self) -> tuple[int, int]:
-        """(size, grid): what an image of this world is, and what a model of it must read and draw."""
-        return self.size, self.grid
+    def canvas(self) -> tuple[str, int, int]:
+        """(world, size, grid): what an image of this world is, and what a model of it must read and draw."""
+        return WORLD, self.size, self.grid
+
+    def describe(self) -> str:
+        return f"{self.size} px {self.grid}x{self.grid} shapes world"
 
     @model_validator(mode="after")
     def _check(self) -> ShapesConfig:

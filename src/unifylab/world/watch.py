@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -218,6 +218,7 @@ class WatchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: Literal["watch"] = "watch"
     size: int = Field(32, description="canvas side in pixels")
     minute_step: int = Field(5, ge=1, le=30, description="the hands show minutes in steps of this many")
 
@@ -229,6 +230,14 @@ class WatchConfig(BaseModel):
     @property
     def minutes(self) -> tuple[int, ...]:
         return tuple(range(0, 60, self.minute_step))
+
+    @property
+    def canvas(self) -> tuple[str, int, int]:
+        """(world, size, minute step): what an image of this world is, and what a model of it must read and draw."""
+        return WORLD, self.size, self.minute_step
+
+    def describe(self) -> str:
+        return f"{self.size} px watch world ({self.minute_step}-minute hands)"
 
 
 def check_dial(size: int, step: int) -> None:
