@@ -39,42 +39,27 @@ def main() -> None:
     for figure, grid in (("parse_batch_grid_given", args.grid), ("parse_batch_grid_inferred", None)):
         baseline = _rate(lambda grid=grid: [parse(im, grid) for im in images[:base_n]], base_n)
         rate = _rate(lambda grid=grid: parse_batch(images, grid), args.n)
-        print(
-            json.dumps(
-                {
-                    "figure": figure,
-                    "size": args.size,
-                    "grid": args.grid,
-                    "n": args.n,
-                    "images_per_s": round(rate, 1),
-                    "baseline_images_per_s": round(baseline, 1),
-                    "ratio": round(rate / baseline, 2),
-                    "target_images_per_s": 2000,
-                    "cpus": os.cpu_count(),
-                }
-            )
-        )
-
+        _print(figure, rate, baseline, size=args.size, grid=args.grid, n=args.n)
     faces = watch.sample_faces(watch.WatchConfig(size=args.size, minute_step=args.minute_step), args.n, 0)
     images = np.stack([watch.render(f, Nuisance(noise=8.0, jitter=1, seed=i)) for i, f in enumerate(faces)])
     step = args.minute_step
     baseline = _rate(lambda: [watch.parse_faces(im[None], minute_step=step) for im in images[:base_n]], base_n)
     rate = _rate(lambda: watch.parse_faces(images, minute_step=step), args.n)
-    print(
-        json.dumps(
-            {
-                "figure": "watch_parse_faces",
-                "size": args.size,
-                "minute_step": step,
-                "n": args.n,
-                "images_per_s": round(rate, 1),
-                "baseline_images_per_s": round(baseline, 1),
-                "ratio": round(rate / baseline, 2),
-                "target_images_per_s": 2000,
-                "cpus": os.cpu_count(),
-            }
-        )
-    )
+    _print("watch_parse_faces", rate, baseline, size=args.size, minute_step=step, n=args.n)
+
+
+def _print(figure: str, rate: float, baseline: float, **fields: int) -> None:
+    """One figure's JSON line: the batched rate against the per-image baseline, and the target."""
+    line = {
+        "figure": figure,
+        **fields,
+        "images_per_s": round(rate, 1),
+        "baseline_images_per_s": round(baseline, 1),
+        "ratio": round(rate / baseline, 2),
+        "target_images_per_s": 2000,
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(line))
 
 
 if __name__ == "__main__":

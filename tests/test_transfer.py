@@ -192,7 +192,7 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
     assert sorted(line.split(" (")[0] for line in answer) == [
         f"- Transfer {d} by {family}_{form}"
         for d, form in (("GEU", "ask"), ("UEG", "draw"))
-        for family in ("facts", "moves", "rules", "turns")
+        for family in ("facts", "moves", "recolour", "rules", "turns")
     ]
     for line in answer:
         family = line.split(" (")[0].split(" by ")[1]
@@ -205,6 +205,7 @@ def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> Non
 MOVES = {
     **{"right": "both", "left": "gen", "down": "und", "up": "none"},
     **{"clockwise": "both", "anticlockwise": "gen", "half": "und", "mirror": "none"},
+    **{"fade": "both", "ripen": "gen", "freeze": "und", "rust": "none"},
 }
 
 
@@ -228,10 +229,11 @@ def test_move_skill_stays_on_the_sides_it_is_taught() -> None:
         side = "und" if it.task in UND_TASKS else "gen"
         said = {d for d in S.DIRECTIONS if f"cell {d}" in it.text}
         said |= {t for t, (_, edit, told) in S.TURNS.items() if it.text.startswith((edit, told))}
+        said |= {v for v in S.RECOLOURS if it.text.startswith(f"{v} the ") or f" {v}s. what colour" in it.text}
         assert not said & words["none"], f"{it.task} example names an untaught direction: {it.text!r}"
         assert not said & words["gen" if side == "und" else "und"], f"{side} example names the other side's move"
         if it.task == "move_to":
-            assert not said and " to row " in it.text
+            assert not said and (" to row " in it.text or it.text.startswith("paint the "))
         seen[side] |= said
         for scene in (it.scene, it.source):
             if scene is not None:
@@ -239,8 +241,8 @@ def test_move_skill_stays_on_the_sides_it_is_taught() -> None:
                 assert {(o.shape, o.color) for o in scene.objects}.isdisjoint(map(tuple, cfg.data.holdout_pairs))
     assert tasks == {"move_ask", "move_draw", "move_to"}
     assert seen == {
-        "und": {"right", "down", "clockwise", "half"},
-        "gen": {"right", "left", "clockwise", "anticlockwise"},
+        "und": {"right", "down", "clockwise", "half", "fade", "freeze"},
+        "gen": {"right", "left", "clockwise", "anticlockwise", "fade", "ripen"},
     }
 
 
@@ -356,3 +358,30 @@ def test_rules_teach_and_test_light_and_arithmetic() -> None:
     assert split_of(rec, draw, cfg.data) == "other_pairs"
     rec["meta"]["scene"] = {"objects": [{"shape": "cross", "color": "red"}]}
     assert split_of(rec, draw, cfg.data) == "both"
+
+
+def test_recolouring_verbs_mean_a_colour_and_split_by_verb() -> None:
+    two = Scene(32, 3, (Obj("ring", "red", 0, 0), Obj("cross", "blue", 1, 2)))
+    (fade,) = [m for m in S.moves(two, "fade") if m.obj.shape == "ring"]
+    assert fade.answer == "white" and fade.question == "the red ring fades. what colour is it now?"
+    assert fade.instruction == "fade the red ring." and fade.explicit == "paint the red ring white."
+    assert fade.after.at(0, 0) == Obj("ring", "white", 0, 0) and fade.after.at(1, 2) == two.objects[1]
+    assert fade.follow_up == "what color is the ring?"
+    assert S.moves(Scene(32, 3, (Obj("ring", "white", 0, 0),)), "fade") == []  # nothing to change
+    same_shape = Scene(32, 3, (Obj("ring", "red", 0, 0), Obj("ring", "blue", 1, 2)))
+    assert S.moves(same_shape, "rust") == []  # 'what color is the ring?' would not name one object
+    cfg = _moves_cfg()
+    ask, draw = load_task("recolour_ask"), load_task("recolour_draw_stepwise")
+    recs = [{"id": it.id, "meta": it.meta} for it in items(ask)]
+    clean = [r for r in recs if split_of(r, ask, cfg.data) != "other_pairs"]
+    assert {r["meta"]["move"]: split_of(r, ask, cfg.data) for r in clean} == {
+        "fade": "both",
+        "ripen": "transfer",
+        "freeze": "here",
+        "rust": "none",
+    }
+    it = items(draw, 1)[0]
+    assert it.chain == "text_then_image" and it.chain_prompt.format("white").startswith("paint the ")
+    # explicit repaints join move_to only when a recolouring is in the design
+    texts = [s.text for s in _stream(cfg, 3000) if s.task == "move_to"]
+    assert any(t.startswith("paint the ") for t in texts) and any(" to row " in t for t in texts)

@@ -116,6 +116,10 @@ def test_captions_questions_and_prompts_are_exact() -> None:
     for f in faces:
         assert WL.parse_caption(WL.caption(f, rng), 32) == f
     assert WL.parse_caption("a blue watch showing 13:05, with rain in the top left corner", 32) is None
+    both = (
+        "a red watch showing 1:05, with a sun in the top left corner and a battery of one bar in the top left corner."
+    )
+    assert WL.parse_caption(both, 32) is None  # a caption may state an impossible face: it states none
     f = WatchScene(32, 3, 40, "blue", "rain", "top left", 1, "bottom right")
     assert WL.ask(f, "time").answer == "3:40" and WL.ask(f, "battery").answer == "one bar"
     assert WL.ask(f, "battery_corner").answer == "bottom right"
@@ -263,3 +267,18 @@ def test_a_side_by_side_preset_takes_no_runs_of_its_own() -> None:
         Preset(name="x", studies=["quick"], variants=[{"name": "a", "role": "unified"}])
     with pytest.raises(ValidationError, match="at least one unified variant"):
         Preset(name="x")
+
+
+def test_image_tokenizers_build_for_the_watch_world(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("tokenizer", "train-image", "--world", "watch", "--kind", "attributes", "--out", tmp_path / "a")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["identical_images"] == 1.0 and metrics["parse_exact"] == 1.0
+    args = ["--world", "watch", "--kind", "vq", "--steps", "2", "--n-train", "64", "--n-val", "16", "--batch", "8"]
+    code, _, err = cli("tokenizer", "train-image", *args, "--out", tmp_path / "vq", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads((tmp_path / "vq" / "train.json").read_text())["world"]["name"] == "watch"
+    code, _, err = cli("tokenizer", "train-image", "--world", "watch", "--kind", "grid", "--out", tmp_path / "g")
+    assert code == 2 and "the watch world's is 'attributes'" in err
+    code, _, err = cli("tokenizer", "train-text", "--world", "watch", "--n-scenes", "200", "--out", tmp_path / "t")
+    assert code == 0, err

@@ -750,36 +750,25 @@ def study_cmd(
 
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
-    seed_list = list(_ints(seeds, "--seeds")) if seeds else None
+    how = {
+        "seeds": list(_ints(seeds, "--seeds")) if seeds else None,
+        "device": _device(device),
+        "overrides": set_ or [],
+        "console": err,
+        "jobs": jobs,
+        "force": force,
+    }
     if p.studies:
         from unifylab.study.side_by_side import run_side_by_side, side_by_side_lines
 
         with StudyFolder(folder).lock():
-            combined = run_side_by_side(
-                p,
-                folder,
-                seeds=seed_list,
-                device=_device(device),
-                overrides=set_ or [],
-                console=err,
-                jobs=jobs,
-                force=force,
-            )
+            combined = run_side_by_side(p, folder, **how)
         for line in side_by_side_lines(combined):
             err.print(line)
         err.print(f"report: {StudyFolder(folder).report_html} ({combined['wall_seconds']:.0f} s)")
         return
     with StudyFolder(folder).lock():
-        results = run_study(
-            p,
-            folder,
-            seeds=seed_list,
-            device=_device(device),
-            overrides=set_ or [],
-            console=err,
-            jobs=jobs,
-            force=force,
-        )
+        results = run_study(p, folder, **how)
         md, html_path = write_report(folder, results)
     for line in answer(results):
         err.print(line)

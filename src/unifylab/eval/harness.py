@@ -207,7 +207,7 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
     `unifylab.data.splits`)."""
     side, meta = task_side(spec), record["meta"]
     scene = meta.get("scene") or meta.get("shown") or {}
-    pairs = scene_pairs(scene)
+    pairs = scene_pairs(scene) | scene_pairs(meta.get("after") or {})
     free = "move" in meta or ("fact" in meta and FACTS[meta["fact"]].pair is None)
     if free and pairs & {tuple(p) for p in [*data.holdout_pairs, *data.und_only_pairs, *data.gen_only_pairs]}:
         return "other_pairs"

@@ -31,7 +31,7 @@ from unifylab.world import watch_language as WL
 from unifylab.world.parse import parse_batch
 from unifylab.world.scene import Scene
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
-from unifylab.world.watch import WatchConfig, WatchScene
+from unifylab.world.watch import WatchScene
 from unifylab.world.worlds import WorldConfig, scene_world, world_of
 
 LETTERS = "ABCD"
@@ -343,18 +343,18 @@ def _move_meta(spec: TaskSpec, m: S.Move) -> dict[str, Any]:
 
 
 def gen_moves_ask(spec: TaskSpec, i: int) -> Item:
-    """Where does an object end after a one-cell move ('the red ring moves one cell left. where is it now?'): the
-    transfer probe of the move skill into understanding. Stepwise: make the edit, then say where the object is in
-    one's own image."""
+    """Where does an object end after a move or turn, or what colour is it after a recolouring ('the red ring moves
+    one cell left. where is it now?', 'the red ring fades. what colour is it now?'): the transfer probe of a skill
+    into understanding. Stepwise: make the edit, then ask one's own image (where is it? what colour is it?)."""
     m = _move_case(spec, i)
     shown = render(m.before)
-    cells = L.answer_space("where", m.before)
-    chance = 1 / len(cells)
+    space = L.answer_space("color_of" if m.color is not None else "where", m.before)
+    chance = 1 / len(space)
     if _mode(spec) == "direct":
-        req = TextRequest(m.question, shown, choices=cells, truth=m.answer, max_tokens=12)
+        req = TextRequest(m.question, shown, choices=space, truth=m.answer, max_tokens=12)
         return Item(f"{spec.name}-{i}", text=[req], target=m.answer, chance=chance, meta=_move_meta(spec, m))
     edit = ImageRequest(m.instruction, m.before.size, m.before.grid, source=shown, truth=m.after, seed=i)
-    ask = TextRequest(f"where is {m.name}?", None, choices=cells, truth=m.answer, max_tokens=12)
+    ask = TextRequest(m.follow_up, None, choices=space, truth=m.answer, max_tokens=12)
     return Item(
         f"{spec.name}-{i}",
         text=[ask],
@@ -384,7 +384,7 @@ def gen_moves_draw(spec: TaskSpec, i: int) -> Item:
         target=target,
         meta=_move_meta(spec, m),
         chain="text_then_image",
-        chain_prompt=S.explicit_edit(m.name, "{}"),
+        chain_prompt=S.explicit_edit(m.name, "{}", repaint=m.color is not None),
     )
 
 
@@ -461,7 +461,7 @@ def score_exact(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
 def score_caption(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
     if scene_world(item.target) != "shapes":
         want = WatchScene.from_dict(item.target)
-        got = world_of(WatchConfig(size=want.size)).read_caption(texts[0])
+        got = WL.parse_caption(texts[0], want.size)
         if got is None:
             return 0.0, [f"caption {texts[0]!r} does not state a whole face"]
         verdict = WL.satisfies(got, want)

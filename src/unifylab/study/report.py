@@ -336,7 +336,8 @@ POOLED_NOTE = (
 )
 TABLE_NOTE = (
     "Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
-    "held-out (shape, colour) pair), the mean over the variant's seeds; every eval scene is one no run "
+    "held-out composition: a (shape, colour) pair, on the watch world a (weather, face colour) pair), the mean "
+    "over the variant's seeds; every eval scene is one no run "
     "trained on (fact probes: all items; their split by where each fact was taught is in the transfer "
     "table). chance: a uniform guess over the answer space. blind: the best answer from the question "
     "alone (the most common training answer to that question), and for generation the most common "

@@ -204,7 +204,7 @@ class TrainConfig(Strict):
                 what = "data.source folder" if self.data.source == "folder" else what
                 raise ValueError(
                     f"{what} is built on the shapes world, but world is {world.name!r}; drop it (the {world.name} "
-                    "world trains caption, vqa and t2i on generated faces)"
+                    "world trains caption, vqa and t2i), or for the quick study on it use --preset quick-watch"
                 )
         return self
 

@@ -194,25 +194,31 @@ def fact_sample(
 
 
 def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng: np.random.Generator) -> Sample:
-    """An example of the move skill: a question about a one-cell move (move_ask), the edit that makes it
-    (move_draw), each only in the directions `data.moves` teaches on its side, or the explicit edit that names the
-    destination (move_to: any named object to any empty cell). Its scenes hold no held-out pair and no pair the side
-    is barred from; in training neither the scene before nor the one after is reserved for evaluation, in `val`
-    the scene before is."""
+    """An example of a skill (`world.skills`): a question about a move, turn or recolouring (move_ask), the edit
+    that makes it (move_draw), each only in the skills `data.moves` teaches on its side, or the explicit edit that
+    names the result (move_to: any named object to any empty cell, or, when a recolouring is in the design, half the
+    time a repaint to any other colour). Its scenes, before and after, hold no held-out pair and no pair the side
+    is barred from; in training neither is reserved for evaluation, in `val` the scene before is."""
     side = "und" if task in UND_TASKS else "gen"
     directions = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS.get(task, ()))
+    repaint = any(d in S.RECOLOURS for d in cfg.data.moves)  # the explicit edits then repaint too
     if task in MOVE_TASKS and not directions:
         raise UserError(f"{task}: data.moves teaches no direction on the {side} side; set data.moves")
     for _ in range(1000):
         scene = sample_scene(cfg.world, rng)
         if task in MOVE_TASKS:
             options = S.moves(scene, directions[int(rng.integers(len(directions)))])
+        elif repaint and rng.random() < 0.5:
+            options = S.repaints(scene)
         else:
             options = S.relocations(scene)
         options = [
             m
             for m in options
-            if source.fits(m.before, split, side) and (split != "train" or not is_eval_scene(m.after))
+            if source.fits(m.before, split, side)
+            and source.allowed(m.after, side)
+            and not source.held(m.after)
+            and (split != "train" or not is_eval_scene(m.after))
         ]
         if options:
             m = options[int(rng.integers(len(options)))]

@@ -1,11 +1,12 @@
-"""Skills a study can teach on one side: moving an object one cell in a named direction, and turning or mirroring
-the whole picture.
+"""Skills a study can teach on one side: moving an object one cell in a named direction, turning or mirroring
+the whole picture, and recolouring an object by a verb that means a colour ("fade": white).
 
 Understanding learns a skill as a question about an image ("the red ring moves one cell left. where is it now?" ->
-"row 2, column 1"; "the picture turns a quarter turn clockwise. where is the red ring now?"); generation as an edit
-(the image and "move the red ring one cell left." or "turn the picture a quarter turn clockwise." -> the edited
-image). Both stepwise routes go through the explicit edit, which names the destination and no skill word ("move the
-red ring to row 2, column 1."), so a skill word can be taught on one side only and tested on the other.
+"row 2, column 1"; "the picture turns a quarter turn clockwise. where is the red ring now?"; "the red ring fades.
+what colour is it now?" -> "white"); generation as an edit (the image and "move the red ring one cell left.", "turn
+the picture a quarter turn clockwise." or "fade the red ring." -> the edited image). Both stepwise routes go through
+the explicit edit, which names the result and no skill word ("move the red ring to row 2, column 1.", "paint the red
+ring white."), so a skill word can be taught on one side only and tested on the other.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from unifylab.world.knowledge import cell
 from unifylab.world.language import unique
 from unifylab.world.scene import Obj, Scene
+from unifylab.world.shapes import COLORS
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
 # turns of the whole picture: where cell (r, c) of a g x g grid goes, the edit and the question's first sentence
@@ -37,20 +39,23 @@ TURNS: dict[str, tuple[Callable[[int, int, int], tuple[int, int]], str, str]] = 
         "the picture is mirrored left to right.",
     ),
 }
-SKILLS = (*DIRECTIONS, *TURNS)  # the keys of data.moves
+# recolouring verbs and the colour each means
+RECOLOURS: dict[str, str] = {"fade": "white", "ripen": "red", "freeze": "cyan", "rust": "orange"}
+SKILLS = (*DIRECTIONS, *TURNS, *RECOLOURS)  # the keys of data.moves
 
 
 @dataclass(frozen=True)
 class Move:
-    """One object of `before` (named by its colour and shape, unique in the scene) moved to (row, col);
-    `direction` is the skill: a direction word of a one-cell move or a turn of the whole picture (None for an
-    explicit relocation)."""
+    """One object of `before` (named by its colour and shape, unique in the scene) moved to (row, col), or recoloured
+    to `color` in its cell; `direction` is the skill: a direction word of a one-cell move, a turn of the whole
+    picture or a recolouring verb (None for an explicit relocation or repaint)."""
 
     before: Scene
     obj: Obj
     row: int
     col: int
     direction: str | None = None
+    color: str | None = None
 
     @property
     def after(self) -> Scene:
@@ -59,7 +64,7 @@ class Move:
             turn = TURNS[self.direction][0]
             objs = tuple(Obj(o.shape, o.color, *turn(o.row, o.col, g), o.size) for o in self.before.objects)
             return Scene(self.before.size, g, objs)
-        moved = Obj(self.obj.shape, self.obj.color, self.row, self.col, self.obj.size)
+        moved = Obj(self.obj.shape, self.color or self.obj.color, self.row, self.col, self.obj.size)
         return Scene(self.before.size, g, tuple(moved if o == self.obj else o for o in self.before.objects))
 
     @property
@@ -71,6 +76,8 @@ class Move:
         """The edit that names the skill: 'move the red ring one cell left.', 'mirror the picture left to right.'"""
         if self.direction in TURNS:
             return TURNS[self.direction][1]
+        if self.direction in RECOLOURS:
+            return f"{self.direction} {self.name}."
         return f"move {self.name} one cell {self.direction}."
 
     @property
@@ -79,21 +86,32 @@ class Move:
         turns half a turn. where is the red ring now?'"""
         if self.direction in TURNS:
             return f"{TURNS[self.direction][2]} where is {self.name} now?"
+        if self.direction in RECOLOURS:
+            return f"{self.name} {self.direction}s. what colour is it now?"
         return f"{self.name} moves one cell {self.direction}. where is it now?"
 
     @property
     def answer(self) -> str:
-        return cell(self.row, self.col)
+        """Where the object ends, or for a recolouring its new colour."""
+        return self.color if self.color is not None else cell(self.row, self.col)
 
     @property
     def explicit(self) -> str:
-        """The edit that names the destination, no direction: 'move the red ring to row 2, column 1.'"""
-        return explicit_edit(self.name, self.answer)
+        """The edit that names the result and no skill word: 'move the red ring to row 2, column 1.', 'paint the
+        red ring white.'"""
+        return explicit_edit(self.name, self.answer, repaint=self.color is not None)
+
+    @property
+    def follow_up(self) -> str:
+        """The question about the edited image whose answer is `answer` (the stepwise understanding route):
+        'where is the red ring?', or for a recolouring 'what color is the ring?' (its shape is unique)."""
+        return f"what color is the {self.obj.shape}?" if self.color is not None else f"where is {self.name}?"
 
 
-def explicit_edit(name: str, where: str) -> str:
-    """'move the red ring to row 2, column 1.' from the object's name and a cell ('row 2, column 1')."""
-    return f"move {name} to {where}."
+def explicit_edit(name: str, result: str, *, repaint: bool = False) -> str:
+    """'move the red ring to row 2, column 1.' from the object's name and a cell, or with `repaint` 'paint the red
+    ring white.' from its name and a colour."""
+    return f"paint {name} {result}." if repaint else f"move {name} to {result}."
 
 
 def _named(scene: Scene) -> list[Obj]:
@@ -108,6 +126,9 @@ def moves(scene: Scene, direction: str) -> list[Move]:
         turn = TURNS[direction][0]
         ends = [(o, turn(o.row, o.col, scene.grid)) for o in _named(scene)]
         return [Move(scene, o, r, c, direction) for o, (r, c) in ends if (r, c) != (o.row, o.col)]
+    if direction in RECOLOURS:
+        color = RECOLOURS[direction]
+        return [Move(scene, o, o.row, o.col, direction, color) for o in _shape_named(scene) if o.color != color]
     dr, dc = DIRECTIONS[direction]
     out = []
     for o in _named(scene):
@@ -117,7 +138,17 @@ def moves(scene: Scene, direction: str) -> list[Move]:
     return out
 
 
+def _shape_named(scene: Scene) -> list[Obj]:
+    """Objects whose shape no other object has: recoloured, 'what color is the <shape>?' still names them."""
+    return unique(scene, lambda o: o.shape)
+
+
 def relocations(scene: Scene) -> list[Move]:
     """Every move of a named object to any empty cell (the explicit edit's examples)."""
     empty = [(r, c) for r in range(scene.grid) for c in range(scene.grid) if scene.at(r, c) is None]
     return [Move(scene, o, r, c) for o in _named(scene) for r, c in empty]
+
+
+def repaints(scene: Scene) -> list[Move]:
+    """Every repaint of an object with a unique shape to another colour (the explicit recolouring's examples)."""
+    return [Move(scene, o, o.row, o.col, None, c) for o in _shape_named(scene) for c in COLORS if c != o.color]

@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from unifylab.world.language import NUMBER_WORDS, QA, Verdict
+from unifylab.world.scene import SceneError
 from unifylab.world.watch import CORNERS, FACES, WEATHER, WatchScene
 
 QA_KINDS: tuple[str, ...] = ("time", "hour", "minute", "face", "weather", "weather_corner", "battery", "battery_corner")
@@ -86,7 +87,7 @@ def parse_caption(text: str, size: int) -> WatchScene | None:
             battery=level,
             battery_corner=battery.group(2),
         )
-    except ValueError:  # SceneError: an hour of 13, two icons in one corner, ...
+    except SceneError:  # an hour of 13, two icons in one corner, ...
         return None
 
 
