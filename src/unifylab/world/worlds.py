@@ -1,5 +1,5 @@
-"""One interface to every world the lab trains on: sampling, rendering, the exact parser, the language (captions
-read back, questions with answer spaces, fully specified prompts, the exact check of a drawing), the compositions a
+"""One interface to every world the lab trains on: sampling, rendering, the exact parser, the language (captions,
+questions with answer spaces, fully specified prompts, the exact check of a drawing), the compositions a
 study can hold out, and the exact oracle image tokenizer. `WorldConfig` is the config of any world (its `name`
 picks it; a bare string such as `--set world=watch` means that world's defaults).
 """
@@ -47,7 +47,6 @@ class World(ABC):
     """What the lab needs of a world, for one config of it."""
 
     name: ClassVar[str]
-    pair_names: ClassVar[tuple[str, str]]  # what a held-out composition pairs, e.g. (shape, colour)
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
 
     def __init__(self, config: Any) -> None:
@@ -76,10 +75,6 @@ class World(ABC):
     @abstractmethod
     def caption(self, scene: Any, rng: np.random.Generator) -> str:
         """A complete caption."""
-
-    @abstractmethod
-    def read_caption(self, text: str) -> Any | None:
-        """The scene a caption states, or None when it states none."""
 
     @abstractmethod
     def sample_qa(self, scene: Any, rng: np.random.Generator, kinds: tuple[str, ...] | None = None) -> L.QA:
@@ -117,7 +112,6 @@ class World(ABC):
 
 class ShapesWorld(World):
     name = "shapes"
-    pair_names = ("shape", "colour")
     default_holdout = (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow"))
 
     def sample(self, rng: np.random.Generator) -> Scene:
@@ -134,10 +128,6 @@ class ShapesWorld(World):
 
     def caption(self, scene: Scene, rng: np.random.Generator) -> str:
         return L.caption(scene, rng)
-
-    def read_caption(self, text: str) -> Scene | None:
-        objs = L.parse_caption(text)
-        return None if objs is None else Scene(self.size, self.config.grid, tuple(objs))
 
     def sample_qa(self, scene: Scene, rng: np.random.Generator, kinds: tuple[str, ...] | None = None) -> L.QA:
         return L.sample_qa(scene, rng, kinds or L.QA_KINDS)
@@ -178,7 +168,6 @@ class ShapesWorld(World):
 
 class WatchWorld(World):
     name = "watch"
-    pair_names = ("weather", "face colour")
     default_holdout = (("sun", "blue"), ("rain", "red"), ("cloud", "green"))
 
     def sample(self, rng: np.random.Generator) -> WatchScene:
@@ -195,9 +184,6 @@ class WatchWorld(World):
 
     def caption(self, scene: WatchScene, rng: np.random.Generator) -> str:
         return WL.caption(scene, rng)
-
-    def read_caption(self, text: str) -> WatchScene | None:
-        return WL.parse_caption(text, self.size)
 
     def sample_qa(self, scene: WatchScene, rng: np.random.Generator, kinds: tuple[str, ...] | None = None) -> L.QA:
         return WL.sample_qa(scene, rng, kinds or WL.QA_KINDS)
