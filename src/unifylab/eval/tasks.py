@@ -258,7 +258,7 @@ def _fact_case(spec: TaskSpec, i: int) -> tuple[K.Fact, Scene]:
     fact = K.FACTS[names[i % len(names)]]
     places = sorted(fact.eval_places(spec.world.grid))
     rng = np.random.default_rng([spec.seed, i, 1])
-    look = fact.pair or (W.SHAPES[int(rng.integers(len(W.SHAPES)))], list(W.COLORS)[int(rng.integers(len(W.COLORS)))])
+    look = fact.pair or K.random_look(rng)
     place = places[(i // len(names)) % len(places)]
     return fact, fact.scene(place, look, size=spec.world.size, grid=spec.world.grid)
 

@@ -32,7 +32,6 @@ from unifylab.train.config import (
 )
 from unifylab.world import knowledge as K
 from unifylab.world import language as L
-from unifylab.world import shapes as W
 from unifylab.world import skills as S
 from unifylab.world.scene import Scene, SceneError
 from unifylab.world.shapes import sample_scene
@@ -177,10 +176,7 @@ def fact_sample(
     places = [p for p in fact.places(g) if p not in fact.eval_places(g)]
     side = "und" if task in UND_TASKS else "gen"
     for _ in range(1000):
-        look = fact.pair or (
-            W.SHAPES[int(rng.integers(len(W.SHAPES)))],
-            list(W.COLORS)[int(rng.integers(len(W.COLORS)))],
-        )
+        look = fact.pair or K.random_look(rng)
         scenes = [sc for p in places if source.fits(sc := fact.scene(p, look, size=size, grid=g), "train", side)]
         if scenes:
             break

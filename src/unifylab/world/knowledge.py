@@ -228,6 +228,11 @@ FACTS: dict[str, Fact] = {
 FAMILIES = ("things", "light", "sums")
 
 
+def random_look(rng: np.random.Generator) -> Look:
+    """A uniformly drawn (shape, colour): the free look of a light or sum drawing."""
+    return W.SHAPES[int(rng.integers(len(W.SHAPES)))], list(W.COLORS)[int(rng.integers(len(W.COLORS)))]
+
+
 def family(name: str) -> list[str]:
     """The facts of one family, in registry order."""
     return [n for n, f in FACTS.items() if f.family == name]
