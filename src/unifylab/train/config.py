@@ -71,8 +71,9 @@ class DataConfig(Strict):
     moves: dict[Literal[SKILLS], Literal[SIDES]] = Field(
         default_factory=dict,
         description="where each skill word is taught (a one-cell move: right, left, down, up; a turn of the "
-        "picture: clockwise, anticlockwise, half, mirror): 'und' as questions about an image (move_ask), 'gen' as "
-        "edits (move_draw), 'both', or 'none'; unlisted skills are never taught",
+        "picture: clockwise, anticlockwise, half, mirror; a recolouring: fade, ripen, freeze, rust): 'und' as "
+        "questions about an image (move_ask), 'gen' as edits (move_draw), 'both', or 'none'; unlisted skills are "
+        "never taught",
     )
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
     n_scenes: int | None = Field(
@@ -142,7 +143,11 @@ class TokenizerConfig(Strict):
     text_vocab: int = Field(
         512, ge=300, description="vocabulary of the text BPE trained when `text` is None (more words need more)"
     )
-    image: str = Field("grid", description="'grid' (exact oracle) or a trained image tokenizer folder (vq)")
+    image: str = Field(
+        "grid",
+        description="the world's exact oracle ('grid' on shapes, 'attributes' on watch) or a trained image tokenizer "
+        "folder (vq)",
+    )
     und_image: str | None = Field(None, description="None (same as image), 'patch', or a tokenizer folder")
 
 
