@@ -40,7 +40,7 @@ class BlindModel:
 
     def __init__(self, cfg: TrainConfig, n: int = 20_000) -> None:
         source = SceneSource(cfg)
-        world = self.scenes = source.world
+        world = self.source_world = source.world
         self.by_question: dict[str, Counter[str]] = {}
         self.by_template: dict[str, Counter[str]] = {}
         self.overall: Counter[str] = Counter()
@@ -90,12 +90,12 @@ class BlindModel:
         out = []
         for r in requests:
             asked = r.world.canvas if r.world is not None else ("shapes", r.size, r.grid)
-            if asked != self.scenes.config.canvas:
+            if asked != self.source_world.config.canvas:
                 raise UserError(
                     f"blind baseline: an image request for the {describe_canvas(asked)}, but its training world is "
-                    f"the {self.scenes.config.describe()}"
+                    f"the {self.source_world.config.describe()}"
                 )
-            out.append(self.scenes.render(self.scene))
+            out.append(self.source_world.render(self.scene))
         return out
 
 
