@@ -2,6 +2,7 @@
 back exactly on clean renders and almost always under the shapes world's noise."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from test_study import Cli, _tiny
 
 from unifylab.errors import UserError
+from unifylab.eval.tasks import TaskSpec, items, load_task
 from unifylab.study.preset import Preset
 from unifylab.tokenize.attributes import AttributeTokenizer
 from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
@@ -282,3 +284,21 @@ def test_image_tokenizers_build_for_the_watch_world(cli: Cli, tmp_path: Path) ->
     assert code == 2 and "the watch world's is 'attributes'" in err
     code, _, err = cli("tokenizer", "train-text", "--world", "watch", "--n-scenes", "200", "--out", tmp_path / "t")
     assert code == 0, err
+
+
+def test_watch_ueg_asks_for_a_worked_out_time(cli: Cli, tmp_path: Path) -> None:
+    for it in items(load_task("watch_ueg")):
+        m = re.search(r"the time (\d+) minutes after (\d+):(\d+)", it.meta["prompt"])
+        scene = it.meta["scene"]
+        total = (int(m.group(2)) % 12) * 60 + int(m.group(3)) + int(m.group(1))
+        assert (total // 60 % 12 or 12, total % 60) == (scene["hour"], scene["minute"])
+        assert f"{scene['hour']}:{scene['minute']:02d}" not in it.meta["prompt"]
+    step = items(load_task("watch_ueg_stepwise"), 1)[0]
+    assert step.chain == "text_then_image" and "the time" not in step.text[0].truth
+    code, _, err = cli("eval", "oracle", "--tasks", "watch_ueg,watch_ueg_stepwise", "--limit", "20", "--out", tmp_path)
+    assert code == 0, err
+    results = json.loads((tmp_path / "results.json").read_text())["tasks"]
+    assert all(results[t]["accuracy"]["value"] == 1.0 for t in ("watch_ueg", "watch_ueg_stepwise"))
+    shapes = TaskSpec(name="x", generator="watch_ueg", scorer="image")
+    with pytest.raises(UserError, match="needs a watch world"):
+        items(shapes, 1)

@@ -206,6 +206,25 @@ def gen_ueg(spec: TaskSpec, i: int) -> Item:
     )
 
 
+def gen_watch_ueg(spec: TaskSpec, i: int) -> Item:
+    """Understanding enhances generation on the watch world: draw a face whose time is given as arithmetic ('the
+    time 20 minutes after 3:20'); stepwise: rewrite the prompt into an explicit one first, then draw the rewrite."""
+    if spec.world.name != "watch":
+        raise UserError(f"task {spec.name}: generator watch_ueg needs a watch world (world: {{name: watch}})")
+    scene, rng = _scene(spec, i)
+    steps = [m for m in range(spec.world.minute_step, 60, spec.world.minute_step) if m >= 5]
+    minutes = steps[int(rng.integers(len(steps)))]
+    prompt = WL.later_prompt(scene, minutes, rng)
+    meta = {"kind": "time_arithmetic", "prompt": prompt, "scene": scene.to_dict(), "mode": _mode(spec)}
+    image = ImageRequest.of(spec.world, prompt, truth=scene, seed=i)
+    if _mode(spec) == "direct":
+        return Item(f"{spec.name}-{i}", images=[image], target=scene.to_dict(), meta=meta)
+    rewrite = TextRequest(prompt, mode="rewrite", truth=WL.t2i_prompt(scene, rng), max_tokens=96)
+    return Item(
+        f"{spec.name}-{i}", text=[rewrite], images=[image], target=scene.to_dict(), meta=meta, chain="text_then_image"
+    )
+
+
 def gen_geu(spec: TaskSpec, i: int) -> Item:
     """Generation enhances understanding: a 4-option question that an imagined transformed image makes easy."""
     rng = np.random.default_rng([spec.seed, i])
@@ -422,6 +441,7 @@ GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "t2i": gen_t2i,
     "geneval": gen_geneval,
     "ueg": gen_ueg,
+    "watch_ueg": gen_watch_ueg,
     "geu": gen_geu,
     "facts_draw": gen_facts_draw,
     "facts_ask": gen_facts_ask,

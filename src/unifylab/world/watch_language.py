@@ -60,6 +60,15 @@ def t2i_prompt(face: WatchScene, rng: np.random.Generator) -> str:
     return _fill(_PROMPTS, face, rng)
 
 
+def later_prompt(face: WatchScene, minutes: int, rng: np.random.Generator) -> str:
+    """A prompt whose time must be worked out: 'draw a blue watch showing the time 20 minutes after 3:20, ...'
+    means `face` (its time is `minutes` after the one named)."""
+    total = (face.hour % 12) * 60 + face.minute - minutes
+    hour, minute = divmod(total % 720, 60)
+    earlier = f"{hour or 12}:{minute:02d}"
+    return t2i_prompt(face, rng).replace(f"{face.time}", f"the time {minutes} minutes after {earlier}", 1)
+
+
 _CORNER_RE = "|".join(CORNERS)
 _FACE_RE = re.compile(rf"\b({'|'.join(FACES)})\b (?:watch|and shows)|watch face is ({'|'.join(FACES)})\b")
 _TIME_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
