@@ -97,10 +97,8 @@ def world_corpus(
 ) -> list[str]:
     """The language of a world. Watch: captions, every question with its answer, and prompts over faces of every
     minute step. Shapes: captions, questions, answers and prompts over scenes of every grid and size, plus GenEval
-    prompts; with
-    `knowledge` (fact families) every fact's questions, answer and named prompts in those families, with `moves` the
-    move skills' questions and edits in every direction and turn, so each name and direction is whole words whatever is
-    taught."""
+    prompts; with `knowledge` (fact families) every fact's questions, answer and named prompts in those families,
+    with `moves` every skill's questions and edits, so each name and skill word is whole words whatever is taught."""
     from unifylab.data.geneval import generate
     from unifylab.world import knowledge as K
     from unifylab.world import language as L
@@ -117,7 +115,7 @@ def world_corpus(
         for k, step in enumerate((1, 5)):
             for face in WA.sample_faces(WA.WatchConfig(size=128, minute_step=step), max(1, n_scenes // 2), seed + k):
                 texts += [WL.caption(face, rng), WL.t2i_prompt(face, rng)]
-                texts += [t for kind in WL.QA_KINDS for t in (WL.ask(face, kind).question, WL.ask(face, kind).answer)]
+                texts += [t for qa in (WL.ask(face, kind) for kind in WL.QA_KINDS) for t in (qa.question, qa.answer)]
         return texts
     configs = [
         ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)
@@ -129,10 +127,10 @@ def world_corpus(
             qa = L.sample_qa(scene, rng)
             texts += [qa.question, qa.answer]
     texts += [it.prompt for it in generate(20, seed)]
+    looks = [(W.SHAPES[j % len(W.SHAPES)], list(W.COLORS)[j % len(W.COLORS)]) for j in range(36)]
     for fact in K.FACTS.values():
         if fact.family in knowledge:
             texts += [t.format(name=fact.name) for t in fact.QUESTIONS] + [fact.answer]
-            looks = [(W.SHAPES[j % len(W.SHAPES)], list(W.COLORS)[j % len(W.COLORS)]) for j in range(36)]
             scenes = [fact.scene(p, fact.pair or look, size=96, grid=6) for p, look in zip(fact.places(6), looks)]
             texts += [fact.prompt(sc) for sc in scenes]
     if moves:

@@ -173,7 +173,8 @@ def fact_sample(
     if task == "knowledge":
         return Sample(task, fact.question(rng), fact.answer, None, None)
     g, size = cfg.world.grid, cfg.world.size
-    places = [p for p in fact.places(g) if p not in fact.eval_places(g)]
+    held_out = fact.eval_places(g)
+    places = [p for p in fact.places(g) if p not in held_out]
     side = "und" if task in UND_TASKS else "gen"
     for _ in range(1000):
         look = fact.pair or K.random_look(rng)
