@@ -203,7 +203,7 @@ def test_quick_watch_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> 
     code, _, err = cli("study", "--preset", _tiny("quick-watch", tmp_path), "--out", out, "--device", "cpu")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
-    assert set(results["runs"]["shared-s0"]["eval"]) == {"watch_caption", "watch_vqa", "watch_t2i"}
+    assert set(results["runs"]["shared-s0"]["eval"]) == {"watch_caption", "watch_vqa", "watch_t2i", "watch_geneval"}
     assert "shared" in results["comparisons"]["all"]["synergy"]
     record = json.loads((out / "eval" / "shared-s0" / "watch_t2i.jsonl").read_text().splitlines()[0])
     assert record["meta"]["scene"]["world"] == "watch" and "parsed" in record["meta"]

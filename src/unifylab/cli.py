@@ -190,18 +190,26 @@ def data_geneval(
     out: Annotated[Path, typer.Option(help="Folder for metadata.jsonl (and images/ with --render).")],
     n_per_task: Annotated[int, typer.Option(help="Prompts per GenEval task.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    world: Annotated[str, typer.Option(help="World: shapes (GenEval's six tasks) or watch (its six).")] = "shapes",
     size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
-    grid: Annotated[int, typer.Option(help="Cells per side.")] = 3,
+    grid: Annotated[int, typer.Option(help="shapes: cells per side.")] = 3,
+    minute_step: MinuteStep = 5,
     render_images: Annotated[
         bool, typer.Option("--render", help="Also render each line's ground-truth scene.")
     ] = False,
     force: Force = False,
 ) -> None:
-    """Write GenEval-schema metadata for the six GenEval tasks on the shapes world."""
-    from unifylab.data.geneval import generate, write_geneval
+    """Write GenEval-schema metadata for GenEval's six tasks on the shapes world, or the watch world's six (no
+    two_object: every face holds one weather icon and one battery; `time` instead)."""
+    from unifylab.data.geneval import generate, generate_watch, write_geneval
     from unifylab.io import claim_output
+    from unifylab.world.worlds import WorldChoice
 
-    items = generate(n_per_task, seed, size, grid)
+    if check_world(world) == "watch":
+        values = {"name": world, "size": size, "minute_step": minute_step}
+        items = generate_watch(n_per_task, seed, build(WorldChoice, {"world": values}, "data geneval options").world)
+    else:
+        items = generate(n_per_task, seed, size, grid)
     claim_output(out, ["metadata.jsonl", "images"], force=force)
     write_geneval(out, items, render_images=render_images)
     err.print(
@@ -215,7 +223,9 @@ def data_geneval(
 
 @score_app.command("geneval")
 def score_geneval(
-    metadata: Annotated[Path, typer.Option(help="GenEval-schema metadata jsonl (shapes world or GenEval's own).")],
+    metadata: Annotated[
+        Path, typer.Option(help="GenEval-schema metadata jsonl (the shapes or watch world's, or GenEval's own).")
+    ],
     images: Annotated[Path, typer.Option(help="Folder of <index>.png or <index>/samples/*.png.")],
     out: Annotated[
         Path | None, typer.Option(help="Per-image jsonl with the judge's reading and failure reasons.")
@@ -223,8 +233,8 @@ def score_geneval(
     judge: Annotated[
         str,
         typer.Option(
-            help="auto (the parser for shapes-world metadata, else the detector), parser (exact, shapes world) or "
-            "detector (GenEval's Mask2Former + CLIP rules)."
+            help="auto (the parser for shapes- or watch-world metadata, else the detector), parser (exact, the lab's "
+            "worlds) or detector (GenEval's Mask2Former + CLIP rules)."
         ),
     ] = "auto",
     grid: Annotated[
@@ -248,11 +258,11 @@ def score_geneval(
         raise UserError(f"--judge: unknown judge {judge!r}; expected auto, parser or detector")
     world = metadata_world(metadata)
     if judge == "auto":
-        judge = "parser" if world == "shapes" else "detector"
-    elif judge == "parser" and world != "shapes":
+        judge = "parser" if world != "coco" else "detector"
+    elif judge == "parser" and world == "coco":
         raise UserError(
-            f"{metadata}: names classes that are not shapes of this world (GenEval's own COCO metadata); the parser "
-            "reads only shapes-world images: use --judge detector (or auto)"
+            f"{metadata}: names classes of neither lab world (GenEval's own COCO metadata); the parser reads only "
+            "shapes- and watch-world images: use --judge detector (or auto)"
         )
     if out is not None:
         guard_output(out, force)

@@ -1,8 +1,11 @@
-"""GenEval-schema metadata on the shapes world: read and validate it, generate its six tasks, turn it into Specs.
+"""GenEval-schema metadata on the lab's worlds: read and validate it, generate each world's six tasks.
 
 A line is GenEval's `{"tag", "prompt", "include": [{"class", "count", "color"?, "position"?: [relation, index]}],
-"exclude": [{"class", "count"}]}` with `class` a shape name. unifylab adds an optional `"scene"`: a ground-truth
-scene that satisfies the prompt, which fixes the canvas and grid the parser reads images with.
+"exclude": [{"class", "count"}]}` with `class` a shape name (shapes world) or a watch-world class (`world.
+watch_specs.CLASSES`; the watch's `color` is its face colour and it may carry a `time`). unifylab adds an optional
+`"scene"`: a ground-truth scene that satisfies the prompt, which fixes the canvas and grid the parser reads images
+with; a watch-world line also names its `"world"` (`{"name": "watch", "size", "minute_step"}`), the step the
+parser reads hands to.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.io import iter_jsonl, save_png, write_jsonl
 from unifylab.world import shapes as W
+from unifylab.world import watch_specs as WS
 from unifylab.world.language import NUMBER_WORDS, RELATIONS, Requirement, Spec, article, plural, relations
 from unifylab.world.scene import Obj, Scene, SceneError
+from unifylab.world.watch import WatchConfig, WatchScene
+from unifylab.world.worlds import WatchWorld, WorldChoice, render_scene
 
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 _REQ_KEYS = {"class", "count", "color", "position"}
@@ -37,24 +44,29 @@ OFFICIAL_COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink",
 
 @dataclass(frozen=True)
 class GenevalItem:
-    """One metadata line: task tag, prompt, the spec a generated image must satisfy, and an optional GT scene."""
+    """One metadata line: task tag, prompt, the spec a generated image must satisfy, an optional GT scene, and the
+    watch world's config on that world (None: the shapes world)."""
 
     index: int
     tag: str
     prompt: str
-    spec: Spec
-    scene: Scene | None = None
+    spec: Spec | WS.WatchSpec
+    scene: Scene | WatchScene | None = None
+    world: WatchConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The GenEval-schema line (plus `scene` when known)."""
-        d: dict[str, Any] = {
-            "tag": self.tag,
-            "prompt": self.prompt,
-            "include": [_req_to_geneval(r) for r in self.spec.include],
-            "exclude": [_req_to_geneval(r) for r in self.spec.exclude],
-        }
+        """The GenEval-schema line (plus `scene` when known, and `world` on the watch world)."""
+        if isinstance(self.spec, WS.WatchSpec):
+            reqs = self.spec.to_dict()
+            include, exclude = reqs["include"], reqs["exclude"]
+        else:
+            include = [_req_to_geneval(r) for r in self.spec.include]
+            exclude = [_req_to_geneval(r) for r in self.spec.exclude]
+        d: dict[str, Any] = {"tag": self.tag, "prompt": self.prompt, "include": include, "exclude": exclude}
         if self.scene is not None:
             d["scene"] = self.scene.to_dict()
+        if self.world is not None:
+            d["world"] = self.world.model_dump(mode="json")
         return d
 
 
@@ -110,6 +122,11 @@ def item_from_dict(d: Any, index: int, where: str) -> GenevalItem:
             raise UserError(f"{where}: missing field {key!r}")
     if not isinstance(d["prompt"], str):
         raise UserError(f"{where}.prompt: expected a string")
+    tag = d.get("tag", "untagged")
+    if not isinstance(tag, str):
+        raise UserError(f"{where}.tag: expected a string, got {tag!r}")
+    if _world([d]) == "watch":
+        return _watch_item(d, index, tag, where)
     inc, exc = d["include"], d.get("exclude", [])
     for name, val in (("include", inc), ("exclude", exc)):
         if not isinstance(val, list):
@@ -122,10 +139,29 @@ def item_from_dict(d: Any, index: int, where: str) -> GenevalItem:
             scene = Scene.from_dict(d["scene"])
         except SceneError as e:
             raise UserError(f"{where}.scene: {e}") from None
-    tag = d.get("tag", "untagged")
-    if not isinstance(tag, str):
-        raise UserError(f"{where}.tag: expected a string, got {tag!r}")
     return GenevalItem(index, tag, d["prompt"], Spec(include, exclude), scene)
+
+
+def _watch_item(d: dict[str, Any], index: int, tag: str, where: str) -> GenevalItem:
+    """A watch-world line: its `world` (required: the parser reads hands to its minute step), spec and scene."""
+    world = d.get("world")
+    if not isinstance(world, dict) or world.get("name") != "watch":
+        raise UserError(
+            f'{where}.world: a line with watch-world classes needs "world": {{"name": "watch", "size": 32, '
+            f'"minute_step": 5}} (the canvas and the minute step the parser reads hands to), got {world!r}'
+        )
+    config = build(WorldChoice, {"world": world}, where).world
+    spec = WS.WatchSpec.from_dict(d, where)
+    WS.check_time_step(spec, config, where)
+    scene = None
+    if d.get("scene") is not None:
+        try:
+            scene = WatchScene.from_dict(d["scene"])
+        except SceneError as e:
+            raise UserError(f"{where}.scene: {e}") from None
+        if scene.size != config.size:
+            raise UserError(f"{where}.scene.size: {scene.size} px, but the line's world is {config.size} px")
+    return GenevalItem(index, tag, d["prompt"], spec, scene, config)
 
 
 def read_metadata(path: Path) -> list[GenevalItem]:
@@ -147,19 +183,28 @@ class OfficialLine:
     where: str  # file:line, for errors that name it
 
 
-def metadata_world(path: Path) -> str:
-    """'shapes' when every class a metadata file names is a shape of the shapes world (the exact parser can judge
-    it), else 'coco' (GenEval's own metadata: a detector judges it)."""
+def _world(lines: list[Any]) -> str:
+    """'watch' when a line names the watch world or every class is a watch-world class, 'shapes' when every class
+    is a shape, else 'coco' (GenEval's own metadata)."""
+    named = {d["world"].get("name") for d in lines if isinstance(d, dict) and isinstance(d.get("world"), dict)}
     classes = {
         req.get("class")
-        for _, d in iter_jsonl(path)
+        for d in lines
         if isinstance(d, dict)
         for part in ("include", "exclude")
         if isinstance(d.get(part), list)
         for req in d[part]
         if isinstance(req, dict)
     }
+    if "watch" in named or (classes and classes <= set(WS.CLASSES)):
+        return "watch"
     return "shapes" if classes and classes <= set(W.SHAPES) else "coco"
+
+
+def metadata_world(path: Path) -> str:
+    """The world a metadata file is drawn on: 'shapes' or 'watch' (the exact parser judges it), else 'coco'
+    (GenEval's own metadata: a detector judges it)."""
+    return _world([d for _, d in iter_jsonl(path)])
 
 
 def read_official(path: Path) -> list[OfficialLine]:
@@ -258,13 +303,29 @@ def generate(
     return items
 
 
+def generate_watch(
+    n_per_task: int, seed: int, config: WatchConfig, tasks: tuple[str, ...] = WS.TAGS
+) -> list[GenevalItem]:
+    """`n_per_task` prompts for each of the watch world's GenEval-style tasks, each with a ground-truth face; faces
+    hold a held-out (weather, face colour) pair only where the prompt names both."""
+    if n_per_task < 1:
+        raise UserError(f"--n-per-task must be >= 1, got {n_per_task}")
+    rng, barred = np.random.default_rng(seed), frozenset(WatchWorld.default_holdout)
+    items: list[GenevalItem] = []
+    for tag in tasks:
+        for _ in range(n_per_task):
+            prompt, spec, face = WS.task_item(tag, config, rng, barred=barred)
+            items.append(GenevalItem(len(items), tag, prompt, spec, face, config))
+    return items
+
+
 def write_geneval(out: Path, items: list[GenevalItem], *, render_images: bool = False) -> None:
     """Write `items` as out/metadata.jsonl and, with `render_images`, each ground-truth scene as
     out/images/<index>.png (GenEval's five-digit names)."""
     write_jsonl(out / "metadata.jsonl", (it.to_dict() for it in items))
     if render_images:
         for it in items:
-            save_png(out / "images" / f"{it.index:05d}.png", W.render(it.scene))
+            save_png(out / "images" / f"{it.index:05d}.png", render_scene(it.scene))
 
 
 def check_official_line(line: Any, where: str) -> dict[str, Any]:

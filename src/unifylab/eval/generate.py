@@ -19,14 +19,14 @@ from unifylab.io import read_json, save_png, write_text_atomic
 RECIPE = "recipe.json"
 
 
-def geneval_lines(metadata: Path) -> list[tuple[int, str, dict[str, Any], Any]]:
-    """(index, prompt, metadata line, ground-truth scene or None) per line of a GenEval metadata file, shapes-world
-    or GenEval's own."""
-    if metadata_world(metadata) == "shapes":
+def geneval_lines(metadata: Path) -> list[tuple[int, str, dict[str, Any], Any, Any]]:
+    """(index, prompt, metadata line, ground-truth scene or None, watch-world config or None) per line of a GenEval
+    metadata file, on a lab world or GenEval's own."""
+    if metadata_world(metadata) != "coco":
         items: list[GenevalItem] = read_metadata(metadata)
-        return [(it.index, it.prompt, it.to_dict(), it.scene) for it in items]
+        return [(it.index, it.prompt, it.to_dict(), it.scene, it.world) for it in items]
     lines: list[OfficialLine] = read_official(metadata)
-    return [(it.index, it.prompt, it.line, None) for it in lines]
+    return [(it.index, it.prompt, it.line, None, None) for it in lines]
 
 
 def generate_geneval(
@@ -65,13 +65,18 @@ def generate_geneval(
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / RECIPE, json.dumps(recipe, indent=2) + "\n")
     todo: list[tuple[Path, ImageRequest]] = []
-    for index, prompt, line, scene in lines:
+    for index, prompt, line, scene, world in lines:
         folder = out / f"{index:05d}"
         write_text_atomic(folder / "metadata.jsonl", json.dumps(line) + "\n")
         for k in range(samples):
             path = folder / "samples" / f"{k:04d}.png"
             if not path.is_file():
-                todo.append((path, ImageRequest(prompt, size, grid, truth=scene, seed=index * samples + k)))
+                seed = index * samples + k
+                if world is not None:  # a watch-world line is drawn on its own canvas
+                    request = ImageRequest.of(world, prompt, truth=scene, seed=seed)
+                else:
+                    request = ImageRequest(prompt, size, grid, truth=scene, seed=seed)
+                todo.append((path, request))
     for start in range(0, len(todo), batch):
         if progress is not None:
             progress(start, len(todo))

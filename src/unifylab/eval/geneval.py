@@ -1,5 +1,5 @@
-"""Score a folder of generated images against GenEval-schema metadata: shapes-world metadata with the exact
-parser (`score`), GenEval's own COCO metadata with its detector and colour rules (`score_official`).
+"""Score a folder of generated images against GenEval-schema metadata: the lab's worlds' metadata with their exact
+parsers (`score`), GenEval's own COCO metadata with its detector and colour rules (`score_official`).
 
 Layouts: `<index>.png` per metadata line (any zero padding), or GenEval's `<index>/samples/*.png` (several
 samples per prompt). Per-task accuracy is over images; overall is the mean of the task accuracies, as in GenEval.
@@ -21,8 +21,12 @@ from unifylab.errors import UserError
 from unifylab.eval.geneval_rules import GENEVAL, ColorFn, Detection, Rules, judge, keep
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.io import load_rgb
+from unifylab.world import watch_specs as WS
 from unifylab.world.language import satisfies
 from unifylab.world.parse import parse_batch
+from unifylab.world.scene import Scene
+from unifylab.world.watch import WatchConfig
+from unifylab.world.worlds import world_of
 
 _INDEX = re.compile(r"^\d+$")
 Item = TypeVar("Item", GenevalItem, OfficialLine)
@@ -107,24 +111,30 @@ def score(
     progress: Callable[[int], None] | None = None,
     batch: int = 256,
 ) -> GenevalResult:
-    """Parse every image (grid from the item's scene, else `grid`, else inferred) and check it against its spec."""
+    """Parse every image with its world's exact parser (shapes: the grid from the item's scene, else `grid`, else
+    inferred; watch: the line's world) and check it against its spec."""
     records: list[dict[str, Any]] = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         images = []
         for item, path in chunk:
-            size = item.scene.size if item.scene is not None else None
+            size = item.world.size if item.world is not None else item.scene.size if item.scene is not None else None
             images.append(load_rgb(path, size))
-        groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
+        groups: dict[tuple[str, int, int | None], list[int]] = defaultdict(list)
         for k, (item, _) in enumerate(chunk):
-            g = item.scene.grid if item.scene is not None else grid
-            groups[images[k].shape[0], g].append(k)
+            g = item.scene.grid if isinstance(item.scene, Scene) else grid
+            groups[item.world.canvas if item.world is not None else ("shapes", images[k].shape[0], g)].append(k)
         parsed: dict[int, Any] = {}
-        for (_, g), ks in groups.items():
-            for k, scene in zip(ks, parse_batch(np.stack([images[k] for k in ks]), g)):
-                parsed[k] = scene
+        for (name, size, detail), ks in groups.items():
+            stack = np.stack([images[k] for k in ks])
+            if name == "watch":
+                scenes = world_of(WatchConfig(size=size, minute_step=detail)).parse(stack)
+            else:
+                scenes = parse_batch(stack, detail)
+            parsed.update(zip(ks, scenes))
         for k, (item, path) in enumerate(chunk):
-            verdict = satisfies(parsed[k], item.spec)
+            check = WS.satisfies if isinstance(item.spec, WS.WatchSpec) else satisfies
+            verdict = check(parsed[k], item.spec)
             records.append(
                 {
                     "index": item.index,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from unifylab.config import load_named, packaged_yaml
 from unifylab.data.geneval import TAGS as GENEVAL_TAGS
 from unifylab.data.geneval import generate as geneval_generate
+from unifylab.data.geneval import generate_watch as geneval_generate_watch
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval import reasoning as R
@@ -28,6 +29,7 @@ from unifylab.world import language as L
 from unifylab.world import shapes as W
 from unifylab.world import skills as S
 from unifylab.world import watch_language as WL
+from unifylab.world import watch_specs as WS
 from unifylab.world.parse import parse_batch
 from unifylab.world.scene import Scene
 from unifylab.world.shapes import ShapesConfig, render, sample_scene
@@ -160,10 +162,12 @@ def gen_t2i(spec: TaskSpec, i: int) -> Item:
 
 
 def gen_geneval(spec: TaskSpec, i: int) -> Item:
-    per_task = -(-spec.n // len(GENEVAL_TAGS))
-    items = _geneval_items(spec.seed, per_task, spec.world.size, spec.world.grid)
-    it = items[(i % len(GENEVAL_TAGS)) * per_task + i // len(GENEVAL_TAGS)]  # interleaved, so --limit keeps all tags
-    req = ImageRequest(it.prompt, spec.world.size, spec.world.grid, truth=it.scene, seed=i)
+    """GenEval's tasks on the task's world (the shapes world's six, or the watch world's; `data.geneval`)."""
+    tags = WS.TAGS if spec.world.name == "watch" else GENEVAL_TAGS
+    per_task = -(-spec.n // len(tags))
+    items = _geneval_items(spec, per_task)
+    it = items[(i % len(tags)) * per_task + i // len(tags)]  # interleaved, so --limit keeps all tags
+    req = ImageRequest.of(spec.world, it.prompt, truth=it.scene, seed=i)
     return Item(
         f"{spec.name}-{i}",
         images=[req],
@@ -172,13 +176,16 @@ def gen_geneval(spec: TaskSpec, i: int) -> Item:
     )
 
 
-_GENEVAL_CACHE: dict[tuple[int, int, int, int], list] = {}
+_GENEVAL_CACHE: dict[tuple[int, int, tuple[str, int, int]], list] = {}
 
 
-def _geneval_items(seed: int, per_task: int, size: int, grid: int) -> list:
-    key = (seed, per_task, size, grid)
+def _geneval_items(spec: TaskSpec, per_task: int) -> list:
+    key = (spec.seed, per_task, spec.world.canvas)
     if key not in _GENEVAL_CACHE:
-        _GENEVAL_CACHE[key] = geneval_generate(per_task, seed, size, grid)
+        if spec.world.name == "watch":
+            _GENEVAL_CACHE[key] = geneval_generate_watch(per_task, spec.seed, spec.world)
+        else:
+            _GENEVAL_CACHE[key] = geneval_generate(per_task, spec.seed, spec.world.size, spec.world.grid)
     return _GENEVAL_CACHE[key]
 
 
@@ -519,7 +526,10 @@ def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
     if req.world is not None and req.world.name != "shapes":
         world = world_of(req.world)
         parsed = world.parse(np.stack(images[:1]))[0]
-        verdict = world.check(parsed, world.scene_from_dict(item.target))
+        if "include" in item.target:  # a GenEval-style spec rather than a whole face
+            verdict = WS.satisfies(parsed, WS.WatchSpec.from_dict(item.target))
+        else:
+            verdict = world.check(parsed, world.scene_from_dict(item.target))
         item.meta["parsed"] = parsed.to_dict()
         return (1.0 if verdict.ok else 0.0), verdict.reasons
     parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
