@@ -302,3 +302,25 @@ def test_watch_ueg_asks_for_a_worked_out_time(cli: Cli, tmp_path: Path) -> None:
     shapes = TaskSpec(name="x", generator="watch_ueg", scorer="image")
     with pytest.raises(UserError, match="needs a watch world"):
         items(shapes, 1)
+
+
+def test_watch_geu_asks_for_the_time_after_the_hands_turn(cli: Cli, tmp_path: Path) -> None:
+    for it in items(load_task("watch_geu"), 40):
+        m = re.search(r"show (\d+) minutes later", it.text[0].prompt)
+        shown = it.meta["shown"]
+        total = (shown["hour"] % 12) * 60 + shown["minute"] + int(m.group(1))
+        assert it.target == f"{total // 60 % 12 or 12}:{total % 60:02d}" and it.target in it.text[0].choices
+    step = items(load_task("watch_geu_stepwise"), 1)[0]
+    assert step.chain == "image_then_text" and step.images[0].source is not None and step.text[0].image is None
+    assert step.meta["after"]["minute"] == int(step.target.split(":")[1])
+    code, _, err = cli("eval", "oracle", "--tasks", "watch_geu_stepwise", "--limit", "20", "--out", tmp_path / "o")
+    assert code == 0, err
+    assert (
+        json.loads((tmp_path / "o" / "results.json").read_text())["tasks"]["watch_geu_stepwise"]["accuracy"]["value"]
+        == 1.0
+    )
+    code, _, err = cli("eval", "random", "--tasks", "watch_geu", "--limit", "40", "--out", tmp_path / "r")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["watch_geu"]["accuracy"]["value"] < 0.1
+    with pytest.raises(UserError, match="needs a watch world"):
+        items(TaskSpec(name="x", generator="watch_geu", scorer="exact"), 1)

@@ -213,15 +213,19 @@ def gen_ueg(spec: TaskSpec, i: int) -> Item:
     )
 
 
+def _later_minutes(spec: TaskSpec, rng: np.random.Generator) -> int:
+    """How many minutes a watch-world reasoning item turns the hands on: a multiple of the world's step, 5..55."""
+    if spec.world.name != "watch":
+        raise UserError(f"task {spec.name}: generator {spec.generator} needs a watch world (world: {{name: watch}})")
+    steps = [m for m in range(spec.world.minute_step, 60, spec.world.minute_step) if m >= 5]
+    return steps[int(rng.integers(len(steps)))]
+
+
 def gen_watch_ueg(spec: TaskSpec, i: int) -> Item:
     """Understanding enhances generation on the watch world: draw a face whose time is given as arithmetic ('the
     time 20 minutes after 3:20'); stepwise: rewrite the prompt into an explicit one first, then draw the rewrite."""
-    if spec.world.name != "watch":
-        raise UserError(f"task {spec.name}: generator watch_ueg needs a watch world (world: {{name: watch}})")
     scene, rng = _scene(spec, i)
-    steps = [m for m in range(spec.world.minute_step, 60, spec.world.minute_step) if m >= 5]
-    minutes = steps[int(rng.integers(len(steps)))]
-    prompt = WL.later_prompt(scene, minutes, rng)
+    prompt = WL.later_prompt(scene, _later_minutes(spec, rng), rng)
     meta = {"kind": "time_arithmetic", "prompt": prompt, "scene": scene.to_dict(), "mode": _mode(spec)}
     image = ImageRequest.of(spec.world, prompt, truth=scene, seed=i)
     if _mode(spec) == "direct":
@@ -229,6 +233,33 @@ def gen_watch_ueg(spec: TaskSpec, i: int) -> Item:
     rewrite = TextRequest(prompt, mode="rewrite", truth=WL.t2i_prompt(scene, rng), max_tokens=96)
     return Item(
         f"{spec.name}-{i}", text=[rewrite], images=[image], target=scene.to_dict(), meta=meta, chain="text_then_image"
+    )
+
+
+def gen_watch_geu(spec: TaskSpec, i: int) -> Item:
+    """Generation enhances understanding on the watch world: 'what time will the watch show 20 minutes later?'
+    about a face; stepwise: draw the face 20 minutes later first, then read the time off one's own drawing."""
+    scene, rng = _scene(spec, i)
+    minutes = _later_minutes(spec, rng)
+    qa, later = WL.later_question(scene, minutes), WL.shifted(scene, minutes)
+    world = world_of(spec.world)
+    shown = world.render(scene)
+    space = world.answer_space("time", scene)
+    meta = {"kind": qa.kind, "question": qa.question, "shown": scene.to_dict(), "mode": _mode(spec)}
+    if _mode(spec) == "direct":
+        req = TextRequest(qa.question, shown, choices=space, truth=qa.answer)
+        return Item(f"{spec.name}-{i}", text=[req], target=qa.answer, chance=1 / len(space), meta=meta)
+    edit = ImageRequest.of(spec.world, WL.later_instruction(minutes), source=shown, truth=later, seed=i)
+    read = WL.ask(later, "time")
+    ask = TextRequest(read.question, None, choices=space, truth=qa.answer)
+    return Item(
+        f"{spec.name}-{i}",
+        text=[ask],
+        images=[edit],
+        target=qa.answer,
+        chance=1 / len(space),
+        meta={**meta, "after": later.to_dict()},
+        chain="image_then_text",
     )
 
 
@@ -449,6 +480,7 @@ GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "geneval": gen_geneval,
     "ueg": gen_ueg,
     "watch_ueg": gen_watch_ueg,
+    "watch_geu": gen_watch_geu,
     "geu": gen_geu,
     "facts_draw": gen_facts_draw,
     "facts_ask": gen_facts_ask,

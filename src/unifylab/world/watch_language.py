@@ -7,6 +7,7 @@ A prompt fixes every attribute, so a face satisfies it exactly when the parser r
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -60,13 +61,27 @@ def t2i_prompt(face: WatchScene, rng: np.random.Generator) -> str:
     return _fill(_PROMPTS, face, rng)
 
 
+def shifted(face: WatchScene, minutes: int) -> WatchScene:
+    """The same face `minutes` later (negative: earlier), round the 12-hour dial."""
+    hour, minute = divmod(((face.hour % 12) * 60 + face.minute + minutes) % 720, 60)
+    return replace(face, hour=hour or 12, minute=minute)
+
+
 def later_prompt(face: WatchScene, minutes: int, rng: np.random.Generator) -> str:
     """A prompt whose time must be worked out: 'draw a blue watch showing the time 20 minutes after 3:20, ...'
     means `face` (its time is `minutes` after the one named)."""
-    total = (face.hour % 12) * 60 + face.minute - minutes
-    hour, minute = divmod(total % 720, 60)
-    earlier = f"{hour or 12}:{minute:02d}"
+    earlier = shifted(face, -minutes).time
     return t2i_prompt(face, rng).replace(f"{face.time}", f"the time {minutes} minutes after {earlier}", 1)
+
+
+def later_question(face: WatchScene, minutes: int) -> QA:
+    """A question whose answer needs the hands turned on: 'what time will the watch show 20 minutes later?'."""
+    return QA(f"what time will the watch show {minutes} minutes later?", shifted(face, minutes).time, "later")
+
+
+def later_instruction(minutes: int) -> str:
+    """The edit that turns the question into reading a face: draw the hands `minutes` on."""
+    return f"draw this watch {minutes} minutes later."
 
 
 _CORNER_RE = "|".join(CORNERS)
