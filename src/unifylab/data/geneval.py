@@ -11,7 +11,7 @@ parser reads hands to.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,13 +133,17 @@ def item_from_dict(d: Any, index: int, where: str) -> GenevalItem:
             raise UserError(f"{where}.{name}: expected a list of requirements, got {type(val).__name__}")
     include = tuple(_requirement(x, f"{where}.include[{i}]", i) for i, x in enumerate(inc))
     exclude = tuple(_requirement(x, f"{where}.exclude[{i}]", None) for i, x in enumerate(exc))
-    scene = None
-    if d.get("scene") is not None:
-        try:
-            scene = Scene.from_dict(d["scene"])
-        except SceneError as e:
-            raise UserError(f"{where}.scene: {e}") from None
-    return GenevalItem(index, tag, d["prompt"], Spec(include, exclude), scene)
+    return GenevalItem(index, tag, d["prompt"], Spec(include, exclude), _line_scene(d, where, Scene.from_dict))
+
+
+def _line_scene(d: dict[str, Any], where: str, parse: Callable[[Any], Any]) -> Any:
+    """The line's ground-truth `scene` read by `parse` (None when absent); a bad one names the line."""
+    if d.get("scene") is None:
+        return None
+    try:
+        return parse(d["scene"])
+    except SceneError as e:
+        raise UserError(f"{where}.scene: {e}") from None
 
 
 def _watch_item(d: dict[str, Any], index: int, tag: str, where: str) -> GenevalItem:
@@ -153,14 +157,9 @@ def _watch_item(d: dict[str, Any], index: int, tag: str, where: str) -> GenevalI
     config = build(WorldChoice, {"world": world}, where).world
     spec = WS.WatchSpec.from_dict(d, where)
     WS.check_time_step(spec, config, where)
-    scene = None
-    if d.get("scene") is not None:
-        try:
-            scene = WatchScene.from_dict(d["scene"])
-        except SceneError as e:
-            raise UserError(f"{where}.scene: {e}") from None
-        if scene.size != config.size:
-            raise UserError(f"{where}.scene.size: {scene.size} px, but the line's world is {config.size} px")
+    scene = _line_scene(d, where, WatchScene.from_dict)
+    if scene is not None and scene.size != config.size:
+        raise UserError(f"{where}.scene.size: {scene.size} px, but the line's world is {config.size} px")
     return GenevalItem(index, tag, d["prompt"], spec, scene, config)
 
 
