@@ -107,7 +107,7 @@ def test_fact_forms_pack_into_their_sequence_forms() -> None:
         ),
         (
             {"moves": {"left": "und"}, "mixture": {"t2i": 1.0, "move_draw": 1.0}},
-            "teaches no direction as 'gen' or 'both'",
+            "teaches no skill as 'gen' or 'both'",
         ),
         ({"moves": {"sideways": "und"}}, "sideways"),
     ],

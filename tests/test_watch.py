@@ -304,23 +304,32 @@ def test_watch_ueg_asks_for_a_worked_out_time(cli: Cli, tmp_path: Path) -> None:
         items(shapes, 1)
 
 
-def test_watch_geu_asks_for_the_time_after_the_hands_turn(cli: Cli, tmp_path: Path) -> None:
-    for it in items(load_task("watch_geu"), 40):
+def test_later_probes_ask_for_the_time_after_the_hands_turn(cli: Cli, tmp_path: Path) -> None:
+    asked = items(load_task("watch_later_ask"))
+    assert sorted({it.meta["move"] for it in asked}) == sorted(WL.skills(5))  # every offset, equally often
+    for it in asked[:40]:
         m = re.search(r"show (\d+) minutes later", it.text[0].prompt)
-        shown = it.meta["shown"]
+        shown = it.meta["scene"]
         total = (shown["hour"] % 12) * 60 + shown["minute"] + int(m.group(1))
         assert it.target == f"{total // 60 % 12 or 12}:{total % 60:02d}" and it.target in it.text[0].choices
-    step = items(load_task("watch_geu_stepwise"), 1)[0]
+        assert it.meta["move"] == f"{m.group(1)} minutes"
+    step = items(load_task("watch_later_ask_stepwise"), 1)[0]
     assert step.chain == "image_then_text" and step.images[0].source is not None and step.text[0].image is None
-    assert step.meta["after"]["minute"] == int(step.target.split(":")[1])
-    code, _, err = cli("eval", "oracle", "--tasks", "watch_geu_stepwise", "--limit", "20", "--out", tmp_path / "o")
+    draw = items(load_task("watch_later_draw_stepwise"), 1)[0]
+    assert draw.chain == "text_then_image" and draw.chain_prompt.format("4:35") == "draw this watch showing 4:35."
+    assert draw.target == draw.meta["after"] and draw.images[0].source is not None
+    tasks = "watch_later_ask,watch_later_ask_stepwise,watch_later_draw,watch_later_draw_stepwise"
+    code, _, err = cli("eval", "oracle", "--tasks", tasks, "--limit", "22", "--out", tmp_path / "o")
+    assert code == 0, err
+    results = json.loads((tmp_path / "o" / "results.json").read_text())["tasks"]
+    assert all(results[t]["accuracy"]["value"] == 1.0 for t in tasks.split(","))
+    code, _, err = cli("eval", "random", "--tasks", "watch_later_ask", "--limit", "44", "--out", tmp_path / "r")
     assert code == 0, err
     assert (
-        json.loads((tmp_path / "o" / "results.json").read_text())["tasks"]["watch_geu_stepwise"]["accuracy"]["value"]
-        == 1.0
+        json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["watch_later_ask"]["accuracy"]["value"] < 0.1
     )
-    code, _, err = cli("eval", "random", "--tasks", "watch_geu", "--limit", "40", "--out", tmp_path / "r")
-    assert code == 0, err
-    assert json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["watch_geu"]["accuracy"]["value"] < 0.1
     with pytest.raises(UserError, match="needs a watch world"):
-        items(TaskSpec(name="x", generator="watch_geu", scorer="exact"), 1)
+        items(TaskSpec(name="x", generator="watch_later_ask", scorer="exact"), 1)
+    with pytest.raises(UserError, match="options.moves must list offsets"):
+        spec = load_task("watch_later_draw")
+        items(spec.model_copy(update={"options": {"moves": ["7 minutes"]}}), 1)

@@ -90,11 +90,13 @@ class Item:
 # ---------------------------------------------------------------------------------------------- generators
 
 
-def _scene(spec: TaskSpec, i: int) -> tuple[Any, np.random.Generator]:
-    """Item i's scene, drawn only from the scenes reserved for evaluation (never trained on), and its RNG."""
+def _scene(spec: TaskSpec, i: int, *, free: bool = False) -> tuple[Any, np.random.Generator]:
+    """Item i's scene, drawn only from the scenes reserved for evaluation (never trained on), and its RNG; `free`:
+    holding none of the world's default held-out pairs (a skill probe asks about the skill, not the pair)."""
     rng, world = np.random.default_rng([spec.seed, i]), world_of(spec.world)
+    barred = set(world.default_holdout) if free else set()
     for _ in range(10_000):
-        if is_eval_scene(scene := world.sample(rng)):
+        if is_eval_scene(scene := world.sample(rng)) and not world.pairs(scene) & barred:
             return scene, rng
     raise UserError(
         f"task {spec.name}: its world ({spec.world.describe()}) has too few distinct scenes to hold some out for "
@@ -213,12 +215,17 @@ def gen_ueg(spec: TaskSpec, i: int) -> Item:
     )
 
 
-def _later_minutes(spec: TaskSpec, rng: np.random.Generator) -> int:
-    """How many minutes a watch-world reasoning item turns the hands on: a multiple of the world's step, 5..55."""
+def _watch_skills(spec: TaskSpec) -> tuple[str, ...]:
+    """The offsets a watch-world task may turn the hands on by; a task not on the watch world is refused."""
     if spec.world.name != "watch":
         raise UserError(f"task {spec.name}: generator {spec.generator} needs a watch world (world: {{name: watch}})")
-    steps = [m for m in range(spec.world.minute_step, 60, spec.world.minute_step) if m >= 5]
-    return steps[int(rng.integers(len(steps)))]
+    return WL.skills(spec.world.minute_step)
+
+
+def _later_minutes(spec: TaskSpec, rng: np.random.Generator) -> int:
+    """How many minutes a watch-world reasoning item turns the hands on: a multiple of the world's step, 5..55."""
+    skills = _watch_skills(spec)
+    return WL.skill_minutes(skills[int(rng.integers(len(skills)))])
 
 
 def gen_watch_ueg(spec: TaskSpec, i: int) -> Item:
@@ -236,30 +243,66 @@ def gen_watch_ueg(spec: TaskSpec, i: int) -> Item:
     )
 
 
-def gen_watch_geu(spec: TaskSpec, i: int) -> Item:
-    """Generation enhances understanding on the watch world: 'what time will the watch show 20 minutes later?'
-    about a face; stepwise: draw the face 20 minutes later first, then read the time off one's own drawing."""
-    scene, rng = _scene(spec, i)
-    minutes = _later_minutes(spec, rng)
-    qa, later = WL.later_question(scene, minutes), WL.shifted(scene, minutes)
-    world = world_of(spec.world)
-    shown = world.render(scene)
-    space = world.answer_space("time", scene)
-    meta = {"kind": qa.kind, "question": qa.question, "shown": scene.to_dict(), "mode": _mode(spec)}
+def _later_case(spec: TaskSpec, i: int) -> tuple[WatchScene, int]:
+    """A reserved face and the offset item i turns its hands on by: the offsets `options.moves` lists (default:
+    every offset of the world's step), in turn, so each is asked equally often."""
+    known = _watch_skills(spec)
+    skills = spec.options.get("moves") or list(known)
+    if any(k not in known for k in skills):
+        raise UserError(f"task {spec.name}: options.moves must list offsets among {', '.join(known)}, got {skills!r}")
+    scene, _ = _scene(spec, i, free=True)
+    return scene, WL.skill_minutes(skills[i % len(skills)])
+
+
+def _later_meta(spec: TaskSpec, scene: WatchScene, minutes: int) -> dict[str, Any]:
+    after = WL.shifted(scene, minutes)
+    return {"move": f"{minutes} minutes", "scene": scene.to_dict(), "after": after.to_dict(), "mode": _mode(spec)}
+
+
+def gen_watch_later_ask(spec: TaskSpec, i: int) -> Item:
+    """'What time will the watch show 20 minutes later?' about a face: the hands-turning skill in understanding (a
+    GEU probe). Stepwise: draw the face 20 minutes later (generation), then read the time off that drawing."""
+    scene, minutes = _later_case(spec, i)
+    qa, world = WL.later_question(scene, minutes), world_of(spec.world)
+    shown, space = world.render(scene), world.answer_space("time", scene)
+    meta = {**_later_meta(spec, scene, minutes), "question": qa.question}
     if _mode(spec) == "direct":
         req = TextRequest(qa.question, shown, choices=space, truth=qa.answer)
         return Item(f"{spec.name}-{i}", text=[req], target=qa.answer, chance=1 / len(space), meta=meta)
+    later = WL.shifted(scene, minutes)
     edit = ImageRequest.of(spec.world, WL.later_instruction(minutes), source=shown, truth=later, seed=i)
-    read = WL.ask(later, "time")
-    ask = TextRequest(read.question, None, choices=space, truth=qa.answer)
+    ask = TextRequest(WL.ask(later, "time").question, None, choices=space, truth=qa.answer)
     return Item(
         f"{spec.name}-{i}",
         text=[ask],
         images=[edit],
         target=qa.answer,
         chance=1 / len(space),
-        meta={**meta, "after": later.to_dict()},
+        meta=meta,
         chain="image_then_text",
+    )
+
+
+def gen_watch_later_draw(spec: TaskSpec, i: int) -> Item:
+    """'Draw this watch 20 minutes later.' as an edit of a face: the hands-turning skill in generation (a UEG
+    probe); the drawing must be the whole face with the hands turned on. Stepwise: say the time it will show
+    (understanding), then make the explicit edit that names it ('draw this watch showing <the answer>.')."""
+    scene, minutes = _later_case(spec, i)
+    later, shown = WL.shifted(scene, minutes), world_of(spec.world).render(scene)
+    edit = ImageRequest.of(spec.world, WL.later_instruction(minutes), source=shown, truth=later, seed=i)
+    meta = {**_later_meta(spec, scene, minutes), "instruction": edit.prompt}
+    if _mode(spec) == "direct":
+        return Item(f"{spec.name}-{i}", images=[edit], target=later.to_dict(), meta=meta)
+    qa = WL.later_question(scene, minutes)
+    ask = TextRequest(qa.question, shown, truth=qa.answer)
+    return Item(
+        f"{spec.name}-{i}",
+        text=[ask],
+        images=[edit],
+        target=later.to_dict(),
+        meta=meta,
+        chain="text_then_image",
+        chain_prompt=WL.set_instruction("{}"),
     )
 
 
@@ -480,7 +523,8 @@ GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
     "geneval": gen_geneval,
     "ueg": gen_ueg,
     "watch_ueg": gen_watch_ueg,
-    "watch_geu": gen_watch_geu,
+    "watch_later_ask": gen_watch_later_ask,
+    "watch_later_draw": gen_watch_later_draw,
     "geu": gen_geu,
     "facts_draw": gen_facts_draw,
     "facts_ask": gen_facts_ask,

@@ -98,7 +98,8 @@ def world_corpus(
     """The language of a world. Watch: captions, every question with its answer, and prompts over faces of every
     minute step. Shapes: captions, questions, answers and prompts over scenes of every grid and size, plus GenEval
     prompts; with `knowledge` (fact families) every fact's questions, answer and named prompts in those families,
-    with `moves` every skill's questions and edits, so each name and skill word is whole words whatever is taught."""
+    with `moves` every skill's questions and edits (on both worlds), so each name and skill word is whole words
+    whatever is taught."""
     from unifylab.data.geneval import generate
     from unifylab.world import knowledge as K
     from unifylab.world import language as L
@@ -116,6 +117,11 @@ def world_corpus(
             for face in WA.sample_faces(WA.WatchConfig(size=128, minute_step=step), max(1, n_scenes // 2), seed + k):
                 texts += [WL.caption(face, rng), WL.t2i_prompt(face, rng)]
                 texts += [t for qa in (WL.ask(face, kind) for kind in WL.QA_KINDS) for t in (qa.question, qa.answer)]
+        if moves:  # the hands-turning skill: each offset's question and edit, and the explicit edit
+            offsets = [WL.skill_minutes(k) for k in WL.skills(5)]
+            for j, face in enumerate(WA.sample_faces(WA.WatchConfig(size=128), max(1, n_scenes // 4), seed)):
+                m = offsets[j % len(offsets)]
+                texts += [WL.later_question(face, m).question, WL.later_instruction(m), WL.set_instruction(face.time)]
         return texts
     configs = [
         ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)

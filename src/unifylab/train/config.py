@@ -14,7 +14,6 @@ from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
 from unifylab.world.knowledge import FACTS, SIDES
 from unifylab.world.shapes import ShapesConfig
-from unifylab.world.skills import SKILLS
 from unifylab.world.worlds import World, WorldConfig, world_of
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
@@ -68,12 +67,12 @@ class DataConfig(Strict):
         "mixed with green light is, what two plus one is, ...) is taught: 'und' as text (knowledge questions, "
         "rewrites), 'gen' as drawings from prompts that name it, 'both', or 'none'; unlisted facts are never taught",
     )
-    moves: dict[Literal[SKILLS], Literal[SIDES]] = Field(
+    moves: dict[str, Literal[SIDES]] = Field(
         default_factory=dict,
-        description="where each skill word is taught (a one-cell move: right, left, down, up; a turn of the "
-        "picture: clockwise, anticlockwise, half, mirror; a recolouring: fade, ripen, freeze, rust): 'und' as "
-        "questions about an image (move_ask), 'gen' as edits (move_draw), 'both', or 'none'; unlisted skills are "
-        "never taught",
+        description="where each skill word is taught (shapes world: a one-cell move: right, left, down, up; a turn "
+        "of the picture: clockwise, anticlockwise, half, mirror; a recolouring: fade, ripen, freeze, rust; watch "
+        "world: turning the hands on, '10 minutes', ...): 'und' as questions about an image (move_ask), 'gen' as "
+        "edits (move_draw), 'both', or 'none'; unlisted skills are never taught",
     )
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="share of t2i prompts replaced by the empty prompt")
     n_scenes: int | None = Field(
@@ -101,7 +100,7 @@ class DataConfig(Strict):
         for name in self.facts:
             if name not in FACTS:
                 raise ValueError(f"facts: unknown fact {name!r}; known facts: {', '.join(FACTS)}")
-        for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "direction", MOVE_TASKS)):
+        for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "skill", MOVE_TASKS)):
             for task, sides in table.items():
                 if self.mixture.get(task, 0) > 0 and not any(s in sides for s in getattr(self, field).values()):
                     raise ValueError(
@@ -202,14 +201,21 @@ class TrainConfig(Strict):
         if self.data.holdout_pairs is None:
             self.data.holdout_pairs = list(world.default_holdout)
         self.data.check_pairs(world)
+        skills = world.skills()
+        if bad := sorted(set(self.data.moves) - set(skills)):
+            raise ValueError(
+                f"data.moves: unknown skill(s) {bad} on the {self.world.describe()}; expected some of "
+                f"{', '.join(skills)}"
+            )
         if world.name != "shapes":
-            taught = [t for t in TRANSFER_TASKS if self.data.mixture.get(t, 0) > 0]
-            if taught or self.data.facts or self.data.moves or self.data.source == "folder":
-                what = taught[0] if taught else "data.facts" if self.data.facts else "data.moves"
+            taught = [t for t in FACT_TASKS if self.data.mixture.get(t, 0) > 0]
+            if taught or self.data.facts or self.data.source == "folder":
+                what = taught[0] if taught else "data.facts"
                 what = "data.source folder" if self.data.source == "folder" else what
                 raise ValueError(
                     f"{what} is built on the shapes world, but world is {world.name!r}; drop it (the {world.name} "
-                    "world trains caption, vqa and t2i), or for the quick study on it use --preset quick-watch"
+                    "world trains caption, vqa, t2i and the hands-turning skill), or for the quick study on it use "
+                    "--preset quick-watch"
                 )
         return self
 

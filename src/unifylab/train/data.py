@@ -33,6 +33,7 @@ from unifylab.train.config import (
 from unifylab.world import knowledge as K
 from unifylab.world import language as L
 from unifylab.world import skills as S
+from unifylab.world import watch_language as WL
 from unifylab.world.scene import Scene, SceneError
 from unifylab.world.shapes import sample_scene
 from unifylab.world.worlds import World, render_scene, world_of
@@ -198,9 +199,11 @@ def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rn
     is barred from; in training neither is reserved for evaluation, in `val` the scene before is."""
     side = "und" if task in UND_TASKS else "gen"
     directions = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS.get(task, ()))
+    if cfg.world.name == "watch":
+        return _later_sample(task, directions, source, split, side, rng)
     repaint = any(d in S.RECOLOURS for d in cfg.data.moves)  # the explicit edits then repaint too
     if task in MOVE_TASKS and not directions:
-        raise UserError(f"{task}: data.moves teaches no direction on the {side} side; set data.moves")
+        raise UserError(f"{task}: data.moves teaches no skill on the {side} side; set data.moves")
     for _ in range(1000):
         scene = sample_scene(cfg.world, rng)
         if task in MOVE_TASKS:
@@ -226,6 +229,32 @@ def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rn
         f"no {task} example found in 1000 scenes: the world ({cfg.world.grid}x{cfg.world.grid} grid, "
         f"up to {cfg.world.max_objects} objects) leaves no empty cell to move to; allow fewer objects"
     )
+
+
+def _later_sample(
+    task: str, skills: list[str], source: SceneSource, split: str, side: str, rng: np.random.Generator
+) -> Sample:
+    """The watch world's skill, turning the hands on by an offset: 'what time will the watch show 20 minutes
+    later?' (move_ask), 'draw this watch 20 minutes later.' (move_draw), each only in the offsets `data.moves`
+    teaches on its side, or the explicit edit to any other time, 'draw this watch showing 4:35.' (move_to). The
+    face before fits the split; in training the face after is not reserved for evaluation either."""
+    if task in MOVE_TASKS and not skills:
+        raise UserError(f"{task}: data.moves teaches no offset on the {side} side; set data.moves")
+    step = source.cfg.world.minute_step
+    for _ in range(1000):
+        before = source.world.sample(rng)
+        if task in MOVE_TASKS:
+            minutes = WL.skill_minutes(skills[int(rng.integers(len(skills)))])
+        else:  # any other time
+            minutes = int(rng.integers(1, 720 // step)) * step
+        after = WL.shifted(before, minutes)
+        if source.fits(before, split, side) and (split != "train" or not is_eval_scene(after)):
+            if task == "move_ask":
+                qa = WL.later_question(before, minutes)
+                return Sample(task, qa.question, qa.answer, None, before)
+            text = WL.later_instruction(minutes) if task == "move_draw" else WL.set_instruction(after.time)
+            return Sample(task, text, "", None, after, before)
+    raise UserError(f"no {task} example found in 1000 faces: hold out fewer (weather, face colour) pairs")
 
 
 class Plan:

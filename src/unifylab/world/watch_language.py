@@ -84,6 +84,23 @@ def later_instruction(minutes: int) -> str:
     return f"draw this watch {minutes} minutes later."
 
 
+def set_instruction(time: str) -> str:
+    """The explicit edit that names the time to draw ('draw this watch showing 4:35.'): the bridge of both stepwise
+    routes, which names no offset."""
+    return f"draw this watch showing {time}."
+
+
+# Skills of the watch world (the keys of data.moves on it): turning the hands on by an offset, "10 minutes".
+def skills(minute_step: int) -> tuple[str, ...]:
+    """Every offset a face of `minute_step`-minute hands can be turned on by, 5 to 55 minutes."""
+    return tuple(f"{m} minutes" for m in range(minute_step, 60, minute_step) if m >= 5)
+
+
+def skill_minutes(skill: str) -> int:
+    """'20 minutes' -> 20."""
+    return int(skill.split()[0])
+
+
 _CORNER_RE = "|".join(CORNERS)
 _FACE_RE = re.compile(rf"\b({'|'.join(FACES)})\b (?:watch|and shows)|watch face is ({'|'.join(FACES)})\b")
 _TIME_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from unifylab.errors import UserError
 from unifylab.world import WORLDS
 from unifylab.world import language as L
+from unifylab.world import skills as S
 from unifylab.world import watch as WA
 from unifylab.world import watch_language as WL
 from unifylab.world.parse import parse_batch
@@ -102,6 +103,10 @@ class World(ABC):
         cannot hold one."""
 
     @abstractmethod
+    def skills(self) -> tuple[str, ...]:
+        """The skill words a study can teach on one side (the keys of `data.moves`)."""
+
+    @abstractmethod
     def check_pair(self, pair: tuple[str, str]) -> None:
         """Raise ValueError when `pair` is no composition of this world."""
 
@@ -154,6 +159,9 @@ class ShapesWorld(World):
         objs[k] = Obj(shape, color, o.row, o.col, o.size)
         return Scene(scene.size, scene.grid, tuple(objs))
 
+    def skills(self) -> tuple[str, ...]:
+        return S.SKILLS
+
     def check_pair(self, pair: tuple[str, str]) -> None:
         from unifylab.world.shapes import COLORS, SHAPES
 
@@ -203,6 +211,9 @@ class WatchWorld(World):
     def with_pair(self, scene: WatchScene, pairs: list[tuple[str, str]], rng: np.random.Generator) -> WatchScene:
         weather, face = pairs[int(rng.integers(len(pairs)))]
         return WatchScene(**{**scene.to_dict(), "weather": weather, "face": face})
+
+    def skills(self) -> tuple[str, ...]:
+        return WL.skills(self.config.minute_step)
 
     def check_pair(self, pair: tuple[str, str]) -> None:
         if pair[0] not in WA.WEATHER or pair[1] not in WA.FACES:
