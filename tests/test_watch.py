@@ -198,15 +198,18 @@ def test_bad_watch_configs_fail_with_one_clear_error(tree: dict, message: str) -
         build_tokenizers(cfg)
 
 
-def test_quick_watch_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", ["quick-watch", "quick-watch-pixels"])
+def test_quick_watch_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path, preset: str) -> None:
     out = tmp_path / "study"
-    code, _, err = cli("study", "--preset", _tiny("quick-watch", tmp_path), "--out", out, "--device", "cpu")
+    code, _, err = cli("study", "--preset", _tiny(preset, tmp_path), "--out", out, "--device", "cpu")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert set(results["runs"]["shared-s0"]["eval"]) == {"watch_caption", "watch_vqa", "watch_t2i", "watch_geneval"}
     assert "shared" in results["comparisons"]["all"]["synergy"]
     record = json.loads((out / "eval" / "shared-s0" / "watch_t2i.jsonl").read_text().splitlines()[0])
     assert record["meta"]["scene"]["world"] == "watch" and "parsed" in record["meta"]
+    config = yaml.safe_load((out / "runs" / "shared-s0" / "config.yaml").read_text())
+    assert config["tokenizers"]["und_image"] == ("patch" if preset == "quick-watch-pixels" else None)
     # a watch-world model is refused the shapes world's tasks with one clear error
     code, _, err = cli("eval", out / "runs" / "shared-s0", "--tasks", "caption", "--out", tmp_path / "e")
     assert code != 0 and "built on the 32 px 3x3 shapes world" in err
