@@ -164,17 +164,23 @@ def test_clustered_intervals_carry_between_cluster_variance() -> None:
     assert clustered_mean(three).hi > clustered_mean(three).lo  # seeds are units again
 
 
-def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
-    raw = yaml.safe_load(preset_files()["transfer"].read_text())
+def run_tiny_transfer(cli: Cli, tmp_path: Path, preset: str, *, limit: int) -> Path:
+    """A transfer preset at tiny size, one seed, without UniFork, run into tmp_path/study; the study folder."""
+    raw = yaml.safe_load(preset_files()[preset].read_text())
     raw["base"] = {**raw["base"], **TINY}
-    raw["limit"] = 16
+    raw["limit"] = limit
     raw["seeds"] = [0]
     raw["variants"] = [v for v in raw["variants"] if v["name"] != "unifork"]
-    path = tmp_path / "transfer.yaml"
+    path = tmp_path / f"{preset}.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "study"
     code, _, err = cli("study", "--preset", path, "--out", out, "--device", "cpu")
     assert code == 0, err
+    return out
+
+
+def test_transfer_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
+    out = run_tiny_transfer(cli, tmp_path, "transfer", limit=16)
     results = json.loads((out / "results.json").read_text())
     shared = results["transfer"]["all"]["shared"]
     assert {"facts_draw", "facts_draw_stepwise", "facts_ask", "facts_ask_stepwise"} <= set(shared)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from test_study import TINY, Cli
+from test_study import Cli
+from test_transfer import run_tiny_transfer
 
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
 from unifylab.eval.tasks import items, load_task
-from unifylab.study.preset import load_preset, preset_files
+from unifylab.study.preset import load_preset
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.config import UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
@@ -86,16 +86,7 @@ def test_bad_watch_designs_fail_at_load(data: dict, message: str) -> None:
 
 
 def test_transfer_watch_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
-    raw = yaml.safe_load(preset_files()["transfer-watch"].read_text())
-    raw["base"] = {**raw["base"], **TINY}
-    raw["limit"] = 22
-    raw["seeds"] = [0]
-    raw["variants"] = [v for v in raw["variants"] if v["name"] != "unifork"]
-    path = tmp_path / "transfer-watch.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "study"
-    code, _, err = cli("study", "--preset", path, "--out", out, "--device", "cpu")
-    assert code == 0, err
+    out = run_tiny_transfer(cli, tmp_path, "transfer-watch", limit=22)
     shared = json.loads((out / "results.json").read_text())["transfer"]["all"]["shared"]
     assert shared["watch_later_ask"]["direction"] == "GEU" and shared["watch_later_draw"]["direction"] == "UEG"
     assert all(shared["watch_later_ask"][k] is not None for k in ("ceiling", "here", "transfer", "floor"))
