@@ -11,13 +11,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.eval.geneval_rules import CLIP, DETECTOR
 from unifylab.layout import EvalFolder, StudyFolder
+from unifylab.progress import LineProgress, progress
 from unifylab.runtime import single_thread_blas
 from unifylab.world import check_world
 from unifylab.world.shapes import Nuisance
@@ -46,15 +47,9 @@ Jitter = Annotated[int, typer.Option(help="Per-object position jitter in px (0 o
 Tint = Annotated[int, typer.Option(help="Largest random background tint per channel (0..64).")]
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
+def _progress() -> Progress | LineProgress:
+    """A bar on stderr when it is a terminal, else plain progress lines (see `unifylab.progress`)."""
+    return progress(err)
 
 
 def _nuisance(noise: float, jitter: int, tint: int, seed: int) -> Nuisance | None:
@@ -706,7 +701,18 @@ def score_realunify(
     j = load_judge(judge, grid=grid, device=device)
     folder = EvalFolder(out)
     with folder.lock():
-        records = run_realunify(m, j, items, out, mode=mode, size=size, grid=grid)
+        with _progress() as bar:
+            task = bar.add_task("realunify", total=len(items))
+            records = run_realunify(
+                m,
+                j,
+                items,
+                out,
+                mode=mode,
+                size=size,
+                grid=grid,
+                progress=lambda done, stage: bar.update(task, completed=done, description=f"realunify: {stage}"),
+            )
         summary = summarise_realunify(records, released=compat)
         folder.write_results({"model": getattr(m, "name", model), "judge": judge, "mode": mode, **summary})
     table = Table(title=f"RealUnify ({mode}, {summary['parsing']} parsing) on {data}")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,10 @@ def run_realunify(
     mode: str = "direct",
     size: int = 32,
     grid: int = 3,
+    progress: Callable[[int, str], None] = lambda done, stage: None,
 ) -> list[dict[str, Any]]:
-    """Score every item; writes out/realunify.jsonl (with reasons) and the drawn images; returns the records."""
+    """Score every item; writes out/realunify.jsonl (with reasons) and the drawn images; returns the records.
+    `progress(items scored, stage)` is called as each stage starts and when all are scored."""
     if mode not in ("direct", "stepwise"):
         raise UserError(f"--mode must be direct or stepwise, got {mode!r}")
     out.mkdir(parents=True, exist_ok=True)
@@ -202,8 +205,11 @@ def run_realunify(
     if ueg:
         prompts = [it.prompt for it in ueg]
         if mode == "stepwise":
+            progress(0, "rewriting UEG prompts")
             prompts = model.generate_text([TextRequest(p, mode="rewrite", max_tokens=96) for p in prompts])
+        progress(0, "drawing UEG images")
         images = model.generate_images([ImageRequest(p, size, grid, seed=k) for k, p in enumerate(prompts)])
+        progress(0, "judging UEG images")
         asks = [
             TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions
         ]
@@ -235,10 +241,12 @@ def run_realunify(
     if geu:
         shown = [load_rgb(it.images[0]) for it in geu]
         if mode == "stepwise":
+            progress(len(ueg), "drawing GEU images")
             shown = model.generate_images(
                 [ImageRequest(it.prompt, size, grid, source=im, seed=k) for k, (it, im) in enumerate(zip(geu, shown))]
             )
         prompts = [mc_prompt(it.prompt, it.options) if it.options else it.prompt for it in geu]
+        progress(len(ueg), "answering GEU items")
         replies = model.generate_text(
             [
                 TextRequest(p, np.asarray(im, np.uint8), choices=list(LETTERS), max_tokens=8)
@@ -261,6 +269,7 @@ def run_realunify(
                 }
             )
     write_jsonl(out / "realunify.jsonl", records)
+    progress(len(records), "scored")
     return records
 
 

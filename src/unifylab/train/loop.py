@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from unifylab.config import first_diff
@@ -24,6 +24,7 @@ from unifylab.io import LOCK
 from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.progress import progress
 from unifylab.runtime import single_thread_blas
 from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
 from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
@@ -431,8 +432,16 @@ class Trainer:
         self.wrapped.train()
         t_start, tok_start = time.perf_counter(), tokens
         last = start
-        with _progress(self.console, self.dist.main and self.show_progress) as bar:
-            task = bar.add_task("training", total=self.steps, completed=start, rate="", loss="")
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        with progress(self.console, columns=columns, enabled=self.dist.main and self.show_progress) as bar:
+            task = bar.add_task("training", total=self.steps, completed=start, loss="", rate="")
             for step in range(start, self.steps):
                 rec = self._step(step)
                 tokens += rec["tokens"]
@@ -482,17 +491,3 @@ class Trainer:
                     self.tb.add_scalar(k, v, rec["step"])
             for k, v in rec.get("eval", {}).items():
                 self.tb.add_scalar(f"eval/{k}", v, rec["step"])
-
-
-def _progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not enabled,
-    )
