@@ -157,19 +157,22 @@ def test_generation_is_seeded_cached_and_restricted(text: TextTokenizer, variant
     prompts = [packer.pack(Example("gen", p), with_target=False) for p in ("draw a red ring.", "an image of a cross")]
     uncond = packer.pack(Example("gen", ""), with_target=False)
     s = Sampling(temperature=1.0, top_k=30, top_p=0.9)
-    a = generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=7)
+    a = generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seeds=[7, 8])
     assert a.shape == (2, 9) and int(a.min()) >= 0 and int(a.max()) < 97
-    assert torch.equal(a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=7))
+    assert torch.equal(a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seeds=[7, 8]))
     assert torch.equal(
-        a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=7, use_cache=False)
+        a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seeds=[7, 8], use_cache=False)
     )
-    assert not torch.equal(a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seed=8))
+    assert not torch.equal(a, generate_images(model, prompts, uncond=uncond, guidance=3.0, sampling=s, seeds=[9, 10]))
+    # a row's image depends on its own seed only, not on the batch it is drawn in (resume and --limit redraw it)
+    alone = generate_images(model, prompts[1:], uncond=uncond, guidance=3.0, sampling=s, seeds=[8])
+    assert torch.equal(a[1:], alone)
     questions = [
         packer.pack(Example("und", "what color is the circle?", image=und_tokens[i]), with_target=False)
         for i in range(2)
     ]
-    t1 = generate_text(model, questions, max_new_tokens=6, sampling=s, seed=3)
-    assert t1 == generate_text(model, questions, max_new_tokens=6, sampling=s, seed=3, use_cache=False)
+    t1 = generate_text(model, questions, max_new_tokens=6, sampling=s, seeds=[3, 4])
+    assert t1 == generate_text(model, questions, max_new_tokens=6, sampling=s, seeds=[3, 4], use_cache=False)
     assert all(len(x) <= 6 and all(i < text.vocab_size for i in x) for x in t1)
     greedy = generate_text(model, questions, max_new_tokens=6)
     assert greedy == generate_text(model, questions, max_new_tokens=6, use_cache=False)
@@ -245,3 +248,16 @@ def test_loading_a_mismatched_folder_names_the_tensor(text: TextTokenizer, tmp_p
         from_pretrained(tmp_path)
     with pytest.raises(UserError, match="not found"):
         from_pretrained(tmp_path / "nope")
+
+
+def test_per_row_sampling_draws_from_the_softmax() -> None:
+    """Gumbel-max with counter-based noise: over many row seeds, token frequencies match softmax(logits / T)."""
+    from unifylab.models.generate import sample
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).expand(20000, -1)
+    seeds = torch.arange(20000)
+    freq = torch.bincount(sample(logits, Sampling(temperature=1.0), seeds, 3), minlength=4).double() / 20000
+    assert torch.allclose(freq, logits[0].double().softmax(-1), atol=0.015)
+    assert not torch.equal(sample(logits, Sampling(), seeds, 3), sample(logits, Sampling(), seeds, 4))
+    top1 = sample(logits, Sampling(temperature=1.0, top_k=1), seeds, 3)
+    assert bool((top1 == 0).all())

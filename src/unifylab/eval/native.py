@@ -112,7 +112,7 @@ class NativeModel:
                 uncond=uncond,
                 guidance=self.guidance,
                 sampling=self.image_sampling,
-                seed=self.seed + chunk[0].seed,
+                seeds=[self.seed * 1_000_003 + r.seed for r in chunk],
             )
             out += list(self.gen.decode(codes))
         return out

@@ -32,8 +32,29 @@ class Sampling:
             raise ValueError(f"invalid sampling settings {self}: need temperature >= 0, top_k >= 0, 0 < top_p <= 1")
 
 
-def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row of logits [B, V] (entries set to -inf are never drawn)."""
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xorshift-multiply, 'lowbias32') applied elementwise to int64 values below 2**32."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def row_uniforms(seeds: torch.Tensor, step: int, width: int) -> torch.Tensor:
+    """Uniforms in (0, 1) [B, width], a pure function of (row seed, step, column): each row's draws depend on its
+    own seed only, never on which other rows share its batch (so an item's sample survives resume and --limit)."""
+    cols = torch.arange(width, device=seeds.device, dtype=torch.int64)
+    key = _mix32(_mix32((seeds.to(torch.int64) & _MASK32)[:, None] ^ (step * 0x9E3779B9 & _MASK32)) ^ cols)
+    return (_mix32(key).to(torch.float64) + 0.5) / 2.0**32
+
+
+def sample(logits: torch.Tensor, s: Sampling, seeds: torch.Tensor, step: int) -> torch.Tensor:
+    """One token per row of logits [B, V] (entries set to -inf are never drawn): Gumbel-max over the filtered,
+    tempered logits with row `i`'s noise from (seeds[i], step), an exact draw from their softmax."""
     if s.temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / s.temperature
@@ -45,7 +66,16 @@ def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator | None)
         probs = sorted_logits.softmax(-1)
         drop = probs.cumsum(-1) - probs > s.top_p  # keep the smallest prefix whose mass reaches top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+    gumbel = -torch.log(-torch.log(row_uniforms(seeds.to(logits.device), step, logits.shape[-1])))
+    return (logits.double() + gumbel).argmax(-1)
+
+
+def _row_seeds(seeds: Sequence[int] | None, n: int) -> torch.Tensor:
+    if seeds is None:
+        return torch.arange(n)
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for {n} prefixes; give one seed per prefix")
+    return torch.tensor(list(seeds), dtype=torch.int64)
 
 
 class _Decoder:
@@ -134,21 +164,22 @@ def generate_text(
     *,
     max_new_tokens: int = 16,
     sampling: Sampling = Sampling(temperature=0.0),
-    seed: int = 0,
+    seeds: Sequence[int] | None = None,
     use_cache: bool = True,
 ) -> list[list[int]]:
-    """Continue each prefix with text ids until <eos> (not returned) or `max_new_tokens`."""
+    """Continue each prefix with text ids until <eos> (not returned) or `max_new_tokens`; row i samples with its
+    own `seeds[i]` (default: its index)."""
     if not prefixes:
         return []
     dec = _Decoder(model, prefixes, max_new_tokens, use_cache, UND)
-    gen = torch.Generator(device=dec.ids.device).manual_seed(seed)
+    row_seeds = _row_seeds(seeds, len(prefixes))
     n_text = model.cfg.n_text
     done = torch.zeros(len(prefixes), dtype=torch.bool, device=dec.ids.device)
     out: list[list[int]] = [[] for _ in prefixes]
-    for _ in range(max_new_tokens):
+    for k in range(max_new_tokens):
         logits = dec.logits()
         logits[:, n_text:] = float("-inf")
-        tok = sample(logits, sampling, gen)
+        tok = sample(logits, sampling, row_seeds, k)
         for i in (~done).nonzero()[:, 0].tolist():
             if int(tok[i]) != EOS:
                 out[i].append(int(tok[i]))
@@ -167,10 +198,11 @@ def generate_images(
     uncond: Packed | None = None,
     guidance: float = 1.0,
     sampling: Sampling = Sampling(),
-    seed: int = 0,
+    seeds: Sequence[int] | None = None,
     use_cache: bool = True,
 ) -> torch.Tensor:
-    """Image codes [B, T] (0-based in the image vocabulary) continuing prefixes that end with <boi>.
+    """Image codes [B, T] (0-based in the image vocabulary) continuing prefixes that end with <boi>; row i samples
+    with its own `seeds[i]` (default: its index), so its image does not depend on the rest of the batch.
 
     With `guidance` != 1 and an unconditional prefix (e.g. the packed empty prompt), logits are
     uncond + guidance * (cond - uncond), computed in one doubled batch.
@@ -187,7 +219,7 @@ def generate_images(
     batch = list(prefixes) + ([uncond] * b if cfg_on else [])
     t, (_, w) = model.cfg.image_tokens, model.cfg.image_grid
     dec = _Decoder(model, batch, t, use_cache, GEN)
-    gen = torch.Generator(device=dec.ids.device).manual_seed(seed)
+    row_seeds = _row_seeds(seeds, b)
     n_text = model.cfg.n_text
     i0 = dec.pos[:, dec.n - 1, 0] + 1  # the image's first position
     codes = torch.zeros(b, t, dtype=torch.long, device=dec.ids.device)
@@ -197,7 +229,7 @@ def generate_images(
             cond, unc = logits[:b], logits[b:]
             logits = unc + guidance * (cond - unc)
         logits[:, :n_text] = float("-inf")
-        tok = sample(logits, sampling, gen)
+        tok = sample(logits, sampling, row_seeds, k)
         codes[:, k] = tok - n_text
         if k + 1 < t:
             full = tok.repeat(2) if cfg_on else tok
