@@ -7,17 +7,22 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import pickle
 import platform
+import signal
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from unifylab import __version__
 from unifylab.errors import UserError
@@ -25,6 +30,7 @@ from unifylab.eval.harness import run_task, split_of, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.layout import StudyFolder, check_fingerprint, write_json
+from unifylab.progress import progress
 from unifylab.runtime import single_thread_blas
 from unifylab.study.preset import Preset, Variant, dotted, merge
 from unifylab.study.transfer import Labels, item_labels, transfer
@@ -227,41 +233,102 @@ class Work:
 def _run_parallel(
     runs: list[Run], work: Work, *, jobs: int, report: Callable[[str, int], None]
 ) -> dict[str, RunResult]:
-    """Schedule runs on a spawn-process pool as their `init_from` parents finish, longest first (so no long run
-    starts last while the other workers idle); progress comes back by queue.
-    An interrupt or a failing run terminates the workers at once (finished runs and checkpoints stay on disk).
-    Returns each run's result by id."""
+    """Run each run in a spawned worker process of its own, at most `jobs` at once, starting a run once its
+    `init_from` parent has finished, longest first (so no long run starts last while the other workers idle).
+    Workers send progress and their result through a pipe. An interrupt or a failing run stops every worker
+    (SIGTERM, then SIGKILL after a grace period) before this returns; a worker whose parent dies (kill -9) stops by
+    itself. Finished runs and checkpoints stay on disk. Returns each run's result by id."""
     ctx = mp.get_context("spawn")
     parent = {r.id: Path(r.cfg.init_from).name if r.cfg.init_from is not None else None for r in runs}
     done: dict[str, RunResult] = {}
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        pool = ctx.Pool(jobs)
-        try:
-            waiting, running = sorted(runs, key=_train_examples, reverse=True), {}
-            while waiting or running:
-                for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in done]:
-                    if len(running) >= jobs:
-                        break
-                    waiting.remove(r)
-                    running[r.id] = (
-                        r,
-                        pool.apply_async(_pool_worker, (r, work, queue)),
-                    )
-                if not running:
-                    raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
-                time.sleep(0.2)
-                while not queue.empty():
-                    report(*queue.get())
-                for rid, (_, res) in list(running.items()):
-                    if res.ready():
-                        del running[rid]
-                        done[rid] = res.get()
-            pool.close()
-        finally:
-            pool.terminate()
-            pool.join()
+    waiting = sorted(runs, key=_train_examples, reverse=True)
+    running: dict[str, tuple[mp.process.BaseProcess, Connection]] = {}
+    try:
+        while waiting or running:
+            for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in done]:
+                if len(running) >= jobs:
+                    break
+                waiting.remove(r)
+                mine, theirs = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_process_worker, args=(r, work, theirs, os.getpid()), name=r.id)
+                running[r.id] = (proc, mine)
+                proc.start()
+                theirs.close()
+            if not running:
+                raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
+            by_conn = {conn: rid for rid, (_, conn) in running.items()}
+            for conn in wait(list(by_conn)):
+                rid = by_conn[conn]
+                proc = running[rid][0]
+                try:
+                    kind, payload = conn.recv()
+                except EOFError:
+                    proc.join()
+                    raise RuntimeError(
+                        f"run {rid}: its worker process ended without a result (exit code {proc.exitcode}); "
+                        "re-run the study to resume it"
+                    ) from None
+                if kind == "progress":
+                    report(*payload)
+                    continue
+                proc.join()
+                conn.close()
+                del running[rid]
+                if kind == "error":
+                    raise payload
+                done[rid] = payload
+    finally:
+        _stop_workers([proc for proc, _ in running.values()])
     return done
+
+
+STOP_GRACE_SECONDS = 10.0  # how long a worker may take to exit after SIGTERM before it is killed
+
+
+def _stop_workers(procs: list[mp.process.BaseProcess]) -> None:
+    """Terminate the workers, wait at most STOP_GRACE_SECONDS in all, then kill what is left and reap it."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this worker at once when the study process that started it is gone (killed with -9, say): its
+    runs are resumed by the next study, and no orphan keeps training or holding a run folder's lock."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+def _process_worker(run: Run, work: Work, conn: Connection, parent_pid: int) -> None:
+    """A study worker process: train and evaluate one run, sending progress and then ('done', result) or
+    ('error', exception). Ctrl-C reaches the whole process group; the study process decides, so it is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent(parent_pid)
+    try:
+        result = _train_and_eval(run, work, lambda what, units: conn.send(("progress", (what, units))))
+        conn.send(("done", result))
+    except BrokenPipeError:  # the study process is gone
+        os._exit(1)
+    except BaseException as e:  # every failure goes back to the study process, which raises it
+        try:
+            pickle.dumps(e)
+        except Exception:  # an exception that cannot cross the pipe: its text and traceback do
+            e = RuntimeError(f"run {run.id}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+        conn.send(("error", e))
+    finally:
+        conn.close()
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -372,14 +439,6 @@ def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) ->
     return RunResult(scores, summaries, inside, labels)
 
 
-def _queue_report(queue: Any) -> Callable[[str, int], None]:
-    return lambda what, units: queue.put((what, units))
-
-
-def _pool_worker(run: Run, work: Work, queue: Any) -> RunResult:
-    return _train_and_eval(run, work, _queue_report(queue))
-
-
 def baselines(
     runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool
 ) -> dict[str, dict[str, Any]]:
@@ -468,11 +527,11 @@ def run_study(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress(console, columns=columns) as bar:
         task = bar.add_task(f"study {preset.name}", total=total)
 
         def report(what: str, units: int) -> None:
-            bar.update(task, advance=units, description=what)
+            bar.update(task, advance=units, description=f"study {preset.name}: {what}")
 
         if jobs == 1:
             done = {r.id: _train_and_eval(r, work, report) for r in runs}
