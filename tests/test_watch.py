@@ -336,3 +336,27 @@ def test_later_probes_ask_for_the_time_after_the_hands_turn(cli: Cli, tmp_path: 
     with pytest.raises(UserError, match="options.moves must list offsets"):
         spec = load_task("watch_later_draw")
         items(spec.model_copy(update={"options": {"moves": ["7 minutes"]}}), 1)
+
+
+def test_world_parse_never_answers_in_another_world(cli: Cli, tmp_path: Path) -> None:
+    """A face parsed without --world is read as a face (world.json beside it, or recognised from the pixels), a
+    face given as --world shapes is refused, and an image no world explains asks for --world."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    assert cli("world", "sample", "--world", "watch", "--n", "2", "--out", tmp_path / "faces")[0] == 0
+    truth = json.loads((tmp_path / "faces" / "scenes.jsonl").read_text().splitlines()[0])
+    code, out, err = cli("world", "parse", tmp_path / "faces" / "images" / "000000.png")  # world.json one folder up
+    assert code == 0 and json.loads(out) == truth, err
+    shutil.copy(tmp_path / "faces" / "images" / "000000.png", tmp_path / "face.png")  # nothing beside it
+    code, out, err = cli("world", "parse", tmp_path / "face.png")
+    assert code == 0 and json.loads(out) == truth, err
+    code, out, err = cli("world", "parse", tmp_path / "face.png", "--world", "shapes")
+    assert code == 2 and out == "" and "is a watch-world image" in err and "--world watch" in err
+    assert len(err.strip().splitlines()) == 1
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    code, out, err = cli("world", "parse", tmp_path / "noise.png")
+    assert code == 2 and out == "" and "cannot tell which world" in err

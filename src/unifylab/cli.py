@@ -160,21 +160,62 @@ def world_render(
 @world_app.command("parse")
 def world_parse(
     image: Annotated[Path, typer.Argument(metavar="IMG.png", help="An RGB PNG of the world.")],
-    grid: Annotated[int | None, typer.Option(help="Grid of the image; inferred when omitted.")] = None,
+    grid: Annotated[int | None, typer.Option(help="shapes: grid of the image; inferred when omitted.")] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Add the parser's confidence per object.")] = False,
-    world: Annotated[str, typer.Option(help="World of the image.")] = "shapes",
-    minute_step: MinuteStep = 5,
+    world: Annotated[
+        str | None,
+        typer.Option(help="World of the image; default: the world.json beside it (world sample's), else recognised."),
+    ] = None,
+    minute_step: Annotated[
+        int | None, typer.Option(help="watch: the dial's minute step; default: world.json's, else 5.")
+    ] = None,
 ) -> None:
-    """Read the scene back out of an image and print it as one JSON line (the scenes.jsonl form)."""
+    """Read the scene back out of an image and print it as one JSON line (the scenes.jsonl form). An image that is
+    plainly another world's than the one given or recorded is refused, never parsed as an empty scene."""
     from unifylab.io import load_rgb
     from unifylab.world.parse import parse
     from unifylab.world.watch import parse_faces
+    from unifylab.world.worlds import recognise
 
-    if check_world(world) == "watch":
-        typer.echo(parse_faces(load_rgb(image)[None], minute_step=minute_step)[0].to_json())
+    pixels = load_rgb(image)
+    recorded = _world_json_of(image)
+    name = check_world(world) if world is not None else (recorded or {}).get("world")
+    seen, errors = recognise(pixels)
+    how = ", ".join(f"{w} {e:.1f}" for w, e in errors.items())
+    if name is None and seen is None:
+        raise UserError(
+            f"{image}: cannot tell which world this image is of (mean re-render error per world: {how}); "
+            "pass --world"
+        )
+    if name is not None and seen is not None and seen != name:
+        source = "--world" if world is not None else f"{recorded['path']}"
+        raise UserError(
+            f"{image}: is a {seen}-world image (mean re-render error per world: {how}), but {source} says {name}; "
+            f"pass --world {seen}, or check the file"
+        )
+    name = name or seen
+    config = (recorded or {}).get("config", {}) if (recorded or {}).get("world") == name else {}
+    if name == "watch":
+        step = minute_step or config.get("minute_step", 5)
+        typer.echo(parse_faces(pixels[None], minute_step=step)[0].to_json())
         return
-    scene = parse(load_rgb(image), grid)
+    scene = parse(pixels, grid or config.get("grid"))
     typer.echo((scene if confidence else scene.without_confidence()).to_json())
+
+
+def _world_json_of(image: Path) -> dict[str, Any] | None:
+    """The world.json that `world sample` wrote for an image (beside it, or one folder up from images/), with its
+    path; None when there is none."""
+    from unifylab.io import read_json
+
+    for folder in (image.parent, image.parent.parent):
+        if (folder / "world.json").is_file():
+            info = read_json(folder / "world.json")
+            if not (isinstance(info, dict) and isinstance(info.get("world"), str)):
+                raise UserError(f"{folder / 'world.json'}: not a world sample's world.json (no 'world' name)")
+            check_world(info["world"], str(folder / "world.json"))
+            return {**info, "path": folder / "world.json"}
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -114,6 +114,12 @@ class World(ABC):
     def exact_tokenizer(self) -> Any:
         """The oracle image tokenizer: encoding a clean render and decoding it gives back the same bytes."""
 
+    @staticmethod
+    @abstractmethod
+    def rerender_error(image: np.ndarray) -> float:
+        """Mean absolute pixel error between `image` and this world's render of what its parser reads there (the
+        config inferred from the image): near 0 for this world's images, large for another world's."""
+
 
 class ShapesWorld(World):
     name = "shapes"
@@ -173,6 +179,12 @@ class ShapesWorld(World):
 
         return GridTokenizer(self.size, self.config.grid)
 
+    @staticmethod
+    def rerender_error(image: np.ndarray) -> float:
+        from unifylab.world.parse import parse
+
+        return float(np.abs(render(parse(image, None)).astype(np.int16) - image).mean())
+
 
 class WatchWorld(World):
     name = "watch"
@@ -224,8 +236,25 @@ class WatchWorld(World):
 
         return AttributeTokenizer(self.size, self.config.minute_step)
 
+    @staticmethod
+    def rerender_error(image: np.ndarray) -> float:
+        face = WA.parse_faces(image[None], minute_step=1)[0]
+        return float(np.abs(WA.render(face).astype(np.int16) - image).mean())
+
 
 CLASSES: dict[str, type[World]] = {w.name: w for w in (ShapesWorld, WatchWorld)}
+
+
+CLEAR_MARGIN = 1.5  # an image is a world's when that world re-renders it this many times better than any other
+
+
+def recognise(image: np.ndarray) -> tuple[str | None, dict[str, float]]:
+    """The world whose exact parser explains `image` clearly best (None when none does), and each world's
+    re-render error: how a command tells a watch face from a shapes scene without being told."""
+    errors = {name: cls.rerender_error(image) for name, cls in CLASSES.items()}
+    best, *others = sorted(errors, key=errors.__getitem__)
+    clear = all(errors[o] >= CLEAR_MARGIN * errors[best] + 1.0 for o in others)
+    return (best if clear else None), errors
 
 
 def world_of(config: ShapesConfig | WatchConfig) -> World:
