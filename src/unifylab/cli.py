@@ -184,13 +184,12 @@ def world_parse(
     how = ", ".join(f"{w} {e:.1f}" for w, e in errors.items())
     if name is None and seen is None:
         raise UserError(
-            f"{image}: cannot tell which world this image is of (mean re-render error per world: {how}); "
-            "pass --world"
+            f"{image}: cannot tell which world this image is of (re-render error per world: {how}); pass --world"
         )
     if name is not None and seen is not None and seen != name:
         source = "--world" if world is not None else f"{recorded['path']}"
         raise UserError(
-            f"{image}: is a {seen}-world image (mean re-render error per world: {how}), but {source} says {name}; "
+            f"{image}: is a {seen}-world image (re-render error per world: {how}), but {source} says {name}; "
             f"pass --world {seen}, or check the file"
         )
     name = name or seen
