@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from unifylab.config import build
+from unifylab.config import SEED_MAX, build
 from unifylab.errors import UserError
 from unifylab.eval.geneval_rules import CLIP, DETECTOR
 from unifylab.layout import EvalFolder, StudyFolder
@@ -42,9 +42,23 @@ err = Console(stderr=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Noise = Annotated[float, typer.Option(help="Gaussian pixel-noise std in 0..255 units.")]
-MinuteStep = Annotated[int, typer.Option(help="watch world: the hands show minutes in steps of this many.")]
+MinuteStep = Annotated[int, typer.Option(min=1, max=30, help="watch world: hands show minutes in steps of this many.")]
 Jitter = Annotated[int, typer.Option(help="Per-object position jitter in px (0 or 1).")]
 Tint = Annotated[int, typer.Option(help="Largest random background tint per channel (0..64).")]
+
+
+def _out_path(value: str) -> Path:
+    """An --out value; an empty one (it would mean the working folder) is refused."""
+    if not value.strip():
+        raise UserError(
+            f"--out {value!r}: an empty path would mean the working folder; give the file or folder to write"
+        )
+    return Path(value)
+
+
+def _out(help: str) -> Any:
+    """An --out option: every command's goes through `_out_path`."""
+    return typer.Option(help=help, parser=_out_path, metavar="PATH")
 
 
 def _progress() -> Progress | LineProgress:
@@ -83,10 +97,10 @@ def _world_options(
 
 @world_app.command("sample")
 def world_sample(
-    out: Annotated[Path, typer.Option(help="Folder for scenes.jsonl, images/ and world.json.")],
+    out: Annotated[Path, _out("Folder for scenes.jsonl, images/ and world.json.")],
     world: Annotated[str, typer.Option(help="World to sample from.")] = "shapes",
     n: Annotated[int, typer.Option(min=1, help="Number of scenes.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same bytes.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed; the same seed gives the same bytes.")] = 0,
     size: Annotated[int, typer.Option(help="Canvas side in px (32..128).")] = 32,
     grid: Annotated[int, typer.Option(help="Cells per side (3..6).")] = 3,
     min_objects: Annotated[int, typer.Option(help="Fewest objects per scene.")] = 1,
@@ -100,7 +114,6 @@ def world_sample(
 ) -> None:
     """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
     from unifylab.data.folder import write_world_sample
-    from unifylab.io import claim_output
     from unifylab.world.worlds import WorldChoice
 
     values = _world_options(
@@ -114,7 +127,6 @@ def world_sample(
     )
     cfg = build(WorldChoice, {"world": values}, "world sample options").world
     _nuisance(noise, jitter, tint, seed)
-    claim_output(out, ["scenes.jsonl", "images", "world.json"], force=force)
     with _progress() as bar:
         task = bar.add_task("rendering", total=n)
         write_world_sample(
@@ -125,6 +137,7 @@ def world_sample(
             nuisance=lambda s: _nuisance(noise, jitter, tint, s),
             meta={"nuisance": {"noise": noise, "jitter": jitter, "tint": tint}},
             on_image=lambda: bar.advance(task),
+            force=force,
         )
     err.print(f"wrote {n} scenes to {out / 'scenes.jsonl'} and images to {out / 'images'}")
 
@@ -132,11 +145,12 @@ def world_sample(
 @world_app.command("render")
 def world_render(
     scene_file: Annotated[Path, typer.Argument(metavar="SCENE.json", help="A scene JSON file.")],
-    out: Annotated[Path, typer.Option(help="PNG file to write.")],
+    out: Annotated[Path, _out("PNG file to write.")],
     noise: Noise = 0.0,
     jitter: Jitter = 0,
     tint: Tint = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the nuisances.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the nuisances.")] = 0,
+    minute_step: MinuteStep = 5,
     force: Force = False,
 ) -> None:
     """Render one scene JSON file (of any world, by its "world" field) to a PNG."""
@@ -149,7 +163,7 @@ def world_render(
     try:
         if not isinstance(data, dict):
             raise SceneError(f"expected a JSON object for a scene, got {type(data).__name__}")
-        scene = WatchScene.from_dict(data) if scene_world(data) == "watch" else Scene.from_dict(data)
+        scene = WatchScene.from_dict(data, minute_step) if scene_world(data) == "watch" else Scene.from_dict(data)
     except SceneError as e:
         raise UserError(f"{scene_file}: {e}") from None
     nuisance = _nuisance(noise, jitter, tint, seed)
@@ -222,9 +236,9 @@ def _world_json_of(image: Path) -> dict[str, Any] | None:
 
 @data_app.command("geneval")
 def data_geneval(
-    out: Annotated[Path, typer.Option(help="Folder for metadata.jsonl (and images/ with --render).")],
+    out: Annotated[Path, _out("Folder for metadata.jsonl (and images/ with --render).")],
     n_per_task: Annotated[int, typer.Option(help="Prompts per GenEval task.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed.")] = 0,
     world: Annotated[str, typer.Option(help="World: shapes (GenEval's six tasks) or watch (its six).")] = "shapes",
     size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
     grid: Annotated[int, typer.Option(help="shapes: cells per side.")] = 3,
@@ -262,9 +276,7 @@ def score_geneval(
         Path, typer.Option(help="GenEval-schema metadata jsonl (the shapes or watch world's, or GenEval's own).")
     ],
     images: Annotated[Path, typer.Option(help="Folder of <index>.png or <index>/samples/*.png.")],
-    out: Annotated[
-        Path | None, typer.Option(help="Per-image jsonl with the judge's reading and failure reasons.")
-    ] = None,
+    out: Annotated[Path | None, _out("Per-image jsonl with the judge's reading and failure reasons.")] = None,
     judge: Annotated[
         str,
         typer.Option(
@@ -354,13 +366,23 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise UserError(f"{option}: expected comma-separated integers like 8,5,5,5, got {text!r}") from None
 
 
+def _seeds(text: str) -> list[int]:
+    """--seeds: distinct seeds in 0..SEED_MAX (each names run folders)."""
+    seeds = list(_ints(text, "--seeds"))
+    if bad := [s for s in seeds if not 0 <= s <= SEED_MAX]:
+        raise UserError(f"--seeds: seed {bad[0]} is out of range; use seeds 0..{SEED_MAX}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: {text!r} repeats a seed; give each seed once")
+    return seeds
+
+
 @tokenizer_app.command("train-text")
 def tokenizer_train_text(
-    out: Annotated[Path, typer.Option(help="Folder for tokenizer.json.")],
+    out: Annotated[Path, _out("Folder for tokenizer.json.")],
     world: Annotated[str, typer.Option(help="World whose language to learn.")] = "shapes",
     vocab_size: Annotated[int, typer.Option(help="Largest vocabulary (BPE stops earlier when merges run out).")] = 512,
     n_scenes: Annotated[int, typer.Option(help="Scenes to describe for the training corpus.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the corpus.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the corpus.")] = 0,
     force: Force = False,
 ) -> None:
     """Train the byte-level BPE text tokenizer on the world's captions, questions and prompts."""
@@ -376,7 +398,7 @@ def tokenizer_train_text(
 
 @tokenizer_app.command("train-image")
 def tokenizer_train_image(
-    out: Annotated[Path, typer.Option(help="Folder for config.json, model.safetensors and metrics.json.")],
+    out: Annotated[Path, _out("Folder for config.json, model.safetensors and metrics.json.")],
     world: Annotated[str, typer.Option(help="World to render training images from.")] = "shapes",
     kind: Annotated[
         str,
@@ -401,7 +423,7 @@ def tokenizer_train_image(
     patch: Annotated[int, typer.Option(help="patch: pixels per patch side.")] = 4,
     source: Annotated[str, typer.Option(help="patch: pixels, or vq features (needs --vq).")] = "pixels",
     vq: Annotated[Path | None, typer.Option(help="patch with --source vq: a trained vq tokenizer folder.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of data and initialisation.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of data and initialisation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Force = False,
 ) -> None:
@@ -444,7 +466,7 @@ def tokenizer_train_image(
 @app.command("train")
 def train_cmd(
     config: Annotated[Path | None, typer.Argument(metavar="CONFIG.yaml", help="Training config (YAML).")] = None,
-    out: Annotated[Path, typer.Option(help="Run folder; re-running with it resumes from its last checkpoint.")] = ...,
+    out: Annotated[Path, _out("Run folder; re-running with it resumes from its last checkpoint.")] = ...,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set optim.lr=1e-3.")
     ] = None,
@@ -493,8 +515,8 @@ _MODELS = Annotated[
     list[str],
     typer.Argument(metavar="RUN_OR_MODEL...", help="Run folders or hf-janus:/hf-emu3: models (one curve each)."),
 ]
-_OUT = Annotated[Path, typer.Option(help="Folder for <analysis>.jsonl and <analysis>.png.")]
-_SEED = Annotated[int, typer.Option(help="Seed of the scenes analysed.")]
+_OUT = Annotated[Path, _out("Folder for <analysis>.jsonl and <analysis>.png.")]
+_SEED = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the scenes analysed.")]
 _DEVICE = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 _FORCE = Annotated[bool, typer.Option(help="Overwrite this analysis' files in --out.")]
 
@@ -564,7 +586,7 @@ def eval_cmd(
             "geneval-official (draw GenEval's prompts into its layout; needs --geneval-metadata)."
         ),
     ] = "all",
-    out: Annotated[Path, typer.Option(help="Folder for <task>.jsonl, generated images and results.json.")] = ...,
+    out: Annotated[Path, _out("Folder for <task>.jsonl, generated images and results.json.")] = ...,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N items of each task.")] = None,
     guidance: Annotated[
         float | None,
@@ -588,7 +610,7 @@ def eval_cmd(
     ] = None,
     samples: Annotated[int, typer.Option(min=1, help="geneval-official: images per prompt.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Sampling seed.")] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Re-score tasks in --out whose model or settings changed (default: refuse).")
     ] = False,
@@ -596,7 +618,7 @@ def eval_cmd(
     """Evaluate a model on tasks; re-running with the same --out and settings skips items already scored. The
     sampling recipe (guidance, temperature, top-k, seed) is recorded in results.json."""
     from unifylab.eval.harness import evaluate
-    from unifylab.eval.models import load_model
+    from unifylab.eval.models import load_model, model_identity
     from unifylab.eval.tasks import TaskSpec, resolve_tasks
 
     if tasks == "geneval-official":
@@ -616,7 +638,7 @@ def eval_cmd(
     if skipped:
         err.print(f"skipping {', '.join(skipped)}: built on another world than {name}'s {describe_canvas(world)}")
     folder = EvalFolder(out)
-    with folder.lock(), _progress() as bar:
+    with folder.lock(model_identity(model, m), force=force), _progress() as bar:
 
         def follow(spec: TaskSpec, n: int) -> Callable[[int], None]:
             task = bar.add_task(spec.name, total=n)
@@ -668,14 +690,16 @@ def compare_cmd(
 def generate_geneval_cmd(
     model: Annotated[str, typer.Option(help="Run folder, 'oracle', 'random', or hf-janus:DIR / hf-emu3:DIR / hf:DIR.")],
     metadata: Annotated[Path, typer.Option(help="GenEval metadata jsonl (GenEval's evaluation_metadata.jsonl).")],
-    out: Annotated[Path, typer.Option(help="Folder for <index>/metadata.jsonl, <index>/samples/*.png, recipe.json.")],
+    out: Annotated[Path, _out("Folder for <index>/metadata.jsonl, <index>/samples/*.png, recipe.json.")],
     samples: Annotated[int, typer.Option(min=1, help="Images per prompt (GenEval: 4).")] = 4,
     size: Annotated[int, typer.Option(min=8, help="Side in px the images are saved at.")] = 512,
     grid: Annotated[int, typer.Option(help="Lab models: the grid of their world.")] = 3,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance (default: the model's own).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the model's own).")] = None,
     top_k: Annotated[int | None, typer.Option(help="Sampling top-k, 0 for all (default: the model's own).")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed (with each sample's index, so a run is repeatable).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Sampling seed (with each sample's index, so a run is repeatable).")
+    ] = 0,
     batch: Annotated[int, typer.Option(min=1, help="Images per generation call.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Draw into --out though its recipe.json differs.")] = False,
@@ -705,7 +729,7 @@ def _draw_geneval(m: Any, metadata: Path, out: Path, **options: Any) -> None:
 def score_realunify(
     data: Annotated[Path, typer.Option(help="RealUnify JSON or JSONL file (image paths relative to it).")],
     model: Annotated[str, typer.Option(help="The model under test: a run folder, 'oracle' or 'random'.")],
-    out: Annotated[Path, typer.Option(help="Folder for realunify.jsonl, drawn images and results.json.")],
+    out: Annotated[Path, _out("Folder for realunify.jsonl, drawn images and results.json.")],
     judge: Annotated[
         str,
         typer.Option(
@@ -731,16 +755,28 @@ def score_realunify(
     ] = False,
 ) -> None:
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
-    from unifylab.eval.models import load_judge, load_model
+    from unifylab.eval.models import load_judge, load_model, model_identity
     from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
-    from unifylab.io import guard_output
 
     items = load_realunify(data)[:limit]
-    guard_output(out, force)
     m = load_model(model, device=device)
     j = load_judge(judge, grid=grid, device=device)
     folder = EvalFolder(out)
-    with folder.lock():
+    with folder.lock(model_identity(model, m), force=force):
+        if folder.results.is_file() and not force:
+            raise UserError(
+                f"{folder.results}: already scored; re-run with --force to score again, or choose another --out"
+            )
+        stamp = {
+            "model": getattr(m, "fingerprint", {"name": getattr(m, "name", model)}),
+            "judge": judge,
+            "data": str(data.resolve()),
+            "items": len(items),
+            "mode": mode,
+            "size": size,
+            "grid": grid,
+        }
+        folder.reusable("realunify", stamp, force=force)  # records of other settings are refused, or forgotten
         with _progress() as bar:
             task = bar.add_task("realunify", total=len(items))
             records = run_realunify(
@@ -783,9 +819,7 @@ def score_realunify(
 @app.command("study")
 def study_cmd(
     preset: Annotated[str, typer.Option(help="quick, standard, scaling, alignment, or a preset YAML file.")] = "quick",
-    out: Annotated[
-        Path | None, typer.Option(help="Study folder (default: study-<preset>); re-running resumes.")
-    ] = None,
+    out: Annotated[Path | None, _out("Study folder (default: study-<preset>); re-running resumes.")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the preset's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training key for every run.")] = None,
@@ -807,7 +841,7 @@ def study_cmd(
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     how = {
-        "seeds": list(_ints(seeds, "--seeds")) if seeds else None,
+        "seeds": _seeds(seeds) if seeds else None,
         "device": _device(device),
         "overrides": set_ or [],
         "console": err,
@@ -817,13 +851,13 @@ def study_cmd(
     if p.studies:
         from unifylab.study.side_by_side import run_side_by_side, side_by_side_lines
 
-        with StudyFolder(folder).lock():
+        with StudyFolder(folder).lock(force=force):
             combined = run_side_by_side(p, folder, **how)
         for line in side_by_side_lines(combined):
             err.print(line)
         err.print(f"report: {StudyFolder(folder).report_html} ({combined['wall_seconds']:.0f} s)")
         return
-    with StudyFolder(folder).lock():
+    with StudyFolder(folder).lock(force=force):
         results = run_study(p, folder, **how)
         md, html_path = write_report(folder, results)
     for line in answer(results):

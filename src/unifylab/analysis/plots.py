@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from unifylab.io import write_bytes_atomic  # noqa: E402
+
 PANELS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
     # analysis: (rows' series key, y value, y label, panel title) per panel
     "alignment": (
@@ -102,5 +104,5 @@ def png_bytes(kind: str, rows_by_model: dict[str, list[dict[str, Any]]]) -> byte
 
 
 def save_depth_figure(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], path: Path) -> Path:
-    path.write_bytes(png_bytes(kind, rows_by_model))
+    write_bytes_atomic(path, png_bytes(kind, rows_by_model))
     return path

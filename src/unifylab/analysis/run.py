@@ -14,7 +14,7 @@ from unifylab.analysis.gradients import gradient_conflict
 from unifylab.analysis.plots import save_depth_figure
 from unifylab.errors import UserError
 from unifylab.io import write_jsonl
-from unifylab.layout import RunFolder
+from unifylab.layout import AnalysisFolder, RunFolder
 from unifylab.world.shapes import ShapesConfig
 from unifylab.world.watch import WatchConfig
 
@@ -58,9 +58,9 @@ def analyze(
 
 def write(kind: str, rows_by_model: dict[str, list[dict[str, Any]]], out: Path) -> tuple[Path, Path]:
     """out/<kind>.jsonl (one row per model x measure x layer) and out/<kind>.png."""
-    jsonl = out / f"{kind}.jsonl"
-    write_jsonl(jsonl, ({"model": m, **r} for m, rows in rows_by_model.items() for r in rows))
-    return jsonl, save_depth_figure(kind, rows_by_model, out / f"{kind}.png")
+    folder = AnalysisFolder(Path(out))
+    write_jsonl(folder.rows(kind), ({"model": m, **r} for m, rows in rows_by_model.items() for r in rows))
+    return folder.rows(kind), save_depth_figure(kind, rows_by_model, folder.plot(kind))
 
 
 def run_analysis(
@@ -79,30 +79,33 @@ def run_analysis(
     on_model: Callable[[int, str], None] = lambda done, name: None,
 ) -> tuple[Path, Path, int]:
     """One analysis over models given as `load_model` specs (n None: 200 scenes for alignment, else 64) into
-    out/<kind>.jsonl and out/<kind>.png, refusing to overwrite them unless `force`; with `save_states`, every
-    sequence's per-layer states too (alignment). `on_model(done, name)` is called before each model, with the
-    number of models already analysed. Returns the two
-    paths and the number of rows."""
+    out/<kind>.jsonl and out/<kind>.png (an `AnalysisFolder`, locked meanwhile), refusing to overwrite them unless
+    `force`; with `save_states`, every sequence's per-layer states too (alignment). `on_model(done, name)` is
+    called before each model, with the number of models already analysed. Returns the two paths and the number of
+    rows."""
     from unifylab.analysis.capture import save_states as save_shards
     from unifylab.analysis.capture import scene_requests
     from unifylab.eval.models import load_model
     from unifylab.io import guard_output
 
-    for f in (out / f"{kind}.jsonl", out / f"{kind}.png"):
-        guard_output(f, force)
-    size = n or (200 if kind == "alignment" else 64)
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for spec in models:
-        m = load_model(spec, device=device, seed=seed)
-        folder = Path(spec) if Path(spec).is_dir() else None
-        name = getattr(m, "name", spec)
-        if name in rows:
-            raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
-        on_model(len(rows), name)
-        world = run_world(folder, ShapesConfig())
-        rows[name] = analyze(kind, m, folder, world, n=size, k=k, alpha=alpha, examples=examples, seed=seed)
-        if save_states:
-            for form in ("und", "gen"):
-                save_shards(m, scene_requests(form, world, n or 200, seed), out / "states" / name / form, force=force)
-    jsonl, png = write(kind, rows, out)
+    folder = AnalysisFolder(Path(out))
+    with folder.lock():
+        for f in (folder.rows(kind), folder.plot(kind)):
+            guard_output(f, force)
+        size = n or (200 if kind == "alignment" else 64)
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for spec in models:
+            m = load_model(spec, device=device, seed=seed)
+            run = Path(spec) if Path(spec).is_dir() else None
+            name = getattr(m, "name", spec)
+            if name in rows:
+                raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
+            on_model(len(rows), name)
+            world = run_world(run, ShapesConfig())
+            rows[name] = analyze(kind, m, run, world, n=size, k=k, alpha=alpha, examples=examples, seed=seed)
+            if save_states:
+                for form in ("und", "gen"):
+                    requests = scene_requests(form, world, n or 200, seed)
+                    save_shards(m, requests, folder.states(name, form), force=force)
+        jsonl, png = write(kind, rows, folder.path)
     return jsonl, png, sum(map(len, rows.values()))

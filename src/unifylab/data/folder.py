@@ -3,13 +3,13 @@ dataset a training config reads with `data.source: folder`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from unifylab.io import save_png, write_jsonl
+from unifylab.layout import SampleFolder
 from unifylab.world.shapes import Nuisance, ShapesConfig
 from unifylab.world.watch import WatchConfig
 from unifylab.world.worlds import world_of
@@ -29,15 +29,20 @@ def write_world_sample(
     nuisance: Callable[[int], Nuisance | None] = lambda seed: None,
     meta: dict[str, object] | None = None,
     on_image: Callable[[], None] = lambda: None,
+    force: bool = False,
 ) -> None:
-    """Sample n scenes of `cfg` with `seed` and write them into `out`; `nuisance(image_seed)` gives each image's
-    render nuisance (None: clean), `meta` joins world.json (e.g. the nuisance settings), `on_image` runs after each
-    image is written."""
+    """Sample n scenes of `cfg` with `seed` into the sample folder `out` (locked; images a killed run of the same
+    options left are reused, another sample there is refused unless `force`); `nuisance(image_seed)` gives each
+    image's render nuisance (None: clean), `meta` joins world.json (e.g. the nuisance settings), `on_image` runs
+    after each image."""
+    folder = SampleFolder(Path(out))
+    info = {"world": cfg.name, "n": n, "seed": seed, "config": cfg.model_dump(mode="json"), **(meta or {})}
     world, rng = world_of(cfg), np.random.default_rng(seed)
     scenes = [world.sample(rng) for _ in range(n)]
-    for i, scene in enumerate(scenes):
-        save_png(out / "images" / f"{i:06d}.png", world.render(scene, nuisance(image_seed(seed, i))))
-        on_image()
-    write_jsonl(out / "scenes.jsonl", (s.to_dict() for s in scenes))
-    info = {"world": cfg.name, "n": n, "seed": seed, "config": cfg.model_dump(mode="json"), **(meta or {})}
-    (out / "world.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    with folder.lock(force=force):
+        folder.reusable(info, force=force)
+        for i, scene in enumerate(scenes):
+            if not folder.image(i).is_file():
+                save_png(folder.image(i), world.render(scene, nuisance(image_seed(seed, i))))
+            on_image()
+        write_jsonl(folder.scenes, (s.to_dict() for s in scenes))

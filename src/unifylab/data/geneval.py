@@ -87,13 +87,13 @@ def _requirement(x: Any, where: str, n_before: int | None) -> Requirement:
     if bad:
         raise UserError(f"{where}: unknown field(s) {sorted(bad)}; valid fields: {sorted(_REQ_KEYS)}")
     shape = x.get("class")
-    if shape not in W.SHAPES:
+    if not isinstance(shape, str) or shape not in W.SHAPES:
         raise UserError(f"{where}.class: {shape!r} is not a shape of this world; expected one of {', '.join(W.SHAPES)}")
     count = x.get("count", 1)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise UserError(f"{where}.count: expected a positive integer, got {count!r}")
     color = x.get("color")
-    if color is not None and color not in W.COLORS:
+    if color is not None and (not isinstance(color, str) or color not in W.COLORS):
         raise UserError(f"{where}.color: unknown colour {color!r}; expected one of {', '.join(W.COLORS)}")
     pos = x.get("position")
     position = None
@@ -157,7 +157,7 @@ def _watch_item(d: dict[str, Any], index: int, tag: str, where: str) -> GenevalI
     config = build(WorldChoice, {"world": world}, where).world
     spec = WS.WatchSpec.from_dict(d, where)
     WS.check_time_step(spec, config, where)
-    scene = _line_scene(d, where, WatchScene.from_dict)
+    scene = _line_scene(d, where, lambda x: WatchScene.from_dict(x, config.minute_step))
     if scene is not None and scene.size != config.size:
         raise UserError(f"{where}.scene.size: {scene.size} px, but the line's world is {config.size} px")
     return GenevalItem(index, tag, d["prompt"], spec, scene, config)
@@ -193,7 +193,7 @@ def _world(lines: list[Any]) -> str:
         for part in ("include", "exclude")
         if isinstance(d.get(part), list)
         for req in d[part]
-        if isinstance(req, dict)
+        if isinstance(req, dict) and isinstance(req.get("class"), str)  # other values are refused line by line
     }
     if "watch" in named or (classes and classes <= set(WS.CLASSES)):
         return "watch"

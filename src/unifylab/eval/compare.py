@@ -3,12 +3,24 @@ bootstrap CI and a sign-flip permutation p-value."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.eval.stats import paired_difference
+from unifylab.io import read_jsonl_tolerant
+
+
+class Record(BaseModel):
+    """What compare reads of an eval record (`unifylab eval` writes more): its item id and a finite score."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+    id: str
+    score: float
 
 
 def _scores(folder: Path) -> dict[str, dict[str, float]]:
@@ -17,8 +29,11 @@ def _scores(folder: Path) -> dict[str, dict[str, float]]:
         raise UserError(f"{folder}: evaluation folder not found; make one with `unifylab eval ... --out {folder}`")
     out = {}
     for f in sorted(folder.glob("*.jsonl")):
-        recs = [json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()]
-        out[f.stem] = {r["id"]: float(r["score"]) for r in recs}
+        recs = [
+            build(Record, r if isinstance(r, dict) else {}, f"{f}: record {n} (of an `unifylab eval` folder)")
+            for n, r in enumerate(read_jsonl_tolerant(f), 1)
+        ]
+        out[f.stem] = {r.id: r.score for r in recs}
     if not out:
         raise UserError(f"{folder}: no <task>.jsonl files; is this an `unifylab eval` output folder?")
     return out

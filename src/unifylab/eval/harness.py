@@ -149,7 +149,7 @@ def run_task(
 
 def previous_results(folder: EvalFolder, model: str, *, force: bool) -> dict[str, Any]:
     """The task summaries an eval folder already holds for `model` ({} when it has none); a folder holding another
-    model's results is refused unless `force` (then its summaries are kept for tasks not re-scored)."""
+    model's results is refused unless `force` (then none of them is kept: results.json never mixes two models)."""
     if not folder.results.is_file():
         return {}
     previous = read_json(folder.results)
@@ -158,7 +158,7 @@ def previous_results(folder: EvalFolder, model: str, *, force: bool) -> dict[str
             f"{folder.path}: holds results of model {previous.get('model')!r}, not {model!r}; "
             "choose another --out, or --force to score this model there instead"
         )
-    return previous.get("tasks", {})
+    return previous.get("tasks", {}) if previous.get("model") == model else {}
 
 
 def evaluate(

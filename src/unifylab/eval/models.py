@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from unifylab.errors import UserError
 from unifylab.eval.hf.base import FAMILIES
@@ -54,6 +55,18 @@ def load_model(
         top_k=top_k or 0,
         seed=seed,
     )
+
+
+def model_identity(spec: str, model: UnifiedModel) -> dict[str, Any]:
+    """Which model an eval folder belongs to: where the model lives, resolved in full (two runs may share a folder
+    name), and its weights' digest when it has one."""
+    kind, sep, target = spec.partition(":")
+    if sep and kind in HF_KINDS:
+        where = f"{kind}:{Path(target).resolve() if Path(target).exists() else target}"
+    else:
+        where = spec if spec in ("oracle", "random") else str(Path(spec).resolve())
+    weights = getattr(model, "fingerprint", {}).get("weights")
+    return {"model": where, **({"weights": weights} if weights else {})}
 
 
 def load_judge(spec: str, *, grid: int | None = None, device: str = "auto") -> ParserJudge | UnifiedModel:

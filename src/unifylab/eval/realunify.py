@@ -26,7 +26,18 @@ from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
 from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups, paired_difference
 from unifylab.eval.tasks import LETTERS, mc_prompt, parse_letter
-from unifylab.io import append_jsonl, file_name, inside, load_rgb, read_jsonl_tolerant, save_png, write_jsonl
+from unifylab.io import (
+    MalformedJSON,
+    append_jsonl,
+    file_name,
+    inside,
+    load_rgb,
+    parse_json,
+    read_jsonl_tolerant,
+    read_user_text,
+    save_png,
+    write_jsonl,
+)
 
 
 @dataclass
@@ -41,39 +52,32 @@ class RealUnifyItem:
     images: list[Path] = field(default_factory=list)
 
 
-def _read(path: Path) -> list[Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: RealUnify file not found")
-    text = path.read_text(encoding="utf-8")
+def _read(path: Path) -> list[tuple[str, Any]]:
+    """The file's items (a JSON list, {"data": [...]}, or JSONL), each with where it is: 'item k' or 'line n'."""
+    text = read_user_text(path, "RealUnify file")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if data is not None:
-        rows = data if isinstance(data, list) else data.get("data", [data]) if isinstance(data, dict) else None
-        if not isinstance(rows, list):
-            raise UserError(f'{path}: expected a list of items (or {{"data": [...]}}), got {type(data).__name__}')
-        return rows
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: malformed JSON at column {e.colno}: {e.msg}") from None
-    return rows
+        data = parse_json(text, str(path))
+    except MalformedJSON:
+        return [(f"line {n}", parse_json(ln, f"{path}:{n}")) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    rows = data if isinstance(data, list) else data.get("data", [data]) if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise UserError(f'{path}: expected a list of items (or {{"data": [...]}}), got {type(data).__name__}')
+    return [(f"item {k}", d) for k, d in enumerate(rows)]
 
 
 def load_realunify(path: Path) -> list[RealUnifyItem]:
     """Validate and load a RealUnify JSON / JSONL file; image paths are relative to the file."""
     path = Path(path)
     items = []
-    for k, d in enumerate(_read(path)):
-        where = f"{path}: item {k}"
+    seen: dict[str, str] = {}
+    for k, (at, d) in enumerate(_read(path)):
+        where = f"{path}: {at}"
         if not isinstance(d, dict) or "task_type" not in d:
             raise UserError(f"{where}: expected an object with 'task_type'")
         ident = file_name(str(d.get("id", d.get("index", k))), f"{where}: id")  # it names the item's image file
+        if ident in seen:
+            raise UserError(f"{where}: id {ident!r} is also the id at {seen[ident]}; give each item its own id")
+        seen[ident] = at
         if "question_list" in d:
             ql = d["question_list"]
             ok = (

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
 
-from unifylab.config import load_named, packaged_yaml
+from unifylab.config import FileName, Seed, load_named, packaged_yaml
 from unifylab.data.geneval import TAGS as GENEVAL_TAGS
 from unifylab.data.geneval import generate as geneval_generate
 from unifylab.data.geneval import generate_watch as geneval_generate_watch
@@ -39,12 +40,23 @@ from unifylab.world.worlds import WorldConfig, scene_world, world_of
 LETTERS = "ABCD"
 
 
+class TaskOptions(TypedDict, total=False):
+    """A task's `options` (each generator reads those it needs); unknown keys and wrong types are errors."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    mode: Literal["direct", "stepwise"]  # stepwise: split into an understanding step and a generation step
+    kinds: list[str]  # vqa: the question kinds asked (default: all of the world's)
+    moves: list[str]  # moves_* and watch_later_*: the skills asked, in turn
+    family: list[str]  # facts_*: the fact families asked, in turn
+
+
 class TaskSpec(BaseModel):
     """One task YAML."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="names its files in an eval folder")
+    name: FileName = Field(description="names its files in an eval folder")
     description: str = ""
     generator: str
     scorer: str
@@ -53,11 +65,11 @@ class TaskSpec(BaseModel):
         description="what the task scores: 'und' (answers about images) or 'gen' (images); a study pools "
         "each kind's tasks into its understanding / generation comparison (None: into neither)",
     )
-    n: int = Field(200, ge=1)
-    seed: int = 12345
+    n: int = Field(200, ge=1, le=1_000_000)
+    seed: Seed = 12345
     world: WorldConfig = ShapesConfig()
-    options: dict[str, Any] = Field(default_factory=dict)
-    outputs_of: str | None = Field(
+    options: TaskOptions = Field(default_factory=dict)
+    outputs_of: FileName | None = Field(
         None,
         description="a task with the same items whose model outputs, when already "
         "in the eval folder, are re-scored instead of generated again",
@@ -71,6 +83,22 @@ class TaskSpec(BaseModel):
     trained_by: Literal[TRAINING_TASKS] | None = Field(
         None, description="the training task whose examples teach this task; None when no training form does"
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator {self.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer {self.scorer!r} unknown; expected one of {', '.join(SCORERS)}")
+        if self.scorer not in FITS[self.generator]:
+            raise ValueError(
+                f"scorer {self.scorer!r} cannot score the items of generator {self.generator!r}; use "
+                f"{' or '.join(repr(s) for s in FITS[self.generator])}"
+            )
+        known = WL.QA_KINDS if self.world.name == "watch" else L.QA_KINDS
+        if bad := [k for k in self.options.get("kinds", []) if k not in known]:
+            raise ValueError(f"options.kinds: unknown question kind(s) {bad}; expected some of {', '.join(known)}")
+        return self
 
 
 @dataclass
@@ -342,7 +370,6 @@ def gen_geu(spec: TaskSpec, i: int) -> Item:
 
 def _families(spec: TaskSpec) -> list[str]:
     families = spec.options.get("family", ["things"])
-    families = [families] if isinstance(families, str) else families
     if not families or any(f not in K.FAMILIES for f in families):
         raise UserError(
             f"task {spec.name}: options.family must name fact families among {', '.join(K.FAMILIES)}, got {families!r}"
@@ -679,6 +706,24 @@ SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, li
     "described": score_described,
     "consistent": score_consistent,
 }
+# generator -> the scorers that read what its items hold (their targets, requests and meta)
+FITS: dict[str, tuple[str, ...]] = {
+    "caption": ("caption", "caption_cells"),
+    "vqa": ("exact",),
+    "mc": ("mc",),
+    "t2i": ("image", "image_strict", "image_cells"),
+    "geneval": ("image", "image_strict"),
+    "ueg": ("verify",),
+    "watch_ueg": ("image",),
+    "watch_later_ask": ("exact",),
+    "watch_later_draw": ("image",),
+    "geu": ("mc",),
+    "facts_draw": ("image", "image_strict", "image_cells"),
+    "facts_ask": ("exact", "described"),
+    "self_consistency": ("consistent",),
+    "moves_ask": ("exact",),
+    "moves_draw": ("image", "image_strict"),
+}
 GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
 
 
@@ -710,17 +755,20 @@ def resolve_tasks(tasks: str, *, world: tuple[str, int, int] | None = None) -> t
     return [load_task(t) for t in names], []
 
 
-def load_task(name_or_path: str) -> TaskSpec:
-    """A built-in task by name, or a task YAML file."""
+def load_task(name_or_path: str, _via: tuple[str, ...] = ()) -> TaskSpec:
+    """A built-in task by name, or a task YAML file (`_via`: the names and files of the tasks whose `outputs_of`
+    led here)."""
     files = task_files()
     spec = load_named(TaskSpec, name_or_path, files, "task", "--tasks")
     path = files.get(name_or_path) or Path(name_or_path)
-    if spec.generator not in GENERATORS:
-        raise UserError(f"{path}: generator {spec.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
-    if spec.scorer not in SCORERS:
-        raise UserError(f"{path}: scorer {spec.scorer!r} unknown; expected one of {', '.join(SCORERS)}")
     if spec.outputs_of is not None:
-        other = load_task(spec.outputs_of)
+        via = (*_via, name_or_path, spec.name)
+        if spec.outputs_of in via:
+            raise UserError(
+                f"{path}: outputs_of {spec.outputs_of!r} leads back to itself (a cycle of tasks re-scoring each "
+                "other's outputs); name a task that generates its own outputs"
+            )
+        other = load_task(spec.outputs_of, via)
         same = ("generator", "seed", "world", "options")
         if any(getattr(other, k) != getattr(spec, k) for k in same):
             raise UserError(f"{path}: outputs_of {spec.outputs_of!r} must have the same {', '.join(same)}")

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from unifylab import __version__
 from unifylab.config import build
 from unifylab.errors import UserError
-from unifylab.io import read_folder_config, save_tensors
+from unifylab.io import read_folder_config, save_tensors, write_text_atomic
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
 from unifylab.tokenize.sequence import Tokenizers
@@ -39,9 +39,8 @@ def save_pretrained(
 
     `state` overrides `model.state_dict()`, e.g. with the gathered full weights of a sharded (FSDP2) model."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"architecture": ARCHITECTURE, "unifylab_version": __version__, **model.cfg.model_dump(mode="json")}
-    (folder / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(folder / CONFIG, json.dumps(meta, indent=2) + "\n")
     tensors = {k: v.detach().cpu().contiguous() for k, v in (state or model.state_dict()).items()}
     save_tensors(tensors, folder / WEIGHTS, metadata={"format": "pt"})
     if text is not None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.analysis import KINDS
-from unifylab.config import load_named, packaged_yaml
+from unifylab.config import FileName, Seed, load_named, packaged_yaml
+from unifylab.errors import UserError
 from unifylab.eval.tasks import TaskSpec, tasks_of_kind
+from unifylab.io import file_name
 
 
 class Variant(BaseModel):
@@ -18,11 +19,11 @@ class Variant(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: FileName = Field(description="names the variant's run and eval folders and its report rows")
     role: Literal["unified", "und", "gen"]
     set: dict[str, Any] = Field(default_factory=dict)
     tokenizer: Literal["grid", "vq", "patch+vq"] = "grid"
-    init_from: str | None = Field(None, description="name of a variant whose trained run this one starts from")
+    init_from: FileName | None = Field(None, description="name of a variant whose trained run this one starts from")
     contrast: bool = Field(
         False,
         description="a specialist at another budget (data.budget): its synergy goes to "
@@ -39,7 +40,10 @@ class Variant(BaseModel):
 class Sweep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field(description="a dotted TrainConfig key, e.g. data.n_scenes")
+    key: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="a dotted TrainConfig key, e.g. data.n_scenes",
+    )
     values: list[Any]
     labels: list[str] | None = Field(
         None,
@@ -52,11 +56,11 @@ class Sweep(BaseModel):
         names = self.names()
         if len(set(names)) != len(names):
             raise ValueError(f"sweep labels must be distinct, got {names}")
-        bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.+-]+", n)]
-        if bad:
-            raise ValueError(
-                f"sweep value {bad[0]!r} cannot name a run folder; give `labels` (letters, digits, _ . + -)"
-            )
+        for n in names:
+            try:
+                file_name(n, "sweep value")
+            except UserError as e:
+                raise ValueError(f"{e}; it names run folders, so give `labels`") from None
         return self
 
     def names(self) -> list[str]:
@@ -69,7 +73,7 @@ class Sweep(BaseModel):
 class Preset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: FileName = Field(description="names the study's folder (study-<name>, or OUT/<name> in a side-by-side one)")
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict, description="TrainConfig tree shared by every run")
     variants: list[Variant] = Field(default_factory=list)
@@ -78,19 +82,21 @@ class Preset(BaseModel):
         description="a side-by-side preset: these presets (names or YAML files, e.g. one per world) each run into "
         "OUT/<its name>, and the report sets their answers side by side; it has no base or variants of its own",
     )
-    seeds: list[int] = [0]
+    seeds: list[Seed] = Field([0], min_length=1, description="one run per variant per seed (distinct)")
     sweep: Sweep | None = None
     tasks: list[str] = Field(
         default_factory=lambda: tasks_of_kind("und") + tasks_of_kind("gen"),
         description="task names or YAML paths (default: every built-in understanding, then generation task)",
     )
-    limit: int | None = Field(100, description="items per task (None: the task's full size)")
+    limit: int | None = Field(100, ge=1, description="items per task (None: the task's full size)")
     vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
     analyses: list[Literal[KINDS]] = Field(default_factory=lambda: list(KINDS), description="looking inside every run")
     analysis_n: int = Field(100, ge=12, description="scenes per analysis (alignment pairs, entropy sequences)")
 
     @model_validator(mode="after")
     def _check(self) -> Preset:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
         if self.studies:
             if self.variants or self.base or self.sweep:
                 raise ValueError("a preset with studies runs those presets; it takes no base, variants or sweep")

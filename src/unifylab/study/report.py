@@ -21,7 +21,7 @@ from PIL import Image  # noqa: E402
 
 from unifylab.analysis import KINDS  # noqa: E402
 from unifylab.analysis.plots import figure_png, png_bytes  # noqa: E402
-from unifylab.io import write_text_atomic  # noqa: E402
+from unifylab.io import write_bytes_atomic, write_text_atomic  # noqa: E402
 from unifylab.layout import StudyFolder  # noqa: E402
 
 
@@ -43,6 +43,12 @@ def verdict(r: dict[str, Any]) -> str:
     if r["p_adjusted"] >= 0.05:
         return "no evidence of a change"
     return "a gain" if r["diff"]["value"] > 0 else "a loss"
+
+
+def md_row(cells: list[str]) -> str:
+    """One markdown table row; a '|' or a line break inside a cell (e.g. in a run or task name) is escaped, so it
+    never splits the row."""
+    return "| " + " | ".join(" <br> ".join(str(c).replace("|", "\\|").splitlines()) for c in cells) + " |"
 
 
 def _where(results: dict[str, Any], group: str) -> str:
@@ -467,9 +473,8 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     figs = {k: v for k, v in figs.items() if v}
     inside = next((k for k in figs if k in KINDS), None)  # opens the "Inside the models" section
     study = StudyFolder(out)
-    study.figures.mkdir(exist_ok=True)
     for k, v in figs.items():
-        (study.figures / f"{k}.png").write_bytes(v)
+        write_bytes_atomic(study.figures / f"{k}.png", v)
     captions = {
         "accuracy": "Accuracy per task and run, with 95 % bootstrap intervals.",
         "synergy": "Synergy: unified minus specialist, per task, paired by item.",
@@ -508,9 +513,9 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         md += [
             f"## {title}",
             "",
-            "| " + " | ".join(head) + " |",
+            md_row(head),
             "|" + "---|" * len(head),
-            *["| " + " | ".join(r) + " |" for r in rows],
+            *[md_row(r) for r in rows],
             "",
             note,
             "",

@@ -4,7 +4,6 @@ first), and write results.json for the report. Finished runs and scored items ar
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import pickle
@@ -29,6 +28,7 @@ from unifylab.errors import UserError
 from unifylab.eval.harness import run_task, split_of, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
+from unifylab.io import read_json
 from unifylab.layout import StudyFolder, check_fingerprint, write_json
 from unifylab.progress import progress
 from unifylab.runtime import single_thread_blas
@@ -374,7 +374,7 @@ def _analyses(
     path = study.analysis(run.id)
     stamp = {"weights": model.fingerprint["weights"], "n": n}
     fresh = not check_fingerprint(study.analysis_stamp(run.id), stamp, "the analyses", made=path.is_file(), force=force)
-    done = json.loads(path.read_text()) if path.is_file() and not fresh else {}
+    done = read_json(path) if path.is_file() and not fresh else {}
     for kind in kinds:
         if kind not in done:
             done[kind] = analyze(

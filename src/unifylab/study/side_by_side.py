@@ -10,10 +10,11 @@ from typing import Any
 
 from rich.console import Console
 
+from unifylab.errors import UserError
 from unifylab.io import write_text_atomic
 from unifylab.layout import StudyFolder
 from unifylab.study.preset import Preset, load_preset
-from unifylab.study.report import answer, headline, points, verdict, write_report
+from unifylab.study.report import answer, headline, md_row, points, verdict, write_report
 from unifylab.study.runner import run_study
 
 
@@ -31,11 +32,14 @@ def run_side_by_side(
     """Run each of `preset.studies` into OUT/<name> (resumable like any study) with its own report, then write
     OUT/results.json, OUT/report.md and OUT/report.html with their answers side by side; returns the results."""
     studies = [load_preset(name) for name in preset.studies]
+    names = [sub.name for sub in studies]
+    if len(set(names)) != len(names):
+        raise UserError(f"preset {preset.name}: its studies are named {names}; each runs in OUT/<name>: rename one")
     results: dict[str, Any] = {}
     for sub in studies:
         console.print(f"study {sub.name}")
         folder = out / sub.name
-        with StudyFolder(folder).lock():
+        with StudyFolder(folder).lock(force=force):
             r = run_study(
                 sub, folder, seeds=seeds, device=device, overrides=overrides, console=console, jobs=jobs, force=force
             )
@@ -96,7 +100,7 @@ def write_side_by_side(out: Path, combined: dict[str, Any]) -> tuple[Path, Path]
         "across worlds only where every world's cell says so."
     )
     md = [f"# {title}", "", combined["preset"]["description"].strip(), "", "## Answer, world by world", ""]
-    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in rows]]
+    md += [md_row(head), "|" + "---|" * len(head), *[md_row(r) for r in rows]]
     md += ["", note, ""]
     for n in names:
         md += [f"## {n}", "", *[f"- {x}" for x in combined["studies"][n]["answer"]], "", f"Report: {n}/report.html", ""]

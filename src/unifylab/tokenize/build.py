@@ -10,7 +10,7 @@ from typing import Any
 
 from unifylab.config import build
 from unifylab.errors import UserError
-from unifylab.io import atomic_folder
+from unifylab.io import atomic_folder, write_text_atomic
 from unifylab.tokenize.image import image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.train_vq import METRICS, VQTrainConfig, oracle_metrics, save_trained, train_vq
 from unifylab.world.worlds import WorldChoice
@@ -49,5 +49,5 @@ def build_image_tokenizer(
     metrics = oracle_metrics(tok, world_cfg, n_val, seed)
     with atomic_folder(out, force) as tmp:
         tok.save_pretrained(tmp)
-        (tmp / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(tmp / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from unifylab.errors import UserError
-from unifylab.io import read_folder_config
+from unifylab.io import read_folder_config, write_text_atomic
 
 CONFIG = "config.json"
 
@@ -88,9 +88,7 @@ class ImageTokenizer(ABC):
         """What config.json holds (besides `kind`)."""
 
     def save_pretrained(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG).write_text(json.dumps({"kind": self.kind, **self.config()}, indent=2) + "\n")
+        write_text_atomic(Path(folder) / CONFIG, json.dumps({"kind": self.kind, **self.config()}, indent=2) + "\n")
 
     @classmethod
     @abstractmethod
@@ -157,7 +155,7 @@ def load_image_tokenizer(folder: Path) -> ImageTokenizer:
     kinds = tokenizer_kinds()
     cfg = read_config(folder)
     kind = cfg.pop("kind")
-    if kind not in kinds:
+    if not isinstance(kind, str) or kind not in kinds:
         raise UserError(
             f"{Path(folder) / CONFIG}: kind: unknown tokenizer kind {kind!r}; expected one of {', '.join(kinds)}"
         )

@@ -13,6 +13,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from unifylab.errors import UserError
+from unifylab.io import write_text_atomic
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<boi>", "<eoi>", "<und>", "<gen>", "<edit>", "<rewrite>")
 FILE = "tokenizer.json"
@@ -69,9 +70,9 @@ class TextTokenizer:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special)
 
     def save_pretrained(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.hf.save(str(folder / FILE))
+        """folder/tokenizer.json, written atomically (a full disk is then the OSError it is, not the tokenizers
+        library's own error type)."""
+        write_text_atomic(Path(folder) / FILE, self.hf.to_str(pretty=True))
 
     @classmethod
     def from_pretrained(cls, path: Path) -> TextTokenizer:

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.errors import UserError
+from unifylab.io import write_text_atomic
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.vq import VQConfig, VQTokenizer, psnr, reconstruct, reconstruction_loss, to_unit
 from unifylab.world.shapes import ShapesConfig
@@ -127,10 +128,11 @@ def train_vq(
 
 
 def save_trained(tok: VQTokenizer, cfg: VQTrainConfig, metrics: dict[str, Any], folder: Path) -> None:
-    """Write config.json + model.safetensors (the tokenizer), train.json (how) and metrics.json (how well)."""
+    """Write train.json (how), metrics.json (how well), then config.json + model.safetensors (the tokenizer), each
+    atomically: the weights, written last, mark a whole folder."""
+    write_text_atomic(Path(folder) / "train.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    write_text_atomic(Path(folder) / METRICS, json.dumps(metrics, indent=2) + "\n")
     tok.save_pretrained(folder)
-    (folder / "train.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
-    (folder / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def oracle_metrics(tok: ImageTokenizer, world: ShapesConfig | WatchConfig, n_val: int, seed: int) -> dict[str, Any]:

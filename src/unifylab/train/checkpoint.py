@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from unifylab.errors import UserError
-from unifylab.io import save_tensors
+from unifylab.io import save_tensors, write_text_atomic
 from unifylab.layout import CHECKPOINTS as CKPT_DIR
 
 MODEL, STATE, STATE_TREE, META = "model.safetensors", "state.safetensors", "state.json", "trainer.json"
@@ -93,8 +93,8 @@ def save_checkpoint(
         save_tensors({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, tmp / MODEL)
         tree, tensors = flatten_state(state)
         save_tensors(tensors, tmp / STATE)
-        (tmp / STATE_TREE).write_text(json.dumps(tree))
-        (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
+        write_text_atomic(tmp / STATE_TREE, json.dumps(tree))
+        write_text_atomic(tmp / META, json.dumps({**meta, "step": step}, indent=2) + "\n")
         final = root / f"step-{step}"
         if final.exists():
             shutil.rmtree(final)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from unifylab.config import build
+from unifylab.config import Seed, build, load_yaml, parse_yaml
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
 from unifylab.world.knowledge import FACTS, SIDES
@@ -29,8 +29,14 @@ MOVE_TASKS = {"move_ask": ("und", "both"), "move_draw": ("gen", "both")}
 TRANSFER_TASKS = (*FACT_TASKS, *MOVE_TASKS, "move_to")  # the transfer design's forms (world.knowledge, world.skills)
 
 
+MAX_STEPS = 10_000_000  # optimiser steps: weeks of a fast GPU on the smallest model; more is a typo
+MAX_BATCH = 65_536  # sequences per step
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys, NaN and infinities are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(Strict):
@@ -88,7 +94,7 @@ class DataConfig(Strict):
         description="pack several training sequences per row (block-diagonal attention, "
         "restarted positions): the same loss with far less padding",
     )
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -153,11 +159,17 @@ class TokenizerConfig(Strict):
 class OptimConfig(Strict):
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.95), description="Adam's (beta1, beta2), each in [0, 1)"
+    )
     weight_decay: float = Field(0.05, ge=0)
     warmup: int = Field(50, ge=0)
-    steps: int = Field(600, ge=1, description="optimiser steps of the unified run; specialists derive theirs")
-    batch: int = Field(32, ge=1, description="global sequences per optimiser step (all ranks, all micro-batches)")
+    steps: int = Field(
+        600, ge=1, le=MAX_STEPS, description="optimiser steps of the unified run; specialists derive theirs"
+    )
+    batch: int = Field(
+        32, ge=1, le=MAX_BATCH, description="global sequences per optimiser step (all ranks, all micro-batches)"
+    )
     accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
     clip: float = Field(1.0, gt=0)
 
@@ -189,7 +201,7 @@ class TrainConfig(Strict):
     distributed: Literal["none", "ddp", "fsdp2"] = "none"
     compile: bool = False
     device: str = "auto"
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -236,14 +248,7 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
     source = str(path) if path else "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            raise UserError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+        loaded = load_yaml(path, "config file")
         if loaded is not None and not isinstance(loaded, dict):
             raise UserError(f"{path}: expected a mapping of config sections at the top level")
         tree = loaded or {}
@@ -257,11 +262,7 @@ def load_tree(tree: dict[str, Any], overrides: list[str] = (), source: str = "co
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-3")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        _set(tree, key.strip(), value, source)
+        _set(tree, key.strip(), parse_yaml(raw, f"--set {item}", plain_ok=True), source)
     _check_keys(tree, TrainConfig, source, "")
     return build(TrainConfig, tree, source)
 

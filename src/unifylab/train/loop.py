@@ -21,7 +21,7 @@ from rich.table import Table
 from unifylab.config import first_diff
 from unifylab.errors import UserError
 from unifylab.io import LOCK
-from unifylab.layout import RunFolder
+from unifylab.layout import OWNER, RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.progress import progress
@@ -150,7 +150,7 @@ def config_change(run: RunFolder, cfg: TrainConfig) -> str | None:
     """How the config saved in a run folder differs from `cfg` ('field: old there, new now'); None when the folder
     holds no config or the same one."""
     saved = run.config
-    if not saved.is_file() or saved.read_text() == dump_config(cfg):
+    if not saved.is_file() or saved.read_bytes() == dump_config(cfg).encode():
         return None
     from unifylab.train.config import load_config
 
@@ -176,7 +176,7 @@ def _check_run_dir(run: RunFolder, cfg: TrainConfig) -> None:
                 f"{run.path}: holds a run with a different config ({diff}); resume with the same config "
                 "or choose another --out"
             )
-    elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
+    elif run.path.exists() and any(p.name not in (LOCK, OWNER) for p in run.path.iterdir()):
         raise UserError(
             f"{run.path}: folder exists and is not a unifylab run (no {run.config.name}); choose another --out"
         )

@@ -73,12 +73,14 @@ class Scene:
         seen: dict[tuple[int, int], int] = {}
         for i, o in enumerate(self.objects):
             where = f"objects[{i}]"
-            if o.shape not in W.SHAPES:
-                raise SceneError(f"{where}.shape: unknown shape {o.shape!r}; expected one of {', '.join(W.SHAPES)}")
-            if o.color not in W.COLORS:
-                raise SceneError(f"{where}.color: unknown colour {o.color!r}; expected one of {', '.join(W.COLORS)}")
-            if o.size not in W.SIZES:
-                raise SceneError(f"{where}.size: unknown size {o.size!r}; expected one of {', '.join(W.SIZES)}")
+            for name, what, allowed in (
+                ("shape", "shape", W.SHAPES),
+                ("color", "colour", W.COLORS),
+                ("size", "size", W.SIZES),
+            ):
+                v = getattr(o, name)
+                if not isinstance(v, str) or v not in allowed:
+                    raise SceneError(f"{where}.{name}: unknown {what} {v!r}; expected one of {', '.join(allowed)}")
             for name in ("row", "col"):
                 v = getattr(o, name)
                 if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < self.grid:

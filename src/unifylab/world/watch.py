@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from numbers import Integral
 from typing import Any, Literal
 
 import numpy as np
@@ -181,7 +182,8 @@ class WatchScene:
             ("battery_corner", self.battery_corner, CORNERS, ", ".join(CORNERS)),
         )
         for name, value, allowed, says in checks:
-            if isinstance(value, bool) or value not in allowed:
+            kind = Integral if isinstance(allowed, range) else str  # so neither 32.0 nor ["red"] passes
+            if isinstance(value, bool) or not isinstance(value, kind) or value not in allowed:
                 raise SceneError(f"{name}: {value!r} is not allowed; expected one of {says}")
         if self.weather_corner == self.battery_corner:
             raise SceneError(
@@ -200,9 +202,19 @@ class WatchScene:
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
+    def check_step(self, minute_step: int) -> None:
+        """Raise SceneError when the minute is off a world's `minute_step` (it would render, then parse back as
+        another time)."""
+        if self.minute % minute_step:
+            raise SceneError(
+                f"minute: {self.minute} is off the {minute_step}-minute steps of this world's dial (it would read "
+                f"back as another time); use a multiple of {minute_step}, or a world with a finer minute_step"
+            )
+
     @classmethod
-    def from_dict(cls, d: Any) -> WatchScene:
-        """Build and validate a face from parsed JSON; unknown or missing keys are SceneErrors."""
+    def from_dict(cls, d: Any, minute_step: int | None = None) -> WatchScene:
+        """Build and validate a face from parsed JSON (on a world of `minute_step`-minute hands, when given);
+        unknown or missing keys are SceneErrors."""
         if not isinstance(d, dict):
             raise SceneError(f"expected a JSON object for a watch face, got {type(d).__name__}")
         fields = set(cls.__dataclass_fields__)
@@ -210,7 +222,10 @@ class WatchScene:
             raise SceneError(f"unknown watch field(s) {bad}; valid fields: {sorted(fields)}")
         if missing := sorted(fields - {"world"} - set(d)):
             raise SceneError(f"missing watch field(s) {missing}")
-        return cls(**d)
+        scene = cls(**d)
+        if minute_step is not None:
+            scene.check_step(minute_step)
+        return scene
 
 
 class WatchConfig(BaseModel):

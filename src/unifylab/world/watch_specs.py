@@ -126,7 +126,7 @@ def requirement(x: Any, where: str, n_before: int | None) -> WatchRequirement:
     if bad := set(x) - _KEYS:
         raise UserError(f"{where}: unknown field(s) {sorted(bad)}; valid fields: {sorted(_KEYS)}")
     cls = x.get("class")
-    if cls not in CLASSES:
+    if not isinstance(cls, str) or cls not in CLASSES:
         raise UserError(
             f"{where}.class: {cls!r} is not a class of the watch world; expected one of {', '.join(CLASSES)}"
         )
@@ -137,7 +137,7 @@ def requirement(x: Any, where: str, n_before: int | None) -> WatchRequirement:
     for key, value in (("color", color), ("time", time)):
         if value is not None and cls != "watch":
             raise UserError(f"{where}.{key}: only the watch has a {key} on this world, not a {cls}")
-    if color is not None and color not in FACES:
+    if color is not None and (not isinstance(color, str) or color not in FACES):
         raise UserError(f"{where}.color: unknown face colour {color!r}; expected one of {', '.join(FACES)}")
     if time is not None and not (isinstance(time, str) and _TIME.match(time)):
         raise UserError(f"{where}.time: expected a time like '4:35' (hour 1..12, two-digit minutes), got {time!r}")

@@ -200,7 +200,7 @@ class WatchWorld(World):
         return WA.parse_faces(images, minute_step=self.config.minute_step)
 
     def scene_from_dict(self, d: dict[str, Any]) -> WatchScene:
-        return WatchScene.from_dict(d)
+        return WatchScene.from_dict(d, self.config.minute_step)
 
     def caption(self, scene: WatchScene, rng: np.random.Generator) -> str:
         return WL.caption(scene, rng)

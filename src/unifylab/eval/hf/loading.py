@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -13,6 +12,7 @@ from unifylab.errors import UserError
 from unifylab.eval.hf.base import FAMILIES, INSTALL, ORIGINAL_FORMATS
 from unifylab.eval.hf.emu3 import HFEmu3
 from unifylab.eval.hf.janus import HFJanus
+from unifylab.io import read_json
 
 T = TypeVar("T")
 
@@ -67,10 +67,10 @@ def _model_type(path_or_id: str, local: bool) -> str:
                 f"({type(e).__name__}); download the model where the hub is reachable "
                 f"(hf download {path_or_id} --local-dir DIR) and pass the folder"
             ) from None
-    try:
-        return str(json.loads(config.read_text(encoding="utf-8")).get("model_type", ""))
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        raise UserError(f"{config}: not a valid JSON config file") from None
+    data = read_json(config)
+    if not isinstance(data, dict):
+        raise UserError(f"{config}: not a valid JSON config file (expected an object)")
+    return str(data.get("model_type", ""))
 
 
 def _check_processor_files(folder: Path) -> None:
