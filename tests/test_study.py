@@ -377,3 +377,46 @@ def test_recipe_preset_sweeps_labelled_values(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     code, _, err = cli("study", "--preset", tmp_path / "bad.yaml", "--out", tmp_path / "b")
     assert code == 2 and "give `labels`" in err
+
+
+def _same_results(a: dict, b: dict) -> None:
+    """Two studies' results.json agree in everything but wall times and how they executed."""
+    for r in (a, b):
+        r.pop("wall_seconds"), r.pop("environment")
+    assert a == b
+
+
+def test_a_study_on_a_local_ray_gives_the_local_pool_results(cli: Cli, tmp_path: Path) -> None:
+    """--executor ray (a local Ray of two CPUs): every run a Ray task, runs that start from another wait for it,
+    results collected from the study folder: results.json equals the local pool's. Run configs name their folders
+    relative to the study folder, and each run records the host that trained it."""
+    pytest.importorskip("ray")
+    import ray
+
+    preset = _tiny("locus", tmp_path, tasks=["vqa", "t2i"], seeds=[0, 1])
+    code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "pool", "--device", "cpu", "--jobs", "2")
+    assert code == 0, err
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code, _, err = cli(
+            "study", "--preset", preset, "--out", tmp_path / "ray", "--device", "cpu", "--executor", "ray"
+        )
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    pool, on_ray = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("pool", "ray"))
+    assert all(r["train"]["host"]["host"] for r in on_ray["runs"].values())
+    _same_results(pool, on_ray)
+    configs = [yaml.safe_load(p.read_text()) for p in (tmp_path / "ray" / "runs").glob("*/config.yaml")]
+    assert any(c.get("init_from") for c in configs)
+    assert all(not Path(c["init_from"]).is_absolute() for c in configs if c.get("init_from"))
+
+
+def test_budget_contrasts_train_at_the_first_seed_only(tmp_path: Path) -> None:
+    from unifylab.study.runner import plan_runs
+
+    p = load_preset(_tiny("quick", tmp_path, seeds=[0, 1, 2]))
+    ids = {r.id for r in plan_runs(p, tmp_path / "s", None, "cpu", [], None)}
+    assert {"und-only-ec-s0", "gen-only-ec-s0"} <= ids and not any("-ec-s1" in i or "-ec-s2" in i for i in ids)
+    every = load_preset(_tiny("quick", tmp_path, seeds=[0, 1], contrast_seeds="all"))
+    assert "gen-only-ec-s1" in {r.id for r in plan_runs(every, tmp_path / "s", None, "cpu", [], None)}

@@ -824,7 +824,17 @@ def study_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training key for every run.")] = None,
     jobs: Annotated[
-        int | None, typer.Option(min=1, help="Trainings run at once (default: 2 on a multi-core CPU, else 1).")
+        int | None,
+        typer.Option(min=1, help="Trainings run at once (default: one per physical CPU core; 1 on a GPU)."),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install -e '.[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="ray: the cluster ('auto', ray://host:10001); default RAY_ADDRESS, else local.")
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option(min=0, help="ray: GPUs per run, fractions share one (default: 1 on cuda, else 0).")
     ] = None,
     force: Annotated[
         bool,
@@ -838,6 +848,10 @@ def study_cmd(
     from unifylab.study.report import answer, write_report
     from unifylab.study.runner import run_study
 
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor: unknown executor {executor!r}; expected local or ray")
+    if executor != "ray" and (ray_address is not None or gpus_per_run is not None):
+        raise UserError("--ray-address and --gpus-per-run need --executor ray")
     p = load_preset(preset)
     folder = out or Path(f"study-{p.name}")
     how = {
@@ -846,6 +860,9 @@ def study_cmd(
         "overrides": set_ or [],
         "console": err,
         "jobs": jobs,
+        "executor": executor,
+        "ray_address": ray_address,
+        "gpus_per_run": gpus_per_run,
         "force": force,
     }
     if p.studies:

@@ -83,6 +83,10 @@ class Preset(BaseModel):
         "OUT/<its name>, and the report sets their answers side by side; it has no base or variants of its own",
     )
     seeds: list[Seed] = Field([0], min_length=1, description="one run per variant per seed (distinct)")
+    contrast_seeds: Literal["first", "all"] = Field(
+        "first",
+        description="budget contrasts (variants with contrast: true) train at the first seed only, or at every seed",
+    )
     sweep: Sweep | None = None
     tasks: list[str] = Field(
         default_factory=lambda: tasks_of_kind("und") + tasks_of_kind("gen"),

@@ -4,17 +4,8 @@ first), and write results.json for the report. Finished runs and scored items ar
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import pickle
 import platform
-import signal
-import threading
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +16,17 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 
 from unifylab import __version__
 from unifylab.errors import UserError
-from unifylab.eval.harness import run_task, split_of, summarise
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.tasks import TaskSpec, load_task
-from unifylab.io import read_json
-from unifylab.layout import StudyFolder, check_fingerprint, write_json
+from unifylab.layout import StudyFolder
 from unifylab.progress import progress
-from unifylab.runtime import single_thread_blas
-from unifylab.study.preset import Preset, Variant, dotted, merge
-from unifylab.study.transfer import Labels, item_labels, transfer
-from unifylab.train.config import TrainConfig, load_tree
-from unifylab.train.data import MODE_TASKS, Plan
+from unifylab.study.execute import Run, Work, train_steps
+from unifylab.study.executors import Executor, LocalExecutor, RayExecutor, default_jobs
+from unifylab.study.preset import Preset, dotted, merge
+from unifylab.study.transfer import transfer
+from unifylab.train.config import TrainConfig, load_tree, resolve_paths
+from unifylab.train.data import MODE_TASKS
 from unifylab.train.loop import config_change
-
-
-@dataclass
-class Run:
-    id: str
-    variant: Variant
-    seed: int
-    sweep: Any
-    cfg: TrainConfig
-    label: str | None = None  # the sweep value's name
-
-    @property
-    def group(self) -> str:
-        """Runs compared with each other share a group (one per sweep value)."""
-        return "all" if self.label is None else self.label
-
-
-@dataclass
-class RunResult:
-    """What a run brings back: item scores and summaries per task, and the analyses' rows per analysis."""
-
-    scores: dict[str, dict[str, float]]
-    summaries: dict[str, Any]
-    analysis: dict[str, list[dict[str, Any]]]
-    labels: Labels  # per task and item: its split against the run's training data, and its cluster
 
 
 def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:
@@ -71,23 +36,28 @@ def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:
 def plan_runs(
     preset: Preset, out: Path, seeds: list[int] | None, device: str, overrides: list[str], vq_folder: Path | None
 ) -> list[Run]:
-    """Runs in training order (a variant that starts from another comes after it)."""
+    """Runs in training order (a variant that starts from another comes after it). Budget contrasts run at the
+    first seed only unless the preset asks for all (they feed the budget table, not the headline); folder paths in
+    the configs are relative to the study folder (`out`), so they hold on any machine that mounts it."""
     runs = []
+    seeds = seeds or preset.seeds
     sweep = list(zip(preset.sweep.values, preset.sweep.names())) if preset.sweep else [(None, None)]
     for value, label in sweep:
-        for seed in seeds or preset.seeds:
+        for seed in seeds:
             for v in preset.variants:
+                if v.contrast and preset.contrast_seeds == "first" and seed != seeds[0]:
+                    continue
                 tree = merge(preset.base, v.set)
                 if value is not None:
                     tree = merge(tree, dotted(preset.sweep.key, value))
                 tree = merge(tree, {"seed": seed, "data": {"seed": seed}, "device": device})
                 if v.tokenizer != "grid":
-                    tree = merge(tree, {"tokenizers": {"image": str(vq_folder)}})
+                    tree = merge(tree, {"tokenizers": {"image": str(vq_folder.relative_to(out))}})
                 if v.tokenizer == "patch+vq":
                     tree = merge(tree, {"tokenizers": {"und_image": "patch"}})
                 if v.init_from is not None:
                     parent = StudyFolder(out).run(_run_id(preset, v.init_from, label, seed))
-                    tree = merge(tree, {"init_from": str(parent.path)})
+                    tree = merge(tree, {"init_from": str(parent.path.relative_to(out))})
                 rid = _run_id(preset, v.name, label, seed)
                 runs.append(
                     Run(rid, v, seed, value, load_tree(tree, overrides, f"preset {preset.name} ({rid})"), label)
@@ -215,122 +185,6 @@ def comparison_families(comps: dict[str, Any]) -> tuple[list[dict[str, Any] | No
     return headline, per_task, budgets
 
 
-@dataclass(frozen=True)
-class Work:
-    """What each run of a study does after training, the same for every run: the study folder, the device, the
-    tasks (at most `limit` items each), the analyses (kinds, items), torch threads per run (0: as they are) and
-    whether to redo what changed."""
-
-    out: Path
-    device: str
-    specs: list[TaskSpec]
-    limit: int | None
-    analyses: tuple[list[str], int] = ([], 0)
-    threads: int = 0
-    force: bool = False
-
-
-def _run_parallel(
-    runs: list[Run], work: Work, *, jobs: int, report: Callable[[str, int], None]
-) -> dict[str, RunResult]:
-    """Run each run in a spawned worker process of its own, at most `jobs` at once, starting a run once its
-    `init_from` parent has finished, longest first (so no long run starts last while the other workers idle).
-    Workers send progress and their result through a pipe. An interrupt or a failing run stops every worker
-    (SIGTERM, then SIGKILL after a grace period) before this returns; a worker whose parent dies (kill -9) stops by
-    itself. Finished runs and checkpoints stay on disk. Returns each run's result by id."""
-    ctx = mp.get_context("spawn")
-    parent = {r.id: Path(r.cfg.init_from).name if r.cfg.init_from is not None else None for r in runs}
-    done: dict[str, RunResult] = {}
-    waiting = sorted(runs, key=_train_examples, reverse=True)
-    running: dict[str, tuple[mp.process.BaseProcess, Connection]] = {}
-    try:
-        while waiting or running:
-            for r in [r for r in waiting if parent[r.id] is None or parent[r.id] in done]:
-                if len(running) >= jobs:
-                    break
-                waiting.remove(r)
-                mine, theirs = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_process_worker, args=(r, work, theirs, os.getpid()), name=r.id)
-                running[r.id] = (proc, mine)
-                proc.start()
-                theirs.close()
-            if not running:
-                raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
-            by_conn = {conn: rid for rid, (_, conn) in running.items()}
-            for conn in wait(list(by_conn)):
-                rid = by_conn[conn]
-                proc = running[rid][0]
-                try:
-                    kind, payload = conn.recv()
-                except EOFError:
-                    proc.join()
-                    raise RuntimeError(
-                        f"run {rid}: its worker process ended without a result (exit code {proc.exitcode}); "
-                        "re-run the study to resume it"
-                    ) from None
-                if kind == "progress":
-                    report(*payload)
-                    continue
-                proc.join()
-                conn.close()
-                del running[rid]
-                if kind == "error":
-                    raise payload
-                done[rid] = payload
-    finally:
-        _stop_workers([proc for proc, _ in running.values()])
-    return done
-
-
-STOP_GRACE_SECONDS = 10.0  # how long a worker may take to exit after SIGTERM before it is killed
-
-
-def _stop_workers(procs: list[mp.process.BaseProcess]) -> None:
-    """Terminate the workers, wait at most STOP_GRACE_SECONDS in all, then kill what is left and reap it."""
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Exit this worker at once when the study process that started it is gone (killed with -9, say): its
-    runs are resumed by the next study, and no orphan keeps training or holding a run folder's lock."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
-
-
-def _process_worker(run: Run, work: Work, conn: Connection, parent_pid: int) -> None:
-    """A study worker process: train and evaluate one run, sending progress and then ('done', result) or
-    ('error', exception). Ctrl-C reaches the whole process group; the study process decides, so it is ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _watch_parent(parent_pid)
-    try:
-        result = _train_and_eval(run, work, lambda what, units: conn.send(("progress", (what, units))))
-        conn.send(("done", result))
-    except BrokenPipeError:  # the study process is gone
-        os._exit(1)
-    except BaseException as e:  # every failure goes back to the study process, which raises it
-        try:
-            pickle.dumps(e)
-        except Exception:  # an exception that cannot cross the pipe: its text and traceback do
-            e = RuntimeError(f"run {run.id}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
-        conn.send(("error", e))
-    finally:
-        conn.close()
-
-
 def environment(device: str) -> dict[str, Any]:
     return {
         "unifylab": __version__,
@@ -344,101 +198,6 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
-def _train_steps(run: Run) -> int:
-    return (
-        Plan(run.cfg).stream()[1]
-        if run.cfg.data.budget != "equal-compute" or run.cfg.data.mode == "unified"
-        else run.cfg.optim.steps
-    )
-
-
-def _train_examples(run: Run) -> int:
-    """Examples a run trains on (equal-compute: about the unified run's number), the cost that orders the pool."""
-    if run.cfg.data.budget == "equal-compute" and run.cfg.data.mode != "unified":
-        return run.cfg.optim.steps * run.cfg.optim.batch
-    return int((Plan(run.cfg).stream()[0] >= 0).sum())
-
-
-def default_jobs(device: str) -> int:
-    """Parallel trainings: two on a CPU with >= 2 cores (small models use one core well, two poorly), else one."""
-    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
-
-
-def _analyses(
-    run: Run, model: Any, out: Path, kinds: list[str], n: int, force: bool
-) -> dict[str, list[dict[str, Any]]]:
-    """Each analysis of a run (cached in DIR/analysis/<run>.json with its fingerprint, so re-runs skip it)."""
-    from unifylab.analysis.run import analyze
-
-    study = StudyFolder(out)
-    path = study.analysis(run.id)
-    stamp = {"weights": model.fingerprint["weights"], "n": n}
-    fresh = not check_fingerprint(study.analysis_stamp(run.id), stamp, "the analyses", made=path.is_file(), force=force)
-    done = read_json(path) if path.is_file() and not fresh else {}
-    for kind in kinds:
-        if kind not in done:
-            done[kind] = analyze(
-                kind,
-                model,
-                study.run(run.id).path,
-                run.cfg.world,
-                n=n,
-                k=10,
-                alpha=1.01,
-                examples=min(n, 64),
-                seed=0,
-                batch=64,
-            )
-            write_json(path, done)
-    return {k: done[k] for k in kinds}
-
-
-def _train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> RunResult:
-    """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
-    progress bar."""
-    from unifylab.eval.native import NativeModel
-    from unifylab.train.loop import Trainer
-
-    single_thread_blas()
-    if work.threads:
-        torch.set_num_threads(work.threads)
-    study = StudyFolder(work.out)
-    run_dir = study.run(run.id)
-    steps = _train_steps(run)
-    if not run_dir.finished:
-        report(f"training {run.id}", 0)
-        last = [0]
-
-        def step(k: int, n: int) -> None:
-            report(f"training {run.id}", k - last[0])
-            last[0] = k
-
-        Trainer(run.cfg, run_dir.path, Console(stderr=True, quiet=True), progress=False, on_step=step).fit()
-        report(f"evaluating {run.id}", steps - last[0])
-    else:
-        report(f"evaluating {run.id}", steps)
-    model = NativeModel(run_dir.path, work.device)
-    scores, summaries, labels = {}, {}, {}
-    for spec in run.variant.scored_on(work.specs):
-        recs = run_task(
-            model,
-            spec,
-            study.eval(run.id).path,
-            limit=work.limit,
-            progress=lambda k: report(f"evaluating {run.id}", k),
-            force=work.force,
-        )
-        scores[spec.name] = {rec["id"]: rec["score"] for rec in recs}
-        split = {r["id"]: split_of(r, spec, run.cfg.data) for r in recs}
-        summaries[spec.name] = summarise(spec, recs, run.cfg.data, splits=split)
-        labels[spec.name] = item_labels(recs, split)
-    inside = {}
-    if work.analyses[0] and not run.variant.contrast:  # the budget contrasts only feed the budget table
-        report(f"analysing {run.id}", 0)
-        inside = _analyses(run, model, work.out, *work.analyses, work.force)
-    return RunResult(scores, summaries, inside, labels)
-
-
 def baselines(
     runs: list[Run], specs: list[TaskSpec], out: Path, limit: int | None, *, force: bool
 ) -> dict[str, dict[str, Any]]:
@@ -450,7 +209,7 @@ def baselines(
     for group in sorted({r.group for r in runs}):
         first = next(r for r in runs if r.group == group and r.variant.role == "unified")
         out_b[group] = blind_summaries(
-            first.cfg, specs, StudyFolder(out).baseline(f"blind-{group}").path, limit, force=force
+            resolve_paths(first.cfg, out), specs, StudyFolder(out).baseline(f"blind-{group}").path, limit, force=force
         )
     return out_b
 
@@ -492,11 +251,15 @@ def run_study(
     overrides: list[str] = (),
     console: Console | None = None,
     jobs: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    gpus_per_run: float | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate and compare; returns (and writes) results.json's content. `jobs` runs that many trainings
-    at once in worker processes (default: `default_jobs`); a run that starts from another waits for it. Work
-    already in `out` is reused only when its fingerprint matches; `force` redoes work whose settings changed."""
+    at once (default: `default_jobs`) on the `executor` ('local', or 'ray' at `ray_address` with `gpus_per_run`
+    GPUs each); a run that starts from another waits for it. Work already in `out` is reused only when its
+    fingerprint matches; `force` redoes work whose settings changed."""
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -515,9 +278,14 @@ def run_study(
         tok, metrics = train_vq(vcfg, device)
         save_trained(tok, vcfg, metrics, vq_folder)
     items_of = {s.name: min(s.n, preset.limit or s.n) for s in specs}
-    total = sum(_train_steps(r) + sum(items_of[s.name] for s in r.variant.scored_on(specs)) for r in runs)
+    total = sum(train_steps(r) + sum(items_of[s.name] for s in r.variant.scored_on(specs)) for r in runs)
     jobs = max(1, min(jobs or default_jobs(device), len(runs)))
-    threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else 0
+    threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 or executor == "ray" else 0
+    if executor == "ray":
+        gpus = gpus_per_run if gpus_per_run is not None else (1.0 if device.startswith("cuda") else 0.0)
+        runner: Executor = RayExecutor(jobs, address=ray_address, gpus=gpus)
+    else:
+        runner = LocalExecutor(jobs)
     work = Work(out, device, specs, preset.limit, (list(preset.analyses), preset.analysis_n), threads, force)
     columns = (
         TextColumn("{task.description}"),
@@ -533,10 +301,7 @@ def run_study(
         def report(what: str, units: int) -> None:
             bar.update(task, advance=units, description=f"study {preset.name}: {what}")
 
-        if jobs == 1:
-            done = {r.id: _train_and_eval(r, work, report) for r in runs}
-        else:
-            done = _run_parallel(runs, work, jobs=jobs, report=report)
+        done = runner.run_all(runs, work, report)
     results = {
         "preset": preset.model_dump(mode="json"),
         "task_kinds": {s.name: s.kind for s in specs},
@@ -573,7 +338,7 @@ def run_study(
         },
         "baselines": baselines(runs, specs, out, preset.limit, force=force),
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "environment": {**environment(device), "parallel_runs": jobs},
+        "environment": {**environment(device), "parallel_runs": jobs, "executor": executor},
         "overrides": list(overrides),
     }
     study.write_results(results)

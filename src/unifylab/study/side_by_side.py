@@ -26,11 +26,12 @@ def run_side_by_side(
     device: str,
     overrides: list[str],
     console: Console,
-    jobs: int | None,
     force: bool,
+    **executing: Any,
 ) -> dict[str, Any]:
     """Run each of `preset.studies` into OUT/<name> (resumable like any study) with its own report, then write
-    OUT/results.json, OUT/report.md and OUT/report.html with their answers side by side; returns the results."""
+    OUT/results.json, OUT/report.md and OUT/report.html with their answers side by side; returns the results.
+    `executing`: how runs execute (jobs, executor, ...), as `run_study` takes them."""
     studies = [load_preset(name) for name in preset.studies]
     names = [sub.name for sub in studies]
     if len(set(names)) != len(names):
@@ -41,7 +42,7 @@ def run_side_by_side(
         folder = out / sub.name
         with StudyFolder(folder).lock(force=force):
             r = run_study(
-                sub, folder, seeds=seeds, device=device, overrides=overrides, console=console, jobs=jobs, force=force
+                sub, folder, seeds=seeds, device=device, overrides=overrides, console=console, force=force, **executing
             )
             write_report(folder, r)
         results[sub.name] = r

@@ -282,3 +282,28 @@ def _check_keys(tree: Any, model: type[BaseModel], source: str, prefix: str) -> 
 
 def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+TOKENIZER_KINDS = ("grid", "attributes", "patch")  # tokenizers.image / und_image values that name no folder
+
+
+def resolve_paths(cfg: TrainConfig, root: Path | None) -> TrainConfig:
+    """`cfg` with its relative folder paths (init_from, text and image tokenizer folders) read against `root`: a
+    study's run configs name them relative to the study folder, so they hold on every machine that mounts it
+    (None: as they are, i.e. against the working folder)."""
+    if root is None:
+        return cfg
+
+    def at(p: Path | str | None) -> Path | str | None:
+        if p is None or str(p) in TOKENIZER_KINDS or Path(p).is_absolute():
+            return p
+        return str(root / p) if isinstance(p, str) else root / p
+
+    tok = cfg.tokenizers.model_copy(
+        update={
+            "text": at(cfg.tokenizers.text),
+            "image": at(cfg.tokenizers.image),
+            "und_image": at(cfg.tokenizers.und_image),
+        }
+    )
+    return cfg.model_copy(update={"init_from": at(cfg.init_from), "tokenizers": tok})

@@ -25,13 +25,13 @@ from unifylab.layout import OWNER, RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.progress import progress
-from unifylab.runtime import single_thread_blas
+from unifylab.runtime import host, single_thread_blas
 from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
 from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
 from unifylab.tokenize.text import TextTokenizer, world_corpus
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
-from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config
+from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config, resolve_paths
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
 from unifylab.world.knowledge import FACTS
 
@@ -192,9 +192,13 @@ class Trainer:
         console: Console | None = None,
         progress: bool = True,
         on_step: Callable[[int, int], None] | None = None,
+        root: Path | None = None,
     ) -> None:
         single_thread_blas()
-        self.cfg, self.run = cfg, Path(run)
+        # the config as given (saved in the run folder: its fingerprint), and with its relative folder paths read
+        # against `root` (a study folder) for loading
+        self.given, self.cfg, self.run = cfg, resolve_paths(cfg, root), Path(run)
+        cfg = self.cfg
         self.folder = RunFolder(self.run)
         self.on_step = on_step  # called with (steps done, steps planned), e.g. by the study's overall progress
         self.console = console or Console(stderr=True)
@@ -206,7 +210,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
         if self.dist.main:
-            _check_run_dir(self.folder, cfg)
+            _check_run_dir(self.folder, self.given)
         D.barrier(self.dist)
         if cfg.init_from is not None:
             self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
@@ -421,7 +425,7 @@ class Trainer:
         start, tokens = self._resume()
         if self.dist.main:
             self.run.mkdir(parents=True, exist_ok=True)
-            self.folder.write_config(dump_config(self.cfg))
+            self.folder.write_config(dump_config(self.given))
             if start == 0:
                 self.folder.start_metrics(0)
                 self.console.print(
@@ -465,6 +469,7 @@ class Trainer:
             "final": self.evaluate(),
             "parameters": self.model.parameter_counts(),
             "world_size": self.dist.world,
+            "host": host(),
         }
         weights = {k.removeprefix("model."): v for k, v in D.model_state(self.parallel, self.dist).items()}
         if self.dist.main:
