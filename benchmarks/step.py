@@ -1,0 +1,70 @@
+"""What the machine gives a training step: the Trainer's default (eager, AdamW with foreach kernels on the CPU)
+against fused AdamW and against torch.compile, same model, same batches, same process, interleaved in rounds so a
+noisy machine slows every variant alike. Prints one JSON line per variant: steps/s and the ratio to the default.
+
+Run: python benchmarks/step.py [--steps 40 --rounds 3 --threads 1 --variants default,fused,compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from unifylab.study.preset import load_preset, merge
+from unifylab.train.config import load_tree
+from unifylab.train.loop import Trainer
+
+
+def trainer(variant: str, folder: Path) -> Trainer:
+    """The quick preset's shared model with one machine option changed."""
+    tree = merge(load_preset("quick").base, {"compile": variant == "compile", "device": "cpu"})
+    t = Trainer(load_tree(tree, [], "benchmark"), folder / variant, progress=False)
+    if variant == "fused":  # the same groups and schedule, AdamW's fused CPU kernel
+        groups = [{k: v for k, v in g.items() if k not in ("initial_lr",)} for g in t.opt.param_groups]
+        t.opt = torch.optim.AdamW(groups, fused=True)
+        t.sched = torch.optim.lr_scheduler.LambdaLR(t.opt, t.sched.lr_lambdas[0])
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (a study trains one thread per run)")
+    ap.add_argument("--variants", default="default,fused,compile")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    names = [v for v in args.variants.split(",") if v]
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {v: trainer(v, Path(tmp)) for v in names}
+        warm = {}
+        for v, t in trainers.items():  # warm-up: compilation (cached afterwards) and first-step allocations
+            start = time.perf_counter()
+            for s in range(3):
+                t._step(s)
+            warm[v] = time.perf_counter() - start
+        seconds = dict.fromkeys(names, 0.0)
+        step = 3
+        for _ in range(args.rounds):
+            for v, t in trainers.items():
+                start = time.perf_counter()
+                for s in range(step, step + args.steps):
+                    t._step(s)
+                seconds[v] += time.perf_counter() - start
+            step += args.steps
+    n = args.steps * args.rounds
+    for v in names:
+        rate = n / seconds[v]
+        base = n / seconds[names[0]]
+        line = {"figure": "train_steps_per_s", "variant": v, "steps_per_s": round(rate, 2)}
+        line |= {"vs_" + names[0]: round(rate / base, 3), "warmup_s": round(warm[v], 1), "threads": args.threads}
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
