@@ -1,0 +1,236 @@
+"""The README's commands stay true to the CLI: every `unifylab ...` line in its fenced code blocks parses against
+the real command (no option renamed or dropped, no required argument missing, no bad value type), every preset,
+task, config file and benchmark script it names exists, and its `--set` keys are valid config keys. Nothing is
+trained or run: parsing stops at click's `make_context`."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from unifylab.cli import app
+from unifylab.eval.tasks import task_files
+from unifylab.study.preset import preset_files
+from unifylab.train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
+TASK_WORDS = {"all", "geneval-official"}  # --tasks values that are not task names
+
+
+def _text() -> str:
+    return README.read_text(encoding="utf-8")
+
+
+def _blocks() -> list[str]:
+    return FENCE.findall(_text())
+
+
+def _prose() -> str:
+    """The README outside its fenced blocks (inline `...` commands live here)."""
+    return FENCE.sub("", _text())
+
+
+def _lines(block: str) -> list[str]:
+    """The block's lines with `\\`-continued lines joined."""
+    out: list[str] = []
+    pending = ""
+    for line in block.splitlines():
+        stripped = line.rstrip()
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        out.append(pending + stripped)
+        pending = ""
+    if pending:
+        out.append(pending)
+    return out
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `unifylab` invocation in the fenced blocks, as its argument list after `unifylab` (trailing `# comments`
+    dropped; `a && b` split; `torchrun ... -m unifylab ARGS` gives ARGS)."""
+    commands: list[list[str]] = []
+    for block in _blocks():
+        for line in _lines(block):
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:  # not shell (the Python example)
+                continue
+            segments: list[list[str]] = [[]]
+            for w in words:
+                if w in ("&&", "||", ";", "|"):
+                    segments.append([])
+                else:
+                    segments[-1].append(w)
+            for seg in segments:
+                if seg and seg[0] == "unifylab":
+                    commands.append(seg[1:])
+                elif seg and seg[0] == "torchrun" and "unifylab" in seg:
+                    i = seg.index("unifylab")
+                    assert seg[i - 1] == "-m", seg
+                    commands.append(seg[i + 1 :])
+    return commands
+
+
+def _leaf(args: list[str]) -> tuple[object, list[str], list[str]]:
+    """The click command `unifylab ARGS` names, its path, and the arguments left for it."""
+    command = typer.main.get_command(app)
+    path = ["unifylab"]
+    rest = list(args)
+    while hasattr(command, "commands"):
+        assert rest, f"unifylab {' '.join(args)}: names no command under {' '.join(path)}"
+        name = rest.pop(0)
+        assert name in command.commands, f"unifylab {' '.join(args)}: no command {name!r} under {' '.join(path)}"
+        command = command.commands[name]
+        path.append(name)
+    return command, path, rest
+
+
+def parse(args: list[str]) -> dict:
+    """Parse `unifylab ARGS` the way the CLI would, without running it; returns the leaf command's parameters.
+    Raises click's UsageError (unknown option, missing argument, bad value type, unknown command)."""
+    command, path, rest = _leaf(args)
+    return command.make_context(" ".join(path), rest).params
+
+
+COMMANDS = readme_commands()
+GROUPS = {n for n, c in typer.main.get_command(app).commands.items() if hasattr(c, "commands")}
+
+
+def test_the_readme_has_commands() -> None:
+    assert len(COMMANDS) >= 30, COMMANDS  # the extraction works (not vacuously passing)
+    first = {c[0] for c in COMMANDS}
+    assert {"study", "world", "tokenizer", "train", "eval", "compare", "score", "analyze", "generate"} <= first, first
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(c)[:80] for c in COMMANDS])
+def test_readme_command_parses(args: list[str]) -> None:
+    try:
+        parse(args)
+    except Exception as e:  # typer vendors click: match its usage errors by interface
+        if not hasattr(e, "format_message"):
+            raise
+        pytest.fail(f"README: `unifylab {shlex.join(args)}` does not parse: {e.format_message()}")
+
+
+def test_inline_commands_name_real_options() -> None:
+    """Inline `unifylab ...` commands in the prose (which may leave out required values or show `[--optional]`
+    parts): the command exists and every option they name is one of its options."""
+    found = re.findall(r"`unifylab ([a-z][^`]*)`", _prose())
+    assert found
+    for text in found:
+        words = text.replace("[", " ").replace("]", " ").split()
+        names = [w for w in words if not w.startswith("-")]
+        command, _, _ = _leaf(names[: 2 if names[0] in GROUPS else 1])
+        options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        bad = [w for w in words if w.startswith("--") and w not in options]
+        assert not bad, f"README: `unifylab {text}`: no option(s) {bad}; the command has {sorted(options)}"
+
+
+def test_the_parse_check_catches_what_it_should() -> None:
+    """The check itself: an unknown option, a missing required option and a bad value type are refused."""
+    for bad in (
+        ["train", "configs/quick.yaml", "--out", "r", "--no-such-option"],
+        ["world", "sample", "--n", "16"],  # --out is required
+        ["world", "sample", "--n", "many", "--out", "d"],
+        ["eval"],  # the model argument is required
+    ):
+        with pytest.raises(Exception) as info:
+            parse(bad)
+        assert hasattr(info.value, "format_message"), bad
+
+
+def test_presets_named_exist() -> None:
+    names = set(re.findall(r"--preset[ =]([A-Za-z0-9_.\-/]+)", _text()))
+    assert names, "no --preset in the README"
+    known = preset_files()
+    missing = sorted(n for n in names if n not in known and not (ROOT / n).is_file())
+    assert not missing, f"README names presets that do not exist: {missing}; known: {sorted(known)}"
+
+
+def test_config_files_named_exist() -> None:
+    names = set(re.findall(r"\bconfigs/[A-Za-z0-9_.\-/]+\.ya?ml\b", _text()))
+    assert names
+    missing = sorted(n for n in names if not (ROOT / n).is_file())
+    assert not missing, f"README names config files that do not exist: {missing}"
+
+
+def test_tasks_named_exist() -> None:
+    values = re.findall(r"--tasks[ =]([A-Za-z0-9_,.\-/]+)", _text())
+    assert values
+    known = task_files()
+    names = {n for v in values for n in v.split(",") if n}
+    missing = sorted(n for n in names - TASK_WORDS if n not in known and not (ROOT / n).is_file())
+    assert not missing, f"README's --tasks name tasks that do not exist: {missing}; known: {sorted(known)}"
+
+
+def test_set_overrides_are_valid() -> None:
+    """The `--set key=value` overrides the README shows are valid training-config overrides: a fenced command's all
+    together (on its config, else configs/quick.yaml), an inline one on its own (placeholders like `...` skipped)."""
+    quick = ROOT / "configs" / "quick.yaml"
+    checked = 0
+    for args in COMMANDS:
+        try:
+            params = parse(args)
+        except Exception:  # reported by test_readme_command_parses
+            continue
+        sets = params.get("set_") or []
+        if sets:
+            config = params.get("config")
+            load_config(ROOT / config if config else quick, sets)  # raises UserError naming a bad key or value
+            checked += 1
+    for item in sorted(set(re.findall(r"--set[ =]([A-Za-z0-9_.]+=[^\s`]+)", _prose()))):
+        if item.endswith("=...") or "=<" in item:
+            continue
+        load_config(quick, [item])
+        checked += 1
+    assert checked
+
+
+@functools.cache
+def _help(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_benchmark_scripts_named_exist_and_run_help() -> None:
+    scripts = sorted(set(re.findall(r"python (benchmarks/[A-Za-z0-9_]+\.py)", _text())))
+    assert scripts
+    for script in scripts:
+        assert (ROOT / script).is_file(), f"README names {script}, which does not exist"
+        done = _help(script)
+        assert done.returncode == 0, f"{script} --help failed:\n{done.stderr[-2000:]}"
+
+
+def test_benchmark_options_in_the_readme_exist() -> None:
+    """The options the README passes to benchmark scripts (fenced or inline) are ones their --help lists."""
+    found = _benchmark_options()
+    assert found
+    for script, options in found.items():
+        if not (ROOT / script).is_file():
+            continue  # reported by test_benchmark_scripts_named_exist_and_run_help
+        listed = _help(script).stdout
+        for option in sorted(options):
+            assert re.search(rf"(^|[\s\[]){re.escape(option)}\b", listed), f"README: {script} has no {option}"
+
+
+def _benchmark_options() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for block in _blocks():
+        for line in _lines(block):
+            words = shlex.split(line, comments=True) if "benchmarks/" in line else []
+            if len(words) >= 2 and words[0] == "python" and words[1].startswith("benchmarks/"):
+                found.setdefault(words[1], set()).update(w.split("=")[0] for w in words[2:] if w.startswith("--"))
+    for script, rest in re.findall(r"`python (benchmarks/[A-Za-z0-9_]+\.py)([^`]*)`", _prose()):
+        found.setdefault(script, set()).update(w.split("=")[0] for w in rest.split() if w.startswith("--"))
+    return found
