@@ -224,7 +224,8 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
         torch.manual_seed(cfg.seed)
         ref = RefGPT(trainer.model.cfg.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.max_len)
     opt = torch.optim.AdamW(ref.parameters(), lr=cfg.optim.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
+    cosine = cfg.optim.model_copy(update={"schedule": "cosine", "decay_fraction": None})  # its recipe, whatever --set
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.model_copy(update={"optim": cosine}), steps))
 
     def exact(b: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = b["labels"][:, 1:]
@@ -247,6 +248,35 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
 
     caption_of = evaluating(ref, lambda prefixes: greedy_text(ref, prefixes, n_text))
     return curve(train_step, scorer, evaluating(ref, exact), caption_of, steps, every)
+
+
+def tracked(point: dict[str, Any]) -> dict[str, float]:
+    """The held-out accuracies a target covers: every `split/task` (not the per-question-kind breakdown)."""
+    return {k: v for k, v in point.items() if k.count("/") == 1}
+
+
+def load_targets(path: Path) -> dict[tuple[str, int | None], dict[str, float]]:
+    """Per (model, seed) the final accuracies of a previous run's records.jsonl, and per (model, None) their mean
+    over that run's seeds."""
+    finals: dict[str, dict[int, dict[str, float]]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            finals.setdefault(r["model"], {})[int(r["seed"])] = tracked(r["curve"][-1])
+    out: dict[tuple[str, int | None], dict[str, float]] = {}
+    for model, by_seed in finals.items():
+        out.update({(model, seed): acc for seed, acc in by_seed.items()})
+        keys = set.intersection(*(set(a) for a in by_seed.values()))
+        out[(model, None)] = {k: float(np.mean([a[k] for a in by_seed.values()])) for k in sorted(keys)}
+    return out
+
+
+def steps_to_target(curve: list[dict], target: dict[str, float]) -> tuple[int | None, float | None]:
+    """The first evaluated step (and its training wall seconds) at which every target accuracy is reached."""
+    for p in curve:
+        if all(p.get(k, -1.0) >= v for k, v in target.items()):
+            return p["step"], round(p["wall_s"], 1)
+    return None, None
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -292,17 +322,25 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=6, help="evaluations along the run (the curve's points)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the study trains one thread per run)")
     ap.add_argument("--out", type=Path, default=Path("learning-out"), help="folder for curves.png and records")
+    ap.add_argument(
+        "--target",
+        type=Path,
+        default=None,
+        help="records.jsonl of a baseline run: report, per model and seed, the first evaluated step at which every "
+        "val and heldout accuracy reaches that run's final value (same seed, else its mean over seeds); use --evals "
+        "for resolution",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base = load_preset(args.preset).base
     steps = args.steps or int(base["optim"]["steps"])
-    every = max(1, math.ceil(steps / args.evals))
     base_cfg = load_tree(base, args.overrides)
     table = variants(int(base_cfg.model.layers), float(base_cfg.optim.lr), same_lr=args.same_lr)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in table]
     if unknown:
         ap.error(f"--models: unknown {unknown}; choose from {', '.join(table)}")
+    targets = load_targets(args.target) if args.target else {}
     args.out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -313,11 +351,13 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 trainer = Trainer(cfg, Path(tmp) / name, progress=False)
                 scorer = Scorer(trainer, args.eval_n)
+                run_steps = trainer.steps  # --set optim.steps=N may shorten the run
+                every = max(1, math.ceil(run_steps / args.evals))
                 if name == "reference":
-                    curve, wall, tokens = run_reference(trainer, scorer, steps, every)
+                    curve, wall, tokens = run_reference(trainer, scorer, run_steps, every)
                     params = None
                 else:
-                    curve, wall, tokens = run_lab(trainer, scorer, steps, every)
+                    curve, wall, tokens = run_lab(trainer, scorer, run_steps, every)
                     params = trainer.model.parameter_counts()["total"]
             speeds[name] = tokens / wall
             final = {k: round(v, 4) for k, v in curve[-1].items() if k not in ("step", "wall_s")}
@@ -325,8 +365,12 @@ def main() -> None:
                 "figure": "learning",
                 "model": name,
                 "seed": seed,
-                "steps": steps,
+                "steps": run_steps,
                 "batch": cfg.optim.batch,
+                "optim": "adamw" if name == "reference" else cfg.optim.name,
+                "schedule": "cosine" if name == "reference" else cfg.optim.schedule,
+                "lr": cfg.optim.lr,
+                "steps_per_s": round(run_steps / wall, 2),
                 "threads": torch.get_num_threads(),
                 "wall_s": round(wall, 1),
                 "real_tokens_per_s": round(speeds[name]),
@@ -335,7 +379,18 @@ def main() -> None:
             }
             if "reference" in speeds and name != "reference":
                 rec["tokens_per_s_vs_reference"] = round(speeds[name] / speeds["reference"], 3)
+            if args.target:
+                target = targets.get((name, seed)) or targets.get((name, None))
+                reached, reached_s = steps_to_target(curve, target) if target else (None, None)
+                rec.update(
+                    steps_to_target=reached,
+                    wall_s_to_target=reached_s,
+                    target_seed=(seed if (name, seed) in targets else "mean") if target else None,
+                )
             print(json.dumps(rec), flush=True)
+            if args.target:
+                keys = ("model", "seed", "optim", "schedule", "lr", "steps", "steps_to_target", "wall_s_to_target")
+                print(json.dumps({"figure": "steps_to_target", **{k: rec[k] for k in keys}}), flush=True)
             records.append({**rec, "curve": curve})
             with open(args.out / "records.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps({**rec, "curve": curve}) + "\n")

@@ -172,6 +172,29 @@ class OptimConfig(Strict):
     )
     accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
     clip: float = Field(1.0, gt=0)
+    name: Literal["adamw", "muon"] = Field(
+        "adamw",
+        description="adamw: AdamW for every parameter; muon: Muon (orthogonalised momentum, at AdamW's update RMS so "
+        "the same lr applies) for the 2-D weight matrices of the transformer blocks, AdamW for the rest (embeddings, "
+        "heads, norms, biases, patch projection)",
+    )
+    schedule: Literal["cosine", "wsd"] = Field(
+        "cosine",
+        description="after the linear warmup: cosine to min_lr_ratio (cosine), or constant, then linear to "
+        "min_lr_ratio over the last decay_fraction of the steps (wsd: warmup-stable-decay)",
+    )
+    decay_fraction: float | None = Field(
+        None, gt=0, le=1, description="wsd: share of the steps spent decaying (None: 0.2); cosine takes none"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimConfig:
+        if self.decay_fraction is not None and self.schedule != "wsd":
+            raise ValueError(
+                f"optim.decay_fraction {self.decay_fraction:g} applies to schedule wsd only, but schedule is "
+                f"{self.schedule!r}; drop decay_fraction or set optim.schedule=wsd"
+            )
+        return self
 
 
 class CheckpointConfig(Strict):
