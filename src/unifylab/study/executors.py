@@ -167,7 +167,11 @@ class RayExecutor(Executor):
             local = (
                 {} if self.address or os.environ.get("RAY_ADDRESS") else {"num_cpus": self.jobs * max(1, work.threads)}
             )
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **local)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **local)
+            except (ConnectionError, RuntimeError) as e:
+                where = self.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+                raise UserError(f"--executor ray: cannot start or reach {where} ({e}); check --ray-address") from None
         task = ray.remote(_ray_task).options(num_cpus=max(1, work.threads), num_gpus=self.gpus, max_retries=0)
         refs: dict[str, object] = {}
         for r in runs:  # training order: a run's parent comes first
