@@ -842,6 +842,10 @@ def study_cmd(
             "--force", help="Redo runs, scores and analyses in --out whose settings changed (default: refuse)."
         ),
     ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(help="A side-by-side preset (claims, worlds): run only these of its studies (comma-separated)."),
+    ] = None,
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
     from unifylab.study.preset import load_preset
@@ -865,12 +869,16 @@ def study_cmd(
         "gpus_per_run": gpus_per_run,
         "force": force,
     }
+    if only is not None and not p.studies:
+        raise UserError(f"--only: preset {p.name} runs no studies of its own; drop --only")
     if p.studies:
+        from unifylab.study.claims_report import verdict_lines
         from unifylab.study.side_by_side import run_side_by_side, side_by_side_lines
 
         with StudyFolder(folder).lock(force=force):
-            combined = run_side_by_side(p, folder, **how)
-        for line in side_by_side_lines(combined):
+            combined = run_side_by_side(p, folder, only=[x.strip() for x in only.split(",")] if only else None, **how)
+        lines = verdict_lines(combined["claims"]) if combined.get("claims") else side_by_side_lines(combined)
+        for line in lines:
             err.print(line)
         err.print(f"report: {StudyFolder(folder).report_html} ({combined['wall_seconds']:.0f} s)")
         return

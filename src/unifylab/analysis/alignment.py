@@ -13,11 +13,9 @@ from unifylab.eval.protocol import HiddenRequest
 from unifylab.world.shapes import ShapesConfig
 
 
-def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
-    """Mean share of each item's k nearest neighbours (cosine, excluding itself) that the two feature sets agree on.
-
-    a [N, Da] and b [N, Db] describe the same N items; 1 = identical neighbourhoods, about k / (N - 1) for
-    unrelated features."""
+def knn_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Per item, the share of its k nearest neighbours (cosine, excluding itself) that the two feature sets agree on
+    [N]: a [N, Da] and b [N, Db] describe the same N items."""
     n = a.shape[0]
     if b.shape[0] != n:
         raise ValueError(f"mutual_knn needs paired features, got {n} and {b.shape[0]} rows")
@@ -33,7 +31,12 @@ def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
     ia, ib = knn(a), knn(b)
     hits = torch.zeros(n, n, dtype=torch.bool)
     hits[torch.arange(n)[:, None], ia] = True
-    return float(hits.gather(1, ib).sum(1).double().mean() / k)
+    return hits.gather(1, ib).sum(1).double() / k
+
+
+def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mean `knn_overlap`: 1 = identical neighbourhoods, about k / (N - 1) for unrelated features."""
+    return float(knn_overlap(a, b, k).mean())
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -47,11 +50,20 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def layer_alignment(pooled: Pooled, k: int) -> list[dict[str, Any]]:
-    """Mutual kNN and CKA between mean-pooled image and text states at every layer."""
+    """Mutual kNN (with each item's overlap in `items`, for intervals over scenes) and CKA between mean-pooled image
+    and text states at every layer."""
     rows = []
     for layer in range(pooled.image.shape[0]):
         img, txt = pooled.image[layer], pooled.text[layer]
-        rows.append({"layer": layer, "mutual_knn": mutual_knn(img, txt, k), "cka": linear_cka(img, txt)})
+        per_item = knn_overlap(img, txt, k)
+        rows.append(
+            {
+                "layer": layer,
+                "mutual_knn": float(per_item.mean()),
+                "cka": linear_cka(img, txt),
+                "items": [round(float(x), 4) for x in per_item],
+            }
+        )
     return rows
 
 

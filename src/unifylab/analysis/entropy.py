@@ -48,9 +48,9 @@ def _inputs(world: ShapesConfig | WatchConfig, n: int, seed: int) -> dict[str, l
 def trajectories(
     model: Any, world: ShapesConfig | WatchConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
-    """Rows {input: text|image|mixed, layer, entropy, normalised}: mean entropy of each sequence's content tokens
-    per layer; `normalised` divides by log(tokens), the value for orthogonal tokens, so inputs of different length
-    compare."""
+    """Rows {input: text|image|mixed, layer, entropy, normalised, items}: mean entropy of each sequence's content
+    tokens per layer; `normalised` divides by log(tokens), the value for orthogonal tokens, so inputs of different
+    length compare; `items` holds each sequence's normalised value (one per scene, the same scenes per input)."""
     out = []
     for name, reqs in _inputs(world, n, seed).items():
         per_layer: list[list[float]] = []
@@ -60,16 +60,19 @@ def trajectories(
             h = _masked(s.layers, mask, alpha)
             per_layer.append(h)
             norm.append([x / math.log(int(mask.sum())) for x in h])
+        items = np.asarray(norm).T  # [layers, sequences]
         for j, (m, z) in enumerate(zip(np.mean(per_layer, 0), np.mean(norm, 0))):
-            out.append({"input": name, "layer": j, "entropy": float(m), "normalised": float(z)})
+            row = {"input": name, "layer": j, "entropy": float(m), "normalised": float(z)}
+            out.append({**row, "items": [round(float(x), 5) for x in items[j]]})
     return out
 
 
 def response_entropy(
     model: Any, world: ShapesConfig | WatchConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
-    """Rows {response: text|image, layer, delta}: mean H(prompt + response) - H(prompt) over the model's own
-    answers to the caption question and its own drawings of t2i prompts."""
+    """Rows {response: text|image, layer, delta, n, items}: mean H(prompt + response) - H(prompt) over the model's
+    own answers to the caption question and its own drawings of t2i prompts, and per scene (None: an empty
+    answer)."""
     rng, w = np.random.default_rng([seed, 11]), world_of(world)
     scenes = [w.sample(rng) for _ in range(n)]
     images = [w.render(s) for s in scenes]
@@ -82,13 +85,16 @@ def response_entropy(
     }
     out = []
     for name, rs in reqs.items():
-        deltas = []
+        deltas: list[list[float] | None] = []  # per scene; None: an empty answer has no response entropy
         for _, s in stream_states(model, rs, batch):
             prompt = s.masks["prompt"]
             full = prompt | s.masks["response"]
             if not bool(s.masks["response"].any()):
-                continue  # an empty answer has no response entropy
+                deltas.append(None)
+                continue
             deltas.append([a - b for a, b in zip(_masked(s.layers, full, alpha), _masked(s.layers, prompt, alpha))])
-        for j, d in enumerate(np.mean(deltas, 0) if deltas else []):
-            out.append({"response": name, "layer": j, "delta": float(d), "n": len(deltas)})
+        kept = [d for d in deltas if d is not None]
+        for j, d in enumerate(np.mean(kept, 0) if kept else []):
+            items = [None if x is None else round(float(x[j]), 5) for x in deltas]
+            out.append({"response": name, "layer": j, "delta": float(d), "n": len(kept), "items": items})
     return out

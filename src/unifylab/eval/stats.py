@@ -4,7 +4,7 @@ p-values, and Holm's adjustment for many comparisons."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,3 +197,42 @@ def holm(p_values: Sequence[float]) -> list[float]:
     out = np.empty(m)
     out[order] = adjusted
     return out.tolist()
+
+
+def bootstrap_statistic(
+    data: Mapping[str, Mapping[str, Sequence[float]]],
+    columns: Sequence[str],
+    fn: Callable[[np.ndarray], np.ndarray],
+    *,
+    null: float = 0.0,
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[Estimate, float]:
+    """A statistic of several means with a seeds-then-clusters bootstrap. `data[seed][column]` holds one value per
+    independent cluster (an item, or the mean of a fact's items); `fn` maps column means [..., C] to the statistic
+    (e.g. the identity of one column, a slope over columns, a minimum). The estimate applies `fn` to the column means
+    averaged over seeds; the bootstrap resamples seeds, then each column's clusters within a drawn seed, so the
+    interval carries seed-to-seed variance. p: twice the bootstrap share on the far side of `null`. Seeds missing a
+    column are left out; with one seed and one cluster per column there is nothing to resample (NaN interval,
+    p = 1)."""
+    seeds = sorted(s for s, cols in data.items() if all(len(cols.get(c, ())) for c in columns))
+    if not seeds:
+        raise ValueError(f"bootstrap_statistic needs every column {list(columns)} on at least one seed")
+    values = [[np.asarray(data[s][c], dtype=np.float64) for c in columns] for s in seeds]
+    point = float(np.asarray(fn(np.mean([[v.mean() for v in row] for row in values], axis=0)[None, :]))[0])
+    n = int(sum(v.size for row in values for v in row))
+    k = len(seeds)
+    if k == 1 and all(v.size < 2 for v in values[0]):
+        return Estimate(point, float("nan"), float("nan"), n), 1.0
+    rng = np.random.default_rng(seed)
+    # means[j, s, c, b]: column c of seed s, resampled for draw position j
+    means = np.stack(
+        [np.stack([np.stack([_resampled_means(v, n_boot, rng) for v in row]) for row in values]) for _ in range(k)]
+    )
+    drawn = rng.integers(0, k, size=(n_boot, k))
+    picked = means[np.arange(k)[None, :], drawn, :, np.arange(n_boot)[:, None]]  # [n_boot, k, C]
+    boots = np.asarray(fn(picked.mean(axis=1)), dtype=np.float64)
+    lo, hi = _interval(boots, level)
+    tail = min(int((boots <= null).sum()), int((boots >= null).sum()))
+    return Estimate(point, lo, hi, n), min(1.0, 2 * (tail + 1) / (n_boot + 1))

@@ -51,8 +51,8 @@ class RunResult:
 @dataclass(frozen=True)
 class Work:
     """What each run of a study does after training, the same for every run: the study folder, the device, the
-    tasks (at most `limit` items each), the analyses (kinds, items), torch threads per run (0: as they are) and
-    whether to redo what changed."""
+    tasks (at most `limit` items each), the analyses (kinds, items), torch threads per run (0: as they are),
+    whether to redo what changed, and the image sampling temperature (0: greedy)."""
 
     out: Path
     device: str
@@ -61,6 +61,7 @@ class Work:
     analyses: tuple[list[str], int] = ([], 0)
     threads: int = 0
     force: bool = False
+    temperature: float = 0.0
 
 
 def train_steps(run: Run) -> int:
@@ -78,6 +79,9 @@ def train_examples(run: Run) -> int:
     return int((Plan(run.cfg).stream()[0] >= 0).sum())
 
 
+ANALYSIS_ROWS = 2  # the analyses' row format (2: per-item values for the claims' intervals); older caches redo
+
+
 def _analyses(
     run: Run, model: Any, out: Path, kinds: list[str], n: int, force: bool
 ) -> dict[str, list[dict[str, Any]]]:
@@ -86,7 +90,10 @@ def _analyses(
 
     study = StudyFolder(out)
     path = study.analysis(run.id)
-    stamp = {"weights": model.fingerprint["weights"], "n": n}
+    stamp = {"weights": model.fingerprint["weights"], "n": n, "rows": ANALYSIS_ROWS}
+    old = read_json(study.analysis_stamp(run.id)) if study.analysis_stamp(run.id).is_file() else None
+    if isinstance(old, dict) and old.get("rows") != ANALYSIS_ROWS and {**old, "rows": ANALYSIS_ROWS} == stamp:
+        path.unlink(missing_ok=True)  # rows of an older format, same model: recomputed without asking
     fresh = not check_fingerprint(study.analysis_stamp(run.id), stamp, "the analyses", made=path.is_file(), force=force)
     done = read_json(path) if path.is_file() and not fresh else {}
     for kind in kinds:
@@ -133,7 +140,7 @@ def train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> 
         report(f"evaluating {run.id}", steps - last[0])
     else:
         report(f"evaluating {run.id}", steps)
-    model = NativeModel(run_dir.path, work.device)
+    model = NativeModel(run_dir.path, work.device, temperature=work.temperature)
     scores, summaries, labels = {}, {}, {}
     for spec in run.variant.scored_on(work.specs):
         recs = run_task(

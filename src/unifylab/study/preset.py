@@ -12,6 +12,7 @@ from unifylab.config import FileName, Seed, load_named, packaged_yaml
 from unifylab.errors import UserError
 from unifylab.eval.tasks import TaskSpec, tasks_of_kind
 from unifylab.io import file_name
+from unifylab.study.claims import Claim, ClaimWorld
 
 
 class Variant(BaseModel):
@@ -20,7 +21,10 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: FileName = Field(description="names the variant's run and eval folders and its report rows")
-    role: Literal["unified", "und", "gen"]
+    role: Literal["unified", "und", "gen", "control"] = Field(
+        description="unified or a specialist (und, gen) in the study's comparisons; control: trained and scored, "
+        "outside them (a claims test's control, e.g. a misaligned image space or a frozen backbone)"
+    )
     set: dict[str, Any] = Field(default_factory=dict)
     tokenizer: Literal["grid", "vq", "patch+vq"] = "grid"
     init_from: FileName | None = Field(None, description="name of a variant whose trained run this one starts from")
@@ -96,6 +100,22 @@ class Preset(BaseModel):
     vq: dict[str, Any] = Field(default_factory=dict, description="VQTrainConfig overrides when a variant needs vq")
     analyses: list[Literal[KINDS]] = Field(default_factory=lambda: list(KINDS), description="looking inside every run")
     analysis_n: int = Field(100, ge=12, description="scenes per analysis (alignment pairs, entropy sequences)")
+    claims: list[Claim] = Field(
+        default_factory=list, description="a side-by-side preset's declared claim tests (the claims study)"
+    )
+    claim_worlds: dict[str, ClaimWorld] = Field(
+        default_factory=dict, description="per world: the studies its claims read (main, scaling) and its aliases"
+    )
+    min_seeds: int = Field(5, ge=1, description="a claim's verdict is called only at this many seeds or more")
+    learned_floor: float = Field(
+        0.5, ge=0, le=1, description="a run whose own accuracy on new scenes is below this is flagged as not learned"
+    )
+    image_temperature: float = Field(
+        0.0,
+        ge=0,
+        description="image sampling temperature when scoring: 0 draws each model's most likely image (greedy, so an "
+        "exact score measures the model, not a draw); 1 samples with per-item seeds",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Preset:
@@ -106,7 +126,22 @@ class Preset(BaseModel):
                 raise ValueError("a preset with studies runs those presets; it takes no base, variants or sweep")
             if len(set(self.studies)) != len(self.studies):
                 raise ValueError(f"studies must be distinct, got {self.studies}")
+            for world, cw in self.claim_worlds.items():
+                if missing := [s for s in cw.studies.values() if s not in self.studies]:
+                    raise ValueError(f"claim_worlds.{world}: studies {missing} are not among the preset's studies")
+            ids = [c.id for c in self.claims]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"claim ids must be unique, got {ids}")
+            if self.claims and not self.claim_worlds:
+                raise ValueError("claims need claim_worlds: the studies each world's tests read")
+            for c in self.claims:
+                for part in [*c.parts, *c.breakdowns]:
+                    for world, cw in self.claim_worlds.items():
+                        if part.study not in cw.studies:
+                            raise ValueError(f"claim {c.id}: study {part.study!r} is not one of {world}'s studies")
             return self
+        if self.claims or self.claim_worlds:
+            raise ValueError("claims belong to a side-by-side preset (one with studies)")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")

@@ -125,7 +125,7 @@ def comparisons(
         for u in unified:
             syn: dict[str, Any] = {}
             budgets: dict[str, dict[str, Any]] = {}
-            for spec_v in [v for v in preset.variants if v.role != "unified"]:
+            for spec_v in [v for v in preset.variants if v.role in ("und", "gen")]:
                 kind = spec_v.role
                 key = "understanding" if kind == "und" else "generation"
                 base, other = by_variant[spec_v.name], by_variant[u.name]
@@ -286,7 +286,16 @@ def run_study(
         runner: Executor = RayExecutor(jobs, address=ray_address, gpus=gpus)
     else:
         runner = LocalExecutor(jobs)
-    work = Work(out, device, specs, preset.limit, (list(preset.analyses), preset.analysis_n), threads, force)
+    work = Work(
+        out,
+        device,
+        specs,
+        preset.limit,
+        (list(preset.analyses), preset.analysis_n),
+        threads,
+        force,
+        preset.image_temperature,
+    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -330,7 +339,7 @@ def run_study(
                         if r.group == group and r.variant.name == v.name
                     ]
                     for v in preset.variants
-                    if not v.contrast
+                    if not v.contrast and v.role != "control"
                 },
                 {s.name: s for s in specs},
             )

@@ -11,11 +11,13 @@ from typing import Any
 from rich.console import Console
 
 from unifylab.errors import UserError
-from unifylab.io import write_text_atomic
+from unifylab.io import read_json, write_text_atomic
 from unifylab.layout import StudyFolder
+from unifylab.study.claims_report import claims_section
 from unifylab.study.preset import Preset, load_preset
 from unifylab.study.report import answer, headline, md_row, points, verdict, write_report
 from unifylab.study.runner import run_study
+from unifylab.study.verdicts import judge_claims
 
 
 def run_side_by_side(
@@ -27,25 +29,34 @@ def run_side_by_side(
     overrides: list[str],
     console: Console,
     force: bool,
+    only: list[str] | None = None,
     **executing: Any,
 ) -> dict[str, Any]:
-    """Run each of `preset.studies` into OUT/<name> (resumable like any study) with its own report, then write
-    OUT/results.json, OUT/report.md and OUT/report.html with their answers side by side; returns the results.
-    `executing`: how runs execute (jobs, executor, ...), as `run_study` takes them."""
+    """Run each of `preset.studies` (or the `only` ones: a tier; the others' results already in OUT count) into
+    OUT/<name> (resumable like any study) with its own report, then write OUT/results.json, OUT/report.md and
+    OUT/report.html with their answers side by side, led by the verdicts of the preset's claims; returns the
+    results. `executing`: how runs execute (jobs, executor, ...), as `run_study` takes them."""
     studies = [load_preset(name) for name in preset.studies]
     names = [sub.name for sub in studies]
     if len(set(names)) != len(names):
         raise UserError(f"preset {preset.name}: its studies are named {names}; each runs in OUT/<name>: rename one")
+    if unknown := [n for n in only or [] if n not in names]:
+        raise UserError(f"--only: {unknown} are not studies of preset {preset.name}; choose from {', '.join(names)}")
     results: dict[str, Any] = {}
     for sub in studies:
-        console.print(f"study {sub.name}")
         folder = out / sub.name
+        if only and sub.name not in only:
+            if StudyFolder(folder).results.is_file():  # an earlier tier's results still count
+                results[sub.name] = read_json(StudyFolder(folder).results)
+            continue
+        console.print(f"study {sub.name}")
         with StudyFolder(folder).lock(force=force):
             r = run_study(
                 sub, folder, seeds=seeds, device=device, overrides=overrides, console=console, force=force, **executing
             )
             write_report(folder, r)
         results[sub.name] = r
+    judged = judge_claims(preset, out) if preset.claims else None
     combined = {
         "preset": preset.model_dump(mode="json"),
         "studies": {
@@ -54,6 +65,7 @@ def run_side_by_side(
         },
         "rows": _rows(results),
         "wall_seconds": sum(r["wall_seconds"] for r in results.values()),
+        "claims": judged,
     }
     write_text_atomic(out / "results.json", json.dumps(combined, indent=1))
     write_side_by_side(out, combined)
@@ -100,13 +112,14 @@ def write_side_by_side(out: Path, combined: dict[str, Any]) -> tuple[Path, Path]
         "accuracy, 95 % interval over seeds then items, Holm-adjusted p within its own study. A finding holds "
         "across worlds only where every world's cell says so."
     )
-    md = [f"# {title}", "", combined["preset"]["description"].strip(), "", "## Answer, world by world", ""]
+    lead_md, lead_html = claims_section(out, combined["claims"]) if combined.get("claims") else ([], [])
+    md = [f"# {title}", "", combined["preset"]["description"].strip(), "", *lead_md, "## Answer, world by world", ""]
     md += [md_row(head), "|" + "---|" * len(head), *[md_row(r) for r in rows]]
     md += ["", note, ""]
     for n in names:
         md += [f"## {n}", "", *[f"- {x}" for x in combined["studies"][n]["answer"]], "", f"Report: {n}/report.html", ""]
     md += [f"Wall time: {combined['wall_seconds']:.0f} s.", ""]
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(combined['preset']['description'])}</p>"]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(combined['preset']['description'])}</p>", *lead_html]
     body += ["<h2>Answer, world by world</h2>", "<table>"]
     body += ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]

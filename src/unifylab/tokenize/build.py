@@ -36,8 +36,9 @@ def build_image_tokenizer(
     """Write the tokenizer of `kind` for the `world` settings (a world config's fields) into `out` (atomically: a
     failure leaves any earlier folder as it was) with its metrics.json, and return the metrics. `vq` holds
     VQTrainConfig's model and optimisation fields; `progress(step, loss)` follows vq training."""
-    if kind not in tokenizer_kinds():
-        raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected one of {', '.join(tokenizer_kinds())}")
+    buildable = [k for k in tokenizer_kinds() if k != "permuted"]  # permuted: a training option, not a folder kind
+    if kind not in buildable:
+        raise UserError(f"--kind: unknown image tokenizer {kind!r}; expected one of {', '.join(buildable)}")
     if kind == "vq":
         cfg = build(VQTrainConfig, {**(vq or {}), "world": world, "n_val": n_val, "seed": seed}, CONTEXT)
         with atomic_folder(out, force) as tmp:

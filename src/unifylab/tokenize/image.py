@@ -1,7 +1,7 @@
 """What every image tokenizer shares: input checks, token-grid positions, the folder format and the registry.
 
-A tokenizer folder holds `config.json` with `"kind"` (`vq`, `grid`, `attributes` or `patch`) and whatever weights
-that kind needs.
+A tokenizer folder holds `config.json` with `"kind"` (`vq`, `grid`, `attributes`, `patch` or `permuted`) and
+whatever weights that kind needs.
 """
 
 from __future__ import annotations
@@ -145,9 +145,10 @@ def tokenizer_kinds() -> dict[str, type[ImageTokenizer]]:
     from unifylab.tokenize.attributes import AttributeTokenizer
     from unifylab.tokenize.grid import GridTokenizer
     from unifylab.tokenize.patch import PatchTokenizer
+    from unifylab.tokenize.permuted import PermutedTokenizer
     from unifylab.tokenize.vq import VQTokenizer
 
-    return {c.kind: c for c in (VQTokenizer, GridTokenizer, AttributeTokenizer, PatchTokenizer)}
+    return {c.kind: c for c in (VQTokenizer, GridTokenizer, AttributeTokenizer, PatchTokenizer, PermutedTokenizer)}
 
 
 def load_image_tokenizer(folder: Path) -> ImageTokenizer:

@@ -154,6 +154,11 @@ class TokenizerConfig(Strict):
         "folder (vq)",
     )
     und_image: str | None = Field(None, description="None (same as image), 'patch', or a tokenizer folder")
+    permute_output: int | None = Field(
+        None,
+        description="draw images in the exact tokenizer's codes under a fixed random permutation (this seed) while "
+        "reading them in the original codes: the same information in misaligned input and output spaces",
+    )
 
 
 class OptimConfig(Strict):
@@ -218,6 +223,11 @@ class TrainConfig(Strict):
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: EvalConfig = EvalConfig()
     init_from: Path | None = Field(None, description="start from this run's weights and tokenizers (fine-tuning)")
+    init_parts: list[Literal["embeddings", "backbone", "heads"]] = Field(
+        default_factory=lambda: ["embeddings", "backbone", "heads"],
+        description="the parameter groups taken from init_from; the others keep this run's own initialisation "
+        "(e.g. [backbone]: a pretrained backbone under fresh embeddings and heads)",
+    )
     freeze: list[Literal["embeddings", "backbone", "heads"]] = Field(
         default_factory=list, description="parameter groups kept fixed: embeddings, backbone (all blocks), heads"
     )
@@ -230,6 +240,12 @@ class TrainConfig(Strict):
     def _check(self) -> TrainConfig:
         if len(self.freeze) == 3:
             raise ValueError("freeze: freezing embeddings, backbone and heads leaves nothing to train")
+        if not self.init_parts or len(set(self.init_parts)) != len(self.init_parts):
+            raise ValueError(
+                f"init_parts: name each of embeddings, backbone, heads at most once, got {self.init_parts}"
+            )
+        if self.init_from is None and len(self.init_parts) != 3:
+            raise ValueError("init_parts: selects what init_from provides; set init_from or drop init_parts")
         if self.optim.batch % self.optim.accum:
             raise ValueError(f"optim.batch {self.optim.batch} must be divisible by optim.accum {self.optim.accum}")
         world = world_of(self.world)

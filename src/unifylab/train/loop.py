@@ -27,6 +27,7 @@ from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.progress import progress
 from unifylab.runtime import host, single_thread_blas
 from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
+from unifylab.tokenize.permuted import PermutedTokenizer
 from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
 from unifylab.tokenize.text import TextTokenizer, world_corpus
 from unifylab.train import checkpoint as C
@@ -94,6 +95,8 @@ def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
     gen = image_tokenizer(cfg.tokenizers.image, world=cfg.world)
     und_spec = cfg.tokenizers.und_image
     und = image_tokenizer(und_spec, world=cfg.world) if und_spec else gen
+    if cfg.tokenizers.permute_output is not None:
+        gen = PermutedTokenizer(gen, cfg.tokenizers.permute_output)
     return Tokenizers(text, und, gen)
 
 
@@ -110,18 +113,20 @@ def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen:
         return UnifiedTransformer(mc)
 
 
+def param_group(name: str) -> str:
+    """A parameter's group: embeddings (token + patch), heads (output projections) or backbone (every block and
+    final norm)."""
+    if name.startswith(("embed.", "patch_proj.")):
+        return "embeddings"
+    if name.startswith(("head.", "text_head.", "image_head.")):
+        return "heads"
+    return "backbone"
+
+
 def freeze_groups(model: UnifiedTransformer, groups: list[str]) -> None:
-    """Stop gradients for whole parameter groups: embeddings (token + patch), backbone (every block and final
-    norm), heads (output projections)."""
+    """Stop gradients for whole parameter groups (`param_group`)."""
     for name, p in model.named_parameters():
-        group = (
-            "embeddings"
-            if name.startswith(("embed.", "patch_proj."))
-            else "heads"
-            if name.startswith(("head.", "text_head.", "image_head."))
-            else "backbone"
-        )
-        p.requires_grad_(group not in groups)
+        p.requires_grad_(param_group(name) not in groups)
 
 
 WSD_DECAY = 0.2  # optim.decay_fraction's default: the share of a wsd run's steps spent decaying
@@ -312,7 +317,9 @@ class Trainer:
             if init.cfg != self.model.cfg:
                 diff = first_diff(init.cfg.model_dump(), self.model.cfg.model_dump())
                 raise UserError(f"init_from {cfg.init_from}: its architecture differs from this config ({diff})")
-            self.model.load_state_dict(init.state_dict())
+            own = self.model.state_dict()
+            taken = {k: v for k, v in init.state_dict().items() if param_group(k) in cfg.init_parts}
+            self.model.load_state_dict({**own, **taken})
         freeze_groups(self.model, cfg.freeze)
         self.model.to(self.device)
         self.batches = Batches(cfg, self.packer, SceneSource(cfg))

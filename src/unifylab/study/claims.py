@@ -1,0 +1,147 @@
+"""The field's claims as tests declared before any run: each claim names its statistic (one or more parts, all of
+which must go its way), the direction it predicts and the models it compares; `judge` turns measured parts into
+one verdict per claim and world, Holm-adjusted over the primary tests of every claim and world."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unifylab.eval.stats import holm
+
+ALPHA = 0.05
+Layer = int | Literal["first", "mid", "last"]
+
+
+class Term(BaseModel):
+    """One analysis value per item: a series (an alignment or entropy input, or a response kind) at one layer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | None = Field(None, description="alignment input (und, gen, separate) or entropy input (text, image)")
+    response: Literal["text", "image"] | None = Field(None, description="response entropy of this kind")
+    layer: Layer = Field(description="layer index, or first / mid (the fork depth) / last")
+    sign: Literal[1, -1] = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> Term:
+        if (self.input is None) == (self.response is None):
+            raise ValueError("a term names exactly one of input or response")
+        return self
+
+
+class Part(BaseModel):
+    """One statistic with the direction the claim predicts. Names of models and tasks may be a world's aliases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stat: Literal["difference", "stepwise", "slope", "worst_gap", "layers"] = Field(
+        description="difference: b minus a, paired by item; stepwise: a's stepwise task minus its direct twin, "
+        "paired by item; slope: synergy of a over the specialists against log2 of the swept value; worst_gap: b's "
+        "worse kind's gap to its specialist minus a's; layers: a signed sum of analysis values per item"
+    )
+    study: str = Field("main", description="which of the world's studies holds the runs")
+    a: str
+    b: str | None = None
+    kind: Literal["und", "gen", "both"] = "both"
+    split: Literal["all", "new_scenes", "heldout_pairs", "transfer"] = "all"
+    tasks: list[str] = Field(default_factory=list, description="stepwise: [direct task, stepwise task]")
+    analysis: Literal["alignment", "entropy"] | None = None
+    terms: list[Term] = Field(default_factory=list)
+    specialists: dict[Literal["und", "gen"], str] = Field(
+        default_factory=lambda: {"und": "und-only", "gen": "gen-only"}
+    )
+    predict: Literal["greater", "less", "differ", "at_least"]
+    margin: float = Field(0.0, ge=0, description="at_least: the statistic may fall this far below 0 (points / 100)")
+    label: str = Field("", description="what the part measures, in words")
+
+    @model_validator(mode="after")
+    def _check(self) -> Part:
+        need = {
+            "difference": self.b is not None,
+            "stepwise": len(self.tasks) == 2,
+            "slope": True,
+            "worst_gap": self.b is not None,
+            "layers": self.analysis is not None and bool(self.terms),
+        }
+        if not need[self.stat]:
+            raise ValueError(
+                f"stat {self.stat}: difference and worst_gap need b, stepwise two tasks, layers analysis and terms"
+            )
+        return self
+
+    @property
+    def null(self) -> float:
+        """The value the test is against: 0, or -margin for a non-inferiority claim."""
+        return -self.margin if self.predict == "at_least" else 0.0
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    claim: str
+    source: str
+    measured: str = Field(description="what the lab measures, in words")
+    parts: list[Part] = Field(default_factory=list, description="the primary test: every part must go its way")
+    breakdowns: list[Part] = Field(default_factory=list, description="reported, adjusted as a family of their own")
+    not_testable: str | None = Field(None, description="why the lab cannot test it (then no parts)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Claim:
+        if bool(self.parts) == bool(self.not_testable):
+            raise ValueError(f"claim {self.id}: give parts (its test) or not_testable (why not), exactly one")
+        return self
+
+
+class ClaimWorld(BaseModel):
+    """A world's studies (by the role a part names, e.g. main, scaling) and its aliases for models and tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    studies: dict[str, str]
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+def direction_of(part: Part, value: float) -> bool:
+    """True when the measured value points the way the part predicts."""
+    if part.predict == "differ":
+        return True
+    if part.predict == "less":
+        return value < 0
+    return value > part.null
+
+
+def primary(parts: list[dict[str, Any]], decl: list[Part]) -> dict[str, Any] | None:
+    """One test from a claim's measured parts (an intersection-union test): when every part points the predicted
+    way, p is the largest of their p-values; otherwise the claim is tested against, with the smallest p among the
+    parts that point the other way. None when a part could not be measured."""
+    if any(p is None for p in parts):
+        return None
+    pro = [direction_of(d, p["value"]) for p, d in zip(parts, decl)]
+    if all(pro):
+        return {"for": True, "p_value": max(p["p_value"] for p in parts)}
+    return {"for": False, "p_value": min(p["p_value"] for p, ok in zip(parts, pro) if not ok)}
+
+
+def verdict(test: dict[str, Any] | None, *, seeds: int, min_seeds: int, predict_differ: bool) -> str:
+    """supported / contradicted / no evidence from the Holm-adjusted p; a test on fewer seeds than declared is not
+    called yet."""
+    if test is None:
+        return "not run yet"
+    if seeds < min_seeds:
+        return f"not called yet ({seeds} of {min_seeds} seeds)"
+    if test["p_adjusted"] >= ALPHA:
+        return "no evidence"
+    if test["for"]:
+        return "supported"
+    return "no evidence" if predict_differ else "contradicted"
+
+
+def adjust(tests: list[dict[str, Any] | None]) -> None:
+    """Holm over a family in place; a test not measured yet counts as p = 1 so the family is the declared one."""
+    ps = [1.0 if t is None else t["p_value"] for t in tests]
+    for t, p in zip(tests, holm(ps) if ps else []):
+        if t is not None:
+            t["p_adjusted"] = p

@@ -1,0 +1,120 @@
+"""The claims study's verdict table (claim, source, what the lab measured, effect with its interval, adjusted p,
+verdict) and one small-multiples figure per claim and world: a panel per part, one thin line per seed and their
+mean in bold."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from unifylab.analysis.plots import figure_png  # noqa: E402
+from unifylab.io import write_bytes_atomic  # noqa: E402
+from unifylab.study.report import md_row  # noqa: E402
+
+POINTS = ("accuracy", "synergy", "model minus specialist", "accuracy (mean over facts)")
+
+
+def effect(part: dict[str, Any] | None) -> str:
+    """'+7.5 points [+3.0, +12.5]' for accuracies, '+0.081 [+0.020, +0.140]' for analysis values."""
+    if part is None:
+        return "not run yet"
+    scale, unit = (100, " points") if part["panel"]["y"].startswith(POINTS) else (1, "")
+    fmt = "{:+.1f}" if scale == 100 else "{:+.3f}"
+    value = fmt.format(scale * part["value"])
+    if part["lo"] is None:
+        return f"{value}{unit} [no interval: one seed, one cluster]"
+    return f"{value}{unit} [{fmt.format(scale * part['lo'])}, {fmt.format(scale * part['hi'])}]"
+
+
+def figure(row: dict[str, Any]) -> bytes | None:
+    """A panel per measured part: per-seed values (thin) and their mean (bold) over the part's x positions."""
+    parts = [p for p in row["parts"] if p is not None]
+    if not parts:
+        return None
+    fig, axes = plt.subplots(1, len(parts), figsize=(3.8 * len(parts), 3.2), squeeze=False)
+    for ax, p in zip(axes[0], parts):
+        x = np.arange(len(p["panel"]["x"]))
+        for k, (series, by_seed) in enumerate(p["panel"]["lines"].items()):
+            color = f"C{k}"
+            ys = np.array([by_seed[s] for s in sorted(by_seed)], dtype=float)
+            for y in ys:
+                ax.plot(x, y, color=color, alpha=0.35, linewidth=0.8)
+            ax.plot(x, np.nanmean(ys, 0), color=color, linewidth=2.2, marker="o", label=series)
+        ax.set_xticks(x, p["panel"]["x"], rotation=20, fontsize=7)
+        ax.set_ylabel(p["panel"]["y"], fontsize=8)
+        ax.set_title(f"{p['label']}\n{effect(p)}", fontsize=8)
+        if len(p["panel"]["lines"]) > 1:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{row['id']} on {row['world']}: {row['verdict']}", fontsize=9)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    """The verdict table's cells of one claim and world (without the figure link)."""
+    what = [row["id"], row["claim"], row["source"], row["world"]]
+    if not row["testable"]:
+        return [*what, "-", "-", "-", f"not testable here: {row['reason']}"]
+    effects = "; ".join(f"{p['label']}: {effect(p)}" if p else "not run yet" for p in row["parts"])
+    p_adj = "-" if row["test"] is None else f"{row['test']['p_adjusted']:.3g}"
+    verdict = row["verdict"]
+    if row["not_learned"]:
+        verdict += f" (below the learned floor: {', '.join(row['not_learned'])})"
+    return [*what, row["measured"], effects, p_adj, verdict]
+
+
+HEAD = ["claim", "what it says", "source", "world", "what the lab measured", "effect [95% CI]", "adjusted p", "verdict"]
+
+
+def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Markdown lines and HTML parts of the verdict table (figures written to OUT/figures/) and the breakdowns."""
+    md = ["## Verdicts", "", md_row([*HEAD, "figure"]), "|" + "---|" * (len(HEAD) + 1)]
+    body = ["<h2>Verdicts</h2>", "<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in [*HEAD, "figure"]) + "</tr>"]
+    for row in judged["claims"]:
+        png = figure(row)
+        link = None
+        if png is not None:
+            name = f"claim-{row['id']}-{row['world']}.png"
+            write_bytes_atomic(out / "figures" / name, png)
+            link = f"figures/{name}"
+        cells = _cells(row)
+        md.append(md_row([*cells, f"[figure]({link})" if link else "-"]))
+        tds = [html.escape(c) for c in cells]
+        tds.append(f"<a href='{html.escape(link)}'>figure</a>" if link else "-")
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in tds) + "</tr>")
+    tested = sum(1 for r in judged["claims"] if r["testable"])
+    note = (
+        f"Each claim's test was declared in the preset before any run. Effects: the statistic in points of exact "
+        f"accuracy (or in the analysis' own units), 95 % interval resampling seeds, then items (facts, directions "
+        f"or scenes: the independent unit). A claim with several parts is supported only when every part goes its "
+        f"way (p: the largest); it is contradicted when a part goes the other way significantly. The {tested} "
+        f"primary tests (claims x worlds) form one Holm family; a verdict is called only at {judged['min_seeds']} "
+        f"seeds or more. A run whose own accuracy on new scenes is below {judged['learned_floor']:.2f} is named "
+        "beside the verdict."
+    )
+    md += ["", note, "", "### Breakdowns", "", md_row(["claim", "world", "breakdown", "effect [95% CI]", "adjusted p"])]
+    md.append("|---|---|---|---|---|")
+    body += ["</table>", f"<p><small>{html.escape(note)}</small></p>", "<h3>Breakdowns</h3>", "<table>"]
+    for row in judged["claims"]:
+        for b in row["breakdowns"]:
+            if b is None:
+                continue
+            cells = [row["id"], row["world"], b["label"], effect(b), f"{b['p_adjusted']:.3g}"]
+            md.append(md_row(cells))
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    md += ["", "Breakdowns are Holm-adjusted as a family of their own.", ""]
+    body += ["</table>"]
+    return md, body
+
+
+def verdict_lines(judged: dict[str, Any]) -> list[str]:
+    """One line per claim and world for the terminal."""
+    return [f"{r['id']} ({r['world']}): {r['verdict']}" for r in judged["claims"]]

@@ -1,0 +1,273 @@
+"""What a claim's test measures, read back from finished study folders: item scores (eval records), their splits
+against each run's training data, and the analyses' per-item values; each part becomes an estimate with its
+seeds-then-clusters interval, a p-value, the runs behind it and a small panel of per-seed values for its figure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unifylab.eval.harness import split_of
+from unifylab.eval.stats import bootstrap_statistic
+from unifylab.eval.tasks import TaskSpec, load_task
+from unifylab.io import read_json
+from unifylab.layout import StudyFolder
+from unifylab.study.claims import Part, Term
+from unifylab.study.transfer import item_labels
+from unifylab.train.config import TrainConfig, load_config
+from unifylab.train.data import MODE_TASKS
+
+Items = dict[str, tuple[float, str, str]]  # item key -> (score, split, cluster)
+
+
+class StudyView:
+    """A finished (or partly finished) study folder as the claims read it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = StudyFolder(Path(folder))
+        results = read_json(self.folder.results)
+        self.preset = results["preset"]
+        self.runs: dict[tuple[str, int, str | None], str] = {
+            (r["variant"], int(r["seed"]), r.get("sweep_label")): rid for rid, r in results["runs"].items()
+        }
+        self.evals = {rid: r["eval"] for rid, r in results["runs"].items()}
+        self.specs: dict[str, TaskSpec] = {t: load_task(t) for t in self.preset["tasks"]}
+        self._items: dict[tuple[str, str], Items] = {}
+
+    @cached_property
+    def groups(self) -> list[tuple[str | None, Any]]:
+        """(label, value) of every sweep value, or [(None, None)] without a sweep."""
+        sweep = self.preset.get("sweep")
+        if not sweep:
+            return [(None, None)]
+        labels = sweep["labels"] or [str(v) for v in sweep["values"]]
+        return list(zip(labels, sweep["values"]))
+
+    def run_ids(self, variant: str, group: str | None = None) -> dict[int, str]:
+        """Seed -> run id of a variant (in one sweep group)."""
+        return {s: rid for (v, s, g), rid in self.runs.items() if v == variant and g == group}
+
+    def config(self, run_id: str) -> TrainConfig:
+        return load_config(self.folder.run(run_id).config, [])
+
+    def items(self, run_id: str, task: str) -> Items:
+        """A run's scored items of a task by item number: score, split against its training data, and cluster."""
+        key = (run_id, task)
+        if key not in self._items:
+            recs = list(self.folder.eval(run_id).read_records(task).values())
+            data = self.config(run_id).data
+            split = {r["id"]: split_of(r, self.specs[task], data) for r in recs}
+            labels = item_labels(recs, split)
+            self._items[key] = {
+                r["id"].removeprefix(f"{task}-"): (float(r["score"]), split[r["id"]], labels[r["id"]][1]) for r in recs
+            }
+        return self._items[key]
+
+    def pooled(self, kind: str, variants: list[str]) -> list[str]:
+        """Tasks of a kind every named variant was trained for, scored on its own outputs, not a transfer probe."""
+        taught: set[str] | None = None
+        for v in variants:
+            for rid in self.run_ids(v, self.groups[0][0]).values():
+                cfg = self.config(rid)
+                mine = {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
+                taught = mine if taught is None else taught & mine
+                break
+        return [
+            t
+            for t, s in self.specs.items()
+            if s.kind == kind and s.trained_by in (taught or set()) and s.outputs_of is None and not s.probe
+        ]
+
+    def analysis(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        path = self.folder.analysis(run_id)
+        return read_json(path) if path.is_file() else {}
+
+    def learned(self, run_id: str) -> float | None:
+        """A run's own accuracy: the mean over the tasks it was trained for of its accuracy on new scenes."""
+        cfg = self.config(run_id)
+        mine = {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
+        vals = []
+        for t, s in self.specs.items():
+            ev = self.evals.get(run_id, {}).get(t)
+            if ev and s.trained_by in mine and s.outputs_of is None and not s.probe:
+                split = (ev.get("splits") or {}).get("new_scenes") or ev["accuracy"]
+                vals.append(split["value"])
+        return float(np.mean(vals)) if vals else None
+
+
+def _pairs(
+    view: StudyView, a: str, b: str, tasks: list[str], split: str, seed: int, group: str | None = None
+) -> list[tuple[float, float, str]]:
+    """(score of a, score of b, cluster) for the items of `tasks` both runs scored at `seed`, in the split."""
+    ra, rb = view.run_ids(a, group).get(seed), view.run_ids(b, group).get(seed)
+    if ra is None or rb is None:
+        return []
+    out = []
+    for t in tasks:
+        ia, ib = view.items(ra, t), view.items(rb, t)
+        for k in sorted(set(ia) & set(ib)):
+            if split == "all" or ia[k][1] == split:
+                out.append((ia[k][0], ib[k][0], f"{t}/{ia[k][2]}"))
+    return out
+
+
+def _clusters(rows: list[tuple[float, str]]) -> list[float]:
+    """Mean value per cluster (items of one fact or direction are not independent)."""
+    by: dict[str, list[float]] = {}
+    for v, c in rows:
+        by.setdefault(c, []).append(v)
+    return [float(np.mean(v)) for _, v in sorted(by.items())]
+
+
+def _seeds(view: StudyView, *variants: str, group: str | None = None) -> list[int]:
+    sets = [set(view.run_ids(v, group)) for v in variants]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _kinds(part: Part) -> list[str]:
+    return ["und", "gen"] if part.kind == "both" else [part.kind]
+
+
+def _estimate(
+    data: dict[str, dict[str, list[float]]], columns: list[str], fn: Callable[[np.ndarray], np.ndarray], null: float
+) -> dict[str, Any] | None:
+    data = {s: cols for s, cols in data.items() if all(cols.get(c) for c in columns)}
+    if not data:
+        return None
+    est, p = bootstrap_statistic(data, columns, fn, null=null)
+    return {**est.to_dict(), "p_value": p, "seeds": len(data)}
+
+
+def difference(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """b minus a over the items of the pooled tasks of the part's kind(s), paired by item."""
+    a, b = name(part.a), name(part.b or "")
+    tasks = [t for k in _kinds(part) for t in view.pooled(k, [a, b])]
+    data, lines = {}, {}
+    for s in _seeds(view, a, b):
+        pairs = _pairs(view, a, b, tasks, part.split, s)
+        if pairs:
+            data[f"s{s}"] = {"d": [y - x for x, y, _ in pairs]}
+            lines[s] = [float(np.mean([x for x, _, _ in pairs])), float(np.mean([y for _, y, _ in pairs]))]
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
+    runs = [view.run_ids(v)[s] for v in (a, b) for s in _seeds(view, a, b)]
+    return est and {**est, "runs": runs, "panel": {"x": [a, b], "lines": {"accuracy": lines}, "y": "accuracy"}}
+
+
+def stepwise(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """The stepwise task minus its direct twin on one model, paired by fact or direction (the independent unit; the
+    twins may ask each a different number of times)."""
+    a = name(part.a)
+    direct, step = (name(t) for t in part.tasks)
+    data, lines = {}, {}
+    for s, rid in sorted(view.run_ids(a).items()):
+        per = []
+        for task in (direct, step):
+            by: dict[str, list[float]] = {}
+            for score, split, cluster in view.items(rid, task).values():
+                if part.split == "all" or split == part.split:
+                    by.setdefault(cluster, []).append(score)
+            per.append({c: float(np.mean(v)) for c, v in by.items()})
+        shared = sorted(set(per[0]) & set(per[1]))
+        if shared:
+            data[f"s{s}"] = {"d": [per[1][c] - per[0][c] for c in shared]}
+            lines[s] = [float(np.mean([p[c] for c in shared])) for p in per]
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
+    panel = {"x": [direct, step], "lines": {f"{a} accuracy": lines}, "y": "accuracy (mean over facts)"}
+    return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
+
+
+def _synergy(view: StudyView, part: Part, name: Callable[[str], str], model: str, seed: int, group: str | None):
+    """Per kind, model minus that kind's specialist per item (pooled tasks), at one seed and sweep group."""
+    out = {}
+    for k in _kinds(part):
+        spec = name(part.specialists[k])
+        pairs = _pairs(view, spec, model, view.pooled(k, [spec, model]), part.split, seed, group)
+        out[k] = [y - x for x, y, _ in pairs]
+    return out
+
+
+def slope(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """Least-squares slope of synergy (model a over the specialists, both kinds' items pooled) against log2 of the
+    swept value, over the sweep groups."""
+    a = name(part.a)
+    groups = [(g, v) for g, v in view.groups if g is not None]
+    if len(groups) < 2:
+        return None
+    x = np.log2(np.array([float(v) for _, v in groups]))
+    xc = x - x.mean()
+    columns = [g for g, _ in groups]
+    data: dict[str, dict[str, list[float]]] = {}
+    lines: dict[int, list[float]] = {}
+    for s in sorted({s for g in columns for s in view.run_ids(a, g)}):
+        cols = {g: sum(_synergy(view, part, name, a, s, g).values(), []) for g in columns}
+        data[f"s{s}"] = cols
+        lines[s] = [float(np.mean(v)) if v else math.nan for v in cols.values()]
+    est = _estimate(data, columns, lambda m: (m * xc).sum(-1) / (xc**2).sum(), part.null)
+    runs = [rid for g in columns for v in (a, *part.specialists.values()) for rid in view.run_ids(name(v), g).values()]
+    panel = {"x": columns, "lines": {"synergy": lines}, "y": "synergy (points / 100)"}
+    return est and {**est, "runs": runs, "panel": panel}
+
+
+def worst_gap(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """b's gap to the specialist on its worse kind minus a's: does decoupling stop one objective dominating?"""
+    a, b = name(part.a), name(part.b or "")
+    columns = [f"{m} {k}" for m in (a, b) for k in ("und", "gen")]
+    data, lines = {}, {}
+    for s in _seeds(view, a, b):
+        cols = {f"{m} {k}": v for m in (a, b) for k, v in _synergy(view, part, name, m, s, None).items()}
+        data[f"s{s}"] = cols
+        lines[s] = [float(np.mean(cols[c])) if cols.get(c) else math.nan for c in columns]
+    est = _estimate(data, columns, lambda m: m[..., 2:].min(-1) - m[..., :2].min(-1), part.null)
+    runs = [rid for v in (a, b, *part.specialists.values()) for rid in view.run_ids(name(v)).values()]
+    panel = {"x": columns, "lines": {"gap to the specialist": lines}, "y": "model minus specialist"}
+    return est and {**est, "runs": runs, "panel": panel}
+
+
+def _layer(term: Term, layers: list[int]) -> int:
+    if isinstance(term.layer, int):
+        return term.layer
+    return {"first": layers[0], "mid": layers[len(layers) // 2], "last": layers[-1]}[term.layer]
+
+
+def _series(rows: list[dict[str, Any]], term: Term) -> dict[int, list[float | None]]:
+    """Layer -> per-item values of one term's series."""
+    key, want = ("input", term.input) if term.input is not None else ("response", term.response)
+    return {int(r["layer"]): r["items"] for r in rows if r.get(key) == want and "items" in r}
+
+
+def layers(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """A signed sum of per-item analysis values (e.g. the last layer's mutual kNN minus the middle one's), paired by
+    item (the same scenes at every layer and for every series)."""
+    a = name(part.a)
+    data, lines = {}, {}
+    xs: list[int] = []
+    for s, rid in sorted(view.run_ids(a).items()):
+        rows = view.analysis(rid).get(part.analysis or "", [])
+        series = [_series(rows, t) for t in part.terms]
+        if not all(series):
+            continue
+        xs = sorted(series[0])
+        picked = [ser[_layer(t, xs)] for t, ser in zip(part.terms, series)]
+        n = min(len(p) for p in picked)
+        vals = [sum(t.sign * p[i] for t, p in zip(part.terms, picked)) for i in range(n)]
+        vals = [v for i, v in enumerate(vals) if all(p[i] is not None for p in picked)]
+        data[f"s{s}"] = {"d": vals}
+        for t, ser in zip(part.terms, series):
+            label = t.input or f"{t.response} response"
+            lines.setdefault(label, {})[s] = [float(np.mean([v for v in ser[j] if v is not None])) for j in xs]
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
+    panel = {"x": [str(x) for x in xs], "lines": lines, "y": part.analysis or ""}
+    return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
+
+
+STATS = {"difference": difference, "stepwise": stepwise, "slope": slope, "worst_gap": worst_gap, "layers": layers}
+
+
+def measure(view: StudyView, part: Part, aliases: dict[str, str]) -> dict[str, Any] | None:
+    """One part on one study, or None when its runs are not there yet."""
+    return STATS[part.stat](view, part, lambda n: aliases.get(n, n))

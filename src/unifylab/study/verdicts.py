@@ -1,0 +1,95 @@
+"""The claims study's answer: every declared claim measured on every world's study folders, its primary tests
+Holm-adjusted as one family (breakdowns as another), a verdict per claim and world, and the runs behind each test
+checked against the learned floor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from unifylab.study.claims import ALPHA, Claim, adjust, primary, verdict
+from unifylab.study.evidence import StudyView, measure
+from unifylab.study.preset import Preset
+
+
+def _views(preset: Preset, out: Path) -> dict[str, StudyView]:
+    """Each study of the preset that has results.json in OUT/<name> (a study not run yet has none)."""
+    views = {}
+    for name in preset.studies:
+        if (out / name / "results.json").is_file():
+            views[name] = StudyView(out / name)
+    return views
+
+
+def _flags(views: dict[str, StudyView], runs: dict[str, list[str]], floor: float) -> list[str]:
+    """'study/run (accuracy)' of every run behind a test whose own accuracy on new scenes is below the floor."""
+    out = []
+    for study, ids in runs.items():
+        for rid in sorted(set(ids)):
+            acc = views[study].learned(rid)
+            if acc is not None and acc < floor:
+                out.append(f"{study}/{rid} ({acc:.2f})")
+    return out
+
+
+def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
+    """Per claim and world: each part's estimate, the primary test, its Holm-adjusted p and the verdict; the
+    breakdowns likewise in their own family; runs below `preset.learned_floor` are listed, never silently pooled."""
+    views = _views(preset, out)
+    rows: list[dict[str, Any]] = []
+    for claim in preset.claims:
+        for world, cw in preset.claim_worlds.items():
+            rows.append(_measure_claim(claim, world, cw.studies, cw.aliases, views, preset.learned_floor))
+    adjust([r["test"] for r in rows if r["testable"]])
+    adjust([b for r in rows for b in r["breakdowns"]])
+    for r in rows:
+        claim = next(c for c in preset.claims if c.id == r["id"])
+        differ = all(p.predict == "differ" for p in claim.parts)
+        seeds = min((p["seeds"] for p in r["parts"] if p), default=0)
+        r["seeds"] = seeds
+        if not r["testable"]:
+            r["verdict"] = "not testable here"
+        elif any(p is None for p in r["parts"]):
+            r["verdict"] = "not run yet"
+        else:
+            r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds, predict_differ=differ)
+        for b in r["breakdowns"]:
+            if b is not None:
+                b["called"] = b["p_adjusted"] < ALPHA
+    return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor}
+
+
+def _measure_claim(
+    claim: Claim,
+    world: str,
+    studies: dict[str, str],
+    aliases: dict[str, str],
+    views: dict[str, StudyView],
+    floor: float,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": claim.id,
+        "world": world,
+        "claim": claim.claim,
+        "source": claim.source,
+        "measured": claim.measured,
+        "testable": claim.not_testable is None,
+        "reason": claim.not_testable,
+    }
+
+    def one(part: Any) -> dict[str, Any] | None:
+        view = views.get(studies[part.study])
+        res = measure(view, part, aliases) if view is not None else None
+        if res is not None:
+            res.update(label=part.label, predict=part.predict, null=part.null, study=studies[part.study])
+        return res
+
+    row["parts"] = [one(p) for p in claim.parts]
+    row["breakdowns"] = [one(p) for p in claim.breakdowns]
+    row["test"] = primary(row["parts"], claim.parts) if claim.parts else None
+    runs: dict[str, list[str]] = {}
+    for p in row["parts"]:
+        if p is not None:
+            runs.setdefault(p["study"], []).extend(p["runs"])
+    row["not_learned"] = _flags(views, runs, floor)
+    return row
