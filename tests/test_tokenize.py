@@ -167,3 +167,22 @@ def test_empty_training_set_is_an_error() -> None:
 def test_default_vq_meets_the_quality_targets() -> None:
     _, metrics = train_vq(VQTrainConfig())
     assert metrics["codebook_usage"] >= 0.8 and metrics["parse_exact"] >= 0.99 and metrics["psnr_db"] > 28
+
+
+def test_permuted_tokenizer_holds_the_same_information_in_other_codes(tmp_path: Path) -> None:
+    from unifylab.tokenize.image import image_tokenizer, load_image_tokenizer
+    from unifylab.tokenize.permuted import PermutedTokenizer
+
+    cfg = ShapesConfig()
+    base = image_tokenizer("grid", world=cfg)
+    perm = PermutedTokenizer(base, 7)
+    scenes, images = _renders(cfg, 32, seed=3)
+    codes, plain = perm.encode(images), base.encode(images)
+    assert (codes != plain).float().mean() > 0.8  # misaligned: most codes mean something else
+    assert np.array_equal(perm.decode(codes), images)  # the same information: decodes exactly
+    assert torch.equal(perm.encode_scenes(scenes), codes)
+    perm.save_pretrained(tmp_path / "p")
+    again = load_image_tokenizer(tmp_path / "p")
+    assert torch.equal(again.encode(images), codes) and again.canvas == base.canvas
+    with pytest.raises(UserError, match="permutes a world's exact tokenizer"):
+        PermutedTokenizer(image_tokenizer("patch", world=cfg), 7)

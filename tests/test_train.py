@@ -344,3 +344,22 @@ def test_loss_on_trains_the_named_segments(tmp_path: Path) -> None:
     assert {"prompt", "image"} <= trained
     with pytest.raises(UserError, match="unknown segment"):
         Trainer(load_config(_cfg(tmp_path), ["data.loss_on={gen: [answer]}"]), tmp_path / "r2", progress=False)
+
+
+def test_init_parts_take_only_the_named_groups_from_init_from(tmp_path: Path) -> None:
+    from unifylab.models.hub import from_pretrained
+    from unifylab.train.config import TrainConfig
+    from unifylab.train.loop import param_group
+
+    first = Trainer(load_config(_cfg(tmp_path, optim={"steps": 12})), tmp_path / "first", progress=False)
+    first.fit()
+    tree = {**TINY, "optim": {**TINY["optim"], "steps": 1}, "init_from": str(tmp_path / "first")}
+    cfg = TrainConfig.model_validate({**tree, "init_parts": ["backbone"], "freeze": ["backbone"]})
+    fresh = Trainer(TrainConfig.model_validate(TINY | {"optim": tree["optim"]}), tmp_path / "own", progress=False)
+    second = Trainer(cfg, tmp_path / "second", progress=False)
+    pre, own = from_pretrained(tmp_path / "first").state_dict(), fresh.model.state_dict()
+    for name, value in second.model.state_dict().items():
+        want = pre[name] if param_group(name) == "backbone" else own[name]
+        assert torch.equal(value, want), name
+    with pytest.raises(ValueError, match="set init_from or drop init_parts"):
+        TrainConfig.model_validate({**TINY, "init_parts": ["backbone"]})

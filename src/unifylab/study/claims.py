@@ -59,16 +59,15 @@ class Part(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Part:
         need = {
-            "difference": self.b is not None,
-            "stepwise": len(self.tasks) == 2,
-            "slope": True,
-            "worst_gap": self.b is not None,
-            "layers": self.analysis is not None and bool(self.terms),
+            "difference": ("b (the model compared with a)", self.b is not None),
+            "stepwise": ("tasks: [direct task, stepwise task]", len(self.tasks) == 2),
+            "slope": ("", True),
+            "worst_gap": ("b (the model compared with a)", self.b is not None),
+            "layers": ("analysis (alignment or entropy) and terms", self.analysis is not None and bool(self.terms)),
         }
-        if not need[self.stat]:
-            raise ValueError(
-                f"stat {self.stat}: difference and worst_gap need b, stepwise two tasks, layers analysis and terms"
-            )
+        what, ok = need[self.stat]
+        if not ok:
+            raise ValueError(f"stat {self.stat} needs {what}")
         return self
 
     @property

@@ -261,7 +261,10 @@ def layers(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str,
             label = t.input or f"{t.response} response"
             lines.setdefault(label, {})[s] = [float(np.mean([v for v in ser[j] if v is not None])) for j in xs]
     est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
-    panel = {"x": [str(x) for x in xs], "lines": lines, "y": part.analysis or ""}
+    what = {"alignment": "mutual kNN", "entropy": "normalised entropy"}[part.analysis or "alignment"]
+    if part.terms[0].response is not None:
+        what = "response entropy (nats)"
+    panel = {"x": [str(x) for x in xs], "lines": lines, "y": f"{what} by layer"}
     return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
 
 

@@ -40,6 +40,12 @@ def run_side_by_side(
     names = [sub.name for sub in studies]
     if len(set(names)) != len(names):
         raise UserError(f"preset {preset.name}: its studies are named {names}; each runs in OUT/<name>: rename one")
+    for world, cw in preset.claim_worlds.items():
+        if missing := sorted(set(cw.studies.values()) - set(names)):
+            raise UserError(
+                f"preset {preset.name}: claim_worlds.{world} reads studies {missing}, but its studies are named "
+                f"{names}; name one of those"
+            )
     if unknown := [n for n in only or [] if n not in names]:
         raise UserError(f"--only: {unknown} are not studies of preset {preset.name}; choose from {', '.join(names)}")
     results: dict[str, Any] = {}

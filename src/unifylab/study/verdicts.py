@@ -13,9 +13,9 @@ from unifylab.study.preset import Preset
 
 
 def _views(preset: Preset, out: Path) -> dict[str, StudyView]:
-    """Each study of the preset that has results.json in OUT/<name> (a study not run yet has none)."""
+    """Each study the claims read (by name) that has results.json in OUT/<name> (one not run yet has none)."""
     views = {}
-    for name in preset.studies:
+    for name in {s for cw in preset.claim_worlds.values() for s in cw.studies.values()}:
         if (out / name / "results.json").is_file():
             views[name] = StudyView(out / name)
     return views

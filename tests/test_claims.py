@@ -1,0 +1,163 @@
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from unifylab.errors import UserError
+from unifylab.eval.stats import bootstrap_statistic, hierarchical_paired_difference
+from unifylab.study.claims import Part, adjust, primary, verdict
+from unifylab.study.preset import load_preset, preset_files
+
+Cli = Callable[..., tuple[int, str, str]]
+TINY = {
+    "model": {"dim": 32, "layers": 2, "heads": 2},
+    "optim": {"steps": 6, "batch": 8, "warmup": 2},
+    "checkpoint": {"every": 3, "keep": 2},
+    "eval": {"every": 100, "examples": 4},
+}
+
+
+def test_one_column_bootstrap_is_the_hierarchical_paired_difference() -> None:
+    rng = np.random.default_rng(1)
+    diffs = {f"s{s}": list(rng.normal(0.05, 0.5, 40)) for s in range(3)}
+    est, p = bootstrap_statistic({s: {"d": d} for s, d in diffs.items()}, ["d"], lambda m: m[..., 0])
+    flat = [x for d in diffs.values() for x in d]
+    groups = [s for s, d in diffs.items() for _ in d]
+    ref, ref_p = hierarchical_paired_difference([0.0] * len(flat), flat, groups)
+    assert (est.value, est.lo, est.hi, p) == pytest.approx((ref.value, ref.lo, ref.hi, ref_p))
+
+
+def test_slope_statistic_recovers_a_known_slope_and_its_sign() -> None:
+    rng = np.random.default_rng(2)
+    x = np.log2([250.0, 1000.0, 4000.0, 16000.0])
+    xc = x - x.mean()
+    data = {f"s{s}": {str(i): list(0.03 * xi + rng.normal(0, 0.05, 60)) for i, xi in enumerate(x)} for s in range(5)}
+    est, p = bootstrap_statistic(data, ["0", "1", "2", "3"], lambda m: (m * xc).sum(-1) / (xc**2).sum())
+    assert est.lo < 0.03 < est.hi and est.lo > 0 and p < 0.05
+    flat = {s: {c: [-v for v in vals] for c, vals in cols.items()} for s, cols in data.items()}
+    neg, _ = bootstrap_statistic(flat, ["0", "1", "2", "3"], lambda m: (m * xc).sum(-1) / (xc**2).sum())
+    assert neg.hi < 0
+
+
+def test_one_seed_one_cluster_has_no_interval() -> None:
+    est, p = bootstrap_statistic({"s0": {"d": [0.4]}}, ["d"], lambda m: m[..., 0])
+    assert np.isnan(est.lo) and p == 1.0
+
+
+def _part(**kw: object) -> Part:
+    return Part(**{"stat": "difference", "a": "x", "b": "y", "predict": "greater", **kw})
+
+
+def test_a_claim_is_supported_only_when_every_part_goes_its_way() -> None:
+    decl = [_part(), _part(predict="less")]
+    both = primary([{"value": 0.1, "p_value": 0.01}, {"value": -0.2, "p_value": 0.03}], decl)
+    assert both == {"for": True, "p_value": 0.03}
+    against = primary([{"value": 0.1, "p_value": 0.01}, {"value": 0.2, "p_value": 0.002}], decl)
+    assert against == {"for": False, "p_value": 0.002}
+    assert primary([None, {"value": 0.1, "p_value": 0.01}], decl) is None
+    family = [dict(both), dict(against), None]
+    adjust(family)
+    assert family[0]["p_adjusted"] == pytest.approx(0.06) and family[1]["p_adjusted"] == pytest.approx(0.006)
+    assert verdict(family[0], seeds=5, min_seeds=5, predict_differ=False) == "no evidence"
+    assert verdict(family[1], seeds=5, min_seeds=5, predict_differ=False) == "contradicted"
+    assert verdict(family[1], seeds=3, min_seeds=5, predict_differ=False) == "not called yet (3 of 5 seeds)"
+    assert verdict({"for": True, "p_adjusted": 0.01}, seeds=5, min_seeds=5, predict_differ=False) == "supported"
+    assert verdict(None, seeds=0, min_seeds=5, predict_differ=False) == "not run yet"
+
+
+def test_a_non_inferiority_part_tests_against_its_margin() -> None:
+    part = _part(predict="at_least", margin=0.02)
+    assert part.null == -0.02
+    assert primary([{"value": -0.01, "p_value": 0.01}], [part]) == {"for": True, "p_value": 0.01}
+    assert primary([{"value": -0.05, "p_value": 0.01}], [part]) == {"for": False, "p_value": 0.01}
+
+
+def test_bad_claim_declarations_are_one_error_naming_the_field(tmp_path: Path) -> None:
+    raw = yaml.safe_load(preset_files()["claims"].read_text())
+    raw["claims"][0]["parts"][0]["stat"] = "layers"  # layers needs an analysis and terms
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"claims\.0\.parts\.0: stat layers needs analysis"):
+        load_preset(str(bad))
+    raw = yaml.safe_load(preset_files()["claims"].read_text())
+    raw["claims"][0]["parts"][0]["study"] = "nowhere"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match="study 'nowhere' is not one of"):
+        load_preset(str(bad))
+    raw = yaml.safe_load(preset_files()["quick"].read_text())
+    raw["min_seeds"] = 3
+    raw["claims"] = yaml.safe_load(preset_files()["claims"].read_text())["claims"][:1]
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match="claims belong to a side-by-side preset"):
+        load_preset(str(bad))
+
+
+def test_the_claims_preset_declares_every_claim_of_the_issue() -> None:
+    p = load_preset("claims")
+    assert [c.id for c in p.claims] == [f"C{i}" for i in range(1, 13)]
+    assert set(p.claim_worlds) == {"shapes", "watch"} and p.min_seeds >= 5
+    for name in p.studies:
+        sub = load_preset(name)
+        assert len(sub.seeds) >= 5 and sub.base["optim"]["steps"] == 1800  # the current recipe
+        assert "mc" not in sub.tasks
+    variants = {v.name for v in load_preset("claims-shapes").variants}
+    assert {"shared", "unifork", "mot", "und-only", "gen-only", "permuted", "locus-pretrained"} <= variants
+
+
+def _tiny_claims(tmp: Path) -> Path:
+    """The claims preset over tiny copies of its two shapes studies (the watch world left out)."""
+    names = {}
+    for sub in ("claims-shapes", "claims-shapes-scaling"):
+        raw = yaml.safe_load(preset_files()[sub].read_text())
+        raw["base"] = {**raw["base"], **TINY}
+        raw.update(limit=6, analysis_n=12, seeds=[0, 1])
+        if raw.get("sweep"):
+            raw["sweep"]["values"] = [40, 160]
+        for v in raw["variants"]:
+            if v["set"].get("model", {}).get("fork_layer"):
+                v["set"]["model"]["fork_layer"] = 1
+        path = tmp / f"{sub}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        names[sub] = str(path)
+    raw = yaml.safe_load(preset_files()["claims"].read_text())
+    raw["studies"] = list(names.values())
+    raw["claim_worlds"] = {"shapes": raw["claim_worlds"]["shapes"]}
+    raw["min_seeds"] = 2
+    path = tmp / "claims.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.slow
+def test_claims_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "claims"
+    preset = _tiny_claims(tmp_path)
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu", "--only", "claims-shapes")
+    assert code == 0, err
+    rows = {r["id"]: r for r in json.loads((out / "results.json").read_text())["claims"]["claims"]}
+    assert rows["C2"]["verdict"] == "not run yet"  # the scaling study is another tier
+    assert rows["C12"]["verdict"] == "not testable here"
+    for cid in ("C1", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "C11"):
+        r = rows[cid]
+        assert all(p is not None and p["seeds"] == 2 for p in r["parts"]), cid
+        assert r["verdict"] in ("supported", "contradicted", "no evidence"), (cid, r["verdict"])
+        assert (out / "figures" / f"claim-{cid}-shapes.png").is_file()
+        assert r["not_learned"]  # six steps learn nothing: every verdict names the runs below the floor
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu", "--only", "claims-shapes-scaling")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    c2 = next(r for r in results["claims"]["claims"] if r["id"] == "C2")
+    assert c2["parts"][0]["panel"]["x"] == ["40", "160"] and c2["verdict"] != "not run yet"
+    md = (out / "report.md").read_text()
+    assert md.index("## Verdicts") < md.index("## Answer, world by world")
+    assert "figures/claim-C1-shapes.png" in md and "### Breakdowns" in md
+
+
+def test_only_names_a_study_of_the_preset(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("study", "--preset", "claims", "--out", tmp_path / "c", "--only", "nope")
+    assert code == 2 and "--only: ['nope'] are not studies of preset claims" in err
+    code, _, err = cli("study", "--preset", "quick", "--out", tmp_path / "q", "--only", "x")
+    assert code == 2 and "runs no studies of its own" in err
