@@ -1,4 +1,5 @@
-"""Curves over depth for the analyses: one line per model and input, PNG files and PNG bytes for the report."""
+"""Curves over depth for the analyses: a panel per measure and model, one line per input; PNG files and PNG bytes
+for the report."""
 
 from __future__ import annotations
 
@@ -30,21 +31,25 @@ STYLES = ["-", "--", ":", "-."]
 
 
 def depth_figure(kind: str, rows_by_model: dict[str, list[dict[str, Any]]]) -> plt.Figure:
-    """One panel per measure; x = layer (0 = embeddings), one line per (model, input). Gradients get their own
-    two panels (`gradient_figure`)."""
+    """Small multiples: a row per measure, a column per model (shared y within a row); x = layer (0 = embeddings),
+    one line per input. Gradients get their own two panels (`gradient_figure`)."""
     if kind == "gradients":
         return gradient_figure(rows_by_model)
     panels = PANELS[kind]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
-    for ax, (series, y, ylabel, title) in zip(axes[0], panels):
-        for m, (model, rows) in enumerate(rows_by_model.items()):
-            for key in sorted({r[series] for r in rows if series in r}, key=str):
+    models = list(rows_by_model) or [""]
+    fig, axes = plt.subplots(
+        len(panels), len(models), figsize=(3.2 * len(models), 2.8 * len(panels)), squeeze=False, sharey="row"
+    )
+    for row, (series, y, ylabel, title) in enumerate(panels):
+        for col, model in enumerate(models):
+            ax, rows = axes[row][col], rows_by_model.get(model, [])
+            for k, key in enumerate(sorted({r[series] for r in rows if series in r}, key=str)):
                 pts = sorted((r["layer"], r[y]) for r in rows if r.get(series) == key)
-                ax.plot(*zip(*pts), STYLES[m % len(STYLES)], marker="o", ms=3, label=f"{model}: {key}")
-        chance = [r["chance"] for rows in rows_by_model.values() for r in rows if y == "mutual_knn" and "chance" in r]
-        if chance:
-            ax.axhline(chance[0], color="grey", lw=0.8, ls=":", label="unrelated features")
-        _finish(ax, "layer (0 = embeddings)", ylabel, title, integer_x=True)
+                ax.plot(*zip(*pts), STYLES[k % len(STYLES)], marker="o", ms=3, label=str(key))
+            chance = [r["chance"] for r in rows if y == "mutual_knn" and "chance" in r]
+            if chance:
+                ax.axhline(chance[0], color="grey", lw=0.8, ls=":", label="unrelated features")
+            _finish(ax, "layer (0 = embeddings)", ylabel if col == 0 else "", f"{model}: {title}", integer_x=True)
     fig.tight_layout()
     return fig
 

@@ -348,7 +348,10 @@ TABLE_NOTE = (
     "table). chance: a uniform guess over the answer space. blind: the best answer from the question "
     "alone (the most common training answer to that question), and for generation the most common "
     "training image whatever the prompt. * a specialist on a task of the other kind, which it was never "
-    "trained for (GenEval-style scoring ignores extra objects, so random clutter can score there)."
+    "trained for (GenEval-style scoring ignores extra objects, so random clutter can score there). geneval and "
+    "watch_geneval draw from GenEval's prompt templates, which no training form uses: they measure how a model "
+    "copes with an unfamiliar prompt form (prompt brittleness), not drawing skill, and never enter a pooled answer. "
+    "Images are drawn greedily (each model's most likely image) unless the preset sets image_temperature."
 )
 
 
