@@ -204,6 +204,7 @@ def bootstrap_statistic(
     columns: Sequence[str],
     fn: Callable[[np.ndarray], np.ndarray],
     *,
+    paired: Sequence[Sequence[str]] = (),
     null: float = 0.0,
     level: float = 0.95,
     n_boot: int = N_BOOT,
@@ -211,25 +212,38 @@ def bootstrap_statistic(
 ) -> tuple[Estimate, float]:
     """A statistic of several means with a seeds-then-clusters bootstrap. `data[seed][column]` holds one value per
     independent cluster (an item, or the mean of a fact's items); `fn` maps column means [..., C] to the statistic
-    (e.g. the identity of one column, a slope over columns, a minimum). The estimate applies `fn` to the column means
-    averaged over seeds; the bootstrap resamples seeds, then each column's clusters within a drawn seed, so the
-    interval carries seed-to-seed variance. p: twice the bootstrap share on the far side of `null`. Seeds missing a
-    column are left out; with one seed and one cluster per column there is nothing to resample (NaN interval,
-    p = 1)."""
+    (e.g. the identity of one column, a slope over columns, a minimum). Columns named together in `paired` hold the
+    same clusters in the same order (e.g. two models' gaps on the same items) and are resampled with the same draws,
+    so their covariance is kept. The estimate applies `fn` to the column means averaged over seeds; the bootstrap
+    resamples seeds, then clusters within a drawn seed, so the interval carries seed-to-seed variance. p: twice the
+    bootstrap share on the far side of `null`. Seeds missing a column are left out; with one seed and one cluster
+    per column there is nothing to resample (NaN interval, p = 1)."""
     seeds = sorted(s for s, cols in data.items() if all(len(cols.get(c, ())) for c in columns))
     if not seeds:
         raise ValueError(f"bootstrap_statistic needs every column {list(columns)} on at least one seed")
-    values = [[np.asarray(data[s][c], dtype=np.float64) for c in columns] for s in seeds]
-    point = float(np.asarray(fn(np.mean([[v.mean() for v in row] for row in values], axis=0)[None, :]))[0])
-    n = int(sum(v.size for row in values for v in row))
+    sets = [list(p) for p in paired] + [[c] for c in columns if not any(c in p for p in paired)]
+    values = [{c: np.asarray(data[s][c], dtype=np.float64) for c in columns} for s in seeds]
+    for row in values:
+        for group in sets:
+            if len({row[c].size for c in group}) > 1:
+                raise ValueError(
+                    f"paired columns {group} need the same clusters, got sizes {[row[c].size for c in group]}"
+                )
+    point = float(np.asarray(fn(np.mean([[row[c].mean() for c in columns] for row in values], axis=0)[None, :]))[0])
+    n = int(sum(v.size for row in values for v in row.values()))
     k = len(seeds)
-    if k == 1 and all(v.size < 2 for v in values[0]):
+    if k == 1 and all(v.size < 2 for v in values[0].values()):
         return Estimate(point, float("nan"), float("nan"), n), 1.0
     rng = np.random.default_rng(seed)
-    # means[j, s, c, b]: column c of seed s, resampled for draw position j
-    means = np.stack(
-        [np.stack([np.stack([_resampled_means(v, n_boot, rng) for v in row]) for row in values]) for _ in range(k)]
-    )
+    at = {c: i for i, c in enumerate(columns)}
+    means = np.empty((k, k, len(columns), n_boot))  # [draw position, seed, column, resample]
+    for j in range(k):
+        for s, row in enumerate(values):
+            for group in sets:
+                size = row[group[0]].size
+                idx = rng.integers(0, size, size=(n_boot, size))
+                for c in group:
+                    means[j, s, at[c]] = row[c][idx].mean(axis=1)
     drawn = rng.integers(0, k, size=(n_boot, k))
     picked = means[np.arange(k)[None, :], drawn, :, np.arange(n_boot)[:, None]]  # [n_boot, k, C]
     boots = np.asarray(fn(picked.mean(axis=1)), dtype=np.float64)

@@ -21,7 +21,10 @@ class Term(BaseModel):
 
     input: str | None = Field(None, description="alignment input (und, gen, separate) or entropy input (text, image)")
     response: Literal["text", "image"] | None = Field(None, description="response entropy of this kind")
-    layer: Layer = Field(description="layer index, or first / mid (the fork depth) / last")
+    layer: Layer = Field(
+        description="state index (0: embeddings, L: after the last of L blocks), or first / mid (L // 2, the depth "
+        "at which UniFork forks) / last"
+    )
     sign: Literal[1, -1] = 1
 
     @model_validator(mode="after")
@@ -36,16 +39,22 @@ class Part(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stat: Literal["difference", "stepwise", "slope", "worst_gap", "layers"] = Field(
+    stat: Literal["difference", "stepwise", "slope", "imbalance", "layers"] = Field(
         description="difference: b minus a, paired by item; stepwise: a's stepwise task minus its direct twin, "
-        "paired by item; slope: synergy of a over the specialists against log2 of the swept value; worst_gap: b's "
-        "worse kind's gap to its specialist minus a's; layers: a signed sum of analysis values per item"
+        "paired by fact or direction; slope: synergy of a over the specialists (the mean of the two kinds) against "
+        "log2 of the swept value; imbalance: how unevenly a trails its specialists (|und gap - gen gap|) minus how "
+        "unevenly b does; layers: a signed sum of analysis values per item"
     )
     study: str = Field("main", description="which of the world's studies holds the runs")
+    group: str | None = Field(None, description="difference in a sweep study: the sweep value's label")
     a: str
     b: str | None = None
     kind: Literal["und", "gen", "both"] = "both"
-    split: Literal["all", "new_scenes", "heldout_pairs", "transfer"] = "all"
+    split: Literal["all", "new_scenes", "heldout_pairs", "new_or_heldout", "transfer"] | None = Field(
+        None,
+        description="items by where they stand against training (default: new_or_heldout for scene statistics, so "
+        "no item holds a pair one model saw and the other did not; all for stepwise probes)",
+    )
     tasks: list[str] = Field(default_factory=list, description="stepwise: [direct task, stepwise task]")
     analysis: Literal["alignment", "entropy"] | None = None
     terms: list[Term] = Field(default_factory=list)
@@ -53,7 +62,12 @@ class Part(BaseModel):
         default_factory=lambda: {"und": "und-only", "gen": "gen-only"}
     )
     predict: Literal["greater", "less", "differ", "at_least"]
-    margin: float = Field(0.0, ge=0, description="at_least: the statistic may fall this far below 0 (points / 100)")
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description="at_least: how far below 0 the statistic may fall; differ: the equivalence margin (a value "
+        "shown to lie within +-margin contradicts the claim)",
+    )
     label: str = Field("", description="what the part measures, in words")
 
     @model_validator(mode="after")
@@ -62,18 +76,25 @@ class Part(BaseModel):
             "difference": ("b (the model compared with a)", self.b is not None),
             "stepwise": ("tasks: [direct task, stepwise task]", len(self.tasks) == 2),
             "slope": ("", True),
-            "worst_gap": ("b (the model compared with a)", self.b is not None),
+            "imbalance": ("b (the model compared with a)", self.b is not None),
             "layers": ("analysis (alignment or entropy) and terms", self.analysis is not None and bool(self.terms)),
         }
         what, ok = need[self.stat]
         if not ok:
             raise ValueError(f"stat {self.stat} needs {what}")
+        if self.predict == "differ" and self.margin <= 0:
+            raise ValueError("predict differ needs margin > 0: the equivalence margin that would contradict it")
         return self
 
     @property
     def null(self) -> float:
         """The value the test is against: 0, or -margin for a non-inferiority claim."""
         return -self.margin if self.predict == "at_least" else 0.0
+
+    @property
+    def items(self) -> str:
+        """The split of items the statistic reads."""
+        return self.split or ("all" if self.stat == "stepwise" else "new_or_heldout")
 
 
 class Claim(BaseModel):
@@ -103,28 +124,33 @@ class ClaimWorld(BaseModel):
     aliases: dict[str, str] = Field(default_factory=dict)
 
 
-def direction_of(part: Part, value: float) -> bool:
-    """True when the measured value points the way the part predicts."""
+def direction_of(part: Part, measured: dict[str, Any]) -> bool:
+    """True when the measured part points the way it predicts (differ: its difference test is stronger than its
+    equivalence test)."""
     if part.predict == "differ":
-        return True
+        return measured["p_value"] <= measured["p_equivalent"]
     if part.predict == "less":
-        return value < 0
-    return value > part.null
+        return measured["value"] < part.null
+    return measured["value"] > part.null
 
 
-def primary(parts: list[dict[str, Any]], decl: list[Part]) -> dict[str, Any] | None:
-    """One test from a claim's measured parts (an intersection-union test): when every part points the predicted
-    way, p is the largest of their p-values; otherwise the claim is tested against, with the smallest p among the
-    parts that point the other way. None when a part could not be measured."""
+def primary(parts: list[dict[str, Any] | None], decl: list[Part]) -> dict[str, Any] | None:
+    """One test from a claim's measured parts. When every part points the predicted way, an intersection-union
+    test: p is the largest of their p-values. Otherwise the claim is tested against: the smallest p among the parts
+    that point the other way (a differ part's: its equivalence test), times the number of parts (Bonferroni: any
+    one of them could have gone against). None when a part could not be measured."""
     if any(p is None for p in parts):
         return None
-    pro = [direction_of(d, p["value"]) for p, d in zip(parts, decl)]
+    pro = [direction_of(d, p) for p, d in zip(parts, decl)]
     if all(pro):
         return {"for": True, "p_value": max(p["p_value"] for p in parts)}
-    return {"for": False, "p_value": min(p["p_value"] for p, ok in zip(parts, pro) if not ok)}
+    against = [
+        p["p_equivalent"] if d.predict == "differ" else p["p_value"] for p, d, ok in zip(parts, decl, pro) if not ok
+    ]
+    return {"for": False, "p_value": min(1.0, len(parts) * min(against))}
 
 
-def verdict(test: dict[str, Any] | None, *, seeds: int, min_seeds: int, predict_differ: bool) -> str:
+def verdict(test: dict[str, Any] | None, *, seeds: int, min_seeds: int) -> str:
     """supported / contradicted / no evidence from the Holm-adjusted p; a test on fewer seeds than declared is not
     called yet."""
     if test is None:
@@ -133,9 +159,7 @@ def verdict(test: dict[str, Any] | None, *, seeds: int, min_seeds: int, predict_
         return f"not called yet ({seeds} of {min_seeds} seeds)"
     if test["p_adjusted"] >= ALPHA:
         return "no evidence"
-    if test["for"]:
-        return "supported"
-    return "no evidence" if predict_differ else "contradicted"
+    return "supported" if test["for"] else "contradicted"
 
 
 def adjust(tests: list[dict[str, Any] | None]) -> None:

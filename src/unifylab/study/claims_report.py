@@ -68,6 +68,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
     verdict = row["verdict"]
     if row["not_learned"]:
         verdict += f" (below the learned floor: {', '.join(row['not_learned'])})"
+    if row.get("controls_not_learned"):
+        verdict += f" (controls below the learned floor, as may be: {', '.join(row['controls_not_learned'])})"
     return [*what, row["measured"], effects, p_adj, verdict]
 
 
@@ -97,8 +99,9 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
         f"or scenes: the independent unit). A claim with several parts is supported only when every part goes its "
         f"way (p: the largest); it is contradicted when a part goes the other way significantly. The {tested} "
         f"primary tests (claims x worlds) form one Holm family; a verdict is called only at {judged['min_seeds']} "
-        f"seeds or more. A run whose own accuracy on new scenes is below {judged['learned_floor']:.2f} is named "
-        "beside the verdict."
+        f"seeds or more. A compared model whose own accuracy on new scenes is below {judged['learned_floor']:.2f} "
+        "stops its verdict (not called); a control below it (e.g. one learning over a frozen random backbone) is "
+        "named beside the verdict."
     )
     md += ["", note, "", "### Breakdowns", "", md_row(["claim", "world", "breakdown", "effect [95% CI]", "adjusted p"])]
     md.append("|---|---|---|---|---|")

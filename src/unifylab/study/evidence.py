@@ -36,6 +36,7 @@ class StudyView:
             (r["variant"], int(r["seed"]), r.get("sweep_label")): rid for rid, r in results["runs"].items()
         }
         self.evals = {rid: r["eval"] for rid, r in results["runs"].items()}
+        self.roles = {rid: r["role"] for rid, r in results["runs"].items()}
         self.specs: dict[str, TaskSpec] = {t: load_task(t) for t in self.preset["tasks"]}
         self._items: dict[tuple[str, str], Items] = {}
 
@@ -51,6 +52,10 @@ class StudyView:
     def run_ids(self, variant: str, group: str | None = None) -> dict[int, str]:
         """Seed -> run id of a variant (in one sweep group)."""
         return {s: rid for (v, s, g), rid in self.runs.items() if v == variant and g == group}
+
+    def role(self, run_id: str) -> str:
+        """unified, und, gen, or control (trained outside the study's own comparisons)."""
+        return self.roles[run_id]
 
     def config(self, run_id: str) -> TrainConfig:
         return load_config(self.folder.run(run_id).config, [])
@@ -100,10 +105,18 @@ class StudyView:
         return float(np.mean(vals)) if vals else None
 
 
+def _in(split: str, wanted: str) -> bool:
+    """Whether an item's split is among the wanted ones (new_or_heldout: new scenes or held-out pairs)."""
+    return (
+        wanted == "all" or split == wanted or (wanted == "new_or_heldout" and split in ("new_scenes", "heldout_pairs"))
+    )
+
+
 def _pairs(
     view: StudyView, a: str, b: str, tasks: list[str], split: str, seed: int, group: str | None = None
 ) -> list[tuple[float, float, str]]:
-    """(score of a, score of b, cluster) for the items of `tasks` both runs scored at `seed`, in the split."""
+    """(score of a, score of b, cluster) for the items of `tasks` both runs scored at `seed`, in the split (read
+    from a's training data: both runs of a comparison share it)."""
     ra, rb = view.run_ids(a, group).get(seed), view.run_ids(b, group).get(seed)
     if ra is None or rb is None:
         return []
@@ -111,17 +124,9 @@ def _pairs(
     for t in tasks:
         ia, ib = view.items(ra, t), view.items(rb, t)
         for k in sorted(set(ia) & set(ib)):
-            if split == "all" or ia[k][1] == split:
+            if _in(ia[k][1], split):
                 out.append((ia[k][0], ib[k][0], f"{t}/{ia[k][2]}"))
     return out
-
-
-def _clusters(rows: list[tuple[float, str]]) -> list[float]:
-    """Mean value per cluster (items of one fact or direction are not independent)."""
-    by: dict[str, list[float]] = {}
-    for v, c in rows:
-        by.setdefault(c, []).append(v)
-    return [float(np.mean(v)) for _, v in sorted(by.items())]
 
 
 def _seeds(view: StudyView, *variants: str, group: str | None = None) -> list[int]:
@@ -134,27 +139,41 @@ def _kinds(part: Part) -> list[str]:
 
 
 def _estimate(
-    data: dict[str, dict[str, list[float]]], columns: list[str], fn: Callable[[np.ndarray], np.ndarray], null: float
+    data: dict[str, dict[str, list[float]]],
+    columns: list[str],
+    fn: Callable[[np.ndarray], np.ndarray],
+    part: Part,
+    paired: list[list[str]] = (),
 ) -> dict[str, Any] | None:
+    """The statistic with its interval and p against the part's null; a differ part also gets the p of its
+    equivalence test (two one-sided tests against +-margin: the larger one-sided p)."""
     data = {s: cols for s, cols in data.items() if all(cols.get(c) for c in columns)}
     if not data:
         return None
-    est, p = bootstrap_statistic(data, columns, fn, null=null)
-    return {**est.to_dict(), "p_value": p, "seeds": len(data)}
+    est, p = bootstrap_statistic(data, columns, fn, paired=paired, null=part.null)
+    out = {**est.to_dict(), "p_value": p, "seeds": len(data)}
+    if part.predict == "differ":
+        inside = -part.margin < est.value < part.margin
+        sides = [
+            bootstrap_statistic(data, columns, fn, paired=paired, null=x)[1] / 2 for x in (-part.margin, part.margin)
+        ]
+        out["p_equivalent"] = max(sides) if inside else 1.0
+    return out
 
 
 def difference(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
     """b minus a over the items of the pooled tasks of the part's kind(s), paired by item."""
     a, b = name(part.a), name(part.b or "")
     tasks = [t for k in _kinds(part) for t in view.pooled(k, [a, b])]
+    seeds = _seeds(view, a, b, group=part.group)
     data, lines = {}, {}
-    for s in _seeds(view, a, b):
-        pairs = _pairs(view, a, b, tasks, part.split, s)
+    for s in seeds:
+        pairs = _pairs(view, a, b, tasks, part.items, s, part.group)
         if pairs:
             data[f"s{s}"] = {"d": [y - x for x, y, _ in pairs]}
             lines[s] = [float(np.mean([x for x, _, _ in pairs])), float(np.mean([y for _, y, _ in pairs]))]
-    est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
-    runs = [view.run_ids(v)[s] for v in (a, b) for s in _seeds(view, a, b)]
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part)
+    runs = [view.run_ids(v, part.group)[s] for v in (a, b) for s in seeds]
     return est and {**est, "runs": runs, "panel": {"x": [a, b], "lines": {"accuracy": lines}, "y": "accuracy"}}
 
 
@@ -169,14 +188,14 @@ def stepwise(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[st
         for task in (direct, step):
             by: dict[str, list[float]] = {}
             for score, split, cluster in view.items(rid, task).values():
-                if part.split == "all" or split == part.split:
+                if _in(split, part.items):
                     by.setdefault(cluster, []).append(score)
             per.append({c: float(np.mean(v)) for c, v in by.items()})
         shared = sorted(set(per[0]) & set(per[1]))
         if shared:
             data[f"s{s}"] = {"d": [per[1][c] - per[0][c] for c in shared]}
             lines[s] = [float(np.mean([p[c] for c in shared])) for p in per]
-    est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part)
     panel = {"x": [direct, step], "lines": {f"{a} accuracy": lines}, "y": "accuracy (mean over facts)"}
     return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
 
@@ -186,35 +205,55 @@ def _synergy(view: StudyView, part: Part, name: Callable[[str], str], model: str
     out = {}
     for k in _kinds(part):
         spec = name(part.specialists[k])
-        pairs = _pairs(view, spec, model, view.pooled(k, [spec, model]), part.split, seed, group)
+        pairs = _pairs(view, spec, model, view.pooled(k, [spec, model]), part.items, seed, group)
         out[k] = [y - x for x, y, _ in pairs]
     return out
 
 
+def _paired_sets(data: dict[str, dict[str, list[float]]], sets: list[list[str]]) -> list[list[str]]:
+    """The column sets that hold the same clusters at every seed (equal sizes), to be resampled together."""
+    return [c for c in sets if all(len({len(cols.get(x, ())) for x in c}) == 1 for cols in data.values())]
+
+
 def slope(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
-    """Least-squares slope of synergy (model a over the specialists, both kinds' items pooled) against log2 of the
-    swept value, over the sweep groups."""
+    """Least-squares slope, against log2 of the swept value, of synergy (model a minus each kind's specialist,
+    the mean of the two kinds so each weighs the same) over the sweep groups; the same items at every group are
+    resampled together."""
     a = name(part.a)
     groups = [(g, v) for g, v in view.groups if g is not None]
     if len(groups) < 2:
         return None
     x = np.log2(np.array([float(v) for _, v in groups]))
     xc = x - x.mean()
-    columns = [g for g, _ in groups]
+    kinds = _kinds(part)
+    columns = [f"{g}/{k}" for g, _ in groups for k in kinds]
     data: dict[str, dict[str, list[float]]] = {}
     lines: dict[int, list[float]] = {}
-    for s in sorted({s for g in columns for s in view.run_ids(a, g)}):
-        cols = {g: sum(_synergy(view, part, name, a, s, g).values(), []) for g in columns}
+    for s in sorted({s for g, _ in groups for s in view.run_ids(a, g)}):
+        cols = {f"{g}/{k}": v for g, _ in groups for k, v in _synergy(view, part, name, a, s, g).items()}
         data[f"s{s}"] = cols
-        lines[s] = [float(np.mean(v)) if v else math.nan for v in cols.values()]
-    est = _estimate(data, columns, lambda m: (m * xc).sum(-1) / (xc**2).sum(), part.null)
-    runs = [rid for g in columns for v in (a, *part.specialists.values()) for rid in view.run_ids(name(v), g).values()]
-    panel = {"x": columns, "lines": {"synergy": lines}, "y": "synergy (points / 100)"}
+        lines[s] = [
+            float(np.mean([np.mean(cols[f"{g}/{k}"]) for k in kinds if cols[f"{g}/{k}"]] or [math.nan]))
+            for g, _ in groups
+        ]
+
+    def fn(m: np.ndarray) -> np.ndarray:
+        per_group = m.reshape(*m.shape[:-1], len(groups), len(kinds)).mean(-1)
+        return (per_group * xc).sum(-1) / (xc**2).sum()
+
+    paired = _paired_sets(data, [[f"{g}/{k}" for g, _ in groups] for k in kinds])
+    est = _estimate(data, columns, fn, part, paired)
+    runs = [
+        rid for g, _ in groups for v in (a, *part.specialists.values()) for rid in view.run_ids(name(v), g).values()
+    ]
+    panel = {"x": [g for g, _ in groups], "lines": {"synergy": lines}, "y": "synergy (points / 100)"}
     return est and {**est, "runs": runs, "panel": panel}
 
 
-def worst_gap(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
-    """b's gap to the specialist on its worse kind minus a's: does decoupling stop one objective dominating?"""
+def imbalance(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """How unevenly a trails its two specialists (|und gap - gen gap|) minus how unevenly b does: positive when b
+    lets neither objective dominate more than a does. The two models' gaps on the same items are resampled
+    together."""
     a, b = name(part.a), name(part.b or "")
     columns = [f"{m} {k}" for m in (a, b) for k in ("und", "gen")]
     data, lines = {}, {}
@@ -222,16 +261,23 @@ def worst_gap(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[s
         cols = {f"{m} {k}": v for m in (a, b) for k, v in _synergy(view, part, name, m, s, None).items()}
         data[f"s{s}"] = cols
         lines[s] = [float(np.mean(cols[c])) if cols.get(c) else math.nan for c in columns]
-    est = _estimate(data, columns, lambda m: m[..., 2:].min(-1) - m[..., :2].min(-1), part.null)
+
+    def fn(m: np.ndarray) -> np.ndarray:
+        return np.abs(m[..., 0] - m[..., 1]) - np.abs(m[..., 2] - m[..., 3])
+
+    paired = _paired_sets(data, [[f"{a} und", f"{b} und"], [f"{a} gen", f"{b} gen"]])
+    est = _estimate(data, columns, fn, part, paired)
     runs = [rid for v in (a, b, *part.specialists.values()) for rid in view.run_ids(name(v)).values()]
     panel = {"x": columns, "lines": {"gap to the specialist": lines}, "y": "model minus specialist"}
     return est and {**est, "runs": runs, "panel": panel}
 
 
-def _layer(term: Term, layers: list[int]) -> int:
+def _layer(term: Term, layers: int) -> int:
+    """A term's layer index among the states 0 (embeddings) .. `layers` (after the last block); mid is the middle
+    depth (`layers // 2`, where UniFork forks)."""
     if isinstance(term.layer, int):
         return term.layer
-    return {"first": layers[0], "mid": layers[len(layers) // 2], "last": layers[-1]}[term.layer]
+    return {"first": 0, "mid": layers // 2, "last": layers}[term.layer]
 
 
 def _series(rows: list[dict[str, Any]], term: Term) -> dict[int, list[float | None]]:
@@ -252,15 +298,15 @@ def layers(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str,
         if not all(series):
             continue
         xs = sorted(series[0])
-        picked = [ser[_layer(t, xs)] for t, ser in zip(part.terms, series)]
+        depth = view.config(rid).model.layers
+        picked = [ser[_layer(t, depth)] for t, ser in zip(part.terms, series)]
         n = min(len(p) for p in picked)
-        vals = [sum(t.sign * p[i] for t, p in zip(part.terms, picked)) for i in range(n)]
-        vals = [v for i, v in enumerate(vals) if all(p[i] is not None for p in picked)]
-        data[f"s{s}"] = {"d": vals}
+        kept = [i for i in range(n) if all(p[i] is not None for p in picked)]
+        data[f"s{s}"] = {"d": [sum(t.sign * p[i] for t, p in zip(part.terms, picked)) for i in kept]}
         for t, ser in zip(part.terms, series):
             label = t.input or f"{t.response} response"
             lines.setdefault(label, {})[s] = [float(np.mean([v for v in ser[j] if v is not None])) for j in xs]
-    est = _estimate(data, ["d"], lambda m: m[..., 0], part.null)
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part)
     what = {"alignment": "mutual kNN", "entropy": "normalised entropy"}[part.analysis or "alignment"]
     if part.terms[0].response is not None:
         what = "response entropy (nats)"
@@ -268,7 +314,7 @@ def layers(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str,
     return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
 
 
-STATS = {"difference": difference, "stepwise": stepwise, "slope": slope, "worst_gap": worst_gap, "layers": layers}
+STATS = {"difference": difference, "stepwise": stepwise, "slope": slope, "imbalance": imbalance, "layers": layers}
 
 
 def measure(view: StudyView, part: Part, aliases: dict[str, str]) -> dict[str, Any] | None:

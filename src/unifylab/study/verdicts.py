@@ -21,20 +21,23 @@ def _views(preset: Preset, out: Path) -> dict[str, StudyView]:
     return views
 
 
-def _flags(views: dict[str, StudyView], runs: dict[str, list[str]], floor: float) -> list[str]:
-    """'study/run (accuracy)' of every run behind a test whose own accuracy on new scenes is below the floor."""
-    out = []
+def _flags(views: dict[str, StudyView], runs: dict[str, list[str]], floor: float) -> tuple[list[str], list[str]]:
+    """'study/run (accuracy)' of every run behind a test whose own accuracy on new scenes is below the floor: those
+    of the compared models, and those of controls (a control may fail to learn by design, e.g. over a frozen random
+    backbone: it is named, and does not stop a verdict)."""
+    models, controls = [], []
     for study, ids in runs.items():
         for rid in sorted(set(ids)):
             acc = views[study].learned(rid)
             if acc is not None and acc < floor:
-                out.append(f"{study}/{rid} ({acc:.2f})")
-    return out
+                (controls if views[study].role(rid) == "control" else models).append(f"{study}/{rid} ({acc:.2f})")
+    return models, controls
 
 
 def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
     """Per claim and world: each part's estimate, the primary test, its Holm-adjusted p and the verdict; the
-    breakdowns likewise in their own family; runs below `preset.learned_floor` are listed, never silently pooled."""
+    breakdowns likewise in their own family. A compared model below `preset.learned_floor` stops the verdict (not
+    called); a control below it is named beside the verdict."""
     views = _views(preset, out)
     rows: list[dict[str, Any]] = []
     for claim in preset.claims:
@@ -43,16 +46,16 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
     adjust([r["test"] for r in rows if r["testable"]])
     adjust([b for r in rows for b in r["breakdowns"]])
     for r in rows:
-        claim = next(c for c in preset.claims if c.id == r["id"])
-        differ = all(p.predict == "differ" for p in claim.parts)
         seeds = min((p["seeds"] for p in r["parts"] if p), default=0)
         r["seeds"] = seeds
         if not r["testable"]:
             r["verdict"] = "not testable here"
         elif any(p is None for p in r["parts"]):
             r["verdict"] = "not run yet"
+        elif r["not_learned"]:
+            r["verdict"] = "not called: a compared model did not learn"
         else:
-            r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds, predict_differ=differ)
+            r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
         for b in r["breakdowns"]:
             if b is not None:
                 b["called"] = b["p_adjusted"] < ALPHA
@@ -91,5 +94,5 @@ def _measure_claim(
     for p in row["parts"]:
         if p is not None:
             runs.setdefault(p["study"], []).extend(p["runs"])
-    row["not_learned"] = _flags(views, runs, floor)
+    row["not_learned"], row["controls_not_learned"] = _flags(views, runs, floor)
     return row
