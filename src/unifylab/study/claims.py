@@ -46,7 +46,9 @@ class Part(BaseModel):
         "unevenly b does; layers: a signed sum of analysis values per item"
     )
     study: str = Field("main", description="which of the world's studies holds the runs")
-    group: str | None = Field(None, description="difference in a sweep study: the sweep value's label")
+    group: str | None = Field(
+        None, description="difference in a sweep study: the sweep value's label, or last (the largest value swept)"
+    )
     a: str
     b: str | None = None
     kind: Literal["und", "gen", "both"] = "both"

@@ -164,16 +164,17 @@ def _estimate(
 def difference(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
     """b minus a over the items of the pooled tasks of the part's kind(s), paired by item."""
     a, b = name(part.a), name(part.b or "")
+    group = view.groups[-1][0] if part.group == "last" else part.group
     tasks = [t for k in _kinds(part) for t in view.pooled(k, [a, b])]
-    seeds = _seeds(view, a, b, group=part.group)
+    seeds = _seeds(view, a, b, group=group)
     data, lines = {}, {}
     for s in seeds:
-        pairs = _pairs(view, a, b, tasks, part.items, s, part.group)
+        pairs = _pairs(view, a, b, tasks, part.items, s, group)
         if pairs:
             data[f"s{s}"] = {"d": [y - x for x, y, _ in pairs]}
             lines[s] = [float(np.mean([x for x, _, _ in pairs])), float(np.mean([y for _, y, _ in pairs]))]
     est = _estimate(data, ["d"], lambda m: m[..., 0], part)
-    runs = [view.run_ids(v, part.group)[s] for v in (a, b) for s in seeds]
+    runs = [view.run_ids(v, group)[s] for v in (a, b) for s in seeds]
     return est and {**est, "runs": runs, "panel": {"x": [a, b], "lines": {"accuracy": lines}, "y": "accuracy"}}
 
 
