@@ -1,9 +1,10 @@
 """The claims study's verdict table (claim, source, what the lab measured, effect with its interval, adjusted p,
 verdict) and one small-multiples figure per claim and world: a panel per part, one thin line per seed and their
-mean in bold."""
+mean in bold (PNGs in OUT/figures/, and embedded in report.html so it stays one self-contained file)."""
 
 from __future__ import annotations
 
+import base64
 import html
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,20 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
     """Markdown lines and HTML parts of the verdict table (figures written to OUT/figures/) and the breakdowns."""
     md = ["## Verdicts", "", md_row([*HEAD, "figure"]), "|" + "---|" * (len(HEAD) + 1)]
     body = ["<h2>Verdicts</h2>", "<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in [*HEAD, "figure"]) + "</tr>"]
+    embedded = []
     for row in judged["claims"]:
         png = figure(row)
-        link = None
+        name = f"claim-{row['id']}-{row['world']}"
         if png is not None:
-            name = f"claim-{row['id']}-{row['world']}.png"
-            write_bytes_atomic(out / "figures" / name, png)
-            link = f"figures/{name}"
+            write_bytes_atomic(out / "figures" / f"{name}.png", png)
+            embedded.append(
+                f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                f"<figcaption>{html.escape(row['id'])} on {html.escape(row['world'])}</figcaption></figure>"
+            )
         cells = _cells(row)
-        md.append(md_row([*cells, f"[figure]({link})" if link else "-"]))
+        md.append(md_row([*cells, f"[figure](figures/{name}.png)" if png else "-"]))
         tds = [html.escape(c) for c in cells]
-        tds.append(f"<a href='{html.escape(link)}'>figure</a>" if link else "-")
+        tds.append(f"<a href='#{name}'>figure</a>" if png else "-")
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in tds) + "</tr>")
     tested = sum(1 for r in judged["claims"] if r["testable"])
     note = (
@@ -114,7 +118,8 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
             md.append(md_row(cells))
             body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     md += ["", "Breakdowns are Holm-adjusted as a family of their own.", ""]
-    body += ["</table>"]
+    body += ["</table>", "<p><small>Breakdowns are Holm-adjusted as a family of their own.</small></p>"]
+    body += ["<h3>Evidence, claim by claim</h3>", *embedded]
     return md, body
 
 
