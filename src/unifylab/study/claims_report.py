@@ -104,8 +104,9 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
         f"way (p: the largest); it is contradicted when a part goes the other way significantly. The {tested} "
         f"primary tests (claims x worlds) form one Holm family; a verdict is called only at {judged['min_seeds']} "
         f"seeds or more. A compared model whose own accuracy on new scenes is below {judged['learned_floor']:.2f} "
-        "stops its verdict (not called); a control below it (e.g. one learning over a frozen random backbone) is "
-        "named beside the verdict."
+        "stops its verdict (not called; in a data sweep, judged at the largest training set, since small sets "
+        "generalise less by design); a control below it (e.g. one learning over a frozen random backbone) is named "
+        "beside the verdict."
     )
     md += ["", note, "", "### Breakdowns", "", md_row(["claim", "world", "breakdown", "effect [95% CI]", "adjusted p"])]
     md.append("|---|---|---|---|---|")

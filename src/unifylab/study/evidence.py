@@ -244,11 +244,12 @@ def slope(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, 
 
     paired = _paired_sets(data, [[f"{g}/{k}" for g, _ in groups] for k in kinds])
     est = _estimate(data, columns, fn, part, paired)
-    runs = [
-        rid for g, _ in groups for v in (a, *part.specialists.values()) for rid in view.run_ids(name(v), g).values()
-    ]
+    models = (a, *(name(v) for v in part.specialists.values()))
+    runs = [rid for g, _ in groups for v in models for rid in view.run_ids(v, g).values()]
+    largest = [rid for v in models for rid in view.run_ids(v, groups[-1][0]).values()]
     panel = {"x": [g for g, _ in groups], "lines": {"synergy": lines}, "y": "synergy (points / 100)"}
-    return est and {**est, "runs": runs, "panel": panel}
+    # small training sets generalise less by design: whether the recipe learned is judged at the largest one
+    return est and {**est, "runs": runs, "learned_runs": largest, "panel": panel}
 
 
 def imbalance(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:

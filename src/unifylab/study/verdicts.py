@@ -93,6 +93,6 @@ def _measure_claim(
     runs: dict[str, list[str]] = {}
     for p in row["parts"]:
         if p is not None:
-            runs.setdefault(p["study"], []).extend(p["runs"])
+            runs.setdefault(p["study"], []).extend(p.get("learned_runs", p["runs"]))
     row["not_learned"], row["controls_not_learned"] = _flags(views, runs, floor)
     return row
