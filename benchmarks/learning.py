@@ -71,16 +71,23 @@ class RefBlock(nn.Module):
 
 class RefGPT(nn.Module):
     """The plain reference: token + learned absolute position embeddings, blocks, LayerNorm, head; PyTorch's
-    default initialisation everywhere."""
+    default initialisation everywhere. With `patch_dim`, continuous image inputs (pixel patches) enter through one
+    linear projection in place of their tokens, the textbook way (ViT, LLaVA)."""
 
-    def __init__(self, vocab: int, dim: int, layers: int, heads: int, max_len: int) -> None:
+    def __init__(self, vocab: int, dim: int, layers: int, heads: int, max_len: int, patch_dim: int = 0) -> None:
         super().__init__()
         self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(max_len, dim)
+        self.patch = nn.Linear(patch_dim, dim) if patch_dim else None
         self.blocks = nn.ModuleList(RefBlock(dim, heads) for _ in range(layers))
         self.ln, self.head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
+    def forward(
+        self, ids: torch.Tensor, cont: torch.Tensor | None = None, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = self.tok(ids)
+        if self.patch is not None and cont is not None and features is not None and features.numel():
+            x = x.masked_scatter(cont[..., None], self.patch(features.to(x.dtype)))
+        x = x + self.pos(torch.arange(ids.shape[1], device=ids.device))
         for blk in self.blocks:
             x = blk(x)
         return self.head(self.ln(x))
@@ -162,19 +169,23 @@ class Scorer:
 
 
 def greedy_text(
-    logits_of: Callable[[torch.Tensor], torch.Tensor],
+    logits_of: Callable[..., torch.Tensor],
     prefixes: list[Packed],
     n_text: int,
     max_new: int = CAPTION_TOKENS,
 ) -> list[list[int]]:
     """Greedy text continuation for a model without a cache (the reference): prefixes of one length decode as a
-    batch, each step recomputes the whole sequence; ids up to <eos>."""
+    batch, each step recomputes the whole sequence (continuous image inputs stay in their slots); ids up to
+    <eos>."""
     out: list[list[int]] = [[] for _ in prefixes]
     for length in sorted({len(p) for p in prefixes}):
         rows = [i for i, p in enumerate(prefixes) if len(p) == length]
         ids = torch.stack([prefixes[i].input_ids for i in rows])
+        cont = torch.stack([prefixes[i].cont for i in rows])
+        features = torch.cat([prefixes[i].features for i in rows])
         for _ in range(max_new):
-            logits = logits_of(ids)[:, -1]
+            slots = torch.cat([cont, cont.new_zeros(cont.shape[0], ids.shape[1] - cont.shape[1])], 1)
+            logits = logits_of(ids, slots, features)[:, -1]
             ids = torch.cat([ids, logits[:, :n_text].argmax(-1, keepdim=True)], 1)
             if bool((ids[:, length:] == EOS).any(1).all()):
                 break
@@ -222,23 +233,29 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
     cfg, n_text = trainer.cfg, trainer.model.cfg.n_text
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        ref = RefGPT(trainer.model.cfg.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.max_len)
+        mc = trainer.model.cfg
+        ref = RefGPT(
+            mc.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.max_len, mc.patch_dim or 0
+        )
     opt = torch.optim.AdamW(ref.parameters(), lr=cfg.optim.lr, weight_decay=0.0)
     cosine = cfg.optim.model_copy(update={"schedule": "cosine", "decay_fraction": None})  # its recipe, whatever --set
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.model_copy(update={"optim": cosine}), steps))
 
+    def logits(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ref(b["input_ids"], b.get("cont"), b.get("features"))
+
     def exact(b: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = b["labels"][:, 1:]
-        hits = greedy_hits(ref(b["input_ids"])[:, :-1], targets.clamp(min=0), n_text)
+        hits = greedy_hits(logits(b)[:, :-1], targets.clamp(min=0), n_text)
         return (hits | (targets == IGNORE)).all(1)
 
     def train_step(step: int) -> int:
         micro = trainer._micro_batches(step)
         count = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
         for b in micro:  # summed token losses over the step's global target count, as the Trainer does
-            logits = ref(b["input_ids"])[:, :-1].flatten(0, 1)
+            flat = logits(b)[:, :-1].flatten(0, 1)
             (
-                F.cross_entropy(logits, b["labels"][:, 1:].flatten(), ignore_index=IGNORE, reduction="sum") / count
+                F.cross_entropy(flat, b["labels"][:, 1:].flatten(), ignore_index=IGNORE, reduction="sum") / count
             ).backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.optim.clip)
         opt.step()

@@ -63,3 +63,32 @@ def test_learning_benchmark_scores_every_model_and_draws_curves(tmp_path: Path) 
         for key in ("val/t2i", "heldout/t2i", "val/vqa", "heldout/caption"):
             assert 0 <= r[key] <= 1
     assert rows[1]["tokens_per_s_vs_reference"] > 0 and (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_the_reference_reads_pixel_patches_where_the_lab_model_does(tmp_path: Path) -> None:
+    """claims-watch reads faces as pixel patches: the plain reference projects them in, so it is a yardstick there
+    too (its captions depend on the pixels, not only on the question)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("learning", ROOT / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    torch.manual_seed(0)
+    ref = learning.RefGPT(50, 16, 1, 2, 32, patch_dim=12)
+    ids, cont = torch.zeros(1, 6, dtype=torch.long), torch.tensor([[False, True, True, False, False, False]])
+    a = ref(ids, cont, torch.randn(2, 12))
+    b = ref(ids, cont, torch.randn(2, 12))
+    assert not torch.allclose(a[:, 1:], b[:, 1:]) and torch.allclose(a[:, :1], b[:, :1])
+    args = ["--preset", "claims-watch", "--steps", "2", "--models", "reference,shared", "--eval-n", "4"]
+    args += ["--evals", "1", "--set", "model.dim=32", "--set", "model.heads=2", "--out", str(tmp_path)]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "learning.py"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    assert [r["model"] for r in rows] == ["reference", "shared"] and all(0 <= r["val/caption"] <= 1 for r in rows)
