@@ -273,6 +273,7 @@ def _start_long_study(tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[str,
     """A parallel study (two workers) in its own process group, once both workers train: its folder and the
     worker pids (from the run folders' lock files, which each trainer holds)."""
     import os
+    import signal
     import sys
     import time
 
@@ -288,6 +289,9 @@ def _start_long_study(tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[str,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
+        # as from a terminal: a test run started in the background of a non-interactive shell inherits SIGINT
+        # ignored, and Python then never turns Ctrl-C into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 600  # a bound on start-up under any load, not a timing assumption
     workers: dict[str, int] = {}
