@@ -39,11 +39,11 @@ class Part(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stat: Literal["difference", "stepwise", "slope", "imbalance", "layers"] = Field(
+    stat: Literal["difference", "stepwise", "slope", "deficit", "layers"] = Field(
         description="difference: b minus a, paired by item; stepwise: a's stepwise task minus its direct twin, "
         "paired by fact or direction; slope: synergy of a over the specialists (the mean of the two kinds) against "
-        "log2 of the swept value; imbalance: how unevenly a trails its specialists (|und gap - gen gap|) minus how "
-        "unevenly b does; layers: a signed sum of analysis values per item"
+        "log2 of the swept value; deficit: how far a trails its specialist on its worse kind (0 if on neither) minus "
+        "how far b does; layers: a signed sum of analysis values per item"
     )
     study: str = Field("main", description="which of the world's studies holds the runs")
     group: str | None = Field(
@@ -78,7 +78,7 @@ class Part(BaseModel):
             "difference": ("b (the model compared with a)", self.b is not None),
             "stepwise": ("tasks: [direct task, stepwise task]", len(self.tasks) == 2),
             "slope": ("", True),
-            "imbalance": ("b (the model compared with a)", self.b is not None),
+            "deficit": ("b (the model compared with a)", self.b is not None),
             "layers": ("analysis (alignment or entropy) and terms", self.analysis is not None and bool(self.terms)),
         }
         what, ok = need[self.stat]

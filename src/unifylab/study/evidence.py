@@ -252,10 +252,10 @@ def slope(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, 
     return est and {**est, "runs": runs, "learned_runs": largest, "panel": panel}
 
 
-def imbalance(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
-    """How unevenly a trails its two specialists (|und gap - gen gap|) minus how unevenly b does: positive when b
-    lets neither objective dominate more than a does. The two models' gaps on the same items are resampled
-    together."""
+def deficit(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """How far a trails its specialist on its worse kind (0 when it trails on neither) minus how far b does:
+    positive when b lets neither objective fall behind as much as a does. A gain over a specialist counts as no
+    deficit, not as imbalance. The two models' gaps on the same items are resampled together."""
     a, b = name(part.a), name(part.b or "")
     columns = [f"{m} {k}" for m in (a, b) for k in ("und", "gen")]
     data, lines = {}, {}
@@ -265,7 +265,8 @@ def imbalance(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[s
         lines[s] = [float(np.mean(cols[c])) if cols.get(c) else math.nan for c in columns]
 
     def fn(m: np.ndarray) -> np.ndarray:
-        return np.abs(m[..., 0] - m[..., 1]) - np.abs(m[..., 2] - m[..., 3])
+        worst = np.minimum(m[..., 0:2].min(-1), 0.0), np.minimum(m[..., 2:4].min(-1), 0.0)
+        return worst[1] - worst[0]
 
     paired = _paired_sets(data, [[f"{a} und", f"{b} und"], [f"{a} gen", f"{b} gen"]])
     est = _estimate(data, columns, fn, part, paired)
@@ -316,7 +317,7 @@ def layers(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str,
     return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
 
 
-STATS = {"difference": difference, "stepwise": stepwise, "slope": slope, "imbalance": imbalance, "layers": layers}
+STATS = {"difference": difference, "stepwise": stepwise, "slope": slope, "deficit": deficit, "layers": layers}
 
 
 def measure(view: StudyView, part: Part, aliases: dict[str, str]) -> dict[str, Any] | None:
