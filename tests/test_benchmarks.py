@@ -33,31 +33,21 @@ def test_benchmark_prints_json_lines(script: str, args: list[str]) -> None:
     assert rows and all("figure" in r for r in rows)
 
 
-def test_learning_benchmark_scores_every_model_and_draws_curves(tmp_path: Path) -> None:
-    args = [
-        "--steps",
-        "2",
-        "--models",
-        "reference,shared,patch",
-        "--eval-n",
-        "4",
-        "--evals",
-        "1",
-        "--set",
-        "model.dim=32",
-        "--set",
-        "model.heads=2",
-        "--out",
-        str(tmp_path),
-    ]
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "learning.py"), *args],
+def _learning(out: Path, *args: str) -> list[dict]:
+    """benchmarks/learning.py at a tiny size (2 steps, 4 items, width 32): its JSON rows."""
+    tiny = ["--steps", "2", "--eval-n", "4", "--evals", "1", "--set", "model.dim=32", "--set", "model.heads=2"]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "learning.py"), *tiny, "--out", str(out), *args],
         capture_output=True,
         text=True,
         check=True,
         timeout=300,
     )
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+
+
+def test_learning_benchmark_scores_every_model_and_draws_curves(tmp_path: Path) -> None:
+    rows = _learning(tmp_path, "--models", "reference,shared,patch")
     assert [r["model"] for r in rows] == ["reference", "shared", "patch"]
     for r in rows:
         for key in ("val/t2i", "heldout/t2i", "val/vqa", "heldout/caption"):
@@ -81,14 +71,5 @@ def test_the_reference_reads_pixel_patches_where_the_lab_model_does(tmp_path: Pa
     a = ref(ids, cont, torch.randn(2, 12))
     b = ref(ids, cont, torch.randn(2, 12))
     assert not torch.allclose(a[:, 1:], b[:, 1:]) and torch.allclose(a[:, :1], b[:, :1])
-    args = ["--preset", "claims-watch", "--steps", "2", "--models", "reference,shared", "--eval-n", "4"]
-    args += ["--evals", "1", "--set", "model.dim=32", "--set", "model.heads=2", "--out", str(tmp_path)]
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "learning.py"), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    rows = _learning(tmp_path, "--preset", "claims-watch", "--models", "reference,shared")
     assert [r["model"] for r in rows] == ["reference", "shared"] and all(0 <= r["val/caption"] <= 1 for r in rows)
