@@ -18,9 +18,9 @@ from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.io import read_json
 from unifylab.layout import StudyFolder
 from unifylab.study.claims import Part, Term
+from unifylab.study.runner import trained_tasks
 from unifylab.study.transfer import item_labels
 from unifylab.train.config import TrainConfig, load_config
-from unifylab.train.data import MODE_TASKS
 
 Items = dict[str, tuple[float, str, str]]  # item key -> (score, split, cluster)
 
@@ -75,17 +75,12 @@ class StudyView:
 
     def pooled(self, kind: str, variants: list[str]) -> list[str]:
         """Tasks of a kind every named variant was trained for, scored on its own outputs, not a transfer probe."""
-        taught: set[str] | None = None
-        for v in variants:
-            for rid in self.run_ids(v, self.groups[0][0]).values():
-                cfg = self.config(rid)
-                mine = {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
-                taught = mine if taught is None else taught & mine
-                break
+        firsts = [min(ids.items())[1] for v in variants if (ids := self.run_ids(v, self.groups[0][0]))]
+        taught = set.intersection(*(trained_tasks(self.config(rid)) for rid in firsts)) if firsts else set()
         return [
             t
             for t, s in self.specs.items()
-            if s.kind == kind and s.trained_by in (taught or set()) and s.outputs_of is None and not s.probe
+            if s.kind == kind and s.trained_by in taught and s.outputs_of is None and not s.probe
         ]
 
     def analysis(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -94,8 +89,7 @@ class StudyView:
 
     def learned(self, run_id: str) -> float | None:
         """A run's own accuracy: the mean over the tasks it was trained for of its accuracy on new scenes."""
-        cfg = self.config(run_id)
-        mine = {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
+        mine = trained_tasks(self.config(run_id))
         vals = []
         for t, s in self.specs.items():
             ev = self.evals.get(run_id, {}).get(t)
