@@ -18,7 +18,7 @@ from unifylab.eval.tasks import TaskSpec, load_task
 from unifylab.io import read_json
 from unifylab.layout import StudyFolder
 from unifylab.study.claims import Part, Term
-from unifylab.study.runner import trained_tasks
+from unifylab.study.runner import pooled_tasks
 from unifylab.study.transfer import item_labels
 from unifylab.train.config import TrainConfig, load_config
 
@@ -76,12 +76,7 @@ class StudyView:
     def pooled(self, kind: str, variants: list[str]) -> list[str]:
         """Tasks of a kind every named variant was trained for, scored on its own outputs, not a transfer probe."""
         firsts = [min(ids.items())[1] for v in variants if (ids := self.run_ids(v, self.groups[0][0]))]
-        taught = set.intersection(*(trained_tasks(self.config(rid)) for rid in firsts)) if firsts else set()
-        return [
-            t
-            for t, s in self.specs.items()
-            if s.kind == kind and s.trained_by in taught and s.outputs_of is None and not s.probe
-        ]
+        return pooled_tasks(self.specs, kind, [self.config(rid) for rid in firsts])
 
     def analysis(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
         path = self.folder.analysis(run_id)
@@ -89,13 +84,9 @@ class StudyView:
 
     def learned(self, run_id: str) -> float | None:
         """A run's own accuracy: the mean over the tasks it was trained for of its accuracy on new scenes."""
-        mine = trained_tasks(self.config(run_id))
-        vals = []
-        for t, s in self.specs.items():
-            ev = self.evals.get(run_id, {}).get(t)
-            if ev and s.trained_by in mine and s.outputs_of is None and not s.probe:
-                split = (ev.get("splits") or {}).get("new_scenes") or ev["accuracy"]
-                vals.append(split["value"])
+        cfg, evals = self.config(run_id), self.evals.get(run_id, {})
+        tasks = [t for k in ("und", "gen") for t in pooled_tasks(self.specs, k, [cfg]) if t in evals]
+        vals = [((evals[t].get("splits") or {}).get("new_scenes") or evals[t]["accuracy"])["value"] for t in tasks]
         return float(np.mean(vals)) if vals else None
 
 

@@ -91,11 +91,11 @@ def trained_tasks(cfg: TrainConfig) -> set[str]:
     return {t for t in MODE_TASKS[cfg.data.mode] if cfg.data.mixture.get(t, 0) > 0}
 
 
-def pooled_tasks(specs: dict[str, TaskSpec], kind: str, *runs: list[Run]) -> list[str]:
-    """Tasks of a kind that enter a pooled headline: taught by training data that every compared run saw, scored
-    on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled), and not a
-    transfer probe (reported in its own section)."""
-    taught = set.intersection(*(trained_tasks(r.cfg) for rs in runs for r in rs))
+def pooled_tasks(specs: dict[str, TaskSpec], kind: str, configs: list[TrainConfig]) -> list[str]:
+    """Tasks of a kind that enter a pooled headline: taught by training data that every compared run (its config)
+    saw, scored on their own outputs (a partial-credit re-scoring of a sibling's outputs is reported, never pooled),
+    and not a transfer probe (reported in its own section). No configs: none."""
+    taught = set.intersection(*(trained_tasks(c) for c in configs)) if configs else set()
     return [
         t
         for t, s in specs.items()
@@ -129,7 +129,7 @@ def comparisons(
                 kind = spec_v.role
                 key = "understanding" if kind == "und" else "generation"
                 base, other = by_variant[spec_v.name], by_variant[u.name]
-                pool = pooled_tasks(specs, kind, base, other)
+                pool = pooled_tasks(specs, kind, [r.cfg for r in base + other])
                 pooled = _compare(evals, base, other, pool)
                 budget = base[0].cfg.data.budget if base else None
                 budgets.setdefault(key, {})[budget] = {"vs": spec_v.name, "pooled": pooled, "contrast": spec_v.contrast}
@@ -148,7 +148,7 @@ def comparisons(
             base, other = by_variant[first.name], by_variant[u.name]
             arch = {}
             for key, kind in (("understanding", "und"), ("generation", "gen")):
-                pool = pooled_tasks(specs, kind, base, other)
+                pool = pooled_tasks(specs, kind, [r.cfg for r in base + other])
                 arch[key] = _compare(evals, base, other, pool)
                 if arch[key] is not None:
                     arch[key]["pooled_tasks"] = pool
