@@ -100,7 +100,6 @@ def test_continuous_understanding_input_and_collation(text: TextTokenizer) -> No
         Packer(text, und_image=patch, gen_image=grid, loss_on={"und": ("image",)}).pack(
             Example("und", "q", "a", image=patch.encode(img)[0])
         )
-    with pytest.raises(UserError, match="must be discrete"):
-        Packer(text, und_image=patch, gen_image=patch)
+    assert Packer(text, und_image=patch, gen_image=patch).flow  # continuous output: flow slots (tests/test_flow.py)
     with pytest.raises(UserError, match="image tokens have shape"):
         packer.pack(Example("gen", "x", image=torch.zeros(4, dtype=torch.long)))

@@ -297,6 +297,26 @@ def test_fsdp2_matches_one_process(tmp_path: Path, model: dict) -> None:
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_flow_output_on_two_gloo_processes_matches_one_process(tmp_path: Path, strategy: str) -> None:
+    # a flow image's time and noise come from its place in the stream, so two ranks draw what one process draws
+    cfg = _cfg(
+        tmp_path,
+        optim={"steps": 6, "batch": 4, "accum": 2},
+        eval={"every": 6, "examples": 4},
+        model={"image_output": "flow", "backbone": "mot"},
+        tokenizers={"image": "patch", "und_image": "grid"},
+    )
+    assert _run(["train", str(cfg), "--out", str(tmp_path / "one"), "--quiet"]).wait(timeout=600) == 0
+    two = _torchrun(cfg, tmp_path / "two", strategy)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = (
+        load_file(str(tmp_path / "one" / "model.safetensors")),
+        load_file(str(tmp_path / "two" / "model.safetensors")),
+    )
+    assert "flow_out.weight" in a and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_user_error_for_distributed_without_torchrun(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="torchrun"):
         Trainer(load_config(_cfg(tmp_path), ["distributed=ddp"]), tmp_path / "r")

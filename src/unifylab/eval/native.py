@@ -9,16 +9,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unifylab.config import file_digest
+from unifylab.config import file_digest, load_yaml
 from unifylab.errors import UserError
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
-from unifylab.models.generate import Sampling, generate_images, generate_text
+from unifylab.layout import RunFolder
+from unifylab.models.flow import SOLVER, STEPS
+from unifylab.models.generate import Sampling, generate_flow, generate_images, generate_text
 from unifylab.models.hub import WEIGHTS, from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
 
 
 class NativeModel:
-    """Greedy text answers, loglikelihoods from the training loss, and CFG-guided image sampling."""
+    """Greedy text answers, loglikelihoods from the training loss, and CFG-guided image sampling (tokens, or a flow
+    integrated in the model's own steps and solver from per-item seeded noise; temperature and top-k then do not
+    apply)."""
 
     def __init__(
         self,
@@ -35,6 +39,12 @@ class NativeModel:
         self.model = from_pretrained(folder, device)
         self.text, self.und, self.gen = load_tokenizers(folder)
         self.packer = Packer(self.text, self.und, self.gen)
+        if guidance != 1.0 and _trained_without_dropout(folder):
+            raise UserError(
+                f"{folder}: guidance {guidance:g} needs a model trained with prompt dropout, but its config.yaml has "
+                "data.cfg_dropout 0 (it never saw the empty prompt); evaluate without guidance or retrain with "
+                "data.cfg_dropout > 0"
+            )
         self.guidance, self.batch, self.seed = guidance, batch, seed
         self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
         worlds = {t.canvas for t in (self.und, self.gen) if t.canvas is not None}
@@ -46,6 +56,9 @@ class NativeModel:
             "top_k": top_k,
             "seed": seed,
         }
+        mc = self.model.cfg
+        if mc.image_output == "flow":
+            self.fingerprint.update(flow_steps=mc.flow_steps or STEPS, flow_solver=mc.flow_solver or SOLVER)
 
     def _und_tokens(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         return list(self.und.encode(np.stack(images))) if images else []
@@ -106,15 +119,19 @@ class NativeModel:
             chunk = requests[i : i + self.batch]
             sources = iter(self._und_tokens([r.source for r in chunk if r.source is not None]))
             prefixes = [self._image_prefix(r.prompt, None if r.source is None else next(sources)) for r in chunk]
-            codes = generate_images(
-                self.model,
-                prefixes,
-                uncond=uncond,
-                guidance=self.guidance,
-                sampling=self.image_sampling,
-                seeds=[self.seed * 1_000_003 + r.seed for r in chunk],
-            )
-            out += list(self.gen.decode(codes))
+            seeds = [self.seed * 1_000_003 + r.seed for r in chunk]
+            if self.model.cfg.image_output == "flow":
+                drawn = generate_flow(self.model, prefixes, uncond=uncond, guidance=self.guidance, seeds=seeds)
+            else:
+                drawn = generate_images(
+                    self.model,
+                    prefixes,
+                    uncond=uncond,
+                    guidance=self.guidance,
+                    sampling=self.image_sampling,
+                    seeds=seeds,
+                )
+            out += list(self.gen.decode(drawn))
         return out
 
     @torch.no_grad()
@@ -154,6 +171,7 @@ class NativeModel:
                     pos2d=batch["pos2d"],
                     cont=batch["cont"],
                     features=batch["features"],
+                    flow=batch["flow"],  # a flow model reads a given image as clean patches (t = 1)
                     layers=layers,
                 )
             states = torch.stack(layers, 1).float().cpu()  # [B, layers + 1, L, D]
@@ -206,3 +224,13 @@ def _attention_outputs(model: torch.nn.Module, enabled: bool, batch: int) -> Ite
     finally:
         for h in handles:
             h.remove()
+
+
+def _trained_without_dropout(folder: Path) -> bool:
+    """True when the run's config.yaml (absent in a bare save_pretrained folder) trained no empty prompts."""
+    file = RunFolder(folder).config
+    if not file.is_file():
+        return False
+    run = load_yaml(file, "run config")
+    data = run.get("data") if isinstance(run, dict) else None
+    return isinstance(data, dict) and data.get("cfg_dropout", 1) == 0

@@ -1,4 +1,5 @@
-"""Batched, KV-cached sampling from a UnifiedTransformer: text answers, and image tokens with classifier-free guidance.
+"""Batched, KV-cached sampling from a UnifiedTransformer: text answers, image tokens, and (flow output) images
+integrated from noise, both image kinds with classifier-free guidance.
 
 Prefixes are packed sequences without their target (`Packer.pack(example, with_target=False)`); they are
 left-padded into one batch so every row continues at the same step.
@@ -6,17 +7,20 @@ left-padded into one batch so every row continues at the same step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from unifylab.models.blocks import KVCache
+from unifylab.models.flow import SOLVER, SOLVERS, STEPS
 from unifylab.models.unified import GEN, UND, UnifiedTransformer
 from unifylab.tokenize.sequence import IMAGE, TEXT, Packed
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
 EOS = SPECIAL_TOKENS.index("<eos>")
+PAD, BOI = SPECIAL_TOKENS.index("<pad>"), SPECIAL_TOKENS.index("<boi>")
 
 
 @dataclass(frozen=True)
@@ -207,14 +211,11 @@ def generate_images(
     With `guidance` != 1 and an unconditional prefix (e.g. the packed empty prompt), logits are
     uncond + guidance * (cond - uncond), computed in one doubled batch.
     """
+    if model.cfg.image_output != "tokens":
+        raise ValueError("this model draws images by flow matching; sample with generate_flow")
     if not prefixes:
         return torch.zeros(0, model.cfg.image_tokens, dtype=torch.long)
-    boi = SPECIAL_TOKENS.index("<boi>")
-    if any(int(p.input_ids[-1]) != boi for p in prefixes):
-        raise ValueError("image prefixes must end with <boi> (pack a gen example with with_target=False)")
-    cfg_on = guidance != 1.0
-    if cfg_on and uncond is None:
-        raise ValueError("classifier-free guidance needs the unconditional prefix")
+    cfg_on = _check_image_prefixes(prefixes, uncond, guidance)
     b = len(prefixes)
     batch = list(prefixes) + ([uncond] * b if cfg_on else [])
     t, (_, w) = model.cfg.image_tokens, model.cfg.image_grid
@@ -239,3 +240,116 @@ def generate_images(
                 pos = (i0 + k)[:, None].expand(-1, 3)
             dec.append(full, IMAGE, pos, (k // w, k % w))
     return codes.cpu()
+
+
+def _check_image_prefixes(prefixes: Sequence[Packed], uncond: Packed | None, guidance: float) -> bool:
+    """Whether guidance is on, after checking that every prefix ends with <boi> and guidance has its prefix."""
+    if any(int(p.input_ids[-1]) != BOI for p in prefixes):
+        raise ValueError("image prefixes must end with <boi> (pack a gen example with with_target=False)")
+    if guidance != 1.0 and uncond is None:
+        raise ValueError("classifier-free guidance needs the unconditional prefix")
+    return guidance != 1.0
+
+
+def row_normals(seeds: torch.Tensor, width: int) -> torch.Tensor:
+    """Standard normals [B, width], a pure function of each row's seed (Box-Muller on `row_uniforms`), so an item's
+    starting noise does not depend on its batch."""
+    u1, u2 = row_uniforms(seeds, 0, width), row_uniforms(seeds, 1, width)
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).float()
+
+
+@torch.no_grad()
+def generate_flow(
+    model: UnifiedTransformer,
+    prefixes: Sequence[Packed],
+    *,
+    uncond: Packed | None = None,
+    guidance: float = 1.0,
+    steps: int | None = None,
+    solver: str | None = None,
+    seeds: Sequence[int] | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """Continuous image patches [B, T, D] in [-1, 1] continuing prefixes that end with <boi>: dx/dt = v integrated
+    from row i's own seeded noise (`seeds[i]`, default its index) at t = 0 to t = 1 in `steps` steps of `solver`
+    (default: the model's). With `guidance` != 1 and the unconditional prefix, v = uncond + guidance * (cond -
+    uncond), in one doubled batch; the prefix's keys and values are computed once (`use_cache`)."""
+    cfg = model.cfg
+    if cfg.image_output != "flow":
+        raise ValueError("this model draws image tokens; sample with generate_images")
+    steps = steps if steps is not None else cfg.flow_steps or STEPS
+    solver = solver or cfg.flow_solver or SOLVER
+    if steps < 1 or solver not in SOLVERS:
+        raise ValueError(f"flow sampling needs steps >= 1 and a solver in {SOLVERS}, got {steps}, {solver!r}")
+    t_len, d = cfg.image_tokens, int(cfg.flow_dim or 0)
+    if not prefixes:
+        return torch.zeros(0, t_len, d)
+    cfg_on = _check_image_prefixes(prefixes, uncond, guidance)
+    b = len(prefixes)
+    dec = _Decoder(model, list(prefixes) + ([uncond] * b if cfg_on else []), t_len, use_cache, GEN)
+    rows, lp, dev = dec.ids.shape[0], dec.n, dec.ids.device
+    k, w = torch.arange(t_len, device=dev), cfg.image_grid[1]
+    i0 = dec.pos[:, lp - 1, 0][:, None] + 1  # the image's first position
+    if cfg.rope == "2d":
+        pos = torch.stack([i0.expand(-1, t_len), i0 + k // w, i0 + k % w], -1)
+    else:
+        pos = (i0 + k)[..., None].expand(-1, -1, 3)
+    cells = torch.stack([k // w, k % w], -1).expand(rows, -1, -1)
+    slots = torch.ones(rows, t_len, dtype=torch.bool, device=dev)
+    ids = torch.full((rows, t_len), PAD, dtype=torch.long, device=dev)  # placeholders: the slots read features
+    image = torch.full_like(ids, IMAGE)
+    attention = torch.cat([dec.attn[:, :lp], slots], 1)
+    if use_cache:
+        dec.logits()  # prefill
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        xs = (x.repeat(2, 1, 1) if cfg_on else x).reshape(-1, d)
+        times = torch.full((rows * t_len,), t, device=dev)
+        if use_cache:
+            h = model(
+                ids,
+                modality=image,
+                pos2d=cells,
+                cont=slots,
+                features=xs,
+                flow=slots,
+                flow_t=times,
+                attention_mask=attention,
+                branch=dec.branch,
+                positions=pos,
+                cache=dec.cache,
+                start=lp,
+            )
+        else:
+            h = model(
+                torch.cat([dec.ids[:, :lp], ids], 1),
+                modality=torch.cat([dec.mod[:, :lp], image], 1),
+                pos2d=torch.cat([dec.pos2d[:, :lp], cells], 1),
+                cont=torch.cat([dec.cont, slots], 1),
+                features=_prefix_then_image(dec.features, xs, dec.cont, t_len),
+                flow=torch.cat([torch.zeros_like(dec.cont), slots], 1),
+                flow_t=times,
+                attention_mask=attention,
+                branch=dec.branch,
+                positions=torch.cat([dec.pos[:, :lp], pos], 1),
+            )[:, lp:]
+        v = model.flow_out(h).float()
+        return v[b:] + guidance * (v[:b] - v[b:]) if cfg_on else v
+
+    x = row_normals(_row_seeds(seeds, b).to(dev), t_len * d).reshape(b, t_len, d)
+    dt = 1.0 / steps
+    for i in range(steps):
+        v = velocity(x, i * dt)
+        if solver == "heun":  # the trapezoid rule: the slope at the Euler end point averaged in
+            v = 0.5 * (v + velocity(x + dt * v, (i + 1) * dt))
+        x = x + dt * v
+    return x.clamp(-1, 1).cpu()
+
+
+def _prefix_then_image(
+    prefix: torch.Tensor | None, image: torch.Tensor, cont: torch.Tensor, t_len: int
+) -> torch.Tensor:
+    """Feature rows in the row-major order of a [prefix | image] batch: each row's prefix features, then its slots."""
+    counts = cont.sum(1).tolist()
+    parts = prefix.split(counts) if prefix is not None else [image[:0]] * len(counts)
+    return torch.cat([x for r, p in enumerate(parts) for x in (p, image[r * t_len : (r + 1) * t_len])])

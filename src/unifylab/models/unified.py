@@ -10,7 +10,9 @@
 
 Image inputs are discrete ids in the shared vocabulary (`image_input="tokens"`) or continuous features projected
 in place (`"patch"`, Janus-style decoupled understanding encoder). Output: one head over the whole vocabulary, or
-separate text and image heads whose softmax covers only their own ids (`output_heads="split"`).
+separate text and image heads whose softmax covers only their own ids (`output_heads="split"`); images are drawn as
+those ids (`image_output="tokens"`) or as continuous patches by flow matching inside the sequence (`"flow"`,
+Transfusion-style: see `models.flow`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.models.blocks import Block, KVCache, RMSNorm, Rotary
-from unifylab.tokenize.sequence import IGNORE, IMAGE
+from unifylab.models.flow import WEIGHT, TimeEmbedding, flow_mask, training_draws
+from unifylab.tokenize.sequence import FLOW, IGNORE, IMAGE
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
 UND, GEN = 0, 1  # branches
@@ -53,6 +56,16 @@ class ModelArgs(BaseModel):
         description="add a learned (row, column) embedding (zero at init) to every image "
         "input token, so each carries the cell it shows (rotary positions alone give offsets)",
     )
+    image_output: Literal["tokens", "flow"] = Field(
+        "tokens",
+        description="draw images as discrete tokens (next-token loss) or as continuous patches by flow matching "
+        "inside the sequence (needs a continuous generation tokenizer: tokenizers.image patch)",
+    )
+    flow_weight: float | None = Field(
+        None, gt=0, description="flow: weight of an image patch's velocity loss against a text token's (None: 1)"
+    )
+    flow_steps: int | None = Field(None, ge=1, description="flow: integration steps when sampling (None: 20)")
+    flow_solver: Literal["euler", "heun"] | None = Field(None, description="flow: ODE solver (None: heun)")
     init_std: float | None = Field(
         None,
         gt=0,
@@ -70,6 +83,12 @@ class ModelArgs(BaseModel):
                 raise ValueError(f"backbone 'fork' needs fork_layer in 0..{self.layers}, got {self.fork_layer}")
         elif self.fork_layer is not None:
             raise ValueError(f"fork_layer is only used with backbone 'fork' (backbone is {self.backbone!r})")
+        if self.image_output == "tokens":
+            given = [k for k in ("flow_weight", "flow_steps", "flow_solver") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} apply to image_output 'flow' only; drop them or set model.image_output=flow"
+                )
         return self
 
     @property
@@ -83,7 +102,8 @@ class ModelConfig(ModelArgs):
     image grids of its tokenizers."""
 
     n_text: int = Field(ge=len(SPECIAL_TOKENS), description="text vocabulary (ids 0..n_text-1)")
-    n_image: int = Field(ge=1, description="image codes (ids n_text..n_text+n_image-1)")
+    n_image: int = Field(ge=0, description="image codes (ids n_text..n_text+n_image-1); 0 when none is read or drawn")
+    flow_dim: int | None = Field(None, description="flow: width of an output image's continuous patches")
     image_grid: tuple[int, int] = Field(description="image tokens per side (rows, cols) of generated images")
     image_input: Literal["tokens", "patch"] = "tokens"
     patch_dim: int | None = Field(None, description="patch: width of the continuous input features")
@@ -98,6 +118,10 @@ class ModelConfig(ModelArgs):
             raise ValueError("image_input 'patch' needs patch_dim (the patch tokenizer's feature_dim)")
         if self.image_input == "patch" and self.image_pos and not self.input_grid:
             raise ValueError("image_input 'patch' with image_pos needs input_grid (the patch tokenizer's token_grid)")
+        if self.image_output == "flow" and not self.flow_dim:
+            raise ValueError("image_output 'flow' needs flow_dim (the generation tokenizer's feature_dim)")
+        if self.image_output == "tokens" and self.n_image < 1:
+            raise ValueError("image_output 'tokens' needs n_image >= 1 (the generation tokenizer's vocabulary)")
         return self
 
     @property
@@ -158,6 +182,10 @@ class UnifiedTransformer(nn.Module):
         else:
             self.text_head = nn.Linear(cfg.dim, cfg.n_text, bias=False)
             self.image_head = nn.Linear(cfg.dim, cfg.n_image, bias=False)
+        flow = cfg.image_output == "flow"  # noised patches in, a velocity out, and the time they are at
+        self.flow_in = nn.Linear(int(cfg.flow_dim or 0), cfg.dim) if flow else None
+        self.time_embed = TimeEmbedding(cfg.dim) if flow else None
+        self.flow_out = nn.Linear(cfg.dim, int(cfg.flow_dim or 0)) if flow else None
         self.rotary = Rotary(cfg.dim // cfg.heads, cfg.rope_theta, cfg.rope)
         tags = torch.full((cfg.n_text,), -1, dtype=torch.long)
         for tok, branch in TASK_BRANCH.items():
@@ -169,11 +197,14 @@ class UnifiedTransformer(nn.Module):
         """Initialise for this width: embeddings N(0, 1) and every Linear N(0, 1/fan_in) (or `init_std` for all),
         zero biases; the projections that write into the residual stream are scaled by 1/sqrt(2 * layers) so the
         stream's variance does not grow with depth. Image position embeddings start at zero: they add only what
-        training finds useful, instead of noise as large as the token identity."""
+        training finds useful, instead of noise as large as the token identity; so does the velocity head (a first
+        prediction of zero motion, as DiT's final layer)."""
         std = self.cfg.init_std
         for name, m in self.named_modules():
-            if name in ("row_embed", "col_embed"):
+            if name in ("row_embed", "col_embed", "flow_out"):
                 nn.init.zeros_(m.weight)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=std or 1.0)
             elif isinstance(m, nn.Linear):
@@ -221,7 +252,8 @@ class UnifiedTransformer(nn.Module):
             return sum(p.numel() for m in mods for p in m.parameters())
 
         heads = [self.head] if self.cfg.output_heads == "shared" else [self.text_head, self.image_head]
-        inputs = (self.embed, self.patch_proj, self.row_embed, self.col_embed)
+        heads += [self.flow_out] if self.flow_out is not None else []
+        inputs = (self.embed, self.patch_proj, self.row_embed, self.col_embed, self.flow_in, self.time_embed)
         out = {
             "embeddings": count([m for m in inputs if m is not None]),
             "norms": count(list(self.norms)),
@@ -296,19 +328,31 @@ class UnifiedTransformer(nn.Module):
         cont: torch.Tensor | None,
         features: torch.Tensor | None,
         pos2d: torch.Tensor | None = None,
+        flow: torch.Tensor | None = None,
+        flow_t: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings, continuous features projected in place, plus each image token's (row, col) embedding
-        (`pos2d` [B, L, 2], -1 on text)."""
+        """Token embeddings, continuous features projected in place (a flow slot's through the flow input with its
+        time's embedding, `flow_t` one per flow slot, default 1 = a clean image), plus each image token's (row, col)
+        embedding (`pos2d` [B, L, 2], -1 on text)."""
         x = self.embed(input_ids)
         if cont is not None and features is not None and features.numel():
-            if self.patch_proj is None:
-                raise ValueError("continuous image features given, but the model was built with image_input='tokens'")
             if int(cont.sum()) != features.shape[0]:
                 raise ValueError(
                     f"{int(cont.sum())} continuous slots in the inputs but {features.shape[0]} feature rows"
                 )
+            is_flow = flow[cont] if flow is not None else torch.zeros(features.shape[0], dtype=torch.bool)
+            is_flow = is_flow.to(features.device)
             x = x.clone()
-            x[cont] = self.patch_proj(features.to(x.dtype))
+            if bool((~is_flow).any()):
+                if self.patch_proj is None:
+                    raise ValueError("continuous input features given, but the model reads image tokens")
+                x[cont & ~flow if flow is not None else cont] = self.patch_proj(features[~is_flow].to(x.dtype))
+            if bool(is_flow.any()):
+                if self.flow_in is None or self.time_embed is None or flow is None:
+                    raise ValueError("flow slots given, but the model draws image tokens (image_output 'tokens')")
+                n = int(is_flow.sum())
+                t = flow_t if flow_t is not None else torch.ones(n, device=x.device)
+                x[flow] = self.flow_in(features[is_flow].to(x.dtype)) + self.time_embed(t).to(x.dtype)
         if self.row_embed is not None and pos2d is not None:
             if int(pos2d.max()) >= self.cfg.pos_cells:
                 raise ValueError(
@@ -327,6 +371,8 @@ class UnifiedTransformer(nn.Module):
         pos2d: torch.Tensor | None = None,
         cont: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        flow: torch.Tensor | None = None,
+        flow_t: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         branch: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
@@ -337,9 +383,10 @@ class UnifiedTransformer(nn.Module):
     ) -> torch.Tensor:
         """Final hidden states [B, L, dim] (after the final norm). With `cache`, the inputs continue a sequence at
         `start`; `attention_mask` then covers all start + L positions (False = left padding). `segments` [B, L]
-        (training on packed rows) marks which sequence each token belongs to: attention stays within it. A `layers`
-        list receives the residual stream [B, L, dim] after the embedding and after every block (for a forked
-        backbone, each row's own branch), for looking inside."""
+        (training on packed rows) marks which sequence each token belongs to: attention stays within it. `flow`
+        [B, L] marks the slots of a flow-output image (their values among `features`, their times in `flow_t`):
+        they attend to one another both ways. A `layers` list receives the residual stream [B, L, dim] after the
+        embedding and after every block (for a forked backbone, each row's own branch), for looking inside."""
         b, n = input_ids.shape
         if start + n > self.cfg.max_len:
             raise ValueError(f"sequence of {start + n} tokens exceeds max_len {self.cfg.max_len}")
@@ -351,8 +398,10 @@ class UnifiedTransformer(nn.Module):
             positions = self.positions(modality, pos2d, attention_mask, start, segments)
         rope = self.rotary(positions)
         mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else _block_causal(segments)
+        if flow is not None and bool(flow.any()):
+            mask = flow_mask(mask, flow, start, segments)
         route = modality if self.cfg.backbone == "mot" else None
-        x = self.embed_inputs(input_ids, cont, features, pos2d)
+        x = self.embed_inputs(input_ids, cont, features, pos2d, flow, flow_t)
         if layers is not None:
             layers.append(x)
         caches = iter(cache) if cache is not None else None
@@ -409,18 +458,34 @@ class UnifiedTransformer(nn.Module):
         return torch.cat([self.text_head(hidden), self.image_head(hidden)], -1)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> LossResult:
-        """Next-token cross-entropy on labelled positions, with per-sequence sums and greedy-exact hits (see
-        `greedy_hits`) and the text / image parts (`LossResult`)."""
+        """Next-token cross-entropy on labelled positions (plus, for flow output, the weighted velocity error of
+        every trained image slot, each counting as one target), with per-sequence sums and greedy-exact hits (see
+        `greedy_hits`; NaN for a sequence with a flow image, which has no greedy choice) and the text / image parts
+        (`LossResult`)."""
+        labels, features, flow = batch["labels"], batch.get("features"), batch.get("flow")
+        example = batch.get("example")
+        if example is None:  # one sequence per row
+            example = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)
+        flow_on = flow is not None and bool(flow.any())
+        trained = labels == FLOW
+        flow_t = target_v = None
+        if flow_on and bool(trained.any()):
+            seeds = batch.get("noise_seed")
+            if seeds is None:  # each example's index: the same draws at every call on the same batch
+                seeds = torch.arange(int(example.max()) + 1, device=labels.device)
+            features, flow_t, target_v = self._noised(features, batch["cont"], flow, trained, example, seeds)
         hidden = self(  # no attention mask: rows are right-padded, and causal attention never lets a token see a pad
             batch["input_ids"],
             modality=batch.get("modality"),
             pos2d=batch.get("pos2d"),
             cont=batch.get("cont"),
-            features=batch.get("features"),
+            features=features,
+            flow=flow if flow_on else None,
+            flow_t=flow_t,
             segments=batch.get("segments"),
         )
-        targets = batch["labels"][:, 1:]
-        keep = targets != IGNORE
+        targets = labels[:, 1:]
+        keep = (targets != IGNORE) & (targets != FLOW)
         h, t = hidden[:, :-1][keep], targets[keep]
         is_img = t >= self.cfg.n_text
         if self.cfg.output_heads == "shared":
@@ -434,32 +499,74 @@ class UnifiedTransformer(nn.Module):
                 logits = head(h[sel]).float()  # also when empty: both heads join every step's gradient
                 per_tok[sel] = F.cross_entropy(logits, t[sel] - offset, reduction="none")
                 hits[sel] = logits.argmax(-1) + offset == t[sel]
-        example = batch.get("example")
-        if example is None:  # one sequence per row
-            example = torch.arange(targets.shape[0], device=h.device)[:, None].expand(-1, targets.shape[1] + 1)
         rows = example[:, 1:][keep]
         b = int(example.max()) + 1
+        nan = torch.tensor(float("nan"), device=h.device)
         seq_sum = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, per_tok)
         seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
         misses = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, (~hits).float())
-        nan = torch.tensor(float("nan"), device=h.device)
+        seq_exact = ((misses == 0) & (seq_count > 0)).float()
+        total, count, image_loss = per_tok.sum(), float(per_tok.numel()), nan
+        if per_tok.numel() and bool(is_img.any()):
+            image_loss = per_tok[is_img].mean()
+        if target_v is not None:
+            per_slot = (self.flow_out(hidden[trained]).float() - target_v).pow(2).mean(-1)
+            per_slot = per_slot * (self.cfg.flow_weight or WEIGHT)
+            slot_rows = example[trained]
+            seq_sum = seq_sum.index_add(0, slot_rows, per_slot)
+            seq_count = seq_count.index_add(0, slot_rows, torch.ones_like(per_slot))
+            seq_exact[slot_rows] = float("nan")
+            total, count, image_loss = total + per_slot.sum(), count + per_slot.numel(), per_slot.mean()
+        elif self.flow_out is not None:  # no image this batch: the flow layers still join the gradient (DDP)
+            layers = (self.flow_in, self.time_embed, self.flow_out)
+            total = total + 0.0 * sum(p.sum() for m in layers if m is not None for p in m.parameters())
         return LossResult(
-            loss=per_tok.mean(),
-            sum=per_tok.sum(),
-            count=torch.tensor(float(per_tok.numel()), device=h.device),
+            loss=total / count if target_v is not None else per_tok.mean(),
+            sum=total,
+            count=torch.tensor(count, device=h.device),
             seq_sum=seq_sum.detach(),
             seq_count=seq_count,
-            seq_exact=((misses == 0) & (seq_count > 0)).float(),
+            seq_exact=seq_exact,
             text_loss=per_tok[~is_img].mean() if bool((~is_img).any()) else nan,
-            image_loss=per_tok[is_img].mean() if bool(is_img.any()) else nan,
+            image_loss=image_loss,
         )
+
+    def _noised(
+        self,
+        features: torch.Tensor,
+        cont: torch.Tensor,
+        flow: torch.Tensor,
+        trained: torch.Tensor,
+        example: torch.Tensor,
+        seeds: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The features with each trained image's patches moved to x_t = t x1 + (1 - t) x0 (one t per image, x0
+        Gaussian; both drawn from the example's `seeds` entry), every flow slot's time (1 for an untrained, clean
+        one) and the velocity targets x1 - x0."""
+        rows = trained[cont]  # feature rows (row-major over the continuous slots) of trained flow slots
+        owner = example[trained]  # each trained slot's example; an image's slots are consecutive
+        images = torch.unique_consecutive(owner)
+        t_len, d = self.cfg.image_tokens, features.shape[1]
+        if images.numel() * t_len != owner.numel():
+            raise ValueError(f"every flow image must have {t_len} trained slots")
+        t_image, x0 = training_draws(seeds[images].to(features.device), t_len * d)
+        t = t_image.repeat_interleave(t_len)[:, None]
+        x0 = x0.reshape(-1, d)
+        x1 = features[rows].float()
+        features = features.clone()
+        features[rows] = (t * x1 + (1 - t) * x0).to(features.dtype)
+        flow_t = torch.ones(int(flow.sum()), device=features.device)
+        flow_t[trained[flow]] = t[:, 0]
+        return features, flow_t, x1 - x0
 
 
 def greedy_hits(logits: torch.Tensor, targets: torch.Tensor, n_text: int) -> torch.Tensor:
     """Whether each target id is the argmax of its logits over its own modality's ids (text targets over text ids,
     image targets over image ids), which is the choice the greedy samplers make given the same prefix."""
-    is_img = targets >= n_text
-    pred = torch.where(is_img, logits[..., n_text:].argmax(-1) + n_text, logits[..., :n_text].argmax(-1))
+    text = logits[..., :n_text].argmax(-1)
+    if logits.shape[-1] == n_text:  # no image codes (flow output, understanding from patches)
+        return text == targets
+    pred = torch.where(targets >= n_text, logits[..., n_text:].argmax(-1) + n_text, text)
     return pred == targets
 
 

@@ -6,7 +6,9 @@ Forms (each `image` is the image tokenizer's tokens; `<boi>`/`<eoi>` bracket eve
   edit     <bos> <edit> <boi> source <eoi> instruction <boi> target <eoi> <eos>
   rewrite  <bos> <rewrite> prompt answer <eos>
 Labels equal the input ids on trained segments (the model shifts them) and IGNORE elsewhere; by default only the
-answer (und, rewrite) or the output image (gen, edit) is trained, plus the `<eoi>`/`<eos>` that closes it.
+answer (und, rewrite) or the output image (gen, edit) is trained, plus the `<eoi>`/`<eos>` that closes it. With a
+continuous generation tokenizer (flow output) an output image is continuous slots marked `flow`, labelled FLOW when
+trained (the model's flow-matching loss, not cross-entropy) and its closers untrained (the sampler writes them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.text import TextTokenizer
 
 IGNORE = -100
+FLOW = -1  # label of a trained flow-output image slot (a velocity target, not a token)
 TEXT, IMAGE = 0, 1  # modality ids
 SEGMENTS: dict[str, tuple[str, ...]] = {  # per sequence form, its segments in order
     "und": ("image", "question", "answer"),
@@ -107,6 +110,7 @@ class Packed:
     cont: torch.Tensor
     features: torch.Tensor
     segments: list[tuple[str, int, int]] = field(default_factory=list)  # (name, start, end) for inspection
+    flow: torch.Tensor | None = None  # [L] bool: slots of a flow-output image (None: none)
 
     def __len__(self) -> int:
         return int(self.input_ids.numel())
@@ -125,13 +129,19 @@ class Packer:
     ) -> None:
         self.text, self.und_image = text, und_image
         self.gen_image = gen_image or und_image
-        if not self.gen_image.discrete:
-            raise UserError(f"the generation image tokenizer must be discrete (vq or grid), got {self.gen_image.kind}")
-        self.layout = VocabLayout(text.vocab_size, self.gen_image.vocab_size)
-        if und_image.discrete and und_image.vocab_size != self.gen_image.vocab_size:
+        self.flow = not self.gen_image.discrete  # continuous output images: the model draws them by flow matching
+        codes = [t.vocab_size for t in (und_image, self.gen_image) if t.discrete]
+        self.layout = VocabLayout(text.vocab_size, codes[0] if codes else 0)
+        if len(set(codes)) > 1:
             raise UserError(
                 "discrete understanding and generation tokenizers must share one vocabulary; use the "
                 "same tokenizer for both, or a continuous (patch) one for understanding"
+            )
+        dims = {t.feature_dim for t in (und_image, self.gen_image) if not t.discrete}
+        if len(dims) > 1:
+            raise UserError(
+                f"continuous understanding and generation tokenizers give features of widths {sorted(dims)}; "
+                "use one patch size for both"
             )
         self.loss_on = {**DEFAULT_LOSS_ON, **{k: tuple(v) for k, v in (loss_on or {}).items()}}
         for form, segs in self.loss_on.items():
@@ -141,7 +151,7 @@ class Packer:
             if bad:
                 raise UserError(f"loss_on.{form}: unknown segment(s) {bad}; expected some of {list(SEGMENTS[form])}")
         self.pad_id = text.id("<pad>")
-        self._feature_dim = 0 if und_image.discrete else und_image.feature_dim
+        self._feature_dim = dims.pop() if dims else 0
 
     def pack(self, ex: Example, with_target: bool = True) -> Packed:
         """The full sequence, or (with_target=False) the prefix a model continues at inference."""
@@ -159,14 +169,14 @@ class Packer:
             b.text(ex.text, "prompt")
             b.special("<boi>")
             if with_target:
-                b.image(ex.image, self.gen_image, "image", bracket=False)
+                b.image(ex.image, self.gen_image, "image", bracket=False, output=True)
                 b.special("<eoi>", "<eos>")
         elif ex.form == "edit":
             b.image(ex.source, self.und_image, "source")
             b.text(ex.text, "instruction")
             b.special("<boi>")
             if with_target:
-                b.image(ex.image, self.gen_image, "target", bracket=False)
+                b.image(ex.image, self.gen_image, "target", bracket=False, output=True)
                 b.special("<eoi>", "<eos>")
         else:
             b.text(ex.text, "prompt")
@@ -176,7 +186,8 @@ class Packer:
         return b.finish(self.loss_on[ex.form])
 
     def collate(self, items: Sequence[Packed], pack: bool = False) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest: input_ids, labels, modality, pos2d, cont, attention_mask [B, L]; features [Nc, D];
+        """Right-pad to the longest: input_ids, labels, modality, pos2d, cont, flow, attention_mask [B, L]; features
+        [Nc, D] (the continuous slots' values, row-major);
         `example` [B, L] gives each token's item index (-1 on padding).
 
         With `pack`, several sequences share a row (first-fit, rows as long as the longest item, items of one task
@@ -204,12 +215,15 @@ class Packer:
             "modality": torch.full((n, length), TEXT, dtype=torch.long),
             "pos2d": torch.full((n, length, 2), -1, dtype=torch.long),
             "cont": torch.zeros((n, length), dtype=torch.bool),
+            "flow": torch.zeros((n, length), dtype=torch.bool),
             "attention_mask": torch.zeros((n, length), dtype=torch.bool),
             "example": torch.full((n, length), -1, dtype=torch.long),
         }
         for key in ("input_ids", "labels", "modality", "pos2d", "cont"):
             flat = out[key].view(n * length, *out[key].shape[2:])
             flat[dest] = torch.cat([getattr(items[i], key) for i in order])
+        if any(items[i].flow is not None for i in order):
+            out["flow"].view(-1)[dest] = torch.cat([_flow_of(items[i]) for i in order])
         out["labels"].view(-1)[row_of * length + at] = IGNORE  # a sequence's first token is never predicted
         out["attention_mask"].view(-1)[dest] = True
         out["example"].view(-1)[dest] = torch.repeat_interleave(torch.tensor(order), lens)
@@ -250,11 +264,18 @@ class _Builder:
         self.names: list[str] = []
         self.mod: list[int] = []
         self.cont: list[bool] = []
+        self.flow: list[bool] = []
         self.pos: list[tuple[int, torch.Tensor]] = []  # (first token, [n, 2] (row, col)) of each image
         self.features: list[torch.Tensor] = []
 
     def _add(
-        self, ids: list[int], name: str, modality: int, pos: torch.Tensor | None = None, cont: bool = False
+        self,
+        ids: list[int],
+        name: str,
+        modality: int,
+        pos: torch.Tensor | None = None,
+        cont: bool = False,
+        flow: bool = False,
     ) -> None:
         n = len(ids)
         if pos is not None:
@@ -263,6 +284,7 @@ class _Builder:
         self.names += [name] * n
         self.mod += [modality] * n
         self.cont += [cont] * n
+        self.flow += [flow] * n
 
     def special(self, *tokens: str) -> None:
         for t in tokens:
@@ -271,7 +293,10 @@ class _Builder:
     def text(self, s: str, name: str) -> None:
         self._add(self.p.text.encode(s), name, TEXT)
 
-    def image(self, tokens: torch.Tensor | None, tok: ImageTokenizer, name: str, bracket: bool = True) -> None:
+    def image(
+        self, tokens: torch.Tensor | None, tok: ImageTokenizer, name: str, bracket: bool = True, output: bool = False
+    ) -> None:
+        """An image's tokens; a continuous `output` image (flow output) becomes flow slots."""
         if tokens is None:
             raise UserError(f"example has no image tokens for its {name!r} segment")
         tokens = torch.as_tensor(tokens)
@@ -285,7 +310,7 @@ class _Builder:
         if tok.discrete:
             self._add(self.p.layout.image_to_vocab(tokens).tolist(), name, IMAGE, tok.positions())
         else:
-            self._add([self.p.pad_id] * tok.num_tokens, name, IMAGE, tok.positions(), cont=True)
+            self._add([self.p.pad_id] * tok.num_tokens, name, IMAGE, tok.positions(), cont=True, flow=output)
             self.features.append(tokens.float())
         if bracket:
             self.special("<eoi>")
@@ -293,13 +318,15 @@ class _Builder:
     def finish(self, loss_on: tuple[str, ...]) -> Packed:
         names = self.names
         trained = [n in loss_on for n in names]
-        for i in range(1, len(names)):  # the closer right after a trained segment is trained with it
-            if names[i] in _CLOSERS and names[i - 1] in loss_on:
+        for i in range(1, len(names)):  # the closer right after a trained token segment is trained with it
+            if names[i] in _CLOSERS and names[i - 1] in loss_on and not self.flow[i - 1]:
                 trained[i] = True
-        if any(t and c for t, c in zip(trained, self.cont)):
-            raise UserError("loss_on names a continuous image segment; only discrete tokens can be trained")
+        if any(t and c and not f for t, c, f in zip(trained, self.cont, self.flow)):
+            raise UserError("loss_on names a continuous input image segment; only outputs can be trained")
         ids = torch.tensor(self.ids, dtype=torch.long)
-        labels = torch.tensor([t if k else IGNORE for t, k in zip(self.ids, trained)], dtype=torch.long)
+        labels = torch.tensor(
+            [(FLOW if f else t) if k else IGNORE for t, k, f in zip(self.ids, trained, self.flow)], dtype=torch.long
+        )
         pos = torch.full((len(ids), 2), -1, dtype=torch.long)
         for start, p in self.pos:
             pos[start : start + len(p)] = p
@@ -318,7 +345,12 @@ class _Builder:
             torch.tensor(self.cont, dtype=torch.bool),
             feats,
             segments,
+            torch.tensor(self.flow, dtype=torch.bool) if any(self.flow) else None,
         )
+
+
+def _flow_of(p: Packed) -> torch.Tensor:
+    return p.flow if p.flow is not None else torch.zeros(len(p), dtype=torch.bool)
 
 
 def describe(p: Packed, text: TextTokenizer, layout: VocabLayout) -> list[dict[str, Any]]:

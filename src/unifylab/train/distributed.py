@@ -50,9 +50,9 @@ def wrap(model: nn.Module, strategy: str, d: Dist, device: torch.device) -> nn.M
         from torch.nn.parallel import DistributedDataParallel
 
         cfg = model.model.cfg  # model is the LossModule wrapper
-        # a forked branch, a modality expert or a split head sees no token on a rank whose micro-batch lacks that
-        # task form or modality: DDP must then reduce those parameters' (zero) gradients without them
-        sparse = cfg.backbone != "shared" or cfg.output_heads == "split"
+        # a forked branch, a modality expert, a split head or the flow output's layers see no token on a rank whose
+        # micro-batch lacks that task form or modality: DDP must then reduce those parameters' (zero) gradients
+        sparse = cfg.backbone != "shared" or cfg.output_heads == "split" or cfg.image_output == "flow"
         return DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=sparse
         )

@@ -103,8 +103,19 @@ def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
 def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen: ImageTokenizer) -> UnifiedTransformer:
     from unifylab.config import build
 
+    flow = cfg.model.image_output == "flow"
+    if gen.discrete == flow:
+        need, other = ("a continuous", "tokens") if flow else ("a discrete", "flow")
+        raise UserError(
+            f"model.image_output {cfg.model.image_output!r} draws with {need} generation tokenizer, but it is the "
+            f"{gen.kind} tokenizer; set tokenizers.image to {'patch' if flow else 'the world exact one'} or "
+            f"model.image_output to {other}"
+        )
     spec = cfg.model.model_dump()
-    values = {**spec, "n_text": text.vocab_size, "n_image": gen.vocab_size, "image_grid": gen.token_grid}
+    codes = [t.vocab_size for t in (gen, und) if t.discrete]
+    values = {**spec, "n_text": text.vocab_size, "n_image": codes[0] if codes else 0, "image_grid": gen.token_grid}
+    if flow:
+        values["flow_dim"] = gen.feature_dim
     if not und.discrete:
         values.update(image_input="patch", patch_dim=und.feature_dim, input_grid=und.token_grid)
     mc = build(ModelConfig, values, "model (config.yaml)")
@@ -116,9 +127,9 @@ def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen:
 def param_group(name: str) -> str:
     """A parameter's group: embeddings (token + patch), heads (output projections) or backbone (every block and
     final norm)."""
-    if name.startswith(("embed.", "patch_proj.")):
+    if name.startswith(("embed.", "patch_proj.", "flow_in.", "time_embed.")):
         return "embeddings"
-    if name.startswith(("head.", "text_head.", "image_head.")):
+    if name.startswith(("head.", "text_head.", "image_head.", "flow_out.")):
         return "heads"
     return "backbone"
 
@@ -308,6 +319,12 @@ class Trainer:
         D.barrier(self.dist)
         if cfg.init_from is not None:
             self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
+            if self.gen.discrete == (cfg.model.image_output == "flow"):
+                drawn = "image tokens" if self.gen.discrete else "images by flow matching"
+                raise UserError(
+                    f"init_from {cfg.init_from}: that model draws {drawn}, but model.image_output is "
+                    f"{cfg.model.image_output!r}; start from a checkpoint of the same output kind"
+                )
         else:
             self.text, self.und, self.gen = build_tokenizers(cfg)
         self.packer = Packer(self.text, self.und, self.gen, loss_on=cfg.data.loss_on)
@@ -433,6 +450,7 @@ class Trainer:
     def _micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
         b, accum = self.cfg.optim.batch, self.cfg.optim.accum
         idx = self.stream[step * b : (step + 1) * b]
+        at = np.arange(step * b, step * b + len(idx))[idx >= 0]  # each example's place in the stream
         idx = idx[idx >= 0]  # equal-steps: the unified step's examples of other tasks are skipped
         mb = math.ceil(len(idx) / accum)
         out = []
@@ -441,7 +459,10 @@ class Trainer:
             if len(part) == 0:
                 continue
             items = self.batches.samples("train", part, self.batches.task_of(part))
-            out.append(self.batches.collate(items, pack=self.cfg.data.pack))
+            batch = self.batches.collate(items, pack=self.cfg.data.pack)
+            # a flow image's time and noise are drawn from its place in the stream: the same on any number of ranks
+            batch["noise_seed"] = torch.as_tensor(at[m * mb : (m + 1) * mb][self.dist.rank :: self.dist.world])
+            out.append(batch)
         return out
 
     def _step(self, step: int) -> dict[str, Any]:
@@ -491,7 +512,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Per split/task on the fixed eval batches: mean token loss (`val/t2i`) and greedy-exact accuracy
-        (`exact/val/t2i`: every target token is the greedy choice given the gold prefix)."""
+        (`exact/val/t2i`: every target token is the greedy choice given the gold prefix). A flow image's loss is
+        taken at the same times and noise at every evaluation (seeded by the example's index)."""
         self.wrapped.eval()
         out = {}
         cuda = self.device.type == "cuda"
@@ -499,7 +521,8 @@ class Trainer:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 r = self.wrapped(self._to_device(batch))
             out[name] = float(r.sum / r.count)
-            out[f"exact/{name}"] = float(r.seq_exact.mean())
+            if not bool(r.seq_exact.isnan().all()):  # a flow image has no greedy choice: sample it with eval
+                out[f"exact/{name}"] = float(r.seq_exact.nanmean())
         self.wrapped.train()
         return out
 
