@@ -7,10 +7,13 @@ Captions and rewrites (a named prompt rewritten to an explicit one) are greedy-d
 they state against the scene (their wording is sampled from templates, so no model can match it token for token).
 Greedy-exact for the rest: an item is right when every target token is the argmax given the gold prefix, which is
 exactly what greedy decoding reproduces (answer + <eos> for understanding, image tokens + <eoi> for t2i; each argmax
-over its own modality's ids, as the samplers restrict them). Prints one JSON line per model and run; writes
-accuracy-vs-step curves (PNG) and the per-evaluation records (jsonl) to --out.
+over its own modality's ids, as the samplers restrict them). The `flow` model (the shared backbone drawing pixel
+patches by flow matching, reading images as the others do) has no greedy choice for an image: its t2i items are
+drawn (its own sampler and steps, seeded per item, unguided) and right when the world's exact check passes on what
+the parser reads back. Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG) and the
+per-evaluation records (jsonl) to --out.
 
-Run: python benchmarks/learning.py [--preset quick --steps 1800 --seeds 0 --models reference,shared,fork,mot,patch]
+Run: python benchmarks/learning.py [--preset quick --steps 1800 --seeds 0 --models reference,shared,fork,mot,patch,flow]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from unifylab.eval.tasks import Item, score_caption
-from unifylab.models.generate import EOS, generate_text
+from unifylab.models.generate import EOS, generate_flow, generate_text
 from unifylab.models.unified import greedy_hits
 from unifylab.study.preset import load_preset, merge
 from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
@@ -99,12 +102,17 @@ class RefGPT(nn.Module):
 SPLIT_LR = 0.5
 
 
-def variants(layers: int, lr: float, *, same_lr: bool = False) -> dict[str, dict[str, Any]]:
+def variants(layers: int, lr: float, *, reads: str, same_lr: bool = False) -> dict[str, dict[str, Any]]:
     """Config overrides per benchmarked model (the reference trains on the shared model's unpacked batches); fork
-    and mot train at SPLIT_LR x `lr` unless `same_lr`."""
+    and mot train at SPLIT_LR x `lr` unless `same_lr`; flow reads images with `reads` (the preset's understanding
+    tokenizer) and draws pixel patches."""
     split = {"optim": {"lr": lr if same_lr else lr * SPLIT_LR}}
     return {
         "shared": {"model": {"backbone": "shared"}},
+        "flow": {
+            "model": {"backbone": "shared", "image_output": "flow"},
+            "tokenizers": {"image": "patch", "und_image": reads},
+        },
         "fork": {"model": {"backbone": "fork", "fork_layer": layers // 2}, **split},
         "mot": {"model": {"backbone": "mot"}, **split},
         "patch": {"model": {"backbone": "shared"}, "tokenizers": {"und_image": "patch"}},
@@ -124,13 +132,18 @@ class Scorer:
 
     def __init__(self, trainer: Trainer, n: int) -> None:
         batches = Batches(trainer.cfg, Packer(trainer.text, trainer.und, trainer.gen), trainer.batches.source)
-        self.text = trainer.text
+        self.text, self.world = trainer.text, trainer.batches.source.world
         self.sets: dict[str, dict[str, torch.Tensor]] = {}
         self.kinds: dict[str, list[str]] = {}
         self.captions: dict[str, tuple[list[Packed], list[Scene]]] = {}
+        self.drawings: dict[str, tuple[list[Packed], list[Scene]]] = {}  # flow output: drawn, then parsed
         for split, task in eval_splits(trainer.cfg):  # the items of the Trainer's `eval_sets`, built once
             name = f"{split}/{task}"
             items = batches.samples(split, np.arange(n), np.full(n, TASKS.index(task)))
+            if task == "t2i" and batches.packer.flow:
+                prefixes = [batches.packer.pack(Example("gen", it.text), with_target=False) for it in items]
+                self.drawings[name] = (prefixes, [it.scene for it in items])
+                continue
             if task == "caption":
                 codes = Batches.image_tokens(trainer.und, items)
                 prefixes = [
@@ -152,9 +165,15 @@ class Scorer:
         self,
         exact_of: Callable[[dict[str, torch.Tensor]], torch.Tensor],
         caption_of: Callable[[list[Packed]], list[list[int]]],
+        draw_of: Callable[[list[Packed]], np.ndarray] | None = None,
     ) -> dict[str, float]:
-        """`exact_of(batch)`: 1/0 per row (every target the greedy choice); `caption_of(prefixes)`: greedy text ids."""
+        """`exact_of(batch)`: 1/0 per row (every target the greedy choice); `caption_of(prefixes)`: greedy text ids;
+        `draw_of(prefixes)`: uint8 images (flow output)."""
         out: dict[str, float] = {}
+        for name, (prefixes, scenes) in self.drawings.items():
+            assert draw_of is not None, "a flow model's drawings need draw_of"
+            parsed = self.world.parse(draw_of(prefixes))
+            out[name] = float(np.mean([self.world.check(got, want).ok for got, want in zip(parsed, scenes)]))
         for name, (prefixes, scenes) in self.captions.items():
             texts = [self.text.decode(ids) for ids in caption_of(prefixes)]
             right = [score_caption(Item(name, target=sc.to_dict()), [t], [])[0] for t, sc in zip(texts, scenes)]
@@ -195,7 +214,13 @@ def greedy_text(
 
 
 def curve(
-    train_step: Callable[[int], int], scorer: Scorer, exact_of: Callable, caption_of: Callable, steps: int, every: int
+    train_step: Callable[[int], int],
+    scorer: Scorer,
+    exact_of: Callable,
+    caption_of: Callable,
+    steps: int,
+    every: int,
+    draw_of: Callable | None = None,
 ) -> tuple[list[dict], float, int]:
     """Train `steps` steps (`train_step(step)` returns its real tokens), scoring every `every` steps; returns the
     accuracy curve, the training wall time (scoring excluded) and the real tokens trained on."""
@@ -205,7 +230,7 @@ def curve(
         tokens += train_step(step)
         wall += time.perf_counter() - t
         if (step + 1) % every == 0 or step + 1 == steps:
-            points.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of)})
+            points.append({"step": step + 1, "wall_s": wall, **scorer.score(exact_of, caption_of, draw_of)})
     return points, wall, tokens
 
 
@@ -226,7 +251,17 @@ def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[l
     model = trainer.model
     exact_of = evaluating(model, lambda b: model.loss(b).seq_exact)
     caption_of = evaluating(model, lambda prefixes: generate_text(model, prefixes, max_new_tokens=CAPTION_TOKENS))
-    return curve(lambda step: trainer._step(step)["tokens"], scorer, exact_of, caption_of, steps, every)
+    draw_of = evaluating(model, lambda prefixes: trainer.gen.decode(generate_flow(model, prefixes)))
+    flow = model.cfg.image_output == "flow"
+    return curve(
+        lambda step: trainer._step(step)["tokens"],
+        scorer,
+        exact_of,
+        caption_of,
+        steps,
+        every,
+        draw_of if flow else None,
+    )
 
 
 def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
@@ -352,7 +387,8 @@ def main() -> None:
     base = load_preset(args.preset).base
     steps = args.steps or int(base["optim"]["steps"])
     base_cfg = load_tree(base, args.overrides)
-    table = variants(int(base_cfg.model.layers), float(base_cfg.optim.lr), same_lr=args.same_lr)
+    reads = base_cfg.tokenizers.und_image or base_cfg.tokenizers.image
+    table = variants(int(base_cfg.model.layers), float(base_cfg.optim.lr), reads=reads, same_lr=args.same_lr)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in table]
     if unknown:

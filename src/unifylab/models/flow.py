@@ -4,7 +4,8 @@ An output image is a block of continuous patch slots in the sequence. Training p
 x_t = t * x1 + (1 - t) * x0 (x1 the image's patches in [-1, 1], x0 Gaussian noise, one t per image drawn
 logit-normal as in SD3) into the slots with an embedding of t, and regresses the velocity x1 - x0 from each slot's
 final hidden state; the slots of one image attend to each other in both directions (the image is one denoising
-state, not a left-to-right sequence) and causally to what precedes them. Sampling (`generate.generate_flow`)
+state, not a left-to-right sequence) and causally to what precedes them; each slot also carries its fixed 2-D
+place in the image. Sampling (`generate.generate_flow`)
 integrates dx/dt = v from noise at t = 0 to the image at t = 1.
 """
 
@@ -30,6 +31,20 @@ class TimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         angles = 1000.0 * t.float()[:, None] * self.freq
         return self.mlp(torch.cat([angles.cos(), angles.sin()], -1).to(self.mlp[0].weight.dtype))
+
+
+def grid_sincos(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings [rows * cols, dim] (DiT's): half the width encodes the row, half the
+    column. A flow slot needs its absolute place from the first step, when its input is pure noise and rotary
+    offsets alone would leave it to find the image's start through attention."""
+    quarter = dim // 4
+    freq = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    r, c = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij"
+    )
+    parts = [f(x.reshape(-1, 1) * freq) for x in (r, c) for f in (torch.sin, torch.cos)]
+    out = torch.cat(parts, 1)
+    return torch.cat([out, out.new_zeros(out.shape[0], dim - out.shape[1])], 1)
 
 
 def training_draws(seeds: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:

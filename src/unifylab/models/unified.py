@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.models.blocks import Block, KVCache, RMSNorm, Rotary
-from unifylab.models.flow import WEIGHT, TimeEmbedding, flow_mask, training_draws
+from unifylab.models.flow import WEIGHT, TimeEmbedding, flow_mask, grid_sincos, training_draws
 from unifylab.tokenize.sequence import FLOW, IGNORE, IMAGE
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
@@ -186,6 +186,8 @@ class UnifiedTransformer(nn.Module):
         self.flow_in = nn.Linear(int(cfg.flow_dim or 0), cfg.dim) if flow else None
         self.time_embed = TimeEmbedding(cfg.dim) if flow else None
         self.flow_out = nn.Linear(cfg.dim, int(cfg.flow_dim or 0)) if flow else None
+        if flow:
+            self.register_buffer("flow_pos", grid_sincos(*cfg.image_grid, cfg.dim), persistent=False)
         self.rotary = Rotary(cfg.dim // cfg.heads, cfg.rope_theta, cfg.rope)
         tags = torch.full((cfg.n_text,), -1, dtype=torch.long)
         for tok, branch in TASK_BRANCH.items():
@@ -350,9 +352,13 @@ class UnifiedTransformer(nn.Module):
             if bool(is_flow.any()):
                 if self.flow_in is None or self.time_embed is None or flow is None:
                     raise ValueError("flow slots given, but the model draws image tokens (image_output 'tokens')")
+                if pos2d is None:
+                    raise ValueError("flow slots need their (row, col) cells in pos2d")
                 n = int(is_flow.sum())
                 t = flow_t if flow_t is not None else torch.ones(n, device=x.device)
-                x[flow] = self.flow_in(features[is_flow].to(x.dtype)) + self.time_embed(t).to(x.dtype)
+                cell = pos2d[flow]
+                place = self.flow_pos[cell[:, 0] * self.cfg.image_grid[1] + cell[:, 1]]
+                x[flow] = self.flow_in(features[is_flow].to(x.dtype)) + (self.time_embed(t) + place).to(x.dtype)
         if self.row_embed is not None and pos2d is not None:
             if int(pos2d.max()) >= self.cfg.pos_cells:
                 raise ValueError(
