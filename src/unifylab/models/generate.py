@@ -296,7 +296,7 @@ def generate_flow(
         pos = (i0 + k)[..., None].expand(-1, -1, 3)
     cells = torch.stack([k // w, k % w], -1).expand(rows, -1, -1)
     slots = torch.ones(rows, t_len, dtype=torch.bool, device=dev)
-    ids = torch.full((rows, t_len), PAD, dtype=torch.long, device=dev)  # placeholders: the slots read features
+    ids = torch.full((rows, t_len), PAD, dtype=torch.long, device=dev)  # unused ids: the slots read features
     image = torch.full_like(ids, IMAGE)
     attention = torch.cat([dec.attn[:, :lp], slots], 1)
     if use_cache:
