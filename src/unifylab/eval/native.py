@@ -13,7 +13,6 @@ from unifylab.config import file_digest, load_yaml
 from unifylab.errors import UserError
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
 from unifylab.layout import RunFolder
-from unifylab.models.flow import SOLVER, STEPS
 from unifylab.models.generate import Sampling, generate_flow, generate_images, generate_text
 from unifylab.models.hub import WEIGHTS, from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
@@ -56,9 +55,9 @@ class NativeModel:
             "top_k": top_k,
             "seed": seed,
         }
-        mc = self.model.cfg
-        if mc.image_output == "flow":
-            self.fingerprint.update(flow_steps=mc.flow_steps or STEPS, flow_solver=mc.flow_solver or SOLVER)
+        if self.model.cfg.image_output == "flow":
+            steps, solver = self.model.cfg.flow_sampler
+            self.fingerprint.update(flow_steps=steps, flow_solver=solver)
 
     def _und_tokens(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         return list(self.und.encode(np.stack(images))) if images else []

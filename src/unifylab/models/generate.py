@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from unifylab.models.blocks import KVCache
-from unifylab.models.flow import SOLVER, SOLVERS, STEPS
+from unifylab.models.flow import SOLVERS
 from unifylab.models.unified import GEN, UND, UnifiedTransformer
 from unifylab.tokenize.sequence import IMAGE, TEXT, Packed
 from unifylab.tokenize.text import SPECIAL_TOKENS
@@ -277,8 +277,9 @@ def generate_flow(
     cfg = model.cfg
     if cfg.image_output != "flow":
         raise ValueError("this model draws image tokens; sample with generate_images")
-    steps = steps if steps is not None else cfg.flow_steps or STEPS
-    solver = solver or cfg.flow_solver or SOLVER
+    default_steps, default_solver = cfg.flow_sampler
+    steps = default_steps if steps is None else steps
+    solver = solver or default_solver
     if steps < 1 or solver not in SOLVERS:
         raise ValueError(f"flow sampling needs steps >= 1 and a solver in {SOLVERS}, got {steps}, {solver!r}")
     t_len, d = cfg.image_tokens, int(cfg.flow_dim or 0)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.models.blocks import Block, KVCache, RMSNorm, Rotary
-from unifylab.models.flow import WEIGHT, TimeEmbedding, flow_mask, grid_sincos, training_draws
+from unifylab.models.flow import SOLVER, STEPS, WEIGHT, TimeEmbedding, flow_mask, grid_sincos, training_draws
 from unifylab.tokenize.sequence import FLOW, IGNORE, IMAGE
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
@@ -90,6 +90,12 @@ class ModelArgs(BaseModel):
                     f"{', '.join(given)} apply to image_output 'flow' only; drop them or set model.image_output=flow"
                 )
         return self
+
+    @property
+    def flow_sampler(self) -> tuple[int, str]:
+        """flow: the integration steps and solver a sample uses unless told otherwise (the config's, else the
+        defaults of `models.flow`)."""
+        return self.flow_steps or STEPS, self.flow_solver or SOLVER
 
     @property
     def trunk_layers(self) -> int:
@@ -512,9 +518,8 @@ class UnifiedTransformer(nn.Module):
         seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
         misses = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, (~hits).float())
         seq_exact = ((misses == 0) & (seq_count > 0)).float()
-        total, count, image_loss = per_tok.sum(), float(per_tok.numel()), nan
-        if per_tok.numel() and bool(is_img.any()):
-            image_loss = per_tok[is_img].mean()
+        total, count = per_tok.sum(), float(per_tok.numel())
+        image_loss = per_tok[is_img].mean() if bool(is_img.any()) else nan
         if target_v is not None:
             per_slot = (self.flow_out(hidden[trained]).float() - target_v).pow(2).mean(-1)
             per_slot = per_slot * (self.cfg.flow_weight or WEIGHT)
