@@ -3,7 +3,7 @@
 An output image is a block of continuous patch slots in the sequence. Training puts the noised patches
 x_t = t * x1 + (1 - t) * x0 (x1 the image's patches in [-1, 1], x0 Gaussian noise, one t per image drawn
 logit-normal as in SD3) into the slots with an embedding of t, and regresses the velocity x1 - x0 from each slot's
-final hidden state; the slots of one image attend to each other in both directions (the image is one denoising
+final hidden state (by default through a prediction of the clean patches, see `velocity`); the slots of one image attend to each other in both directions (the image is one denoising
 state, not a left-to-right sequence) and causally to what precedes them; each slot also carries its fixed 2-D
 place in the image. Sampling (`generate.generate_flow`) integrates dx/dt = v from noise at t = 0 to the image at
 t = 1.
@@ -17,7 +17,9 @@ import torch
 import torch.nn as nn
 
 STEPS, SOLVER, WEIGHT = 20, "heun", 1.0  # model.flow_steps / flow_solver / flow_weight when a config names none
+PREDICT = "image"  # model.flow_predict when a config names none
 SOLVERS = ("euler", "heun")
+MIN_GAP = 0.05  # image prediction: 1 - t is clipped here when turned into a velocity (JiT's clip)
 
 
 class TimeEmbedding(nn.Module):
@@ -45,6 +47,16 @@ def grid_sincos(rows: int, cols: int, dim: int) -> torch.Tensor:
     parts = [f(x.reshape(-1, 1) * freq) for x in (r, c) for f in (torch.sin, torch.cos)]
     out = torch.cat(parts, 1)
     return torch.cat([out, out.new_zeros(out.shape[0], dim - out.shape[1])], 1)
+
+
+def velocity(out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, predict: str) -> torch.Tensor:
+    """The velocity a flow head's output `out` stands for at state `x_t` and time `t` (broadcast to it): the output
+    itself (`velocity`), or for `image` prediction (x-prediction, as in JiT) (out - x_t) / (1 - t). Predicting the
+    clean image is easier when a patch is wide against the model (pixel patches lie near a low-dimensional set,
+    noise does not); the loss stays on the velocity either way."""
+    if predict == "velocity":
+        return out
+    return (out - x_t) / (1 - t).clamp(min=MIN_GAP)
 
 
 def training_draws(seeds: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:

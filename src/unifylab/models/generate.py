@@ -15,6 +15,7 @@ import torch
 
 from unifylab.models.blocks import KVCache
 from unifylab.models.flow import SOLVERS
+from unifylab.models.flow import velocity as velocity_of
 from unifylab.models.unified import GEN, UND, UnifiedTransformer
 from unifylab.tokenize.sequence import IMAGE, TEXT, Packed
 from unifylab.tokenize.text import SPECIAL_TOKENS
@@ -334,7 +335,7 @@ def generate_flow(
                 branch=dec.branch,
                 positions=torch.cat([dec.pos[:, :lp], pos], 1),
             )[:, lp:]
-        v = model.flow_out(h).float()
+        v = velocity_of(model.flow_out(h).float(), xs.reshape(rows, t_len, d).float(), torch.tensor(t), cfg.predicts)
         return v[b:] + guidance * (v[:b] - v[b:]) if cfg_on else v
 
     x = row_normals(_row_seeds(seeds, b).to(dev), t_len * d).reshape(b, t_len, d)

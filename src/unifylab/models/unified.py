@@ -27,12 +27,23 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.models.blocks import Block, KVCache, RMSNorm, Rotary
-from unifylab.models.flow import SOLVER, STEPS, WEIGHT, TimeEmbedding, flow_mask, grid_sincos, training_draws
+from unifylab.models.flow import (
+    PREDICT,
+    SOLVER,
+    STEPS,
+    WEIGHT,
+    TimeEmbedding,
+    flow_mask,
+    grid_sincos,
+    training_draws,
+    velocity,
+)
 from unifylab.tokenize.sequence import FLOW, IGNORE, IMAGE
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
 UND, GEN = 0, 1  # branches
 TASK_BRANCH = {"<und>": UND, "<rewrite>": UND, "<gen>": GEN, "<edit>": GEN}
+FLOW_FIELDS = ("flow_weight", "flow_steps", "flow_solver", "flow_predict")  # settings of image_output 'flow' only
 RESIDUAL_OUT = tuple(f"{m}.experts.{e}{leaf}" for m, leaf in (("attn.out", ""), ("mlp", ".down")) for e in (0, 1))
 
 
@@ -66,6 +77,9 @@ class ModelArgs(BaseModel):
     )
     flow_steps: int | None = Field(None, ge=1, description="flow: integration steps when sampling (None: 20)")
     flow_solver: Literal["euler", "heun"] | None = Field(None, description="flow: ODE solver (None: heun)")
+    flow_predict: Literal["image", "velocity"] | None = Field(
+        None, description="flow: what the head predicts, the clean patches or the velocity (None: image)"
+    )
     init_std: float | None = Field(
         None,
         gt=0,
@@ -84,7 +98,7 @@ class ModelArgs(BaseModel):
         elif self.fork_layer is not None:
             raise ValueError(f"fork_layer is only used with backbone 'fork' (backbone is {self.backbone!r})")
         if self.image_output == "tokens":
-            given = [k for k in ("flow_weight", "flow_steps", "flow_solver") if getattr(self, k) is not None]
+            given = [k for k in FLOW_FIELDS if getattr(self, k) is not None]
             if given:
                 raise ValueError(
                     f"{', '.join(given)} apply to image_output 'flow' only; drop them or set model.image_output=flow"
@@ -96,6 +110,11 @@ class ModelArgs(BaseModel):
         """flow: the integration steps and solver a sample uses unless told otherwise (the config's, else the
         defaults of `models.flow`)."""
         return self.flow_steps or STEPS, self.flow_solver or SOLVER
+
+    @property
+    def predicts(self) -> str:
+        """flow: what the head predicts ('image' or 'velocity'), the config's or the default."""
+        return self.flow_predict or PREDICT
 
     @property
     def trunk_layers(self) -> int:
@@ -521,7 +540,9 @@ class UnifiedTransformer(nn.Module):
         total, count = per_tok.sum(), float(per_tok.numel())
         image_loss = per_tok[is_img].mean() if bool(is_img.any()) else nan
         if target_v is not None:
-            per_slot = (self.flow_out(hidden[trained]).float() - target_v).pow(2).mean(-1)
+            x_t, t_slot = features[trained[batch["cont"]]].float(), flow_t[trained[flow]][:, None]
+            v = velocity(self.flow_out(hidden[trained]).float(), x_t, t_slot, self.cfg.predicts)
+            per_slot = (v - target_v).pow(2).mean(-1)
             per_slot = per_slot * (self.cfg.flow_weight or WEIGHT)
             slot_rows = example[trained]
             seq_sum = seq_sum.index_add(0, slot_rows, per_slot)
