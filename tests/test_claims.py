@@ -168,3 +168,18 @@ def test_only_names_a_study_of_the_preset(cli: Cli, tmp_path: Path) -> None:
     assert code == 2 and "--only: ['nope'] are not studies of preset claims" in err
     code, _, err = cli("study", "--preset", "quick", "--out", tmp_path / "q", "--only", "x")
     assert code == 2 and "runs no studies of its own" in err
+
+
+def test_a_unified_run_that_learned_one_kind_only_is_below_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unifylab.eval.tasks import load_task
+    from unifylab.study.evidence import StudyView
+    from unifylab.train.config import load_tree
+
+    view = StudyView.__new__(StudyView)
+    view.specs = {t: load_task(t) for t in ("caption", "vqa", "t2i")}
+    unified, reader = load_tree({}), load_tree({"data": {"mode": "und-only"}})
+    monkeypatch.setattr(view, "config", lambda rid: unified if rid == "u" else reader)
+    acc = {"caption": 0.9, "vqa": 0.8, "t2i": 0.1}
+    view.evals = {r: {t: {"accuracy": {"value": v}} for t, v in acc.items()} for r in ("u", "r")}
+    assert view.learned("u") == pytest.approx(0.1)  # reads well, draws badly: its worse kind
+    assert view.learned("r") == pytest.approx(0.85)  # trained to read only: drawing is not its to learn

@@ -3,10 +3,10 @@
 An output image is a block of continuous patch slots in the sequence. Training puts the noised patches
 x_t = t * x1 + (1 - t) * x0 (x1 the image's patches in [-1, 1], x0 Gaussian noise, one t per image drawn
 logit-normal as in SD3) into the slots with an embedding of t, and regresses the velocity x1 - x0 from each slot's
-final hidden state (by default through a prediction of the clean patches, see `velocity`); the slots of one image attend to each other in both directions (the image is one denoising
-state, not a left-to-right sequence) and causally to what precedes them; each slot also carries its fixed 2-D
-place in the image. Sampling (`generate.generate_flow`) integrates dx/dt = v from noise at t = 0 to the image at
-t = 1.
+final hidden state (by default through a prediction of the clean patches, see `velocity`); the slots of one image
+attend to each other in both directions (the image is one denoising state, not a left-to-right sequence) and
+causally to what precedes them; each slot also carries its fixed 2-D place in the image. Sampling
+(`generate.generate_flow`) integrates dx/dt = v from noise at t = 0 to the image at t = 1.
 """
 
 from __future__ import annotations

@@ -108,7 +108,11 @@ class Preset(BaseModel):
     )
     min_seeds: int = Field(5, ge=1, description="a claim's verdict is called only at this many seeds or more")
     learned_floor: float = Field(
-        0.5, ge=0, le=1, description="a run whose own accuracy on new scenes is below this is flagged as not learned"
+        0.5,
+        ge=0,
+        le=1,
+        description="a run whose own accuracy on new scenes (per kind it was trained for, the lower) is below this is "
+        "flagged as not learned",
     )
     image_temperature: float = Field(
         0.0,
