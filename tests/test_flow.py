@@ -173,6 +173,15 @@ def test_guidance_needs_a_model_trained_with_prompt_dropout(tmp_path: Path) -> N
     with pytest.raises(UserError, match="cfg_dropout 0"):
         NativeModel(run, guidance=2.0)
     NativeModel(run)  # unguided is fine
+    with pytest.raises(UserError, match="flow_guidance 2 needs a model trained with prompt dropout"):
+        load_tree(_tree(data={"cfg_dropout": 0.0}, model={"flow_guidance": 2.0}))
+
+
+def test_a_flow_model_draws_with_its_own_guidance_unless_told(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    Trainer(load_tree(_tree(model={"flow_guidance": 2.5})), run, progress=False).fit()
+    assert NativeModel(run).fingerprint["guidance"] == 2.5
+    assert NativeModel(run, guidance=1.0).fingerprint["guidance"] == 1.0
 
 
 TINY_FLOW_T2I = {

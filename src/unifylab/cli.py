@@ -591,8 +591,9 @@ def eval_cmd(
     guidance: Annotated[
         float | None,
         typer.Option(
-            help="Classifier-free guidance scale for image generation (1 = off). Default: off for lab models (they do "
-            "best at 1-1.5), the model's own recommended scale for hf-janus/hf-emu3."
+            help="Classifier-free guidance scale for image generation (1 = off). Default: off for lab token models "
+            "(they do best at 1-1.5), a flow model's model.flow_guidance, the model's own recommended scale for "
+            "hf-janus/hf-emu3."
         ),
     ] = None,
     temperature: Annotated[

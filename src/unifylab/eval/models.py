@@ -50,7 +50,7 @@ def load_model(
     return NativeModel(
         folder,
         dev,
-        guidance=1.0 if guidance is None else guidance,
+        guidance=guidance,
         temperature=1.0 if temperature is None else temperature,
         top_k=top_k or 0,
         seed=seed,

@@ -27,7 +27,7 @@ class NativeModel:
         self,
         folder: Path,
         device: str = "cpu",
-        guidance: float = 1.0,
+        guidance: float | None = None,
         top_k: int = 0,
         temperature: float = 1.0,
         batch: int = 64,
@@ -36,6 +36,7 @@ class NativeModel:
         folder = Path(folder)
         self.name = folder.name
         self.model = from_pretrained(folder, device)
+        guidance = self.model.cfg.guidance if guidance is None else guidance  # None: the model's own scale
         self.text, self.und, self.gen = load_tokenizers(folder)
         self.packer = Packer(self.text, self.und, self.gen)
         if guidance != 1.0 and _trained_without_dropout(folder):

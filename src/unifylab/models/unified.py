@@ -43,7 +43,13 @@ from unifylab.tokenize.text import SPECIAL_TOKENS
 
 UND, GEN = 0, 1  # branches
 TASK_BRANCH = {"<und>": UND, "<rewrite>": UND, "<gen>": GEN, "<edit>": GEN}
-FLOW_FIELDS = ("flow_weight", "flow_steps", "flow_solver", "flow_predict")  # settings of image_output 'flow' only
+FLOW_FIELDS = (
+    "flow_weight",
+    "flow_steps",
+    "flow_solver",
+    "flow_guidance",
+    "flow_predict",
+)  # settings of image_output 'flow' only
 RESIDUAL_OUT = tuple(f"{m}.experts.{e}{leaf}" for m, leaf in (("attn.out", ""), ("mlp", ".down")) for e in (0, 1))
 
 
@@ -77,6 +83,12 @@ class ModelArgs(BaseModel):
     )
     flow_steps: int | None = Field(None, ge=1, description="flow: integration steps when sampling (None: 20)")
     flow_solver: Literal["euler", "heun"] | None = Field(None, description="flow: ODE solver (None: heun)")
+    flow_guidance: float | None = Field(
+        None,
+        ge=0,
+        description="flow: the classifier-free guidance scale the model draws with unless an evaluation names one "
+        "(None: 1, unguided; needs data.cfg_dropout > 0)",
+    )
     flow_predict: Literal["image", "velocity"] | None = Field(
         None, description="flow: what the head predicts, the clean patches or the velocity (None: image)"
     )
@@ -110,6 +122,11 @@ class ModelArgs(BaseModel):
         """flow: the integration steps and solver a sample uses unless told otherwise (the config's, else the
         defaults of `models.flow`)."""
         return self.flow_steps or STEPS, self.flow_solver or SOLVER
+
+    @property
+    def guidance(self) -> float:
+        """The guidance scale the model draws with unless told otherwise (flow_guidance, else 1)."""
+        return 1.0 if self.flow_guidance is None else self.flow_guidance
 
     @property
     def predicts(self) -> str:

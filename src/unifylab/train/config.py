@@ -248,6 +248,11 @@ class TrainConfig(Strict):
             raise ValueError("init_parts: selects what init_from provides; set init_from or drop init_parts")
         if self.optim.batch % self.optim.accum:
             raise ValueError(f"optim.batch {self.optim.batch} must be divisible by optim.accum {self.optim.accum}")
+        if self.model.flow_guidance not in (None, 1.0) and self.data.cfg_dropout == 0:
+            raise ValueError(
+                f"model.flow_guidance {self.model.flow_guidance:g} needs a model trained with prompt dropout; set "
+                "data.cfg_dropout > 0 (e.g. 0.1) or drop flow_guidance"
+            )
         world = world_of(self.world)
         if self.data.holdout_pairs is None:
             self.data.holdout_pairs = list(world.default_holdout)
