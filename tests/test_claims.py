@@ -87,7 +87,7 @@ def test_bad_claim_declarations_are_one_error_naming_the_field(tmp_path: Path) -
     raw = yaml.safe_load(preset_files()["claims"].read_text())
     raw["claims"][0]["parts"][0]["study"] = "nowhere"
     bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(UserError, match="study 'nowhere' is not one of"):
+    with pytest.raises(UserError, match="study 'nowhere' is not a study of any world"):
         load_preset(str(bad))
     raw = yaml.safe_load(preset_files()["quick"].read_text())
     raw["min_seeds"] = 3
@@ -99,11 +99,12 @@ def test_bad_claim_declarations_are_one_error_naming_the_field(tmp_path: Path) -
 
 def test_the_claims_preset_declares_every_claim_of_the_issue() -> None:
     p = load_preset("claims")
-    assert [c.id for c in p.claims] == [f"C{i}" for i in range(1, 13)]
+    assert [c.id for c in p.claims] == [f"C{i}" for i in range(1, 14)]
     assert set(p.claim_worlds) == {"shapes", "watch"} and p.min_seeds >= 5
     for name in p.studies:
         sub = load_preset(name)
-        assert len(sub.seeds) >= 5 and sub.base["optim"]["steps"] == 1800  # the current recipe
+        flow = sub.base["model"].get("image_output") == "flow"  # its own budget: flow needs more steps
+        assert len(sub.seeds) >= 5 and (flow or sub.base["optim"]["steps"] == 1800)  # the current recipe
         assert "mc" not in sub.tasks
     variants = {v.name for v in load_preset("claims-shapes").variants}
     assert {"shared", "unifork", "mot", "und-only", "gen-only", "permuted", "locus-pretrained"} <= variants
@@ -142,6 +143,7 @@ def test_claims_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     rows = {r["id"]: r for r in json.loads((out / "results.json").read_text())["claims"]["claims"]}
     assert rows["C2"]["verdict"] == "not run yet"  # the scaling study is another tier
     assert rows["C12"]["verdict"] == "not testable here"
+    assert rows["C13"]["verdict"] == "not run yet"  # the flow tier is another study
     for cid in ("C1", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "C11"):
         r = rows[cid]
         assert all(p is not None and p["seeds"] == 2 for p in r["parts"]), cid
@@ -183,3 +185,28 @@ def test_a_unified_run_that_learned_one_kind_only_is_below_the_floor(monkeypatch
     view.evals = {r: {t: {"accuracy": {"value": v}} for t, v in acc.items()} for r in ("u", "r")}
     assert view.learned("u") == pytest.approx(0.1)  # reads well, draws badly: its worse kind
     assert view.learned("r") == pytest.approx(0.85)  # trained to read only: drawing is not its to learn
+
+
+def test_a_world_without_a_claims_study_reads_it_as_not_testable_there(tmp_path: Path) -> None:
+    from unifylab.study.verdicts import judge_claims
+
+    rows = {(r["id"], r["world"]): r for r in judge_claims(load_preset("claims"), tmp_path)["claims"]}
+    assert rows["C13", "shapes"]["verdict"] == "not run yet"
+    watch = rows["C13", "watch"]
+    assert watch["verdict"] == "not testable here" and "declares no flow study" in watch["reason"]
+
+
+def test_the_flow_tier_studies_flow_models_and_scores_their_drawings(cli: Cli, tmp_path: Path) -> None:
+    raw = yaml.safe_load(preset_files()["claims-shapes-flow"].read_text())
+    raw["base"] = {**raw["base"], **TINY, "model": {**TINY["model"], "image_output": "flow", "flow_steps": 2}}
+    raw.update(limit=4, seeds=[0])
+    raw["variants"] = [v for v in raw["variants"] if v["name"] in ("shared", "gen-only")]
+    preset = tmp_path / "flow.yaml"
+    preset.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "flow"
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu")
+    assert code == 0, err
+    runs = json.loads((out / "results.json").read_text())["runs"].values()
+    assert {r["variant"] for r in runs} == {"shared", "gen-only"}
+    for r in runs:  # drawn by flow, parsed exactly: a score per item, not a greedy token match
+        assert r["eval"]["t2i"]["n"] == 4 and 0 <= r["eval"]["t2i"]["accuracy"]["value"] <= 1

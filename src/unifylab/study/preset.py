@@ -135,11 +135,13 @@ class Preset(BaseModel):
                 raise ValueError(f"claim ids must be unique, got {ids}")
             if self.claims and not self.claim_worlds:
                 raise ValueError("claims need claim_worlds: the studies each world's tests read")
-            for c in self.claims:
+            roles = {r for cw in self.claim_worlds.values() for r in cw.studies}
+            for c in self.claims:  # a world without a role's study reads its claims as not testable there
                 for part in [*c.parts, *c.breakdowns]:
-                    for world, cw in self.claim_worlds.items():
-                        if part.study not in cw.studies:
-                            raise ValueError(f"claim {c.id}: study {part.study!r} is not one of {world}'s studies")
+                    if part.study not in roles:
+                        raise ValueError(
+                            f"claim {c.id}: study {part.study!r} is not a study of any world {sorted(roles)}"
+                        )
             return self
         if self.claims or self.claim_worlds:
             raise ValueError("claims belong to a side-by-side preset (one with studies)")

@@ -70,15 +70,24 @@ def _measure_claim(
     views: dict[str, StudyView],
     floor: float,
 ) -> dict[str, Any]:
+    missing = sorted({p.study for p in claim.parts + claim.breakdowns} - set(studies))
+    reason = claim.not_testable or (
+        f"the {world} world declares no {' or '.join(missing)} study (claim_worlds.{world}.studies)"
+        if missing
+        else None
+    )
     row: dict[str, Any] = {
         "id": claim.id,
         "world": world,
         "claim": claim.claim,
         "source": claim.source,
         "measured": claim.measured,
-        "testable": claim.not_testable is None,
-        "reason": claim.not_testable,
+        "testable": reason is None,
+        "reason": reason,
     }
+    if missing:
+        row.update(parts=[], breakdowns=[], test=None, not_learned=[], controls_not_learned=[])
+        return row
 
     def one(part: Any) -> dict[str, Any] | None:
         view = views.get(studies[part.study])
