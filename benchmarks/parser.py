@@ -14,7 +14,11 @@ import time
 
 import numpy as np
 
-from unifylab.world import Nuisance, ShapesConfig, parse, parse_batch, render, sample_scenes, watch
+from unifylab.world import Nuisance
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.parse import parse, parse_batch
+from unifylab.world.watch import face as watch
+from unifylab.world.watch.parse import parse_faces
 
 
 def _rate(fn, n: int, repeats: int = 3) -> float:  # noqa: ANN001 (a zero-argument callable)
@@ -43,8 +47,8 @@ def main() -> None:
     faces = watch.sample_faces(watch.WatchConfig(size=args.size, minute_step=args.minute_step), args.n, 0)
     images = np.stack([watch.render(f, Nuisance(noise=8.0, jitter=1, seed=i)) for i, f in enumerate(faces)])
     step = args.minute_step
-    baseline = _rate(lambda: [watch.parse_faces(im[None], minute_step=step) for im in images[:base_n]], base_n)
-    rate = _rate(lambda: watch.parse_faces(images, minute_step=step), args.n)
+    baseline = _rate(lambda: [parse_faces(im[None], minute_step=step) for im in images[:base_n]], base_n)
+    rate = _rate(lambda: parse_faces(images, minute_step=step), args.n)
     _print("watch_parse_faces", rate, baseline, size=args.size, minute_step=step, n=args.n)
 
 

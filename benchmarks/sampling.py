@@ -24,7 +24,7 @@ from unifylab.study.preset import load_preset
 from unifylab.tokenize.sequence import Example, Packer
 from unifylab.train.config import load_tree
 from unifylab.train.loop import build_model, build_tokenizers
-from unifylab.world.worlds import world_of
+from unifylab.world import world_of
 
 
 def timed(fn: Callable[[], object], seconds: float) -> float:

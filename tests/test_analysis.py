@@ -11,7 +11,7 @@ from unifylab.analysis import linear_cka, mutual_knn, renyi_entropy
 from unifylab.analysis.capture import save_states, scene_requests
 from unifylab.eval.native import NativeModel
 from unifylab.eval.protocol import HiddenRequest
-from unifylab.world import ShapesConfig
+from unifylab.world.shapes.canvas import ShapesConfig
 
 Cli = Callable[..., tuple[int, str, str]]
 TINY = {

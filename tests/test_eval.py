@@ -21,7 +21,7 @@ from unifylab.eval.tasks import (
     score_caption,
     task_files,
 )
-from unifylab.world.shapes import ShapesConfig, render, sample_scene
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scene
 
 Cli = Callable[..., tuple[int, str, str]]
 TASKS = [
@@ -209,7 +209,7 @@ def test_reasoning_tasks_oracle_and_random(task: str, tmp_path: Path) -> None:
 
 def test_geu_answers_hold_on_the_imagined_image_and_ueg_questions_on_the_scene() -> None:
     from unifylab.eval import reasoning as R
-    from unifylab.world import ShapesConfig
+    from unifylab.world.shapes.canvas import ShapesConfig
 
     world = ShapesConfig(size=32, grid=4, max_objects=4)
     rng = np.random.default_rng(0)

@@ -15,12 +15,12 @@ from unifylab.models import generate_images
 from unifylab.models.flow import velocity
 from unifylab.models.generate import generate_flow
 from unifylab.tokenize import Example, Packer, PatchTokenizer, TextTokenizer, world_corpus
-from unifylab.tokenize.grid import GridTokenizer
 from unifylab.tokenize.sequence import FLOW, IGNORE
 from unifylab.train import Trainer
 from unifylab.train.config import TASKS, load_tree
-from unifylab.world import ShapesConfig, render, sample_scenes
-from unifylab.world.parse import parse_batch
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.parse import parse_batch
+from unifylab.world.shapes.tokenizer import GridTokenizer
 
 FLOW_TREE = {
     "world": {"size": 32, "grid": 3, "min_objects": 1, "max_objects": 2},

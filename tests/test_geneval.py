@@ -9,7 +9,7 @@ from unifylab.data.geneval import TAGS, generate, read_metadata
 from unifylab.errors import UserError
 from unifylab.eval.geneval import find_images, score
 from unifylab.io import save_png
-from unifylab.world import render
+from unifylab.world.shapes.canvas import render
 
 
 def _write(tmp: Path, items: list) -> Path:

@@ -31,7 +31,7 @@ from unifylab.errors import UserError  # noqa: E402
 from unifylab.eval.hf import HFEmu3, HFJanus, load_hf  # noqa: E402
 from unifylab.eval.models import load_model  # noqa: E402
 from unifylab.eval.protocol import HiddenRequest, ImageRequest, LoglikelihoodRequest, TextRequest  # noqa: E402
-from unifylab.world.shapes import ShapesConfig, render, sample_scene  # noqa: E402
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scene  # noqa: E402
 
 SIZE = 32  # world images and model inputs: 32 px, 4 x 4 image tokens
 CORPUS = [

@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
-from unifylab.world import Obj, Scene, ShapesConfig, sample_scenes
-from unifylab.world import language as L
+from unifylab.world.base import QA
+from unifylab.world.relations import RELATIONS
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes.canvas import ShapesConfig, sample_scenes
+from unifylab.world.shapes.scene import Obj, Scene
 
 SCENES = sample_scenes(ShapesConfig(size=64, grid=5, min_objects=0, max_objects=6, sizes=("large", "small")), 300, 4)
 
@@ -28,7 +31,7 @@ def test_prompts_are_satisfied_by_their_own_scene_only() -> None:
             assert not verdict.ok and verdict.reasons
 
 
-def _answer(scene: Scene, qa: L.QA) -> str:
+def _answer(scene: Scene, qa: QA) -> str:
     """An independent oracle for the question forms, written from the question text."""
     q = qa.question
     objs = scene.objects
@@ -50,7 +53,7 @@ def _answer(scene: Scene, qa: L.QA) -> str:
         color, shape = q.removesuffix("?").split(" ")[-2:]
         o = next(o for o in objs if o.color == color and o.shape == shape)
         return f"row {o.row + 1}, column {o.col + 1}"
-    rel = next(r for r in L.RELATIONS if f" {r} the " in q)
+    rel = next(r for r in RELATIONS if f" {r} the " in q)
     a, b = q.removeprefix("is the ").removesuffix("?").split(f" {rel} the ")
     oa = next(o for o in objs if f"{o.color} {o.shape}" == a)
     ob = next(o for o in objs if f"{o.color} {o.shape}" == b)

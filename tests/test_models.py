@@ -18,8 +18,8 @@ from unifylab.models import (
     load_tokenizers,
 )
 from unifylab.tokenize import Example, GridTokenizer, Packer, PatchTokenizer, TextTokenizer, world_corpus
-from unifylab.world import ShapesConfig, render, sample_scenes
-from unifylab.world import language as L
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
 
 VARIANTS = [
     dict(backbone="shared"),

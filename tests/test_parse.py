@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from unifylab.errors import UserError
-from unifylab.world import Nuisance, ShapesConfig, parse, parse_batch, render, sample_scenes
+from unifylab.world import Nuisance
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.parse import parse, parse_batch
 
 CONFIGS = [
     ShapesConfig(size=32, grid=3),

@@ -17,7 +17,8 @@ from unifylab.eval.realunify import (
     summarise_realunify,
 )
 from unifylab.eval.tasks import parse_letter
-from unifylab.world import Obj, Scene, render
+from unifylab.world.shapes.canvas import render
+from unifylab.world.shapes.scene import Obj, Scene
 
 FIXTURE = Path(__file__).parent / "fixtures" / "realunify" / "realunify_small.json"
 Cli = Callable[..., tuple[int, str, str]]

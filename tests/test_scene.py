@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from unifylab.world import Nuisance, Obj, Scene, SceneError, ShapesConfig, render, sample_scenes
-from unifylab.world.shapes import COLORS, SHAPES
+from unifylab.world import Nuisance, SceneError
+from unifylab.world.shapes.canvas import COLORS, SHAPES, ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.scene import Obj, Scene
 
 
 def test_world_constants_are_far_apart() -> None:

@@ -5,7 +5,8 @@ import torch
 from unifylab.errors import UserError
 from unifylab.tokenize import IGNORE, IMAGE, TEXT, Example, GridTokenizer, Packer, PatchTokenizer, TextTokenizer
 from unifylab.tokenize.sequence import VocabLayout
-from unifylab.world import Obj, Scene, render
+from unifylab.world.shapes.canvas import render
+from unifylab.world.shapes.scene import Obj, Scene
 
 
 @pytest.fixture(scope="module")

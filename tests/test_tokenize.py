@@ -16,7 +16,7 @@ from unifylab.tokenize import (
     world_corpus,
 )
 from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
-from unifylab.world import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
 
 
 @pytest.fixture(scope="module")

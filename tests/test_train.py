@@ -20,7 +20,7 @@ from unifylab.models import from_pretrained
 from unifylab.train import Trainer, load_config
 from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS
 from unifylab.train.data import Plan, SceneSource
-from unifylab.world.shapes import sample_scenes
+from unifylab.world.shapes.canvas import sample_scenes
 
 Cli = Callable[..., tuple[int, str, str]]
 TINY = {

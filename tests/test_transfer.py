@@ -19,10 +19,11 @@ from unifylab.tokenize.sequence import Packer
 from unifylab.train.config import FACT_TASKS, TRANSFER_TASKS, UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.train.loop import build_tokenizers
-from unifylab.world import knowledge as K
-from unifylab.world import language as L
-from unifylab.world import skills as S
-from unifylab.world.scene import Obj, Scene
+from unifylab.world.english import NUMBER_WORDS
+from unifylab.world.shapes import knowledge as K
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes import skills as S
+from unifylab.world.shapes.scene import Obj, Scene
 
 
 def _transfer_cfg(**data: object):
@@ -336,9 +337,9 @@ def test_rules_teach_and_test_light_and_arithmetic() -> None:
         ):
             a, op, b = m.groups()
             value = {"plus": int.__add__, "minus": int.__sub__, "times": int.__mul__}[op](
-                *(L.NUMBER_WORDS.index(w) for w in (a, b))
+                *(NUMBER_WORDS.index(w) for w in (a, b))
             )
-            assert it.answer == L.NUMBER_WORDS[value]
+            assert it.answer == NUMBER_WORDS[value]
         if it.task in ("draw_named", "rewrite") and " as " in it.text:
             name = it.text.split(" as ")[2].split(" in row")[0]
             assert len(it.scene.objects) == facts[name].value and all(

@@ -15,25 +15,24 @@ from test_study import Cli, _tiny
 from unifylab.errors import UserError
 from unifylab.eval.tasks import TaskSpec, items, load_task
 from unifylab.study.preset import Preset
-from unifylab.tokenize.attributes import AttributeTokenizer
 from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.config import load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.train.loop import build_tokenizers
-from unifylab.world import watch_language as WL
-from unifylab.world.scene import SceneError
-from unifylab.world.shapes import Nuisance
-from unifylab.world.watch import (
+from unifylab.world.base import Nuisance, SceneError
+from unifylab.world.watch import language as WL
+from unifylab.world.watch.face import (
     CORNERS,
     Dial,
     WatchConfig,
     WatchScene,
     check_dial,
-    parse_faces,
     render,
     sample_faces,
 )
+from unifylab.world.watch.parse import parse_faces
+from unifylab.world.watch.tokenizer import AttributeTokenizer
 
 ATTRS = ("hour", "minute", "face", "weather", "weather_corner", "battery", "battery_corner")
 SIZES = [(32, 5), (48, 5), (64, 1), (96, 1), (128, 1)]

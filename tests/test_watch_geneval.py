@@ -13,9 +13,9 @@ from unifylab.errors import UserError
 from unifylab.eval.geneval import find_images, score
 from unifylab.eval.tasks import items, load_task
 from unifylab.io import save_png
-from unifylab.world import watch_specs as WS
-from unifylab.world.watch import WatchConfig, WatchScene, render
-from unifylab.world.worlds import WatchWorld
+from unifylab.world.watch import WatchWorld
+from unifylab.world.watch import geneval as WS
+from unifylab.world.watch.face import WatchConfig, WatchScene, render
 
 CONFIG = WatchConfig(size=48, minute_step=5)
 

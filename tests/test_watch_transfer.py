@@ -19,7 +19,7 @@ from unifylab.tokenize.sequence import Packer
 from unifylab.train.config import UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.train.loop import build_tokenizers
-from unifylab.world import watch_language as WL
+from unifylab.world.watch import language as WL
 
 OFFSET = re.compile(r"(\d+) minutes later")
 

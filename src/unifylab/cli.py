@@ -20,9 +20,8 @@ from unifylab.eval.geneval_rules import CLIP, DETECTOR
 from unifylab.layout import EvalFolder, StudyFolder
 from unifylab.progress import LineProgress, progress
 from unifylab.runtime import single_thread_blas
-from unifylab.world import check_world
-from unifylab.world.shapes import Nuisance
-from unifylab.world.worlds import describe_canvas
+from unifylab.world import check_world, describe_canvas
+from unifylab.world.base import Nuisance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A lab for unified multimodal models.")
 world_app = typer.Typer(no_args_is_help=True, help="Sample, render and parse scenes of a controlled world.")
@@ -114,7 +113,7 @@ def world_sample(
 ) -> None:
     """Sample N random scenes and render them: DIR/scenes.jsonl and DIR/images/000000.png ..."""
     from unifylab.data.folder import write_world_sample
-    from unifylab.world.worlds import WorldChoice
+    from unifylab.world import WorldChoice
 
     values = _world_options(
         world,
@@ -155,15 +154,17 @@ def world_render(
 ) -> None:
     """Render one scene JSON file (of any world, by its "world" field) to a PNG."""
     from unifylab.io import guard_output, read_json, save_png
-    from unifylab.world.scene import Scene, SceneError
-    from unifylab.world.watch import WatchScene
-    from unifylab.world.worlds import render_scene, scene_world
+    from unifylab.world import class_of_dict, render_scene
+    from unifylab.world.shapes.scene import Scene, SceneError
+    from unifylab.world.watch.face import WatchScene
 
     data = read_json(scene_file)
     try:
         if not isinstance(data, dict):
             raise SceneError(f"expected a JSON object for a scene, got {type(data).__name__}")
-        scene = WatchScene.from_dict(data, minute_step) if scene_world(data) == "watch" else Scene.from_dict(data)
+        scene = (
+            WatchScene.from_dict(data, minute_step) if class_of_dict(data).name == "watch" else Scene.from_dict(data)
+        )
     except SceneError as e:
         raise UserError(f"{scene_file}: {e}") from None
     nuisance = _nuisance(noise, jitter, tint, seed)
@@ -187,9 +188,9 @@ def world_parse(
     """Read the scene back out of an image and print it as one JSON line (the scenes.jsonl form). An image that is
     plainly another world's than the one given or recorded is refused, never parsed as an empty scene."""
     from unifylab.io import load_rgb
-    from unifylab.world.parse import parse
-    from unifylab.world.watch import parse_faces
-    from unifylab.world.worlds import recognise
+    from unifylab.world import recognise
+    from unifylab.world.shapes.parse import parse
+    from unifylab.world.watch.parse import parse_faces
 
     pixels = load_rgb(image)
     recorded = _world_json_of(image)
@@ -252,7 +253,7 @@ def data_geneval(
     two_object: every face holds one weather icon and one battery; `time` instead)."""
     from unifylab.data.geneval import generate, generate_watch, write_geneval
     from unifylab.io import claim_output
-    from unifylab.world.worlds import WorldChoice
+    from unifylab.world import WorldChoice
 
     if check_world(world) == "watch":
         values = {"name": world, "size": size, "minute_step": minute_step}

@@ -10,7 +10,7 @@ import torch
 
 from unifylab.analysis.capture import Pooled, pooled_features, pooled_part, scene_requests
 from unifylab.eval.protocol import HiddenRequest
-from unifylab.world.shapes import ShapesConfig
+from unifylab.world.shapes.canvas import ShapesConfig
 
 
 def knn_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:

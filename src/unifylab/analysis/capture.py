@@ -14,10 +14,10 @@ import torch
 
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
 from unifylab.io import guard_output, save_tensors
-from unifylab.world import language as L
-from unifylab.world.shapes import ShapesConfig
-from unifylab.world.watch import WatchConfig
-from unifylab.world.worlds import world_of
+from unifylab.world import world_of
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world.watch.face import WatchConfig
 
 
 def scene_requests(kind: str, world: ShapesConfig | WatchConfig, n: int, seed: int = 0) -> list[HiddenRequest]:

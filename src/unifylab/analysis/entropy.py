@@ -12,10 +12,10 @@ import torch
 
 from unifylab.analysis.capture import stream_states
 from unifylab.eval.protocol import HiddenRequest, ImageRequest, TextRequest
-from unifylab.world import language as L
-from unifylab.world.shapes import ShapesConfig
-from unifylab.world.watch import WatchConfig
-from unifylab.world.worlds import world_of
+from unifylab.world import world_of
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world.watch.face import WatchConfig
 
 
 def renyi_entropy(states: torch.Tensor, alpha: float = 1.01) -> float:

@@ -15,8 +15,8 @@ from unifylab.analysis.plots import save_depth_figure
 from unifylab.errors import UserError
 from unifylab.io import write_jsonl
 from unifylab.layout import AnalysisFolder, RunFolder
-from unifylab.world.shapes import ShapesConfig
-from unifylab.world.watch import WatchConfig
+from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world.watch.face import WatchConfig
 
 
 def run_world(folder: Path | None, default: ShapesConfig | WatchConfig) -> ShapesConfig | WatchConfig:

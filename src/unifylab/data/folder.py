@@ -10,9 +10,9 @@ import numpy as np
 
 from unifylab.io import save_png, write_jsonl
 from unifylab.layout import SampleFolder
-from unifylab.world.shapes import Nuisance, ShapesConfig
-from unifylab.world.watch import WatchConfig
-from unifylab.world.worlds import world_of
+from unifylab.world import world_of
+from unifylab.world.shapes.canvas import Nuisance, ShapesConfig
+from unifylab.world.watch.face import WatchConfig
 
 
 def image_seed(seed: int, i: int) -> int:

@@ -21,12 +21,16 @@ import numpy as np
 from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.io import iter_jsonl, save_png, write_jsonl
-from unifylab.world import shapes as W
-from unifylab.world import watch_specs as WS
-from unifylab.world.language import NUMBER_WORDS, RELATIONS, Requirement, Spec, article, plural, relations
-from unifylab.world.scene import Obj, Scene, SceneError
-from unifylab.world.watch import WatchConfig, WatchScene
-from unifylab.world.worlds import WatchWorld, WorldChoice, render_scene
+from unifylab.world import WorldChoice, render_scene
+from unifylab.world.base import SceneError
+from unifylab.world.english import NUMBER_WORDS, article
+from unifylab.world.relations import RELATIONS
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes.language import Requirement, Spec, plural, relations
+from unifylab.world.shapes.scene import Obj, Scene
+from unifylab.world.watch import WatchWorld
+from unifylab.world.watch import geneval as WS
+from unifylab.world.watch.face import WatchConfig, WatchScene
 
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 _REQ_KEYS = {"class", "count", "color", "position"}

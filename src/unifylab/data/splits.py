@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from unifylab.world.scene import Scene
-from unifylab.world.watch import WatchScene
+from unifylab.world.shapes.scene import Scene
+from unifylab.world.watch.face import WatchScene
 
 EVAL_SCENE_SHARE = 0.1  # share of scene identities kept out of every training stream
 

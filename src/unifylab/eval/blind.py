@@ -20,9 +20,9 @@ from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, TextReque
 from unifylab.eval.tasks import TaskSpec
 from unifylab.train.config import TrainConfig
 from unifylab.train.data import SceneSource
-from unifylab.world import language as L
-from unifylab.world import shapes as W
-from unifylab.world.worlds import describe_canvas
+from unifylab.world import describe_canvas
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes import language as L
 
 _WORDS = re.compile(r"\b(" + "|".join(list(W.COLORS) + list(W.SHAPES) + [L.plural(s) for s in W.SHAPES]) + r")\b")
 _MC = re.compile(r"^(.*) A\. (.*) B\. (.*) C\. (.*) D\. (.*) answer with a letter\.$")

@@ -21,12 +21,12 @@ from unifylab.errors import UserError
 from unifylab.eval.geneval_rules import GENEVAL, ColorFn, Detection, Rules, judge, keep
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.io import load_rgb
-from unifylab.world import watch_specs as WS
-from unifylab.world.language import satisfies
-from unifylab.world.parse import parse_batch
-from unifylab.world.scene import Scene
-from unifylab.world.watch import WatchConfig
-from unifylab.world.worlds import world_of
+from unifylab.world import world_of
+from unifylab.world.shapes.language import satisfies
+from unifylab.world.shapes.parse import parse_batch
+from unifylab.world.shapes.scene import Scene
+from unifylab.world.watch import geneval as WS
+from unifylab.world.watch.face import WatchConfig
 
 _INDEX = re.compile(r"^\d+$")
 Item = TypeVar("Item", GenevalItem, OfficialLine)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from unifylab.data.geneval import class_key
-from unifylab.world.language import POSITION_THRESHOLD, geneval_relations
+from unifylab.world.relations import POSITION_THRESHOLD, geneval_relations
 
 
 @dataclass(frozen=True)

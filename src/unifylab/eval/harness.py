@@ -19,8 +19,8 @@ from unifylab.io import load_rgb, read_json, save_png
 from unifylab.layout import EvalFolder
 from unifylab.train.config import UND_TASKS as UND_TRAINING
 from unifylab.train.config import DataConfig
-from unifylab.world.knowledge import FACTS
-from unifylab.world.worlds import describe_canvas, scene_pairs
+from unifylab.world import describe_canvas, scene_pairs
+from unifylab.world.shapes.knowledge import FACTS
 
 
 def _record(

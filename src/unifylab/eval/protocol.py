@@ -13,8 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world.shapes import ShapesConfig
-from unifylab.world.worlds import render_scene, world_of
+from unifylab.world import render_scene, world_of
+from unifylab.world.shapes.canvas import ShapesConfig
 
 
 @dataclass
@@ -162,7 +162,7 @@ class ParserJudge:
 
     def generate_text(self, requests: list[TextRequest]) -> list[str]:
         from unifylab.eval.reasoning import verify
-        from unifylab.world.parse import parse
+        from unifylab.world.shapes.parse import parse
 
         out = []
         for r in requests:

@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unifylab.world import language as L
-from unifylab.world import shapes as W
-from unifylab.world.knowledge import FACTS, LIGHTS, OPS, cell, family
-from unifylab.world.scene import Obj, Scene
-from unifylab.world.shapes import ShapesConfig, sample_scene
+from unifylab.world.english import article
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes.canvas import ShapesConfig, sample_scene
+from unifylab.world.shapes.knowledge import FACTS, LIGHTS, OPS, cell, family
+from unifylab.world.shapes.scene import Obj, Scene
 
 UEG_KINDS = ("world_knowledge", "commonsense", "logical", "mathematical", "scientific", "code")
 GEU_KINDS = ("mental_reconstruction", "mental_tracking", "attentional_focusing", "cognitive_navigation")
@@ -80,12 +81,12 @@ def verify(scene: Scene, question: str) -> str:
 def questions_for(scene: Scene, rng: np.random.Generator, negatives: list[Obj] = ()) -> list[dict[str, str]]:
     """Every object at its cell (yes), the object count (yes), and each negative object at its cell (no)."""
     qs = [
-        {"question": f"is there {L.article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "yes"}
+        {"question": f"is there {article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "yes"}
         for o in scene.objects
     ]
     qs.append({"question": f"are there exactly {len(scene.objects)} objects?", "answer": "yes"})
     qs += [
-        {"question": f"is there {L.article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "no"}
+        {"question": f"is there {article(o.color)} {o.shape} at {cell(o.row, o.col)}?", "answer": "no"}
         for o in negatives
     ]
     empty = [(r, c) for r in range(scene.grid) for c in range(scene.grid) if scene.at(r, c) is None]
@@ -141,7 +142,7 @@ def ueg_item(kind: str, world: ShapesConfig, rng: np.random.Generator) -> tuple[
         c1, c2 = pick(colors), pick(colors)
         r0, c0 = int(rng.integers(g - 1)), int(rng.integers(g))
         objs = (Obj(s1, c1, r0, c0), Obj(s2, c2, r0 + 1, c0))
-        prompt = f"draw {L.article(c1)} {s1} at {cell(r0, c0)} and {L.article(c2)} {s2} directly below it."
+        prompt = f"draw {article(c1)} {s1} at {cell(r0, c0)} and {article(c2)} {s2} directly below it."
         return prompt, Scene(size, g, objs), [Obj(s2, c2, r0, min(c0 + 1, g - 1))] if c0 + 1 < g else []
     if kind == "mathematical":
         while True:

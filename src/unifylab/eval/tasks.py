@@ -25,17 +25,18 @@ from unifylab.errors import UserError
 from unifylab.eval import reasoning as R
 from unifylab.eval.protocol import ImageRequest, TextRequest
 from unifylab.train.config import TASKS as TRAINING_TASKS
-from unifylab.world import knowledge as K
-from unifylab.world import language as L
-from unifylab.world import shapes as W
-from unifylab.world import skills as S
-from unifylab.world import watch_language as WL
-from unifylab.world import watch_specs as WS
-from unifylab.world.parse import parse_batch
-from unifylab.world.scene import Scene
-from unifylab.world.shapes import ShapesConfig, render, sample_scene
-from unifylab.world.watch import WatchScene
-from unifylab.world.worlds import WorldConfig, scene_world, world_of
+from unifylab.world import WorldConfig, class_of_dict, world_of
+from unifylab.world.english import NUMBER_WORDS, article
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes import knowledge as K
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes import skills as S
+from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scene
+from unifylab.world.shapes.parse import parse_batch
+from unifylab.world.shapes.scene import Scene
+from unifylab.world.watch import geneval as WS
+from unifylab.world.watch import language as WL
+from unifylab.world.watch.face import WatchScene
 
 LETTERS = "ABCD"
 
@@ -528,7 +529,7 @@ def gen_self_consistency(spec: TaskSpec, i: int) -> Item:
         present = {(o.shape, o.color) for o in scene.objects}
         absent = [(sh, c) for sh in W.SHAPES for c in W.COLORS if (sh, c) not in present]
         shape, color = absent[int(rng.integers(len(absent)))]
-    question = f"is there {L.article(color)} {shape}?"
+    question = f"is there {article(color)} {shape}?"
     draw = ImageRequest(prompt, scene.size, scene.grid, truth=scene, seed=i)
     ask = TextRequest(question, None, choices=["yes", "no"], truth=R.verify(scene, question), max_tokens=4)
     return Item(
@@ -563,7 +564,7 @@ GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
 
 # ---------------------------------------------------------------------------------------------- scorers
 
-_NUMBERS = {w: str(k) for k, w in enumerate(L.NUMBER_WORDS)}
+_NUMBERS = {w: str(k) for k, w in enumerate(NUMBER_WORDS)}
 
 
 def normalise(text: str) -> str:
@@ -589,7 +590,7 @@ def score_exact(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
 
 
 def score_caption(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
-    if scene_world(item.target) != "shapes":
+    if class_of_dict(item.target).name != "shapes":
         want = WatchScene.from_dict(item.target)
         got = WL.parse_caption(texts[0], want.size)
         if got is None:

@@ -115,7 +115,7 @@ def image_tokenizer(
     world's image size."""
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.vq import VQTokenizer
-    from unifylab.world.worlds import world_of
+    from unifylab.world import world_of
 
     size = world.size
     if spec in ("grid", "attributes"):
@@ -141,14 +141,15 @@ def image_tokenizer(
 
 
 def tokenizer_kinds() -> dict[str, type[ImageTokenizer]]:
-    """Every image tokenizer class by its kind (config.json's `kind`, `tokenizer train-image --kind`)."""
-    from unifylab.tokenize.attributes import AttributeTokenizer
-    from unifylab.tokenize.grid import GridTokenizer
+    """Every image tokenizer class by its kind (config.json's `kind`, `tokenizer train-image --kind`): the general
+    ones here and each world's exact one (it lives with its world)."""
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.permuted import PermutedTokenizer
     from unifylab.tokenize.vq import VQTokenizer
+    from unifylab.world import CLASSES
 
-    return {c.kind: c for c in (VQTokenizer, GridTokenizer, AttributeTokenizer, PatchTokenizer, PermutedTokenizer)}
+    exact = [w.tokenizer_class() for w in CLASSES.values()]
+    return {c.kind: c for c in (VQTokenizer, *exact, PatchTokenizer, PermutedTokenizer)}
 
 
 def load_image_tokenizer(folder: Path) -> ImageTokenizer:

@@ -102,17 +102,17 @@ def world_corpus(
     with `moves` every skill's questions and edits (on both worlds), so each name and skill word is whole words
     whatever is taught."""
     from unifylab.data.geneval import generate
-    from unifylab.world import knowledge as K
-    from unifylab.world import language as L
-    from unifylab.world import shapes as W
-    from unifylab.world import skills as S
-    from unifylab.world.shapes import ShapesConfig, sample_scenes
+    from unifylab.world.shapes import canvas as W
+    from unifylab.world.shapes import knowledge as K
+    from unifylab.world.shapes import language as L
+    from unifylab.world.shapes import skills as S
+    from unifylab.world.shapes.canvas import ShapesConfig, sample_scenes
 
     rng = np.random.default_rng(seed)
     texts: list[str] = []
     if world == "watch":
-        from unifylab.world import watch as WA
-        from unifylab.world import watch_language as WL
+        from unifylab.world.watch import face as WA
+        from unifylab.world.watch import language as WL
 
         for k, step in enumerate((1, 5)):
             for face in WA.sample_faces(WA.WatchConfig(size=128, minute_step=step), max(1, n_scenes // 2), seed + k):

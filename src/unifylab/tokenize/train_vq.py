@@ -17,9 +17,9 @@ from unifylab.errors import UserError
 from unifylab.io import write_text_atomic
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.vq import VQConfig, VQTokenizer, psnr, reconstruct, reconstruction_loss, to_unit
-from unifylab.world.shapes import ShapesConfig
-from unifylab.world.watch import WatchConfig
-from unifylab.world.worlds import WorldConfig, world_of
+from unifylab.world import WorldConfig, world_of
+from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world.watch.face import WatchConfig
 
 METRICS = "metrics.json"
 

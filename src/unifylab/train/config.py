@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.config import Seed, build, load_yaml, parse_yaml
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
-from unifylab.world.knowledge import FACTS, SIDES
-from unifylab.world.shapes import ShapesConfig
-from unifylab.world.worlds import World, WorldConfig, world_of
+from unifylab.world import World, WorldConfig, world_of
+from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world.shapes.knowledge import FACTS, SIDES
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
 GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")

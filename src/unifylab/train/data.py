@@ -30,13 +30,14 @@ from unifylab.train.config import (
     UND_TASKS,
     TrainConfig,
 )
-from unifylab.world import knowledge as K
-from unifylab.world import language as L
-from unifylab.world import skills as S
-from unifylab.world import watch_language as WL
-from unifylab.world.scene import Scene, SceneError
-from unifylab.world.shapes import sample_scene
-from unifylab.world.worlds import World, render_scene, world_of
+from unifylab.world import World, render_scene, world_of
+from unifylab.world.base import SceneError
+from unifylab.world.shapes import knowledge as K
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes import skills as S
+from unifylab.world.shapes.canvas import sample_scene
+from unifylab.world.shapes.scene import Scene
+from unifylab.world.watch import language as WL
 
 SPLITS = {"train": 0, "val": 1, "heldout": 2, "pool": 3}  # pool: the fixed scenes of a finite training set
 MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}

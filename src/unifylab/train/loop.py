@@ -34,7 +34,7 @@ from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
 from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config, resolve_paths
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
-from unifylab.world.knowledge import FACTS
+from unifylab.world.shapes.knowledge import FACTS
 
 
 class LossModule(nn.Module):

@@ -1,21 +1,23 @@
-"""Controlled worlds with exact ground truth: scenes, deterministic rendering and the exact parser."""
+"""The registry of worlds: every world the lab samples, renders, parses and describes, each a package under
+`world/` behind one `World` subclass. Code outside `world/` finds a world here (by config, name, canvas, scene
+or image) and talks to it through the `World` interface. To add a world: add its package and list its class in
+`CLASSES`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, Field
 
 from unifylab.errors import UserError
-from unifylab.world.parse import parse, parse_batch
-from unifylab.world.scene import Obj, Scene, SceneError
-from unifylab.world.shapes import (
-    COLORS,
-    SHAPES,
-    SIZES,
-    WORLD,
-    Nuisance,
-    ShapesConfig,
-    render,
-    sample_scene,
-    sample_scenes,
-)
+from unifylab.world.base import MARGIN, QA, Nuisance, SceneError, Verdict, World
+from unifylab.world.shapes import ShapesWorld
+from unifylab.world.watch import WatchWorld
 
-WORLDS: tuple[str, ...] = (WORLD, "watch")  # the worlds the lab samples, renders, parses and describes
+CLASSES: dict[str, type[World]] = {w.name: w for w in (ShapesWorld, WatchWorld)}
+WORLDS: tuple[str, ...] = tuple(CLASSES)
+DEFAULT = "shapes"  # the world of a config, scene or canvas that names none (every older file)
 
 
 def check_world(name: str, option: str = "--world") -> str:
@@ -25,20 +27,103 @@ def check_world(name: str, option: str = "--world") -> str:
     return name
 
 
+def _named(value: Any) -> Any:
+    """'watch' -> {'name': 'watch'}; a mapping without a name is the default world's (every older config)."""
+    if isinstance(value, str):
+        if value not in WORLDS:
+            raise ValueError(f"unknown world {value!r}; expected one of {', '.join(WORLDS)}")
+        return {"name": value}
+    if isinstance(value, dict) and "name" not in value:
+        return {"name": DEFAULT, **value}
+    return value
+
+
+WorldConfig = Annotated[
+    Union[tuple(w.config_class for w in CLASSES.values())],  # noqa: UP007 (built from the registry)
+    BeforeValidator(_named),
+    Field(discriminator="name"),
+]
+
+
+class WorldChoice(BaseModel):
+    """A world config on its own (validated as `world`, so errors name the field)."""
+
+    world: WorldConfig
+
+
+def world_of(config: Any) -> World:
+    """The world a config describes."""
+    return CLASSES[config.name](config)
+
+
+def world_of_canvas(canvas: tuple[str, int, int]) -> World:
+    """The world of a canvas `(name, size, detail)`, as exact tokenizers and models name what they read and draw."""
+    name, size, detail = canvas
+    return CLASSES[name].of_canvas(size, detail)
+
+
+def describe_canvas(canvas: tuple[str, int, int]) -> str:
+    """'32 px 3x3 shapes world' for a canvas."""
+    return world_of_canvas(canvas).config.describe()
+
+
+def class_of_dict(scene_dict: dict[str, Any]) -> type[World]:
+    """The world a scene's JSON form belongs to (its `world` field; none: the default world)."""
+    name = scene_dict.get("world", DEFAULT)
+    if name not in WORLDS:
+        raise UserError(f"scene of unknown world {name!r}; expected one of {', '.join(WORLDS)}")
+    return CLASSES[name]
+
+
+def class_of_scene(scene: Any) -> type[World]:
+    """The world a scene object belongs to."""
+    for w in CLASSES.values():
+        if isinstance(scene, w.scene_class):
+            return w
+    raise TypeError(f"{type(scene).__name__} is no world's scene")
+
+
+def render_scene(scene: Any, nuisance: Nuisance | None = None) -> np.ndarray:
+    """Draw a scene of any world."""
+    return class_of_scene(scene).render(scene, nuisance)
+
+
+def scene_pairs(scene_dict: dict[str, Any]) -> set[tuple[str, str]]:
+    """The compositions a scene's JSON form holds (see `World.pairs`), without validating it."""
+    return class_of_dict(scene_dict).pairs_of_dict(scene_dict)
+
+
+CLEAR_MARGIN = 1.5  # an image is a world's when that world re-renders it this many times better than any other
+
+
+def recognise(image: np.ndarray) -> tuple[str | None, dict[str, float]]:
+    """The world whose exact parser explains `image` clearly best (None when none does), and each world's
+    re-render error: how a command tells a watch face from a shapes scene without being told."""
+    errors = {name: cls.rerender_error(image) for name, cls in CLASSES.items()}
+    best, *others = sorted(errors, key=errors.__getitem__)
+    clear = all(errors[o] >= CLEAR_MARGIN * errors[best] + 1.0 for o in others)
+    return (best if clear else None), errors
+
+
 __all__ = [
-    "COLORS",
-    "SHAPES",
-    "SIZES",
+    "CLASSES",
+    "DEFAULT",
+    "MARGIN",
+    "QA",
     "WORLDS",
     "Nuisance",
-    "Obj",
-    "Scene",
     "SceneError",
-    "ShapesConfig",
+    "Verdict",
+    "World",
+    "WorldChoice",
+    "WorldConfig",
     "check_world",
-    "parse",
-    "parse_batch",
-    "render",
-    "sample_scene",
-    "sample_scenes",
+    "class_of_dict",
+    "class_of_scene",
+    "describe_canvas",
+    "recognise",
+    "render_scene",
+    "scene_pairs",
+    "world_of",
+    "world_of_canvas",
 ]

@@ -17,7 +17,8 @@ import torch
 
 from unifylab.errors import UserError
 from unifylab.tokenize.image import ImageTokenizer
-from unifylab.world import watch as W
+from unifylab.world.watch import face as W
+from unifylab.world.watch.parse import parse_faces
 
 
 class AttributeTokenizer(ImageTokenizer):
@@ -79,7 +80,7 @@ class AttributeTokenizer(ImageTokenizer):
         return faces
 
     def encode(self, images: np.ndarray) -> torch.Tensor:
-        return self.encode_scenes(W.parse_faces(self.check_images(images), minute_step=self.minute_step))
+        return self.encode_scenes(parse_faces(self.check_images(images), minute_step=self.minute_step))
 
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         faces = self.decode_scenes(tokens)

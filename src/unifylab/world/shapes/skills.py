@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from unifylab.world.knowledge import cell
-from unifylab.world.language import unique
-from unifylab.world.scene import Obj, Scene
-from unifylab.world.shapes import COLORS
+from unifylab.world.shapes.canvas import COLORS
+from unifylab.world.shapes.knowledge import cell
+from unifylab.world.shapes.language import unique
+from unifylab.world.shapes.scene import Obj, Scene
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
 # turns of the whole picture: where cell (r, c) of a g x g grid goes, the edit and the question's first sentence

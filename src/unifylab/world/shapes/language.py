@@ -8,25 +8,19 @@ normalised offset exceeds 0.5 along its axis (so a diagonal neighbour is both "l
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world import shapes as W
-from unifylab.world.scene import Obj, Scene
+from unifylab.world.base import QA, Verdict
+from unifylab.world.english import article
+from unifylab.world.relations import RELATIONS, geneval_relations
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes.scene import Obj, Scene
 
 CAPTION_QUESTION = "describe the image."  # the one question that asks for a caption
-
-RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-POSITION_THRESHOLD = 0.1
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-
-
-def article(phrase: str) -> str:
-    """'an orange cross', 'a red circle': the phrase with its indefinite article."""
-    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
 
 
 def plural(shape: str) -> str:
@@ -46,28 +40,6 @@ def relations(a: Obj, b: Obj, size: int, grid: int) -> set[str]:
     lay = W.Layout(size, grid)
     (ca, da), (cb, db) = _box(a, lay), _box(b, lay)
     return geneval_relations(ca, cb, da + db)
-
-
-def geneval_relations(
-    centre_a: np.ndarray, centre_b: np.ndarray, sizes: Any, margin: float = POSITION_THRESHOLD
-) -> set[str]:
-    """GenEval's relation rule for two boxes by their centres (x, y; y grows downwards) and summed sizes (a number,
-    or per axis): the offset beyond `margin` x the summed size must carry over half of the offset's direction."""
-    offset = np.asarray(centre_a, dtype=np.float64) - np.asarray(centre_b, dtype=np.float64)
-    beyond = np.maximum(np.abs(offset) - margin * np.asarray(sizes, dtype=np.float64), 0) * np.sign(offset)
-    if np.all(np.abs(beyond) < 1e-3):
-        return set()
-    dx, dy = beyond / np.linalg.norm(offset)
-    out = set()
-    if dx < -0.5:
-        out.add("left of")
-    if dx > 0.5:
-        out.add("right of")
-    if dy < -0.5:
-        out.add("above")
-    if dy > 0.5:
-        out.add("below")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- specs and checks
@@ -161,14 +133,6 @@ class Spec:
             tuple(req(x) for x in d.get("exclude", [])),
             d.get("max_objects"),
         )
-
-
-@dataclass
-class Verdict:
-    """The result of a check: `ok`, and one reason per failed requirement (empty when ok)."""
-
-    ok: bool
-    reasons: list[str] = field(default_factory=list)
 
 
 def _listing(objs: list[Obj]) -> str:
@@ -316,15 +280,6 @@ def t2i_prompt(scene: Scene, rng: np.random.Generator) -> tuple[str, Spec]:
 # ---------------------------------------------------------------------------------------------- questions
 
 QA_KINDS: tuple[str, ...] = ("exist", "count", "color_of", "shape_of", "relation", "where")
-
-
-@dataclass(frozen=True)
-class QA:
-    """A question about a scene with its exact answer; `kind` is one of QA_KINDS."""
-
-    question: str
-    answer: str
-    kind: str
 
 
 def _pick(rng: np.random.Generator, items: list[Any]) -> Any:

@@ -17,8 +17,9 @@ from functools import lru_cache
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world import shapes as W
-from unifylab.world.scene import Obj, Scene
+from unifylab.world.base import MARGIN
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes.scene import Obj, Scene
 
 MIN_IOU = 0.6
 MIN_PURITY = 0.6
@@ -43,7 +44,7 @@ class _Bank:
 @lru_cache(maxsize=64)
 def _bank(size: int, grid: int) -> _Bank:
     lay = W.Layout(size, grid)
-    win, m = lay.window, W.MARGIN
+    win, m = lay.window, MARGIN
     sizes = [s for s in W.SIZES if s == "large" or W.box_side(size, grid, s) >= W.MIN_SMALL_PX]
     masks, shape_idx, size_idx = [], [], []
     for zi, z in enumerate(W.SIZES):

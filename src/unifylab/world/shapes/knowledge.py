@@ -16,9 +16,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from unifylab.world import shapes as W
-from unifylab.world.language import NUMBER_WORDS, article, plural, t2i_prompt
-from unifylab.world.scene import Obj, Scene
+from unifylab.world.english import NUMBER_WORDS, article
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes.language import plural, t2i_prompt
+from unifylab.world.shapes.scene import Obj, Scene
 
 SIDES = ("both", "und", "gen", "none")  # where a fact is taught: text, drawings, both, or nowhere (the floor)
 Place = tuple[int, int]  # (row, column) of a drawing; a sum's column is always 0 (its row is filled from the left)

@@ -6,12 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from unifylab.errors import UserError
-from unifylab.world import shapes as W
-
-
-class SceneError(UserError):
-    """A scene that breaks the world's rules; the message names the field and the valid values."""
+from unifylab.world.base import SceneError
+from unifylab.world.shapes import canvas as W
 
 
 @dataclass(frozen=True)

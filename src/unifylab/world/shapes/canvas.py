@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from unifylab.world.base import MARGIN, Nuisance
+
 if TYPE_CHECKING:
-    from unifylab.world.scene import Scene
+    from unifylab.world.shapes.scene import Scene
 
 WORLD = "shapes"
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -37,7 +39,6 @@ MIN_CELL_PX = 8
 BOX_FRACTION = 0.75  # side of a large object's box relative to the cell
 SMALL_FRACTION = 0.6  # side of a small object relative to a large one
 MIN_SMALL_PX = 6  # a small template below this is too coarse to tell the shapes apart
-MARGIN = 1  # pixels around a box that jitter may move an object into; the parser searches this far
 
 
 def _round(x: float) -> int:
@@ -159,24 +160,6 @@ class ShapesConfig(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class Nuisance:
-    """Seeded image nuisances: Gaussian pixel noise (std in 0..255 units), per-object jitter, background tint."""
-
-    noise: float = 0.0
-    jitter: int = 0
-    tint: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.noise < 0:
-            raise ValueError(f"noise std must be >= 0, got {self.noise}")
-        if not 0 <= self.jitter <= MARGIN:
-            raise ValueError(f"jitter must be within 0..{MARGIN} px, got {self.jitter}")
-        if not 0 <= self.tint <= 64:
-            raise ValueError(f"tint must be within 0..64, got {self.tint}")
-
-
 PALETTE = np.array(list(COLORS.values()), dtype=np.uint8)
 
 
@@ -206,7 +189,7 @@ def render(scene: Scene, nuisance: Nuisance | None = None) -> np.ndarray:
 
 def sample_scene(config: ShapesConfig, rng: np.random.Generator) -> Scene:
     """Draw one random scene: object count, distinct cells, shape, colour and size all uniform."""
-    from unifylab.world.scene import Obj, Scene
+    from unifylab.world.shapes.scene import Obj, Scene
 
     n = int(rng.integers(config.min_objects, config.max_objects + 1))
     cells = rng.choice(config.grid**2, size=n, replace=False)

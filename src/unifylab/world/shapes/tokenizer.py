@@ -16,9 +16,9 @@ import torch
 
 from unifylab.errors import UserError
 from unifylab.tokenize.image import ImageTokenizer
-from unifylab.world import shapes as W
-from unifylab.world.parse import parse_batch
-from unifylab.world.scene import Obj, Scene
+from unifylab.world.shapes import canvas as W
+from unifylab.world.shapes.parse import parse_batch
+from unifylab.world.shapes.scene import Obj, Scene
 
 _COLORS = list(W.COLORS)
 

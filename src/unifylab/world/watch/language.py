@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from unifylab.world.language import NUMBER_WORDS, QA, Verdict
-from unifylab.world.scene import SceneError
-from unifylab.world.watch import CORNERS, FACES, WEATHER, WatchScene
+from unifylab.world.base import QA, SceneError, Verdict
+from unifylab.world.english import NUMBER_WORDS
+from unifylab.world.watch.face import CORNERS, FACES, WEATHER, WatchScene
 
 QA_KINDS: tuple[str, ...] = ("time", "hour", "minute", "face", "weather", "weather_corner", "battery", "battery_corner")
 ATTRIBUTES = ("hour", "minute", "face", "weather", "weather_corner", "battery", "battery_corner")

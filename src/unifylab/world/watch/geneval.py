@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world.language import NUMBER_WORDS, RELATIONS, Verdict, article, geneval_relations
-from unifylab.world.watch import FACES, LEVELS, WEATHER, Dial, WatchConfig, WatchScene, sample_face
+from unifylab.world.base import Verdict
+from unifylab.world.english import NUMBER_WORDS, article
+from unifylab.world.relations import RELATIONS, geneval_relations
+from unifylab.world.watch.face import FACES, LEVELS, WEATHER, Dial, WatchConfig, WatchScene, sample_face
 
 CLASSES: tuple[str, ...] = ("watch", *WEATHER, "battery", "bar")
 # GenEval's tasks on faces: two_object has no counterpart (every face holds exactly one weather icon and one

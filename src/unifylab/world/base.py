@@ -1,0 +1,150 @@
+"""The interface every world implements, and the types its parts speak (a scene error, image nuisances, a question
+with its answer, a check's verdict). A world is a package under `world/` whose `World` subclass names everything
+the lab needs of it; `world/__init__.py` registers it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from unifylab.errors import UserError
+
+MARGIN = 1  # pixels around a part that jitter may move it into; the parsers search this far
+
+
+class SceneError(UserError):
+    """A scene that breaks the world's rules; the message names the field and the valid values."""
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """Seeded image nuisances: Gaussian pixel noise (std in 0..255 units), per-object jitter, background tint."""
+
+    noise: float = 0.0
+    jitter: int = 0
+    tint: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.noise < 0:
+            raise ValueError(f"noise std must be >= 0, got {self.noise}")
+        if not 0 <= self.jitter <= MARGIN:
+            raise ValueError(f"jitter must be within 0..{MARGIN} px, got {self.jitter}")
+        if not 0 <= self.tint <= 64:
+            raise ValueError(f"tint must be within 0..64, got {self.tint}")
+
+
+@dataclass(frozen=True)
+class QA:
+    """A question about a scene with its exact answer; `kind` is one of the world's question kinds."""
+
+    question: str
+    answer: str
+    kind: str
+
+
+@dataclass
+class Verdict:
+    """The result of a check: `ok`, and one reason per failed requirement (empty when ok)."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+class World(ABC):
+    """What the lab needs of a world, for one config of it."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[BaseModel]]  # the world's config (its `name` field is a Literal of `name`)
+    scene_class: ClassVar[type]  # the exact ground truth of one image
+    default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One random scene."""
+
+    @staticmethod
+    @abstractmethod
+    def render(scene: Any, nuisance: Nuisance | None = None) -> np.ndarray:
+        """The scene's RGB uint8 image (a scene knows its canvas, so no config is needed)."""
+
+    @abstractmethod
+    def parse(self, images: np.ndarray) -> list[Any]:
+        """The exact parser over a batch [N, S, S, 3]."""
+
+    @abstractmethod
+    def scene_from_dict(self, d: dict[str, Any]) -> Any:
+        """A scene from its JSON form (SceneError when invalid)."""
+
+    @abstractmethod
+    def caption(self, scene: Any, rng: np.random.Generator) -> str:
+        """A complete caption."""
+
+    @abstractmethod
+    def sample_qa(self, scene: Any, rng: np.random.Generator, kinds: tuple[str, ...] | None = None) -> QA:
+        """A question about the scene with its exact answer."""
+
+    @abstractmethod
+    def answer_space(self, kind: str, scene: Any) -> list[str]:
+        """Every answer a question of `kind` about such a scene can have."""
+
+    @abstractmethod
+    def prompt(self, scene: Any, rng: np.random.Generator) -> str:
+        """A fully specified text-to-image prompt of the scene."""
+
+    @abstractmethod
+    def check(self, parsed: Any, scene: Any) -> Verdict:
+        """Whether a parsed drawing is the prompted scene, with reasons."""
+
+    @abstractmethod
+    def pairs(self, scene: Any) -> set[tuple[str, str]]:
+        """The compositions (pairs of attribute values) a scene holds: what a study can hold out."""
+
+    @abstractmethod
+    def with_pair(self, scene: Any, pairs: list[tuple[str, str]], rng: np.random.Generator) -> Any | None:
+        """The scene changed to hold one of `pairs` drawn by `rng` (the held-out split's scenes), or None when it
+        cannot hold one."""
+
+    @abstractmethod
+    def skills(self) -> tuple[str, ...]:
+        """The skill words a study can teach on one side (the keys of `data.moves`)."""
+
+    @abstractmethod
+    def check_pair(self, pair: tuple[str, str]) -> None:
+        """Raise ValueError when `pair` is no composition of this world."""
+
+    @abstractmethod
+    def exact_tokenizer(self) -> Any:
+        """The oracle image tokenizer: encoding a clean render and decoding it gives back the same bytes."""
+
+    @staticmethod
+    @abstractmethod
+    def tokenizer_class() -> type:
+        """The class of the exact tokenizer (so a saved one loads by its `kind`)."""
+
+    @classmethod
+    @abstractmethod
+    def of_canvas(cls, size: int, detail: int) -> World:
+        """The world of a canvas `(name, size, detail)` (detail: the world's second canvas field), unvalidated."""
+
+    @staticmethod
+    @abstractmethod
+    def pairs_of_dict(d: dict[str, Any]) -> set[tuple[str, str]]:
+        """The compositions a scene's JSON form holds (see `pairs`), without validating it."""
+
+    @staticmethod
+    @abstractmethod
+    def rerender_error(image: np.ndarray) -> float:
+        """Mean absolute pixel error between `image` and this world's render of what its parser reads there (the
+        config inferred from the image): near 0 for this world's images, large for another world's."""
