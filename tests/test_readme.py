@@ -1,7 +1,7 @@
-"""The README's commands stay true to the CLI: every `unifylab ...` line in its fenced code blocks parses against
-the real command (no option renamed or dropped, no required argument missing, no bad value type), every preset,
-task, config file and benchmark script it names exists, and its `--set` keys are valid config keys. Nothing is
-trained or run: parsing stops at click's `make_context`."""
+"""The README's and the docs' commands stay true to the CLI: every `unifylab ...` line in the fenced code blocks of
+README.md and docs/**/*.md parses against the real command (no option renamed or dropped, no required argument
+missing, no bad value type), every preset, task, config file and benchmark script they name exists, and their
+`--set` keys are valid config keys. Nothing is trained or run: parsing stops at click's `make_context`."""
 
 from __future__ import annotations
 
@@ -16,27 +16,37 @@ import pytest
 import typer
 
 from unifylab.cli import app
+from unifylab.errors import UserError
 from unifylab.eval.tasks import task_files
 from unifylab.study.preset import preset_files
 from unifylab.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").rglob("*.md"))]  # the front door, then the guides, results and architecture
 FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
 TASK_WORDS = {"all", "geneval-official"}  # --tasks values that are not task names
 
 
-def _text() -> str:
-    return README.read_text(encoding="utf-8")
+def _name(doc: Path) -> str:
+    return str(doc.relative_to(ROOT))
 
 
-def _blocks() -> list[str]:
-    return FENCE.findall(_text())
+@functools.cache
+def _text(doc: Path | None = None) -> str:
+    """One document's text, or all of them together."""
+    if doc is None:
+        return "\n".join(_text(d) for d in DOCS)
+    return doc.read_text(encoding="utf-8")
 
 
-def _prose() -> str:
-    """The README outside its fenced blocks (inline `...` commands live here)."""
-    return FENCE.sub("", _text())
+def _blocks(doc: Path | None = None) -> list[str]:
+    return FENCE.findall(_text(doc))
+
+
+def _prose(doc: Path | None = None) -> str:
+    """A document (or all) outside its fenced blocks (inline `...` commands live here)."""
+    return FENCE.sub("", _text(doc))
 
 
 def _lines(block: str) -> list[str]:
@@ -55,11 +65,11 @@ def _lines(block: str) -> list[str]:
     return out
 
 
-def readme_commands() -> list[list[str]]:
-    """Every `unifylab` invocation in the fenced blocks, as its argument list after `unifylab` (trailing `# comments`
-    dropped; `a && b` split; `torchrun ... -m unifylab ARGS` gives ARGS)."""
+def readme_commands(doc: Path | None = None) -> list[list[str]]:
+    """Every `unifylab` invocation in the fenced blocks of `doc` (default: every document), as its argument list
+    after `unifylab` (trailing `# comments` dropped; `a && b` split; `torchrun ... -m unifylab ARGS` gives ARGS)."""
     commands: list[list[str]] = []
-    for block in _blocks():
+    for block in _blocks(doc):
         for line in _lines(block):
             try:
                 words = shlex.split(line, comments=True)
@@ -102,38 +112,48 @@ def parse(args: list[str]) -> dict:
     return command.make_context(" ".join(path), rest).params
 
 
-COMMANDS = readme_commands()
+DOC_COMMANDS = [(_name(doc), args) for doc in DOCS for args in readme_commands(doc)]
+COMMANDS = [args for _, args in DOC_COMMANDS]
 GROUPS = {n for n, c in typer.main.get_command(app).commands.items() if hasattr(c, "commands")}
 
 
-def test_the_readme_has_commands() -> None:
+def test_the_docs_have_commands() -> None:
     assert len(COMMANDS) >= 30, COMMANDS  # the extraction works (not vacuously passing)
     first = {c[0] for c in COMMANDS}
     assert {"study", "world", "tokenizer", "train", "eval", "compare", "score", "analyze", "generate"} <= first, first
+    main = readme_commands(README)  # the front door keeps the main job
+    assert ["study", "--preset", "quick"] in main, main
+    assert len(DOCS) > 1  # the docs pages are read too
 
 
-@pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(c)[:80] for c in COMMANDS])
-def test_readme_command_parses(args: list[str]) -> None:
+@pytest.mark.parametrize(("doc", "args"), DOC_COMMANDS, ids=[f"{doc}: {' '.join(c)}"[:100] for doc, c in DOC_COMMANDS])
+def test_readme_command_parses(doc: str, args: list[str]) -> None:
     try:
         parse(args)
     except Exception as e:  # typer vendors click: match its usage errors by interface
         if not hasattr(e, "format_message"):
             raise
-        pytest.fail(f"README: `unifylab {shlex.join(args)}` does not parse: {e.format_message()}")
+        pytest.fail(f"{doc}: `unifylab {shlex.join(args)}` does not parse: {e.format_message()}")
 
 
 def test_inline_commands_name_real_options() -> None:
     """Inline `unifylab ...` commands in the prose (which may leave out required values or show `[--optional]`
     parts): the command exists and every option they name is one of its options."""
-    found = re.findall(r"`unifylab ([a-z][^`]*)`", _prose())
-    assert found
-    for text in found:
-        words = text.replace("[", " ").replace("]", " ").split()
-        names = [w for w in words if not w.startswith("-")]
-        command, _, _ = _leaf(names[: 2 if names[0] in GROUPS else 1])
-        options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-        bad = [w for w in words if w.startswith("--") and w not in options]
-        assert not bad, f"README: `unifylab {text}`: no option(s) {bad}; the command has {sorted(options)}"
+    checked = 0
+    for doc in DOCS:
+        for text in re.findall(r"`unifylab ([a-z][^`]*)`", _prose(doc)):
+            words = text.replace("[", " ").replace("]", " ").split()
+            words = [o for w in words for o in (w.split("/") if w.startswith("--") else [w])]  # `--out/--json`
+            names = [w for w in words if not w.startswith("-")]
+            if names == [names[0]] and names[0] in GROUPS and len(words) == 1:  # a group named alone
+                checked += 1
+                continue
+            command, _, _ = _leaf(names[: 2 if names[0] in GROUPS else 1])
+            options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+            bad = [w for w in words if w.startswith("--") and w not in options]
+            assert not bad, f"{_name(doc)}: `unifylab {text}`: no option(s) {bad}; the command has {sorted(options)}"
+            checked += 1
+    assert checked
 
 
 def test_the_parse_check_catches_what_it_should() -> None:
@@ -151,17 +171,17 @@ def test_the_parse_check_catches_what_it_should() -> None:
 
 def test_presets_named_exist() -> None:
     names = set(re.findall(r"--preset[ =]([A-Za-z0-9_.\-/]+)", _text()))
-    assert names, "no --preset in the README"
+    assert names, "no --preset in the docs"
     known = preset_files()
     missing = sorted(n for n in names if n not in known and not (ROOT / n).is_file())
-    assert not missing, f"README names presets that do not exist: {missing}; known: {sorted(known)}"
+    assert not missing, f"the docs name presets that do not exist: {missing}; known: {sorted(known)}"
 
 
 def test_config_files_named_exist() -> None:
     names = set(re.findall(r"\bconfigs/[A-Za-z0-9_.\-/]+\.ya?ml\b", _text()))
     assert names
     missing = sorted(n for n in names if not (ROOT / n).is_file())
-    assert not missing, f"README names config files that do not exist: {missing}"
+    assert not missing, f"the docs name config files that do not exist: {missing}"
 
 
 def test_tasks_named_exist() -> None:
@@ -170,12 +190,13 @@ def test_tasks_named_exist() -> None:
     known = task_files()
     names = {n for v in values for n in v.split(",") if n}
     missing = sorted(n for n in names - TASK_WORDS if n not in known and not (ROOT / n).is_file())
-    assert not missing, f"README's --tasks name tasks that do not exist: {missing}; known: {sorted(known)}"
+    assert not missing, f"the docs' --tasks name tasks that do not exist: {missing}; known: {sorted(known)}"
 
 
 def test_set_overrides_are_valid() -> None:
-    """The `--set key=value` overrides the README shows are valid training-config overrides: a fenced command's all
-    together (on its config, else configs/quick.yaml), an inline one on its own (placeholders like `...` skipped)."""
+    """The `--set key=value` overrides the docs show are valid training-config overrides: a fenced command's all
+    together (on its config, else configs/quick.yaml), an inline one on its own, on configs/quick.yaml or the defaults
+    (placeholders like `...` skipped)."""
     quick = ROOT / "configs" / "quick.yaml"
     checked = 0
     for args in COMMANDS:
@@ -191,7 +212,10 @@ def test_set_overrides_are_valid() -> None:
     for item in sorted(set(re.findall(r"--set[ =]([A-Za-z0-9_.]+=[^\s`]+)", _prose()))):
         if item.endswith("=...") or "=<" in item:
             continue
-        load_config(quick, [item])
+        try:
+            load_config(quick, [item])
+        except UserError:  # prose may name an override of the defaults (`--set world=watch`: the watch world's)
+            load_config(None, [item])
         checked += 1
     assert checked
 
@@ -207,13 +231,13 @@ def test_benchmark_scripts_named_exist_and_run_help() -> None:
     scripts = sorted(set(re.findall(r"python (benchmarks/[A-Za-z0-9_]+\.py)", _text())))
     assert scripts
     for script in scripts:
-        assert (ROOT / script).is_file(), f"README names {script}, which does not exist"
+        assert (ROOT / script).is_file(), f"the docs name {script}, which does not exist"
         done = _help(script)
         assert done.returncode == 0, f"{script} --help failed:\n{done.stderr[-2000:]}"
 
 
 def test_benchmark_options_in_the_readme_exist() -> None:
-    """The options the README passes to benchmark scripts (fenced or inline) are ones their --help lists."""
+    """The options the docs pass to benchmark scripts (fenced or inline) are ones their --help lists."""
     found = _benchmark_options()
     assert found
     for script, options in found.items():
@@ -221,7 +245,7 @@ def test_benchmark_options_in_the_readme_exist() -> None:
             continue  # reported by test_benchmark_scripts_named_exist_and_run_help
         listed = _help(script).stdout
         for option in sorted(options):
-            assert re.search(rf"(^|[\s\[]){re.escape(option)}\b", listed), f"README: {script} has no {option}"
+            assert re.search(rf"(^|[\s\[]){re.escape(option)}\b", listed), f"docs: {script} has no {option}"
 
 
 def _benchmark_options() -> dict[str, set[str]]:
