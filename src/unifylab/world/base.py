@@ -138,6 +138,22 @@ class World(ABC):
     def of_canvas(cls, size: int, detail: int) -> World:
         """The world of a canvas `(name, size, detail)` (detail: the world's second canvas field), unvalidated."""
 
+    @classmethod
+    def config_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The world's config fields among `options` (a command's world options, every world's mixed)."""
+        return {"name": cls.name, **{k: v for k, v in options.items() if k in cls.config_class.model_fields}}
+
+    @staticmethod
+    @abstractmethod
+    def scene_from_json(d: dict[str, Any], *, settings: dict[str, Any]) -> Any:
+        """A scene from its JSON form, checked against whatever config `settings` give (SceneError when invalid)."""
+
+    @staticmethod
+    @abstractmethod
+    def parse_image(image: np.ndarray, *, settings: dict[str, Any], confidence: bool = False) -> Any:
+        """The scene one image [S, S, 3] shows, read with whatever config `settings` give (others inferred);
+        the parser's confidences kept only when asked."""
+
     @staticmethod
     @abstractmethod
     def pairs_of_dict(d: dict[str, Any]) -> set[tuple[str, str]]:

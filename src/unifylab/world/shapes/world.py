@@ -52,6 +52,15 @@ class ShapesWorld(World):
         return {(o.shape, o.color) for o in scene.objects}
 
     @staticmethod
+    def scene_from_json(d: dict[str, Any], *, settings: dict[str, Any]) -> Scene:
+        return Scene.from_dict(d)
+
+    @staticmethod
+    def parse_image(image: np.ndarray, *, settings: dict[str, Any], confidence: bool = False) -> Scene:
+        scene = parse(image, settings.get("grid"))
+        return scene if confidence else scene.without_confidence()
+
+    @staticmethod
     def pairs_of_dict(d: dict[str, Any]) -> set[tuple[str, str]]:
         return {(o["shape"], o["color"]) for o in d.get("objects", [])}
 

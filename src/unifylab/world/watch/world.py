@@ -51,6 +51,14 @@ class WatchWorld(World):
         return {(scene.weather, scene.face)}
 
     @staticmethod
+    def scene_from_json(d: dict[str, Any], *, settings: dict[str, Any]) -> WatchScene:
+        return WatchScene.from_dict(d, settings.get("minute_step"))
+
+    @staticmethod
+    def parse_image(image: np.ndarray, *, settings: dict[str, Any], confidence: bool = False) -> WatchScene:
+        return parse_faces(image[None], minute_step=settings.get("minute_step", 5))[0]
+
+    @staticmethod
     def pairs_of_dict(d: dict[str, Any]) -> set[tuple[str, str]]:
         return {(d["weather"], d["face"])}
 
