@@ -21,12 +21,8 @@ from unifylab.errors import UserError
 from unifylab.eval.geneval_rules import GENEVAL, ColorFn, Detection, Rules, judge, keep
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.io import load_rgb
-from unifylab.world import world_of
-from unifylab.world.shapes.language import satisfies
-from unifylab.world.shapes.parse import parse_batch
+from unifylab.world import DEFAULT, World, world_of_canvas
 from unifylab.world.shapes.scene import Scene
-from unifylab.world.watch import geneval as WS
-from unifylab.world.watch.face import WatchConfig
 
 _INDEX = re.compile(r"^\d+$")
 Item = TypeVar("Item", GenevalItem, OfficialLine)
@@ -123,18 +119,15 @@ def score(
         groups: dict[tuple[str, int, int | None], list[int]] = defaultdict(list)
         for k, (item, _) in enumerate(chunk):
             g = item.scene.grid if isinstance(item.scene, Scene) else grid
-            groups[item.world.canvas if item.world is not None else ("shapes", images[k].shape[0], g)].append(k)
+            groups[item.world.canvas if item.world is not None else (DEFAULT, images[k].shape[0], g)].append(k)
         parsed: dict[int, Any] = {}
-        for (name, size, detail), ks in groups.items():
-            stack = np.stack([images[k] for k in ks])
-            if name == "watch":
-                scenes = world_of(WatchConfig(size=size, minute_step=detail)).parse(stack)
-            else:
-                scenes = parse_batch(stack, detail)
-            parsed.update(zip(ks, scenes))
+        judge_of: dict[int, World] = {}
+        for canvas, ks in groups.items():
+            world = world_of_canvas(canvas)
+            parsed.update(zip(ks, world.parse(np.stack([images[k] for k in ks]))))
+            judge_of.update(dict.fromkeys(ks, world))
         for k, (item, path) in enumerate(chunk):
-            check = WS.satisfies if isinstance(item.spec, WS.WatchSpec) else satisfies
-            verdict = check(parsed[k], item.spec)
+            verdict = judge_of[k].check_spec(parsed[k], item.spec)
             records.append(
                 {
                     "index": item.index,

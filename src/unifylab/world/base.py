@@ -107,6 +107,11 @@ class World(ABC):
     def check(self, parsed: Any, scene: Any) -> Verdict:
         """Whether a parsed drawing is the prompted scene, with reasons."""
 
+    @staticmethod
+    @abstractmethod
+    def check_spec(parsed: Any, spec: Any) -> Verdict:
+        """Whether a parsed drawing meets a GenEval-schema spec of this world, with reasons."""
+
     @abstractmethod
     def pairs(self, scene: Any) -> set[tuple[str, str]]:
         """The compositions (pairs of attribute values) a scene holds: what a study can hold out."""

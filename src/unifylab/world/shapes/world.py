@@ -48,6 +48,10 @@ class ShapesWorld(World):
     def check(self, parsed: Scene, scene: Scene) -> Verdict:
         return L.satisfies(parsed, L.Spec.exact(scene))
 
+    @staticmethod
+    def check_spec(parsed: Scene, spec: L.Spec) -> Verdict:
+        return L.satisfies(parsed, spec)
+
     def pairs(self, scene: Scene) -> set[tuple[str, str]]:
         return {(o.shape, o.color) for o in scene.objects}
 

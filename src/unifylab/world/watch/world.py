@@ -8,6 +8,7 @@ import numpy as np
 
 from unifylab.world.base import QA, Nuisance, Verdict, World
 from unifylab.world.watch import face as F
+from unifylab.world.watch import geneval as WS
 from unifylab.world.watch import language as WL
 from unifylab.world.watch.face import WatchConfig, WatchScene
 from unifylab.world.watch.parse import parse_faces
@@ -46,6 +47,10 @@ class WatchWorld(World):
 
     def check(self, parsed: WatchScene, scene: WatchScene) -> Verdict:
         return WL.satisfies(parsed, scene)
+
+    @staticmethod
+    def check_spec(parsed: WatchScene, spec: WS.WatchSpec) -> Verdict:
+        return WS.satisfies(parsed, spec)
 
     def pairs(self, scene: WatchScene) -> set[tuple[str, str]]:
         return {(scene.weather, scene.face)}
