@@ -2,7 +2,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from unifylab.tokenize import GridTokenizer, TextTokenizer, VQTokenizer, load_image_tokenizer
+from unifylab.tokenize import TextTokenizer, VQTokenizer, load_image_tokenizer
+from unifylab.world.shapes.tokenizer import GridTokenizer
 
 Cli = Callable[..., tuple[int, str, str]]
 

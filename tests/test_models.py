@@ -17,9 +17,10 @@ from unifylab.models import (
     generate_text,
     load_tokenizers,
 )
-from unifylab.tokenize import Example, GridTokenizer, Packer, PatchTokenizer, TextTokenizer, world_corpus
+from unifylab.tokenize import Example, Packer, PatchTokenizer, TextTokenizer, world_corpus
 from unifylab.world.shapes import language as L
 from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.tokenizer import GridTokenizer
 
 VARIANTS = [
     dict(backbone="shared"),

@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from unifylab.errors import UserError
-from unifylab.tokenize import IGNORE, IMAGE, TEXT, Example, GridTokenizer, Packer, PatchTokenizer, TextTokenizer
+from unifylab.tokenize import IGNORE, IMAGE, TEXT, Example, Packer, PatchTokenizer, TextTokenizer
 from unifylab.tokenize.sequence import VocabLayout
 from unifylab.world.shapes.canvas import render
 from unifylab.world.shapes.scene import Obj, Scene
+from unifylab.world.shapes.tokenizer import GridTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import typer
 
 from unifylab.cli.common import Force, MinuteStep, _out, err
 from unifylab.config import SEED_MAX, build
-from unifylab.world import check_world
+from unifylab.world import DEFAULT, check_world
 
 data_app = typer.Typer(no_args_is_help=True, help="Build task files from a world.")
 
@@ -19,7 +19,7 @@ def data_geneval(
     out: Annotated[Path, _out("Folder for metadata.jsonl (and images/ with --render).")],
     n_per_task: Annotated[int, typer.Option(help="Prompts per GenEval task.")] = 20,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed.")] = 0,
-    world: Annotated[str, typer.Option(help="World: shapes (GenEval's six tasks) or watch (its six).")] = "shapes",
+    world: Annotated[str, typer.Option(help="World: shapes (GenEval's six tasks) or watch (its six).")] = DEFAULT,
     size: Annotated[int, typer.Option(help="Canvas side in px.")] = 32,
     grid: Annotated[int, typer.Option(help="shapes: cells per side.")] = 3,
     minute_step: MinuteStep = 5,

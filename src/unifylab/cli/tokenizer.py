@@ -9,7 +9,7 @@ import typer
 
 from unifylab.cli.common import Force, MinuteStep, _device, _ints, _out, _progress, _world_options, err
 from unifylab.config import SEED_MAX
-from unifylab.world import check_world
+from unifylab.world import DEFAULT, check_world
 
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train and save text and image tokenizers.")
 
@@ -17,7 +17,7 @@ tokenizer_app = typer.Typer(no_args_is_help=True, help="Train and save text and 
 @tokenizer_app.command("train-text")
 def tokenizer_train_text(
     out: Annotated[Path, _out("Folder for tokenizer.json.")],
-    world: Annotated[str, typer.Option(help="World whose language to learn.")] = "shapes",
+    world: Annotated[str, typer.Option(help="World whose language to learn.")] = DEFAULT,
     vocab_size: Annotated[int, typer.Option(help="Largest vocabulary (BPE stops earlier when merges run out).")] = 512,
     n_scenes: Annotated[int, typer.Option(help="Scenes to describe for the training corpus.")] = 2000,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the corpus.")] = 0,
@@ -37,7 +37,7 @@ def tokenizer_train_text(
 @tokenizer_app.command("train-image")
 def tokenizer_train_image(
     out: Annotated[Path, _out("Folder for config.json, model.safetensors and metrics.json.")],
-    world: Annotated[str, typer.Option(help="World to render training images from.")] = "shapes",
+    world: Annotated[str, typer.Option(help="World to render training images from.")] = DEFAULT,
     kind: Annotated[
         str,
         typer.Option(

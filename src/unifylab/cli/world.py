@@ -10,7 +10,7 @@ import typer
 from unifylab.cli.common import Force, Jitter, MinuteStep, Noise, Tint, _out, _progress, _world_options, err
 from unifylab.config import SEED_MAX, build
 from unifylab.errors import UserError
-from unifylab.world import Nuisance, check_world
+from unifylab.world import DEFAULT, Nuisance, check_world
 
 world_app = typer.Typer(no_args_is_help=True, help="Sample, render and parse scenes of a controlled world.")
 
@@ -27,7 +27,7 @@ def _nuisance(noise: float, jitter: int, tint: int, seed: int) -> Nuisance | Non
 @world_app.command("sample")
 def world_sample(
     out: Annotated[Path, _out("Folder for scenes.jsonl, images/ and world.json.")],
-    world: Annotated[str, typer.Option(help="World to sample from.")] = "shapes",
+    world: Annotated[str, typer.Option(help="World to sample from.")] = DEFAULT,
     n: Annotated[int, typer.Option(min=1, help="Number of scenes.")] = 16,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed; the same seed gives the same bytes.")] = 0,
     size: Annotated[int, typer.Option(help="Canvas side in px (32..128).")] = 32,

@@ -1,11 +1,11 @@
-"""Turning text and images into model inputs: text BPE, image tokenizers (vq, grid, patch), sequence packing."""
+"""Turning text and images into model inputs: text BPE, image tokenizers (vq, patch; each world's exact one lives
+with its world), sequence packing."""
 
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
 from unifylab.tokenize.patch import PatchTokenizer
 from unifylab.tokenize.sequence import DEFAULT_LOSS_ON, IGNORE, IMAGE, TEXT, Example, Packed, Packer, VocabLayout
 from unifylab.tokenize.text import SPECIAL_TOKENS, TextTokenizer, world_corpus
 from unifylab.tokenize.vq import VQConfig, VQTokenizer
-from unifylab.world.shapes.tokenizer import GridTokenizer
 
 __all__ = [
     "DEFAULT_LOSS_ON",
@@ -14,7 +14,6 @@ __all__ = [
     "SPECIAL_TOKENS",
     "TEXT",
     "Example",
-    "GridTokenizer",
     "ImageTokenizer",
     "Packed",
     "Packer",
