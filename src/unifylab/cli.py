@@ -19,7 +19,7 @@ from unifylab.errors import UserError
 from unifylab.eval.geneval_rules import CLIP, DETECTOR
 from unifylab.layout import EvalFolder, StudyFolder
 from unifylab.progress import LineProgress, progress
-from unifylab.runtime import single_thread_blas
+from unifylab.runtime import resolve_device, single_thread_blas
 from unifylab.world import check_world
 from unifylab.world.shapes import Nuisance
 from unifylab.world.worlds import describe_canvas
@@ -354,8 +354,6 @@ def score_geneval(
 
 def _device(name: str) -> str:
     """'auto' -> the local GPU if there is one, else cpu; a CUDA device without CUDA is a UserError."""
-    from unifylab.train.loop import resolve_device
-
     return str(resolve_device(name))
 
 

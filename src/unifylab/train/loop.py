@@ -4,7 +4,6 @@ resume exactly, and save the final model HF-style into the run folder."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -25,7 +24,7 @@ from unifylab.layout import OWNER, RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import ModelConfig, UnifiedTransformer
 from unifylab.progress import progress
-from unifylab.runtime import host, single_thread_blas
+from unifylab.runtime import host, resolve_device, single_thread_blas
 from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
 from unifylab.tokenize.permuted import PermutedTokenizer
 from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
@@ -63,16 +62,6 @@ def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str,
         f"{split}/{task}": batches.collate(batches.samples(split, np.arange(n), np.full(n, TASKS.index(task))))
         for split, task in eval_splits(cfg)
     }
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
-        raise UserError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r}: CUDA is not available here; use cpu (or auto)")
-    return torch.device(name)
 
 
 def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
