@@ -18,9 +18,9 @@ from unifylab.study.preset import Preset
 from unifylab.tokenize.attributes import AttributeTokenizer
 from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.sequence import Packer
+from unifylab.train.build import build_tokenizers
 from unifylab.train.config import load_tree
 from unifylab.train.data import Batches, SceneSource
-from unifylab.train.loop import build_tokenizers
 from unifylab.world import watch_language as WL
 from unifylab.world.scene import SceneError
 from unifylab.world.shapes import Nuisance

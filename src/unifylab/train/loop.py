@@ -22,18 +22,15 @@ from unifylab.errors import UserError
 from unifylab.io import LOCK
 from unifylab.layout import OWNER, RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
-from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.models.unified import UnifiedTransformer
 from unifylab.progress import progress
 from unifylab.runtime import host, resolve_device, single_thread_blas
-from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
-from unifylab.tokenize.permuted import PermutedTokenizer
-from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
-from unifylab.tokenize.text import TextTokenizer, world_corpus
+from unifylab.tokenize.sequence import IGNORE, Packer
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
+from unifylab.train.build import build_model, build_tokenizers, freeze_groups, param_group
 from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config, resolve_paths
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
-from unifylab.world.knowledge import FACTS
 
 
 class LossModule(nn.Module):
@@ -62,71 +59,6 @@ def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str,
         f"{split}/{task}": batches.collate(batches.samples(split, np.arange(n), np.full(n, TASKS.index(task))))
         for split, task in eval_splits(cfg)
     }
-
-
-def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
-    """(text, und, gen) from the config: trained or loaded text BPE, grid, patch or a saved image tokenizer."""
-    text = (
-        TextTokenizer.from_pretrained(cfg.tokenizers.text)
-        if cfg.tokenizers.text
-        else TextTokenizer.train(
-            world_corpus(
-                2000,
-                cfg.seed,
-                world=cfg.world.name,
-                knowledge={FACTS[n].family for n in cfg.data.facts},
-                moves=bool(cfg.data.moves),
-            ),
-            cfg.tokenizers.text_vocab,
-        )
-    )
-
-    gen = image_tokenizer(cfg.tokenizers.image, world=cfg.world)
-    und_spec = cfg.tokenizers.und_image
-    und = image_tokenizer(und_spec, world=cfg.world) if und_spec else gen
-    if cfg.tokenizers.permute_output is not None:
-        gen = PermutedTokenizer(gen, cfg.tokenizers.permute_output)
-    return Tokenizers(text, und, gen)
-
-
-def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen: ImageTokenizer) -> UnifiedTransformer:
-    from unifylab.config import build
-
-    flow = cfg.model.image_output == "flow"
-    if gen.discrete == flow:
-        need, other = ("a continuous", "tokens") if flow else ("a discrete", "flow")
-        raise UserError(
-            f"model.image_output {cfg.model.image_output!r} draws with {need} generation tokenizer, but it is the "
-            f"{gen.kind} tokenizer; set tokenizers.image to {'patch' if flow else 'the world exact one'} or "
-            f"model.image_output to {other}"
-        )
-    spec = cfg.model.model_dump()
-    codes = [t.vocab_size for t in (gen, und) if t.discrete]
-    values = {**spec, "n_text": text.vocab_size, "n_image": codes[0] if codes else 0, "image_grid": gen.token_grid}
-    if flow:
-        values["flow_dim"] = gen.feature_dim
-    if not und.discrete:
-        values.update(image_input="patch", patch_dim=und.feature_dim, input_grid=und.token_grid)
-    mc = build(ModelConfig, values, "model (config.yaml)")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return UnifiedTransformer(mc)
-
-
-def param_group(name: str) -> str:
-    """A parameter's group: embeddings (token + patch), heads (output projections) or backbone (every block and
-    final norm)."""
-    if name.startswith(("embed.", "patch_proj.", "flow_in.", "time_embed.")):
-        return "embeddings"
-    if name.startswith(("head.", "text_head.", "image_head.", "flow_out.")):
-        return "heads"
-    return "backbone"
-
-
-def freeze_groups(model: UnifiedTransformer, groups: list[str]) -> None:
-    """Stop gradients for whole parameter groups (`param_group`)."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(param_group(name) not in groups)
 
 
 WSD_DECAY = 0.2  # optim.decay_fraction's default: the share of a wsd run's steps spent decaying
