@@ -19,8 +19,7 @@ from rich.table import Table
 
 from unifylab.config import first_diff
 from unifylab.errors import UserError
-from unifylab.io import LOCK
-from unifylab.layout import OWNER, RunFolder
+from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import UnifiedTransformer
 from unifylab.progress import progress
@@ -32,6 +31,7 @@ from unifylab.train.build import build_model, build_tokenizers, freeze_groups, p
 from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config, resolve_paths
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
 from unifylab.train.optimizer import build_optimizer, lr_lambda
+from unifylab.train.resume import check_run_dir
 
 
 class LossModule(nn.Module):
@@ -71,43 +71,6 @@ def parameter_table(counts: dict[str, int], title: str) -> Table:
     return table
 
 
-def config_change(run: RunFolder, cfg: TrainConfig) -> str | None:
-    """How the config saved in a run folder differs from `cfg` ('field: old there, new now'); None when the folder
-    holds no config or the same one."""
-    saved = run.config
-    if not saved.is_file() or saved.read_bytes() == dump_config(cfg).encode():
-        return None
-    from unifylab.train.config import load_config
-
-    old, now = load_config(saved).model_dump(mode="json"), cfg.model_dump(mode="json")
-    return None if old == now else first_diff(old, now)  # equal up to keys an older unifylab did not write
-
-
-def _lr_only(run: RunFolder, cfg: TrainConfig) -> bool:
-    """Whether the saved config differs from `cfg` in optim.lr alone and the run is unfinished with a checkpoint:
-    the one change a resume allows (after a divergence, from the last good checkpoint with a lower rate)."""
-    from unifylab.train.config import load_config
-
-    old = load_config(run.config)
-    same = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": old.optim.lr})})
-    return dump_config(same) == dump_config(old) and not run.finished and bool(C.list_checkpoints(run.path))
-
-
-def _check_run_dir(run: RunFolder, cfg: TrainConfig) -> None:
-    """A run folder is either new/empty, or a run of this very config (then it resumes); an unfinished run may
-    resume with another optim.lr."""
-    if run.config.is_file():
-        if (diff := config_change(run, cfg)) and not _lr_only(run, cfg):
-            raise UserError(
-                f"{run.path}: holds a run with a different config ({diff}); resume with the same config "
-                "or choose another --out"
-            )
-    elif run.path.exists() and any(p.name not in (LOCK, OWNER) for p in run.path.iterdir()):
-        raise UserError(
-            f"{run.path}: folder exists and is not a unifylab run (no {run.config.name}); choose another --out"
-        )
-
-
 class Trainer:
     """One run: `fit()` trains from scratch or resumes, and returns a summary."""
 
@@ -136,7 +99,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
         if self.dist.main:
-            _check_run_dir(self.folder, self.given)
+            check_run_dir(self.folder, self.given)
         D.barrier(self.dist)
         if cfg.init_from is not None:
             self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
@@ -253,7 +216,7 @@ class Trainer:
         prefixed = {f"model.{k}": v for k, v in weights.items()}
         D.load_states(self.parallel, self.opt, prefixed, state["optimizer"], self.dist)
         self.sched.load_state_dict(state["scheduler"])
-        if self.sched.base_lrs[0] != self.cfg.optim.lr:  # resumed with a new optim.lr (see _lr_only)
+        if self.sched.base_lrs[0] != self.cfg.optim.lr:  # resumed with a new optim.lr (see resume._lr_only)
             self.sched.base_lrs = [self.cfg.optim.lr] * len(self.sched.base_lrs)
             for group, fn in zip(self.opt.param_groups, self.sched.lr_lambdas):
                 group["initial_lr"] = self.cfg.optim.lr
