@@ -40,7 +40,8 @@ from unifylab.study.preset import load_preset, merge
 from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
 from unifylab.train.config import TASKS, load_tree
 from unifylab.train.data import Batches
-from unifylab.train.loop import Trainer, eval_splits, lr_lambda
+from unifylab.train.loop import Trainer, eval_splits
+from unifylab.train.optimizer import lr_lambda
 from unifylab.world.shapes.scene import Scene
 
 CAPTION_TOKENS = 64  # longest caption a model may write (three objects take about 30)

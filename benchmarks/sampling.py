@@ -22,8 +22,8 @@ import torch
 from unifylab.models.generate import Sampling, generate_flow, generate_images
 from unifylab.study.preset import load_preset
 from unifylab.tokenize.sequence import Example, Packer
+from unifylab.train.build import build_model, build_tokenizers
 from unifylab.train.config import load_tree
-from unifylab.train.loop import build_model, build_tokenizers
 from unifylab.world import world_of
 
 

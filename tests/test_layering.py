@@ -31,7 +31,7 @@ INTERNALS_LEFT = {
     "tokenize/train_vq.py",
     "train/config.py",
     "train/data.py",
-    "train/loop.py",
+    "train/build.py",
 }
 NAME_SWITCHES_LEFT = {
     "cli/data.py",
@@ -44,7 +44,7 @@ NAME_SWITCHES_LEFT = {
     "train/config.py",
     "train/data.py",
 }
-EVAL_IMPORTS_TRAIN_LEFT = {"eval/blind.py", "eval/harness.py", "eval/models.py", "eval/tasks.py"}
+EVAL_IMPORTS_TRAIN_LEFT = {"eval/blind.py", "eval/harness.py", "eval/tasks.py"}
 # build and train tokenizers from world renders: they belong above world/
 TOKENIZE_LOADS_WORLD_LEFT = {"tokenize/build.py", "tokenize/train_vq.py"}
 

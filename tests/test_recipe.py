@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from unifylab.errors import UserError
 from unifylab.models.blocks import Block
 from unifylab.train import Trainer, load_config
-from unifylab.train.loop import Combined, build_optimizer, lr_lambda
+from unifylab.train.optimizer import Combined, build_optimizer, lr_lambda
 
 TINY = [
     "model.dim=32",

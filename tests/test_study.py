@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from unifylab.study.preset import load_preset, preset_files
-from unifylab.study.report import answer
+from unifylab.study.report_answer import answer
 
 Cli = Callable[..., tuple[int, str, str]]
 TINY = {

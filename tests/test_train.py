@@ -368,8 +368,8 @@ def test_loss_on_trains_the_named_segments(tmp_path: Path) -> None:
 
 def test_init_parts_take_only_the_named_groups_from_init_from(tmp_path: Path) -> None:
     from unifylab.models.hub import from_pretrained
+    from unifylab.train.build import param_group
     from unifylab.train.config import TrainConfig
-    from unifylab.train.loop import param_group
 
     first = Trainer(load_config(_cfg(tmp_path, optim={"steps": 12})), tmp_path / "first", progress=False)
     first.fit()

@@ -16,9 +16,9 @@ from unifylab.eval.stats import clustered_difference, clustered_mean
 from unifylab.eval.tasks import items, load_task, score_described
 from unifylab.study.preset import load_preset, preset_files
 from unifylab.tokenize.sequence import Packer
+from unifylab.train.build import build_tokenizers
 from unifylab.train.config import FACT_TASKS, TRANSFER_TASKS, UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
-from unifylab.train.loop import build_tokenizers
 from unifylab.world.english import NUMBER_WORDS
 from unifylab.world.shapes import knowledge as K
 from unifylab.world.shapes import language as L

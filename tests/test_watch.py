@@ -17,9 +17,9 @@ from unifylab.eval.tasks import TaskSpec, items, load_task
 from unifylab.study.preset import Preset
 from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.sequence import Packer
+from unifylab.train.build import build_tokenizers
 from unifylab.train.config import load_tree
 from unifylab.train.data import Batches, SceneSource
-from unifylab.train.loop import build_tokenizers
 from unifylab.world.base import Nuisance, SceneError
 from unifylab.world.watch import language as WL
 from unifylab.world.watch.face import (

@@ -16,9 +16,9 @@ from unifylab.eval.harness import split_of
 from unifylab.eval.tasks import items, load_task
 from unifylab.study.preset import load_preset
 from unifylab.tokenize.sequence import Packer
+from unifylab.train.build import build_tokenizers
 from unifylab.train.config import UND_TASKS, load_tree
 from unifylab.train.data import Batches, SceneSource
-from unifylab.train.loop import build_tokenizers
 from unifylab.world.watch import language as WL
 
 OFFSET = re.compile(r"(\d+) minutes later")

@@ -1,14 +1,21 @@
-"""Process-wide runtime settings that every entry point (CLI, Trainer, study workers) applies once."""
+"""Process-wide runtime settings that every entry point (CLI, Trainer, study workers) applies once, and where this
+process runs: its cores, host and torch device."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
+
+from unifylab.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @cache
@@ -52,3 +59,17 @@ def host() -> dict[str, Any]:
         "physical_cores": physical_cores(),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:LOCAL_RANK when CUDA is there, else cpu; cpu, cuda and cuda:N as given. Training and
+    evaluation both resolve devices here, so a bad name or CUDA without CUDA is one UserError everywhere."""
+    import torch
+
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise UserError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: CUDA is not available here; use cpu (or auto)")
+    return torch.device(name)

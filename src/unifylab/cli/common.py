@@ -62,7 +62,7 @@ def _world_options(
 
 def _device(name: str) -> str:
     """'auto' -> the local GPU if there is one, else cpu; a CUDA device without CUDA is a UserError."""
-    from unifylab.train.loop import resolve_device
+    from unifylab.runtime import resolve_device
 
     return str(resolve_device(name))
 

@@ -55,7 +55,8 @@ def study_cmd(
 ) -> None:
     """Does unification help? Train unified and specialist models, evaluate all tasks, write the report."""
     from unifylab.study.preset import load_preset
-    from unifylab.study.report import answer, write_report
+    from unifylab.study.report import write_report
+    from unifylab.study.report_answer import answer
     from unifylab.study.runner import run_study
 
     if executor not in ("local", "ray"):

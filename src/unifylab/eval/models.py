@@ -8,6 +8,7 @@ from typing import Any
 from unifylab.errors import UserError
 from unifylab.eval.hf.base import FAMILIES
 from unifylab.eval.protocol import OracleModel, ParserJudge, RandomModel, UnifiedModel
+from unifylab.runtime import resolve_device
 
 HF_KINDS = ("hf", *FAMILIES)  # hf: the adapter is chosen from config.json's model_type
 
@@ -25,8 +26,6 @@ def load_model(
     'hf-emu3:<path-or-id>' or 'hf:<path-or-id>'. The image-sampling recipe: `guidance` None is off for lab models
     and the model's own scale for transformers models; `temperature` / `top_k` None are 1 and the full distribution
     for lab models, the model's generation config (else its authors' default) for transformers models."""
-    from unifylab.train.loop import resolve_device
-
     dev = str(resolve_device(device))  # a bad device is an error even for models that ignore it
     if spec == "oracle":
         return OracleModel()
@@ -80,7 +79,6 @@ def load_judge(spec: str, *, grid: int | None = None, device: str = "auto") -> P
         if not target:
             raise UserError(f"{spec}: give the judge after the colon, e.g. hf-vlm:./Qwen2.5-VL-7B-Instruct")
         from unifylab.eval.hf.judge import HFJudge
-        from unifylab.train.loop import resolve_device
 
         return HFJudge(target, device=str(resolve_device(device)))
     return load_model(spec, device=device)

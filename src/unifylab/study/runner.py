@@ -26,7 +26,7 @@ from unifylab.study.preset import Preset, dotted, merge
 from unifylab.study.transfer import transfer
 from unifylab.train.config import TrainConfig, load_tree, resolve_paths
 from unifylab.train.data import MODE_TASKS
-from unifylab.train.loop import config_change
+from unifylab.train.resume import config_change
 
 
 def _run_id(preset: Preset, name: str, label: str | None, seed: int) -> str:

@@ -15,7 +15,8 @@ from unifylab.io import read_json, write_text_atomic
 from unifylab.layout import StudyFolder
 from unifylab.study.claims_report import claims_section
 from unifylab.study.preset import Preset, load_preset
-from unifylab.study.report import answer, headline, md_row, points, verdict, write_report
+from unifylab.study.report import md_row, write_report
+from unifylab.study.report_answer import answer, headline, points, verdict
 from unifylab.study.runner import run_study
 from unifylab.study.verdicts import judge_claims
 

@@ -4,7 +4,6 @@ resume exactly, and save the final model HF-style into the run folder."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -20,21 +19,19 @@ from rich.table import Table
 
 from unifylab.config import first_diff
 from unifylab.errors import UserError
-from unifylab.io import LOCK
-from unifylab.layout import OWNER, RunFolder
+from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
-from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.models.unified import UnifiedTransformer
 from unifylab.progress import progress
-from unifylab.runtime import host, single_thread_blas
-from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
-from unifylab.tokenize.permuted import PermutedTokenizer
-from unifylab.tokenize.sequence import IGNORE, Packer, Tokenizers
-from unifylab.tokenize.text import TextTokenizer, world_corpus
+from unifylab.runtime import host, resolve_device, single_thread_blas
+from unifylab.tokenize.sequence import IGNORE, Packer
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
+from unifylab.train.build import build_model, build_tokenizers, freeze_groups, param_group
 from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config, resolve_paths
 from unifylab.train.data import MODE_TASKS, Batches, SceneSource
-from unifylab.world.shapes.knowledge import FACTS
+from unifylab.train.optimizer import build_optimizer, lr_lambda
+from unifylab.train.resume import check_run_dir
 
 
 class LossModule(nn.Module):
@@ -65,182 +62,6 @@ def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str,
     }
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
-        raise UserError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r}: CUDA is not available here; use cpu (or auto)")
-    return torch.device(name)
-
-
-def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
-    """(text, und, gen) from the config: trained or loaded text BPE, grid, patch or a saved image tokenizer."""
-    text = (
-        TextTokenizer.from_pretrained(cfg.tokenizers.text)
-        if cfg.tokenizers.text
-        else TextTokenizer.train(
-            world_corpus(
-                2000,
-                cfg.seed,
-                world=cfg.world.name,
-                knowledge={FACTS[n].family for n in cfg.data.facts},
-                moves=bool(cfg.data.moves),
-            ),
-            cfg.tokenizers.text_vocab,
-        )
-    )
-
-    gen = image_tokenizer(cfg.tokenizers.image, world=cfg.world)
-    und_spec = cfg.tokenizers.und_image
-    und = image_tokenizer(und_spec, world=cfg.world) if und_spec else gen
-    if cfg.tokenizers.permute_output is not None:
-        gen = PermutedTokenizer(gen, cfg.tokenizers.permute_output)
-    return Tokenizers(text, und, gen)
-
-
-def build_model(cfg: TrainConfig, text: TextTokenizer, und: ImageTokenizer, gen: ImageTokenizer) -> UnifiedTransformer:
-    from unifylab.config import build
-
-    flow = cfg.model.image_output == "flow"
-    if gen.discrete == flow:
-        need, other = ("a continuous", "tokens") if flow else ("a discrete", "flow")
-        raise UserError(
-            f"model.image_output {cfg.model.image_output!r} draws with {need} generation tokenizer, but it is the "
-            f"{gen.kind} tokenizer; set tokenizers.image to {'patch' if flow else 'the world exact one'} or "
-            f"model.image_output to {other}"
-        )
-    spec = cfg.model.model_dump()
-    codes = [t.vocab_size for t in (gen, und) if t.discrete]
-    values = {**spec, "n_text": text.vocab_size, "n_image": codes[0] if codes else 0, "image_grid": gen.token_grid}
-    if flow:
-        values["flow_dim"] = gen.feature_dim
-    if not und.discrete:
-        values.update(image_input="patch", patch_dim=und.feature_dim, input_grid=und.token_grid)
-    mc = build(ModelConfig, values, "model (config.yaml)")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return UnifiedTransformer(mc)
-
-
-def param_group(name: str) -> str:
-    """A parameter's group: embeddings (token + patch), heads (output projections) or backbone (every block and
-    final norm)."""
-    if name.startswith(("embed.", "patch_proj.", "flow_in.", "time_embed.")):
-        return "embeddings"
-    if name.startswith(("head.", "text_head.", "image_head.", "flow_out.")):
-        return "heads"
-    return "backbone"
-
-
-def freeze_groups(model: UnifiedTransformer, groups: list[str]) -> None:
-    """Stop gradients for whole parameter groups (`param_group`)."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(param_group(name) not in groups)
-
-
-WSD_DECAY = 0.2  # optim.decay_fraction's default: the share of a wsd run's steps spent decaying
-
-
-def lr_lambda(cfg: TrainConfig, steps: int) -> Callable[[int], float]:
-    """Linear warmup, then (schedule cosine) cosine from 1 to `min_lr_ratio` over the run's steps, or (wsd) 1 until
-    the last `decay_fraction` of the steps, then linear down to `min_lr_ratio`."""
-    warm, floor = min(cfg.optim.warmup, max(steps - 1, 0)), cfg.optim.min_lr_ratio
-    wsd = cfg.optim.schedule == "wsd"
-    decay = round((cfg.optim.decay_fraction or WSD_DECAY) * steps)
-    start = max(warm, steps - max(1, decay))  # the first decaying step (warmup first when they overlap)
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if wsd:
-            return 1.0 if step < start else floor + (1 - floor) * (1 - min(1.0, (step - start) / max(1, steps - start)))
-        t = (step - warm) / max(1, steps - warm)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
-
-
-class Combined(torch.optim.Optimizer):
-    """Optimisers over disjoint parameters acting as one: `param_groups` is the union of theirs (the very dicts, so
-    a scheduler sets every group's lr) and `state` is one dict shared by all, so torch's own `state_dict` and
-    `load_state_dict` (and the distributed state-dict helpers, and LambdaLR) see one ordinary optimiser; `step`
-    steps each part."""
-
-    def __init__(self, *parts: torch.optim.Optimizer) -> None:
-        self.parts = list(parts)
-        super().__init__([g for o in self.parts for g in o.param_groups], {})
-        self._bind()
-
-    def _bind(self) -> None:
-        """Point every part at its slice of the union's groups and at the shared state (a part's __setstate__ also
-        fills defaults and converts state as its own load_state_dict would)."""
-        i = 0
-        for o in self.parts:
-            n = len(o.param_groups)
-            o.__setstate__({"state": self.state, "param_groups": self.param_groups[i : i + n]})
-            i += n
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for o in self.parts:
-            o.step()
-        return loss
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)  # new group dicts and state: re-point the parts at them
-        self._bind()
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """optim.name adamw: AdamW, weight decay on matrices and embeddings only; muon: torch's Muon (nesterov,
-    momentum 0.95, lr scaled to AdamW's update RMS) for the 2-D weights of the transformer blocks and that AdamW for
-    the rest, combined into one optimiser."""
-    from unifylab.models.blocks import Block
-
-    o = cfg.optim
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    matrices: set[int] = set()
-    if o.name == "muon":
-        if not hasattr(torch.optim, "Muon"):
-            raise UserError(
-                f"optim.name muon needs torch >= 2.9 (torch.optim.Muon); this is torch {torch.__version__}: upgrade "
-                "torch or use optim.name=adamw"
-            )
-        if cfg.distributed == "fsdp2":
-            raise UserError(
-                "optim.name muon orthogonalises whole weight matrices, which distributed fsdp2 shards across ranks; "
-                "use muon with distributed ddp (or none), or fsdp2 with optim.name=adamw"
-            )
-        blocks = [m for m in model.modules() if isinstance(m, Block)]
-        matrices = {id(p) for m in blocks for p in m.parameters() if p.requires_grad and p.ndim == 2}
-    rest = [p for p in trainable if id(p) not in matrices]
-    decay = [p for p in rest if p.ndim >= 2]
-    no_decay = [p for p in rest if p.ndim < 2]
-    adamw = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr,
-        betas=o.betas,
-        fused=device.type == "cuda" or None,
-    )
-    if not matrices:
-        return adamw
-    muon = torch.optim.Muon(
-        [p for p in trainable if id(p) in matrices],
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        momentum=0.95,
-        nesterov=True,
-        adjust_lr_fn="match_rms_adamw",
-    )
-    return Combined(muon, adamw)
-
-
 def parameter_table(counts: dict[str, int], title: str) -> Table:
     table = Table(title=title)
     table.add_column("component")
@@ -248,43 +69,6 @@ def parameter_table(counts: dict[str, int], title: str) -> Table:
     for k, v in counts.items():
         table.add_row(k, f"{v:,}")
     return table
-
-
-def config_change(run: RunFolder, cfg: TrainConfig) -> str | None:
-    """How the config saved in a run folder differs from `cfg` ('field: old there, new now'); None when the folder
-    holds no config or the same one."""
-    saved = run.config
-    if not saved.is_file() or saved.read_bytes() == dump_config(cfg).encode():
-        return None
-    from unifylab.train.config import load_config
-
-    old, now = load_config(saved).model_dump(mode="json"), cfg.model_dump(mode="json")
-    return None if old == now else first_diff(old, now)  # equal up to keys an older unifylab did not write
-
-
-def _lr_only(run: RunFolder, cfg: TrainConfig) -> bool:
-    """Whether the saved config differs from `cfg` in optim.lr alone and the run is unfinished with a checkpoint:
-    the one change a resume allows (after a divergence, from the last good checkpoint with a lower rate)."""
-    from unifylab.train.config import load_config
-
-    old = load_config(run.config)
-    same = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": old.optim.lr})})
-    return dump_config(same) == dump_config(old) and not run.finished and bool(C.list_checkpoints(run.path))
-
-
-def _check_run_dir(run: RunFolder, cfg: TrainConfig) -> None:
-    """A run folder is either new/empty, or a run of this very config (then it resumes); an unfinished run may
-    resume with another optim.lr."""
-    if run.config.is_file():
-        if (diff := config_change(run, cfg)) and not _lr_only(run, cfg):
-            raise UserError(
-                f"{run.path}: holds a run with a different config ({diff}); resume with the same config "
-                "or choose another --out"
-            )
-    elif run.path.exists() and any(p.name not in (LOCK, OWNER) for p in run.path.iterdir()):
-        raise UserError(
-            f"{run.path}: folder exists and is not a unifylab run (no {run.config.name}); choose another --out"
-        )
 
 
 class Trainer:
@@ -315,7 +99,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
         if self.dist.main:
-            _check_run_dir(self.folder, self.given)
+            check_run_dir(self.folder, self.given)
         D.barrier(self.dist)
         if cfg.init_from is not None:
             self.text, self.und, self.gen = load_tokenizers(cfg.init_from)
@@ -432,7 +216,7 @@ class Trainer:
         prefixed = {f"model.{k}": v for k, v in weights.items()}
         D.load_states(self.parallel, self.opt, prefixed, state["optimizer"], self.dist)
         self.sched.load_state_dict(state["scheduler"])
-        if self.sched.base_lrs[0] != self.cfg.optim.lr:  # resumed with a new optim.lr (see _lr_only)
+        if self.sched.base_lrs[0] != self.cfg.optim.lr:  # resumed with a new optim.lr (see resume._lr_only)
             self.sched.base_lrs = [self.cfg.optim.lr] * len(self.sched.base_lrs)
             for group, fn in zip(self.opt.param_groups, self.sched.lr_lambdas):
                 group["initial_lr"] = self.cfg.optim.lr
