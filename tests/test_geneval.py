@@ -5,11 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unifylab.data.geneval import TAGS, generate, read_metadata
+from unifylab.data.geneval import generate, read_metadata
 from unifylab.errors import UserError
 from unifylab.eval.geneval import find_images, score
 from unifylab.io import save_png
-from unifylab.world.shapes.canvas import render
+from unifylab.world import World, world_of
+from unifylab.world.shapes.canvas import ShapesConfig, render
+from unifylab.world.shapes.geneval import TAGS
+
+
+def _shapes(size: int = 32, grid: int = 3) -> World:
+    return world_of(ShapesConfig(size=size, grid=grid))
 
 
 def _write(tmp: Path, items: list) -> Path:
@@ -19,7 +25,7 @@ def _write(tmp: Path, items: list) -> Path:
 
 
 def test_generated_metadata_is_geneval_schema_and_round_trips(tmp_path: Path) -> None:
-    items = generate(10, seed=0, size=48, grid=4)
+    items = generate(_shapes(48, 4), 10, 0)
     assert [it.tag for it in items] == [t for t in TAGS for _ in range(10)]
     back = read_metadata(_write(tmp_path, items))
     assert [b.to_dict() for b in back] == [it.to_dict() for it in items]
@@ -30,7 +36,7 @@ def test_generated_metadata_is_geneval_schema_and_round_trips(tmp_path: Path) ->
 
 @pytest.mark.parametrize("layout", ["flat", "samples"])
 def test_ground_truth_renders_score_one_and_shuffled_score_low(tmp_path: Path, layout: str) -> None:
-    items = generate(25, seed=3)
+    items = generate(_shapes(), 25, 3)
     meta = _write(tmp_path, items)
     images = tmp_path / "images"
     for it in items:
@@ -49,7 +55,7 @@ def test_ground_truth_renders_score_one_and_shuffled_score_low(tmp_path: Path, l
 
 
 def test_metadata_without_scene_uses_given_or_inferred_grid(tmp_path: Path) -> None:
-    items = generate(5, seed=1, size=32, grid=4)
+    items = generate(_shapes(32, 4), 5, 1)
     lines = [{k: v for k, v in it.to_dict().items() if k != "scene"} for it in items]
     meta = tmp_path / "m.jsonl"
     meta.write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -83,7 +89,7 @@ def test_bad_metadata_lines_name_file_line_and_field(tmp_path: Path, line: dict,
 
 
 def test_missing_duplicate_and_empty_image_folders(tmp_path: Path) -> None:
-    items = generate(2, seed=0, tasks=("colors",))
+    items = generate(_shapes(), 2, 0, tasks=("colors",))
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images found"):
         find_images(tmp_path / "empty", items)

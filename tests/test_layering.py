@@ -14,33 +14,21 @@ WORLD_NAMES = ("shapes", "watch")
 
 # Files outside world/ that still import a world's internals or compare a world's name (issue 35: to be emptied).
 INTERNALS_LEFT = {
-    "analysis/alignment.py",
-    "analysis/capture.py",
-    "analysis/entropy.py",
-    "analysis/run.py",
-    "data/folder.py",
-    "data/geneval.py",
-    "data/splits.py",
     "eval/blind.py",
     "eval/geneval.py",
     "eval/harness.py",
     "eval/protocol.py",
     "eval/reasoning.py",
     "eval/tasks.py",
-    "tokenize/text.py",
-    "tokenize/train_vq.py",
     "train/config.py",
     "train/data.py",
     "train/build.py",
 }
 NAME_SWITCHES_LEFT = {
-    "cli/data.py",
-    "data/geneval.py",
     "eval/blind.py",
     "eval/protocol.py",
     "eval/tasks.py",
     "study/side_by_side.py",
-    "tokenize/text.py",
     "train/config.py",
     "train/data.py",
 }

@@ -8,7 +8,6 @@ import torch
 from unifylab.errors import UserError
 from unifylab.tokenize import (
     SPECIAL_TOKENS,
-    GridTokenizer,
     PatchTokenizer,
     TextTokenizer,
     VQConfig,
@@ -17,6 +16,7 @@ from unifylab.tokenize import (
 )
 from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
 from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
+from unifylab.world.shapes.tokenizer import GridTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_study import Cli
 
-from unifylab.data.geneval import generate_watch, metadata_world, read_metadata
+from unifylab.data.geneval import generate, metadata_world, read_metadata
 from unifylab.errors import UserError
 from unifylab.eval.geneval import find_images, score
 from unifylab.eval.tasks import items, load_task
@@ -41,7 +41,7 @@ def _face(**change: object) -> WatchScene:
 
 
 def test_generated_metadata_round_trips_and_ground_truth_satisfies_it(tmp_path: Path) -> None:
-    items_ = generate_watch(20, seed=0, config=CONFIG)
+    items_ = generate(WatchWorld(CONFIG), 20, 0)
     assert [it.tag for it in items_] == [t for t in WS.TAGS for _ in range(20)]
     meta = _write(tmp_path, [it.to_dict() for it in items_])
     assert metadata_world(meta) == "watch"
@@ -87,7 +87,7 @@ def test_counting_excludes_one_more_bar() -> None:
 
 
 def test_drawn_faces_score_one_and_shuffled_faces_score_low(tmp_path: Path) -> None:
-    items_ = generate_watch(15, seed=2, config=CONFIG)
+    items_ = generate(WatchWorld(CONFIG), 15, 2)
     meta = _write(tmp_path, [it.to_dict() for it in items_])
     for it in items_:
         save_png(tmp_path / "images" / f"{it.index:05d}" / "samples" / "0000.png", render(it.scene))
@@ -119,7 +119,7 @@ WATCH = {"name": "watch", "size": 32, "minute_step": 5}
     ],
 )
 def test_bad_watch_lines_name_file_line_and_field(tmp_path: Path, line: dict, message: str) -> None:
-    good = generate_watch(1, seed=0, config=WatchConfig(), tasks=("time",))[0].to_dict()
+    good = generate(WatchWorld(WatchConfig()), 1, 0, tasks=("time",))[0].to_dict()
     meta = _write(tmp_path, [good, {"prompt": "p", **line}])
     with pytest.raises(UserError, match=f"metadata.jsonl:2.*{message}"):
         read_metadata(meta)

@@ -10,7 +10,7 @@ import torch
 
 from unifylab.analysis.capture import Pooled, pooled_features, pooled_part, scene_requests
 from unifylab.eval.protocol import HiddenRequest
-from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world import WorldConfig
 
 
 def knn_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:
@@ -68,7 +68,7 @@ def layer_alignment(pooled: Pooled, k: int) -> list[dict[str, Any]]:
 
 
 def alignment(
-    model: Any, world: ShapesConfig, n: int = 200, k: int = 10, seed: int = 0, batch: int = 64
+    model: Any, world: WorldConfig, n: int = 200, k: int = 10, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
     """Per layer, for understanding inputs (image, then its caption), generation inputs (prompt, then the image) and
     `separate` inputs (each scene's image alone and its caption alone, two sequences: no token has attended to the

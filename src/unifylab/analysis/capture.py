@@ -14,13 +14,10 @@ import torch
 
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, hidden_states_of
 from unifylab.io import guard_output, save_tensors
-from unifylab.world import world_of
-from unifylab.world.shapes import language as L
-from unifylab.world.shapes.canvas import ShapesConfig
-from unifylab.world.watch.face import WatchConfig
+from unifylab.world import CAPTION_QUESTION, WorldConfig, world_of
 
 
-def scene_requests(kind: str, world: ShapesConfig | WatchConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
+def scene_requests(kind: str, world: WorldConfig, n: int, seed: int = 0) -> list[HiddenRequest]:
     """n paired image/text inputs from the world: `und` = image, then the caption question and its true caption;
     `gen` = a t2i prompt, then its true image."""
     rng, w = np.random.default_rng([seed, 3]), world_of(world)
@@ -28,7 +25,7 @@ def scene_requests(kind: str, world: ShapesConfig | WatchConfig, n: int, seed: i
     for _ in range(n):
         scene = w.sample(rng)
         if kind == "und":
-            out.append(HiddenRequest("und", L.CAPTION_QUESTION, w.render(scene), w.caption(scene, rng)))
+            out.append(HiddenRequest("und", CAPTION_QUESTION, w.render(scene), w.caption(scene, rng)))
         else:
             out.append(HiddenRequest("gen", w.prompt(scene, rng), w.render(scene)))
     return out

@@ -12,10 +12,7 @@ import torch
 
 from unifylab.analysis.capture import stream_states
 from unifylab.eval.protocol import HiddenRequest, ImageRequest, TextRequest
-from unifylab.world import world_of
-from unifylab.world.shapes import language as L
-from unifylab.world.shapes.canvas import ShapesConfig
-from unifylab.world.watch.face import WatchConfig
+from unifylab.world import CAPTION_QUESTION, WorldConfig, world_of
 
 
 def renyi_entropy(states: torch.Tensor, alpha: float = 1.01) -> float:
@@ -33,7 +30,7 @@ def _masked(layers: torch.Tensor, mask: torch.Tensor, alpha: float) -> list[floa
     return [renyi_entropy(layers[j][mask], alpha) for j in range(layers.shape[0])]
 
 
-def _inputs(world: ShapesConfig | WatchConfig, n: int, seed: int) -> dict[str, list[HiddenRequest]]:
+def _inputs(world: WorldConfig, n: int, seed: int) -> dict[str, list[HiddenRequest]]:
     rng, w = np.random.default_rng([seed, 7]), world_of(world)
     text_only, image_only, mixed = [], [], []
     for _ in range(n):
@@ -41,12 +38,12 @@ def _inputs(world: ShapesConfig | WatchConfig, n: int, seed: int) -> dict[str, l
         image = w.render(scene)
         text_only.append(HiddenRequest("gen", w.prompt(scene, rng)))
         image_only.append(HiddenRequest("und", "", image))
-        mixed.append(HiddenRequest("und", L.CAPTION_QUESTION, image, w.caption(scene, rng)))
+        mixed.append(HiddenRequest("und", CAPTION_QUESTION, image, w.caption(scene, rng)))
     return {"text": text_only, "image": image_only, "mixed": mixed}
 
 
 def trajectories(
-    model: Any, world: ShapesConfig | WatchConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+    model: Any, world: WorldConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
     """Rows {input: text|image|mixed, layer, entropy, normalised, items}: mean entropy of each sequence's content
     tokens per layer; `normalised` divides by log(tokens), the value for orthogonal tokens, so inputs of different
@@ -68,7 +65,7 @@ def trajectories(
 
 
 def response_entropy(
-    model: Any, world: ShapesConfig | WatchConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
+    model: Any, world: WorldConfig, n: int = 64, alpha: float = 1.01, seed: int = 0, batch: int = 64
 ) -> list[dict[str, Any]]:
     """Rows {response: text|image, layer, delta, n, items}: mean H(prompt + response) - H(prompt) over the model's
     own answers to the caption question and its own drawings of t2i prompts, and per scene (None: an empty
@@ -77,10 +74,10 @@ def response_entropy(
     scenes = [w.sample(rng) for _ in range(n)]
     images = [w.render(s) for s in scenes]
     prompts = [w.prompt(s, rng) for s in scenes]
-    answers = model.generate_text([TextRequest(L.CAPTION_QUESTION, im) for im in images])
+    answers = model.generate_text([TextRequest(CAPTION_QUESTION, im) for im in images])
     drawn = model.generate_images([ImageRequest.of(world, p, seed=i) for i, p in enumerate(prompts)])
     reqs = {
-        "text": [HiddenRequest("und", L.CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
+        "text": [HiddenRequest("und", CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
         "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)],
     }
     out = []

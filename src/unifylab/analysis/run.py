@@ -15,11 +15,10 @@ from unifylab.analysis.plots import save_depth_figure
 from unifylab.errors import UserError
 from unifylab.io import write_jsonl
 from unifylab.layout import AnalysisFolder, RunFolder
-from unifylab.world.shapes.canvas import ShapesConfig
-from unifylab.world.watch.face import WatchConfig
+from unifylab.world import WorldConfig, default_config
 
 
-def run_world(folder: Path | None, default: ShapesConfig | WatchConfig) -> ShapesConfig | WatchConfig:
+def run_world(folder: Path | None, default: WorldConfig) -> WorldConfig:
     """The world a run was trained on (its config.yaml), else `default`."""
     config = RunFolder(Path(folder)).config if folder is not None else None
     if config is not None and config.is_file():
@@ -33,7 +32,7 @@ def analyze(
     kind: str,
     model: Any,
     folder: Path | None,
-    world: ShapesConfig | WatchConfig,
+    world: WorldConfig,
     *,
     n: int = 200,
     k: int = 10,
@@ -101,7 +100,7 @@ def run_analysis(
             if name in rows:
                 raise UserError(f"{spec}: two models are named {name!r}; give folders with different names")
             on_model(len(rows), name)
-            world = run_world(run, ShapesConfig())
+            world = run_world(run, default_config())
             rows[name] = analyze(kind, m, run, world, n=size, k=k, alpha=alpha, examples=examples, seed=seed)
             if save_states:
                 for form in ("und", "gen"):

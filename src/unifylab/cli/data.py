@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from unifylab.cli.common import Force, MinuteStep, _out, err
+from unifylab.cli.common import Force, MinuteStep, _out, _world_options, err
 from unifylab.config import SEED_MAX, build
-from unifylab.world import DEFAULT, check_world
+from unifylab.world import DEFAULT
 
 data_app = typer.Typer(no_args_is_help=True, help="Build task files from a world.")
 
@@ -30,15 +30,14 @@ def data_geneval(
 ) -> None:
     """Write GenEval-schema metadata for GenEval's six tasks on the shapes world, or the watch world's six (no
     two_object: every face holds one weather icon and one battery; `time` instead)."""
-    from unifylab.data.geneval import generate, generate_watch, write_geneval
+    from unifylab.data.geneval import generate, write_geneval
     from unifylab.io import claim_output
-    from unifylab.world import WorldChoice
+    from unifylab.world import WorldChoice, world_of
 
-    if check_world(world) == "watch":
-        values = {"name": world, "size": size, "minute_step": minute_step}
-        items = generate_watch(n_per_task, seed, build(WorldChoice, {"world": values}, "data geneval options").world)
-    else:
-        items = generate(n_per_task, seed, size, grid)
+    values = _world_options(
+        world, size=size, grid=grid, min_objects=1, max_objects=1, sizes="large", minute_step=minute_step
+    )
+    items = generate(world_of(build(WorldChoice, {"world": values}, "data geneval options").world), n_per_task, seed)
     claim_output(out, ["metadata.jsonl", "images"], force=force)
     write_geneval(out, items, render_images=render_images)
     err.print(

@@ -10,9 +10,7 @@ import numpy as np
 
 from unifylab.io import save_png, write_jsonl
 from unifylab.layout import SampleFolder
-from unifylab.world import world_of
-from unifylab.world.shapes.canvas import Nuisance, ShapesConfig
-from unifylab.world.watch.face import WatchConfig
+from unifylab.world import Nuisance, WorldConfig, world_of
 
 
 def image_seed(seed: int, i: int) -> int:
@@ -22,7 +20,7 @@ def image_seed(seed: int, i: int) -> int:
 
 def write_world_sample(
     out: Path,
-    cfg: ShapesConfig | WatchConfig,
+    cfg: WorldConfig,
     *,
     n: int,
     seed: int,

@@ -20,7 +20,7 @@ from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, TextReque
 from unifylab.eval.tasks import TaskSpec
 from unifylab.train.config import TrainConfig
 from unifylab.train.data import SceneSource
-from unifylab.world import describe_canvas
+from unifylab.world import CAPTION_QUESTION, describe_canvas
 from unifylab.world.shapes import canvas as W
 from unifylab.world.shapes import language as L
 
@@ -70,7 +70,7 @@ class BlindModel:
         return self.by_question.get(question) or self.by_template.get(template(question)) or self.overall
 
     def _answer(self, prompt: str) -> str:
-        if prompt == L.CAPTION_QUESTION:
+        if prompt == CAPTION_QUESTION:
             return self.caption
         mc = _MC.match(prompt)
         if mc is None:

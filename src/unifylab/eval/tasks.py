@@ -17,9 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from unifylab.config import FileName, Seed, load_named, packaged_yaml
-from unifylab.data.geneval import TAGS as GENEVAL_TAGS
 from unifylab.data.geneval import generate as geneval_generate
-from unifylab.data.geneval import generate_watch as geneval_generate_watch
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval import reasoning as R
@@ -194,7 +192,7 @@ def gen_t2i(spec: TaskSpec, i: int) -> Item:
 
 def gen_geneval(spec: TaskSpec, i: int) -> Item:
     """GenEval's tasks on the task's world (the shapes world's six, or the watch world's; `data.geneval`)."""
-    tags = WS.TAGS if spec.world.name == "watch" else GENEVAL_TAGS
+    tags = world_of(spec.world).geneval_tags
     per_task = -(-spec.n // len(tags))
     items = _geneval_items(spec, per_task)
     it = items[(i % len(tags)) * per_task + i // len(tags)]  # interleaved, so --limit keeps all tags
@@ -213,10 +211,7 @@ _GENEVAL_CACHE: dict[tuple[int, int, tuple[str, int, int]], list] = {}
 def _geneval_items(spec: TaskSpec, per_task: int) -> list:
     key = (spec.seed, per_task, spec.world.canvas)
     if key not in _GENEVAL_CACHE:
-        if spec.world.name == "watch":
-            _GENEVAL_CACHE[key] = geneval_generate_watch(per_task, spec.seed, spec.world)
-        else:
-            _GENEVAL_CACHE[key] = geneval_generate(per_task, spec.seed, spec.world.size, spec.world.grid)
+        _GENEVAL_CACHE[key] = geneval_generate(world_of(spec.world), per_task, spec.seed)
     return _GENEVAL_CACHE[key]
 
 

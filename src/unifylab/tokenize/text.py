@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from unifylab.errors import UserError
@@ -92,56 +91,12 @@ def world_corpus(
     n_scenes: int = 2000,
     seed: int = 0,
     *,
-    world: str = "shapes",
+    world: str | None = None,
     knowledge: Collection[str] = (),
     moves: bool = False,
 ) -> list[str]:
-    """The language of a world. Watch: captions, every question with its answer, and prompts over faces of every
-    minute step. Shapes: captions, questions, answers and prompts over scenes of every grid and size, plus GenEval
-    prompts; with `knowledge` (fact families) every fact's questions, answer and named prompts in those families,
-    with `moves` every skill's questions and edits (on both worlds), so each name and skill word is whole words
-    whatever is taught."""
-    from unifylab.data.geneval import generate
-    from unifylab.world.shapes import canvas as W
-    from unifylab.world.shapes import knowledge as K
-    from unifylab.world.shapes import language as L
-    from unifylab.world.shapes import skills as S
-    from unifylab.world.shapes.canvas import ShapesConfig, sample_scenes
+    """The language of a world (`World.corpus`; by name, else the default world's): what its text tokenizer is
+    trained on."""
+    from unifylab.world import CLASSES, DEFAULT
 
-    rng = np.random.default_rng(seed)
-    texts: list[str] = []
-    if world == "watch":
-        from unifylab.world.watch import face as WA
-        from unifylab.world.watch import language as WL
-
-        for k, step in enumerate((1, 5)):
-            for face in WA.sample_faces(WA.WatchConfig(size=128, minute_step=step), max(1, n_scenes // 2), seed + k):
-                texts += [WL.caption(face, rng), WL.t2i_prompt(face, rng)]
-                texts += [t for qa in (WL.ask(face, kind) for kind in WL.QA_KINDS) for t in (qa.question, qa.answer)]
-        if moves:  # the hands-turning skill: each offset's question and edit, and the explicit edit
-            offsets = [WL.skill_minutes(k) for k in WL.skills(5)]
-            for j, face in enumerate(WA.sample_faces(WA.WatchConfig(size=128), max(1, n_scenes // 4), seed)):
-                m = offsets[j % len(offsets)]
-                texts += [WL.later_question(face, m).question, WL.later_instruction(m), WL.set_instruction(face.time)]
-        return texts
-    configs = [
-        ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)
-    ]
-    for k, cfg in enumerate(configs):
-        for scene in sample_scenes(cfg, max(1, n_scenes // len(configs)), seed + k):
-            texts.append(L.caption(scene, rng))
-            texts.append(L.t2i_prompt(scene, rng)[0])
-            qa = L.sample_qa(scene, rng)
-            texts += [qa.question, qa.answer]
-    texts += [it.prompt for it in generate(20, seed)]
-    looks = [(W.SHAPES[j % len(W.SHAPES)], list(W.COLORS)[j % len(W.COLORS)]) for j in range(36)]
-    for fact in K.FACTS.values():
-        if fact.family in knowledge:
-            texts += [t.format(name=fact.name) for t in fact.QUESTIONS] + [fact.answer]
-            scenes = [fact.scene(p, fact.pair or look, size=96, grid=6) for p, look in zip(fact.places(6), looks)]
-            texts += [fact.prompt(sc) for sc in scenes]
-    if moves:
-        for scene in sample_scenes(ShapesConfig(size=32, grid=3, min_objects=1, max_objects=3), n_scenes // 4, seed):
-            for direction in S.SKILLS:
-                texts += [t for m in S.moves(scene, direction) for t in (m.question, m.instruction, m.explicit)]
-    return texts
+    return CLASSES[world or DEFAULT].corpus(n_scenes, seed, knowledge=knowledge, moves=moves)

@@ -17,9 +17,7 @@ from unifylab.errors import UserError
 from unifylab.io import write_text_atomic
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.vq import VQConfig, VQTokenizer, psnr, reconstruct, reconstruction_loss, to_unit
-from unifylab.world import WorldConfig, world_of
-from unifylab.world.shapes.canvas import ShapesConfig
-from unifylab.world.watch.face import WatchConfig
+from unifylab.world import CLASSES, DEFAULT, WorldConfig, world_of
 
 METRICS = "metrics.json"
 
@@ -30,7 +28,7 @@ class VQTrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: VQConfig = VQConfig()
-    world: WorldConfig = ShapesConfig(size=32, grid=3, min_objects=0, max_objects=9)
+    world: WorldConfig = Field(default_factory=lambda: CLASSES[DEFAULT].varied_config())
     n_train: int = Field(20000, ge=1, description="training renders")
     n_val: int = Field(1000, ge=1, description="held-out renders for metrics.json")
     steps: int = Field(1600, ge=1)
@@ -45,14 +43,14 @@ class VQTrainConfig(BaseModel):
         return self
 
 
-def render_set(world: ShapesConfig | WatchConfig, n: int, seed: int) -> tuple[list, np.ndarray]:
+def render_set(world: WorldConfig, n: int, seed: int) -> tuple[list, np.ndarray]:
     """`n` scenes of a world from `seed` and their clean renders uint8 [n, H, W, 3]."""
     w, rng = world_of(world), np.random.default_rng(seed)
     scenes = [w.sample(rng) for _ in range(n)]
     return scenes, np.stack([w.render(s) for s in scenes])
 
 
-def evaluate(tok: VQTokenizer, scenes: list, images: np.ndarray, world: ShapesConfig | WatchConfig) -> dict[str, Any]:
+def evaluate(tok: VQTokenizer, scenes: list, images: np.ndarray, world: WorldConfig) -> dict[str, Any]:
     """Held-out quality: PSNR, codebook usage and the share of reconstructions parsed as the identical scene."""
     recon, codes = reconstruct(tok, images)
     parsed = world_of(world).parse(recon)
@@ -135,7 +133,7 @@ def save_trained(tok: VQTokenizer, cfg: VQTrainConfig, metrics: dict[str, Any], 
     tok.save_pretrained(folder)
 
 
-def oracle_metrics(tok: ImageTokenizer, world: ShapesConfig | WatchConfig, n_val: int, seed: int) -> dict[str, Any]:
+def oracle_metrics(tok: ImageTokenizer, world: WorldConfig, n_val: int, seed: int) -> dict[str, Any]:
     """Round-trip quality of an untrained tokenizer (grid, attributes, patch) on held-out renders, for its
     metrics.json."""
     scenes, images = render_set(world, n_val, seed + 1_000_003)

@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.config import Seed, build, load_yaml, parse_yaml
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
-from unifylab.world import World, WorldConfig, world_of
-from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world import World, WorldConfig, default_config, world_of
 from unifylab.world.shapes.knowledge import FACTS, SIDES
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
@@ -215,7 +214,7 @@ class EvalConfig(Strict):
 class TrainConfig(Strict):
     """Everything a run needs; RUN/config.yaml holds the resolved form."""
 
-    world: WorldConfig = ShapesConfig()
+    world: WorldConfig = Field(default_factory=default_config)
     data: DataConfig = DataConfig()
     tokenizers: TokenizerConfig = TokenizerConfig()
     model: ModelArgs = ModelArgs()

@@ -30,10 +30,9 @@ from unifylab.train.config import (
     UND_TASKS,
     TrainConfig,
 )
-from unifylab.world import World, render_scene, world_of
+from unifylab.world import CAPTION_QUESTION, World, render_scene, world_of
 from unifylab.world.base import SceneError
 from unifylab.world.shapes import knowledge as K
-from unifylab.world.shapes import language as L
 from unifylab.world.shapes import skills as S
 from unifylab.world.shapes.canvas import sample_scene
 from unifylab.world.shapes.scene import Scene
@@ -153,7 +152,7 @@ def make_sample(
 ) -> Sample:
     """A caption, vqa or t2i sample of a scene of `world` (its wording drawn from `rng`)."""
     if task == "caption":
-        return Sample(task, L.CAPTION_QUESTION, world.caption(scene, rng), image, scene)
+        return Sample(task, CAPTION_QUESTION, world.caption(scene, rng), image, scene)
     if task == "vqa":
         qa = world.sample_qa(scene, rng)
         return Sample(task, qa.question, qa.answer, image, scene)

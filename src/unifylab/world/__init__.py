@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from unifylab.errors import UserError
 from unifylab.world.base import MARGIN, QA, Nuisance, SceneError, Verdict, World
+from unifylab.world.english import CAPTION_QUESTION
 from unifylab.world.shapes import ShapesWorld
 from unifylab.world.watch import WatchWorld
 
@@ -49,6 +50,11 @@ class WorldChoice(BaseModel):
     """A world config on its own (validated as `world`, so errors name the field)."""
 
     world: WorldConfig
+
+
+def default_config() -> Any:
+    """The default world's default config (what a config that names no world gets)."""
+    return CLASSES[DEFAULT].config_class()
 
 
 def world_of(config: Any) -> World:
@@ -106,6 +112,7 @@ def recognise(image: np.ndarray) -> tuple[str | None, dict[str, float]]:
 
 
 __all__ = [
+    "CAPTION_QUESTION",
     "CLASSES",
     "DEFAULT",
     "MARGIN",
@@ -118,6 +125,7 @@ __all__ = [
     "WorldChoice",
     "WorldConfig",
     "check_world",
+    "default_config",
     "class_of_dict",
     "class_of_scene",
     "describe_canvas",

@@ -5,6 +5,7 @@ the lab needs of it; `world/__init__.py` registers it."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,6 +56,16 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
 
 
+def scene_of_line(d: dict[str, Any], where: str, parse: Callable[[Any], Any]) -> Any:
+    """A GenEval line's ground-truth `scene` read by `parse` (None when absent); a bad one names the line."""
+    if d.get("scene") is None:
+        return None
+    try:
+        return parse(d["scene"])
+    except SceneError as e:
+        raise UserError(f"{where}.scene: {e}") from None
+
+
 class World(ABC):
     """What the lab needs of a world, for one config of it."""
 
@@ -62,6 +73,8 @@ class World(ABC):
     config_class: ClassVar[type[BaseModel]]  # the world's config (its `name` field is a Literal of `name`)
     scene_class: ClassVar[type]  # the exact ground truth of one image
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
+    geneval_tags: ClassVar[tuple[str, ...]]  # the world's GenEval-style tasks
+    geneval_classes: ClassVar[tuple[str, ...]]  # the classes its GenEval lines name
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -107,6 +120,23 @@ class World(ABC):
     def check(self, parsed: Any, scene: Any) -> Verdict:
         """Whether a parsed drawing is the prompted scene, with reasons."""
 
+    @abstractmethod
+    def geneval_items(
+        self, n_per_task: int, seed: int, tasks: tuple[str, ...] | None = None
+    ) -> list[tuple[str, str, Any, Any, BaseModel | None]]:
+        """`n_per_task` prompts of each GenEval-style task (all by default): (tag, prompt, spec, a ground-truth scene,
+        the config a metadata line must name, or None when its scene fixes the canvas)."""
+
+    @staticmethod
+    @abstractmethod
+    def geneval_line(d: dict[str, Any], where: str) -> tuple[Any, Any, BaseModel | None]:
+        """A validated GenEval-schema line of this world: its spec, ground-truth scene (or None) and line config."""
+
+    @staticmethod
+    @abstractmethod
+    def geneval_requirements(spec: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A spec as a line's include and exclude lists."""
+
     @staticmethod
     @abstractmethod
     def check_spec(parsed: Any, spec: Any) -> Verdict:
@@ -142,6 +172,18 @@ class World(ABC):
     @abstractmethod
     def of_canvas(cls, size: int, detail: int) -> World:
         """The world of a canvas `(name, size, detail)` (detail: the world's second canvas field), unvalidated."""
+
+    @classmethod
+    @abstractmethod
+    def corpus(cls, n_scenes: int, seed: int, *, knowledge: Collection[str] = (), moves: bool = False) -> list[str]:
+        """The world's language over scenes of every canvas it allows: what its text tokenizer is trained on, with
+        every fact of the `knowledge` families and, with `moves`, every skill's sentences, so each name and skill
+        word is whole words whatever a study teaches."""
+
+    @classmethod
+    @abstractmethod
+    def varied_config(cls) -> BaseModel:
+        """A config whose scenes span the world's variety (for training an image tokenizer on its renders)."""
 
     @classmethod
     def config_fields(cls, options: dict[str, Any]) -> dict[str, Any]:

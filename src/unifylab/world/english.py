@@ -1,4 +1,6 @@
-"""English the worlds' sentences share: number words and the indefinite article."""
+"""English the worlds' sentences share: the caption question, number words and the indefinite article."""
+
+CAPTION_QUESTION = "describe the image."  # the one question that asks for a caption, in every world
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 

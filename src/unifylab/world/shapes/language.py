@@ -20,8 +20,6 @@ from unifylab.world.relations import RELATIONS, geneval_relations
 from unifylab.world.shapes import canvas as W
 from unifylab.world.shapes.scene import Obj, Scene
 
-CAPTION_QUESTION = "describe the image."  # the one question that asks for a caption
-
 
 def plural(shape: str) -> str:
     return shape + ("es" if shape.endswith(("s", "x")) else "s")

@@ -109,6 +109,11 @@ class Scene:
         """One-line JSON in the contract's key order (the form written to scenes.jsonl)."""
         return json.dumps(self.to_dict())
 
+    def key(self) -> str:
+        """The scene's identity: canvas, grid and the sorted objects (confidences ignored)."""
+        objs = ";".join(f"{o.row},{o.col},{o.shape},{o.color},{o.size}" for o in self.objects)
+        return f"{self.world}:{self.size}:{self.grid}:{objs}"
+
     def without_confidence(self) -> Scene:
         """The same scene with parser confidences dropped (for printing ground-truth-shaped JSON)."""
         objs = tuple(Obj(o.shape, o.color, o.row, o.col, o.size) for o in self.objects)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 
-from unifylab.world.base import QA, Nuisance, Verdict, World
+from unifylab.world.base import QA, Nuisance, Verdict, World, scene_of_line
+from unifylab.world.shapes import geneval as G
+from unifylab.world.shapes import knowledge as K
 from unifylab.world.shapes import language as L
 from unifylab.world.shapes import skills as S
-from unifylab.world.shapes.canvas import COLORS, SHAPES, ShapesConfig, render, sample_scene
+from unifylab.world.shapes.canvas import COLORS, SHAPES, ShapesConfig, render, sample_scene, sample_scenes
 from unifylab.world.shapes.parse import parse, parse_batch
 from unifylab.world.shapes.scene import Obj, Scene
 
@@ -19,6 +22,8 @@ class ShapesWorld(World):
     config_class = ShapesConfig
     scene_class = Scene
     default_holdout = (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow"))
+    geneval_tags = G.TAGS
+    geneval_classes = SHAPES
 
     def sample(self, rng: np.random.Generator) -> Scene:
         return sample_scene(self.config, rng)
@@ -47,6 +52,20 @@ class ShapesWorld(World):
 
     def check(self, parsed: Scene, scene: Scene) -> Verdict:
         return L.satisfies(parsed, L.Spec.exact(scene))
+
+    def geneval_items(
+        self, n_per_task: int, seed: int, tasks: tuple[str, ...] | None = None
+    ) -> list[tuple[str, str, L.Spec, Scene, None]]:
+        items = G.items(n_per_task, seed, size=self.size, grid=self.config.grid, tasks=tasks or G.TAGS)
+        return [(*it, None) for it in items]
+
+    @staticmethod
+    def geneval_line(d: dict[str, Any], where: str) -> tuple[L.Spec, Scene | None, None]:
+        return G.spec_from_line(d, where), scene_of_line(d, where, Scene.from_dict), None
+
+    @staticmethod
+    def geneval_requirements(spec: L.Spec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return [G.req_to_dict(r) for r in spec.include], [G.req_to_dict(r) for r in spec.exclude]
 
     @staticmethod
     def check_spec(parsed: Scene, spec: L.Spec) -> Verdict:
@@ -93,6 +112,39 @@ class ShapesWorld(World):
         from unifylab.world.shapes.tokenizer import GridTokenizer
 
         return GridTokenizer
+
+    @classmethod
+    def corpus(cls, n_scenes: int, seed: int, *, knowledge: Collection[str] = (), moves: bool = False) -> list[str]:
+        """Captions, questions, answers and prompts over scenes of every grid and size, plus GenEval prompts."""
+        rng = np.random.default_rng(seed)
+        texts: list[str] = []
+        configs = [
+            ShapesConfig(size=96, grid=g, min_objects=0, max_objects=6, sizes=("large", "small")) for g in (3, 4, 5, 6)
+        ]
+        for k, cfg in enumerate(configs):
+            for scene in sample_scenes(cfg, max(1, n_scenes // len(configs)), seed + k):
+                texts.append(L.caption(scene, rng))
+                texts.append(L.t2i_prompt(scene, rng)[0])
+                qa = L.sample_qa(scene, rng)
+                texts += [qa.question, qa.answer]
+        texts += [prompt for _, prompt, _, _ in G.items(20, seed, size=32, grid=3)]
+        looks = [(SHAPES[j % len(SHAPES)], list(COLORS)[j % len(COLORS)]) for j in range(36)]
+        for fact in K.FACTS.values():
+            if fact.family in knowledge:
+                texts += [t.format(name=fact.name) for t in fact.QUESTIONS] + [fact.answer]
+                scenes = [fact.scene(p, fact.pair or look, size=96, grid=6) for p, look in zip(fact.places(6), looks)]
+                texts += [fact.prompt(sc) for sc in scenes]
+        if moves:
+            for scene in sample_scenes(
+                ShapesConfig(size=32, grid=3, min_objects=1, max_objects=3), n_scenes // 4, seed
+            ):
+                for direction in S.SKILLS:
+                    texts += [t for m in S.moves(scene, direction) for t in (m.question, m.instruction, m.explicit)]
+        return texts
+
+    @classmethod
+    def varied_config(cls) -> ShapesConfig:
+        return ShapesConfig(size=32, grid=3, min_objects=0, max_objects=9)
 
     @classmethod
     def of_canvas(cls, size: int, detail: int) -> ShapesWorld:

@@ -192,6 +192,10 @@ class WatchScene:
         d = asdict(self)
         return {"world": d.pop("world"), **d}
 
+    def key(self) -> str:
+        """The face's identity: its JSON form."""
+        return self.to_json()
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 
-from unifylab.world.base import QA, Nuisance, Verdict, World
+from unifylab.errors import UserError
+from unifylab.world.base import QA, Nuisance, Verdict, World, scene_of_line
 from unifylab.world.watch import face as F
 from unifylab.world.watch import geneval as WS
 from unifylab.world.watch import language as WL
@@ -19,6 +21,8 @@ class WatchWorld(World):
     config_class = WatchConfig
     scene_class = WatchScene
     default_holdout = (("sun", "blue"), ("rain", "red"), ("cloud", "green"))
+    geneval_tags = WS.TAGS
+    geneval_classes = WS.CLASSES
 
     def sample(self, rng: np.random.Generator) -> WatchScene:
         return F.sample_face(self.config, rng)
@@ -47,6 +51,43 @@ class WatchWorld(World):
 
     def check(self, parsed: WatchScene, scene: WatchScene) -> Verdict:
         return WL.satisfies(parsed, scene)
+
+    def geneval_items(
+        self, n_per_task: int, seed: int, tasks: tuple[str, ...] | None = None
+    ) -> list[tuple[str, str, WS.WatchSpec, WatchScene, WatchConfig]]:
+        """Faces hold a held-out (weather, face colour) pair only where the prompt names both."""
+        rng, barred = np.random.default_rng(seed), frozenset(self.default_holdout)
+        out = []
+        for tag in tasks or WS.TAGS:
+            for _ in range(n_per_task):
+                prompt, spec, face = WS.task_item(tag, self.config, rng, barred=barred)
+                out.append((tag, prompt, spec, face, self.config))
+        return out
+
+    @staticmethod
+    def geneval_line(d: dict[str, Any], where: str) -> tuple[WS.WatchSpec, WatchScene | None, WatchConfig]:
+        """The line must name its `world` (the parser reads hands to its minute step)."""
+        from unifylab.config import build
+        from unifylab.world import WorldChoice
+
+        world = d.get("world")
+        if not isinstance(world, dict) or world.get("name") != "watch":
+            raise UserError(
+                f'{where}.world: a line with watch-world classes needs "world": {{"name": "watch", "size": 32, '
+                f'"minute_step": 5}} (the canvas and the minute step the parser reads hands to), got {world!r}'
+            )
+        config = build(WorldChoice, {"world": world}, where).world
+        spec = WS.WatchSpec.from_dict(d, where)
+        WS.check_time_step(spec, config, where)
+        scene = scene_of_line(d, where, lambda x: WatchScene.from_dict(x, config.minute_step))
+        if scene is not None and scene.size != config.size:
+            raise UserError(f"{where}.scene.size: {scene.size} px, but the line's world is {config.size} px")
+        return spec, scene, config
+
+    @staticmethod
+    def geneval_requirements(spec: WS.WatchSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        reqs = spec.to_dict()
+        return reqs["include"], reqs["exclude"]
 
     @staticmethod
     def check_spec(parsed: WatchScene, spec: WS.WatchSpec) -> Verdict:
@@ -86,6 +127,27 @@ class WatchWorld(World):
         from unifylab.world.watch.tokenizer import AttributeTokenizer
 
         return AttributeTokenizer
+
+    @classmethod
+    def corpus(cls, n_scenes: int, seed: int, *, knowledge: Collection[str] = (), moves: bool = False) -> list[str]:
+        """Captions, every question with its answer, and prompts over faces of every minute step; with `moves` the
+        hands-turning skill's questions and edits (the watch world has no facts: `knowledge` is ignored)."""
+        rng = np.random.default_rng(seed)
+        texts: list[str] = []
+        for k, step in enumerate((1, 5)):
+            for face in F.sample_faces(WatchConfig(size=128, minute_step=step), max(1, n_scenes // 2), seed + k):
+                texts += [WL.caption(face, rng), WL.t2i_prompt(face, rng)]
+                texts += [t for qa in (WL.ask(face, kind) for kind in WL.QA_KINDS) for t in (qa.question, qa.answer)]
+        if moves:  # each offset's question and edit, and the explicit edit
+            offsets = [WL.skill_minutes(k) for k in WL.skills(5)]
+            for j, face in enumerate(F.sample_faces(WatchConfig(size=128), max(1, n_scenes // 4), seed)):
+                m = offsets[j % len(offsets)]
+                texts += [WL.later_question(face, m).question, WL.later_instruction(m), WL.set_instruction(face.time)]
+        return texts
+
+    @classmethod
+    def varied_config(cls) -> WatchConfig:
+        return WatchConfig()
 
     @classmethod
     def of_canvas(cls, size: int, detail: int) -> WatchWorld:
