@@ -16,21 +16,15 @@ WORLD_NAMES = ("shapes", "watch")
 INTERNALS_LEFT = {
     "eval/blind.py",
     "eval/geneval.py",
-    "eval/harness.py",
     "eval/protocol.py",
     "eval/reasoning.py",
     "eval/tasks.py",
-    "train/config.py",
-    "train/data.py",
-    "train/build.py",
 }
 NAME_SWITCHES_LEFT = {
     "eval/blind.py",
     "eval/protocol.py",
     "eval/tasks.py",
     "study/side_by_side.py",
-    "train/config.py",
-    "train/data.py",
 }
 EVAL_IMPORTS_TRAIN_LEFT = {"eval/blind.py", "eval/harness.py", "eval/tasks.py"}
 # build and train tokenizers from world renders: they belong above world/

@@ -186,7 +186,7 @@ def test_a_training_config_on_the_watch_world() -> None:
         ),
         (
             {"world": "watch", "tokenizers": {"image": "attributes"}, "data": {"facts": {"the sun": "und"}}},
-            "data.facts is built on the shapes world",
+            "data.facts: the watch world has no facts to teach",
         ),
         ({"world": {"name": "watch", "minute_step": 7}}, "does not divide the hour"),
     ],

@@ -19,8 +19,7 @@ from unifylab.io import load_rgb, read_json, save_png
 from unifylab.layout import EvalFolder
 from unifylab.train.config import UND_TASKS as UND_TRAINING
 from unifylab.train.config import DataConfig
-from unifylab.world import describe_canvas, scene_pairs
-from unifylab.world.shapes.knowledge import FACTS
+from unifylab.world import describe_canvas, scene_pairs, world_of
 
 
 def _record(
@@ -208,7 +207,7 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
     side, meta = task_side(spec), record["meta"]
     scene = meta.get("scene") or meta.get("shown") or {}
     pairs = scene_pairs(scene) | scene_pairs(meta.get("after") or {})
-    free = "move" in meta or ("fact" in meta and FACTS[meta["fact"]].pair is None)
+    free = "move" in meta or ("fact" in meta and world_of(spec.world).facts()[meta["fact"]].pair is None)
     if free and pairs & {tuple(p) for p in [*data.holdout_pairs, *data.und_only_pairs, *data.gen_only_pairs]}:
         return "other_pairs"
     if "fact" in meta or "move" in meta:

@@ -23,7 +23,7 @@ from unifylab.errors import UserError
 from unifylab.eval import reasoning as R
 from unifylab.eval.protocol import ImageRequest, TextRequest
 from unifylab.train.config import TASKS as TRAINING_TASKS
-from unifylab.world import WorldConfig, class_of_dict, world_of
+from unifylab.world import CAPTION_QUESTION, WorldConfig, class_of_dict, world_of
 from unifylab.world.english import NUMBER_WORDS, article
 from unifylab.world.shapes import canvas as W
 from unifylab.world.shapes import knowledge as K
@@ -134,7 +134,7 @@ def _scene(spec: TaskSpec, i: int, *, free: bool = False) -> tuple[Any, np.rando
 def gen_caption(spec: TaskSpec, i: int) -> Item:
     scene, _ = _scene(spec, i)
     world = world_of(spec.world)
-    req = TextRequest(L.CAPTION_QUESTION, world.render(scene), truth=world.caption(scene, np.random.default_rng(i)))
+    req = TextRequest(CAPTION_QUESTION, world.render(scene), truth=world.caption(scene, np.random.default_rng(i)))
     return Item(f"{spec.name}-{i}", text=[req], target=scene.to_dict(), meta={"scene": scene.to_dict()})
 
 
@@ -417,7 +417,7 @@ def gen_facts_ask(spec: TaskSpec, i: int) -> Item:
     draw = ImageRequest(fact.prompt(scene), scene.size, scene.grid, truth=scene, seed=i)
     rng = np.random.default_rng(i)
     describe = TextRequest(
-        L.CAPTION_QUESTION,
+        CAPTION_QUESTION,
         None,
         choices=[L.caption(alt, rng) for alt in alternatives],
         truth=L.caption(scene, np.random.default_rng(i)),

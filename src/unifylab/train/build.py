@@ -13,7 +13,7 @@ from unifylab.tokenize.permuted import PermutedTokenizer
 from unifylab.tokenize.sequence import Tokenizers
 from unifylab.tokenize.text import TextTokenizer, world_corpus
 from unifylab.train.config import TrainConfig
-from unifylab.world.shapes.knowledge import FACTS
+from unifylab.world import world_of
 
 
 def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
@@ -26,7 +26,7 @@ def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
                 2000,
                 cfg.seed,
                 world=cfg.world.name,
-                knowledge={FACTS[n].family for n in cfg.data.facts},
+                knowledge={world_of(cfg.world).facts()[n].family for n in cfg.data.facts},
                 moves=bool(cfg.data.moves),
             ),
             cfg.tokenizers.text_vocab,

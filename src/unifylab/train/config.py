@@ -13,7 +13,6 @@ from unifylab.config import Seed, build, load_yaml, parse_yaml
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
 from unifylab.world import World, WorldConfig, default_config, world_of
-from unifylab.world.shapes.knowledge import FACTS, SIDES
 
 UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
 GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")
@@ -36,6 +35,9 @@ class Strict(BaseModel):
     """Unknown keys, NaN and infinities are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+SIDES = ("both", "und", "gen", "none")  # where a fact or skill is taught: text, drawings, both, nowhere
 
 
 class DataConfig(Strict):
@@ -102,9 +104,6 @@ class DataConfig(Strict):
             raise ValueError(f"mixture: unknown task(s) {bad}; valid tasks: {list(TASKS)}")
         if any(w < 0 for w in self.mixture.values()) or not any(self.mixture.values()):
             raise ValueError("mixture weights must be >= 0 with at least one > 0")
-        for name in self.facts:
-            if name not in FACTS:
-                raise ValueError(f"facts: unknown fact {name!r}; known facts: {', '.join(FACTS)}")
         for field, what, table in (("facts", "fact", FACT_TASKS), ("moves", "skill", MOVE_TASKS)):
             for task, sides in table.items():
                 if self.mixture.get(task, 0) > 0 and not any(s in sides for s in getattr(self, field).values()):
@@ -133,8 +132,9 @@ class DataConfig(Strict):
                         "one of them"
                     )
                 owner[pair] = field
+        facts = world.facts()
         for name, side in self.facts.items():
-            pair = FACTS[name].pair
+            pair = facts[name].pair
             if side != "none" and pair in owner:
                 raise ValueError(
                     f"facts: {name!r} is drawn as {pair}, which is in {owner[pair]}; teach it as 'none' or free "
@@ -253,6 +253,7 @@ class TrainConfig(Strict):
                 "data.cfg_dropout > 0 (e.g. 0.1) or drop flow_guidance"
             )
         world = world_of(self.world)
+        self._check_world_fits(world)
         if self.data.holdout_pairs is None:
             self.data.holdout_pairs = list(world.default_holdout)
         self.data.check_pairs(world)
@@ -262,17 +263,24 @@ class TrainConfig(Strict):
                 f"data.moves: unknown skill(s) {bad} on the {self.world.describe()}; expected some of "
                 f"{', '.join(skills)}"
             )
-        if world.name != "shapes":
-            taught = [t for t in FACT_TASKS if self.data.mixture.get(t, 0) > 0]
-            if taught or self.data.facts or self.data.source == "folder":
-                what = taught[0] if taught else "data.facts"
-                what = "data.source folder" if self.data.source == "folder" else what
-                raise ValueError(
-                    f"{what} is built on the shapes world, but world is {world.name!r}; drop it (the {world.name} "
-                    "world trains caption, vqa, t2i and the hands-turning skill), or for the quick study on it use "
-                    "--preset quick-watch"
-                )
         return self
+
+    def _check_world_fits(self, world: World) -> None:
+        """Raise ValueError when the data asks the world for what it lacks: facts, or training from a folder."""
+        if self.data.source == "folder" and not world.reads_folders:
+            raise ValueError(
+                f"data.source folder: the {world.name} world does not train from a `world sample` folder; use "
+                "data.source generator"
+            )
+        facts = world.facts()
+        taught = [t for t in FACT_TASKS if self.data.mixture.get(t, 0) > 0]
+        if not facts and (taught or self.data.facts):
+            raise ValueError(
+                f"{taught[0] if taught else 'data.facts'}: the {world.name} world has no facts to teach; drop it "
+                f"(it trains {', '.join(t for t in TASKS if t not in FACT_TASKS)} as its skills allow)"
+            )
+        if bad := [name for name in self.data.facts if name not in facts]:
+            raise ValueError(f"data.facts: unknown fact {bad[0]!r}; known facts: {', '.join(facts)}")
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:

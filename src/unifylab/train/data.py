@@ -32,11 +32,6 @@ from unifylab.train.config import (
 )
 from unifylab.world import CAPTION_QUESTION, World, render_scene, world_of
 from unifylab.world.base import SceneError
-from unifylab.world.shapes import knowledge as K
-from unifylab.world.shapes import skills as S
-from unifylab.world.shapes.canvas import sample_scene
-from unifylab.world.shapes.scene import Scene
-from unifylab.world.watch import language as WL
 
 SPLITS = {"train": 0, "val": 1, "heldout": 2, "pool": 3}  # pool: the fixed scenes of a finite training set
 MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
@@ -51,8 +46,8 @@ class Sample:
     text: str
     answer: str
     image: np.ndarray | None
-    scene: Scene | None  # None: a text-only example (knowledge)
-    source: Scene | None = None  # an edit's input image (clean render); `scene` is then its output
+    scene: Any | None  # None: a text-only example (knowledge)
+    source: Any | None = None  # an edit's input image (clean render); `scene` is then its output
 
 
 class SceneSource:
@@ -67,14 +62,14 @@ class SceneSource:
             "und": {tuple(p) for p in cfg.data.gen_only_pairs},
             "gen": {tuple(p) for p in cfg.data.und_only_pairs},
         }
-        self.folder: dict[str, list[tuple[Scene, Path]]] | None = None
+        self.folder: dict[str, list[tuple[Any, Path]]] | None = None
         if cfg.data.source == "folder":
             self.folder = self._read_folder(Path(cfg.data.folder))
 
     def held(self, scene: Any) -> bool:
         return bool(self.world.pairs(scene) & self.pairs)
 
-    def fits(self, scene: Scene, split: str, side: str | None) -> bool:
+    def fits(self, scene: Any, split: str, side: str | None) -> bool:
         """Whether a generated scene may be a `train` or `val` scene of `side`: it holds no held-out pair and no
         pair the side is barred from, and is reserved for evaluation exactly when the split is `val`."""
         return not self.held(scene) and is_eval_scene(scene) == (split == "val") and self.allowed(scene, side)
@@ -83,14 +78,14 @@ class SceneSource:
         """Whether a scene may teach `side` ('und', 'gen'; None: either): it holds no pair the side is barred from."""
         return side is None or not self.world.pairs(scene) & self.barred[side]
 
-    def _read_folder(self, folder: Path) -> dict[str, list[tuple[Scene, Path]]]:
-        splits: dict[str, list[tuple[Scene, Path]]] = {"train": [], "val": [], "heldout": []}
+    def _read_folder(self, folder: Path) -> dict[str, list[tuple[Any, Path]]]:
+        splits: dict[str, list[tuple[Any, Path]]] = {"train": [], "val": [], "heldout": []}
         for k, (n, d) in enumerate(iter_jsonl(folder / "scenes.jsonl")):
             try:
-                scene = Scene.from_dict(d)
+                scene = self.world.scene_from_dict(d)
             except SceneError as e:
                 raise UserError(f"{folder / 'scenes.jsonl'}:{n}: {e}") from None
-            if ("shapes", scene.size, scene.grid) != self.cfg.world.canvas:
+            if (scene.world, scene.size, scene.grid) != self.cfg.world.canvas:
                 raise UserError(
                     f"{folder / 'scenes.jsonl'}:{n}: scene is {scene.size} px / grid {scene.grid}, but "
                     f"world is {self.cfg.world.size} px / grid {self.cfg.world.grid}; set world.size and "
@@ -107,7 +102,7 @@ class SceneSource:
         """Example i's RNG: a pure function of (data seed, split, i)."""
         return np.random.default_rng([self.cfg.data.seed, SPLITS[split], i])
 
-    def get(self, split: str, i: int, side: str | None = None) -> tuple[Scene, np.ndarray | None, np.random.Generator]:
+    def get(self, split: str, i: int, side: str | None = None) -> tuple[Any, np.ndarray | None, np.random.Generator]:
         """Scene i of a split that may teach `side` (see `allowed`), its image (None for a generated scene: its clean
         render, drawn on demand), and the example's RNG (training scenes cycle through data.n_scenes; a pool or
         folder scene the side is barred from gives way to the next one)."""
@@ -167,19 +162,15 @@ def fact_sample(
 ) -> Sample:
     """An example that teaches a fact (`data.facts`): as a knowledge question (text), as a rewrite of a prompt that
     names it into one that describes it, or as a drawing from a prompt that names it. Drawings and rewrites never
-    use a fact's evaluation places (`Fact.eval_places`), a scene reserved for evaluation, a held-out pair or a pair
+    use a fact's evaluation places (`World.fact_drawings`), a scene reserved for evaluation, a held-out pair or a pair
     the task's side is barred from."""
     names = sorted(n for n, side in cfg.data.facts.items() if side in FACT_TASKS[task])
-    fact = K.FACTS[names[int(rng.integers(len(names)))]]
+    fact = source.world.facts()[names[int(rng.integers(len(names)))]]
     if task == "knowledge":
         return Sample(task, fact.question(rng), fact.answer, None, None)
-    g, size = cfg.world.grid, cfg.world.size
-    held_out = fact.eval_places(g)
-    places = [p for p in fact.places(g) if p not in held_out]
     side = "und" if task in UND_TASKS else "gen"
     for _ in range(1000):
-        look = fact.pair or K.random_look(rng)
-        scenes = [sc for p in places if source.fits(sc := fact.scene(p, look, size=size, grid=g), "train", side)]
+        scenes = [sc for sc in source.world.fact_drawings(fact, rng) if source.fits(sc, "train", side)]
         if scenes:
             break
     else:
@@ -187,34 +178,23 @@ def fact_sample(
     scene = scenes[int(rng.integers(len(scenes)))]
     prompt = fact.prompt(scene)
     if task == "rewrite":
-        return Sample(task, prompt, K.rewrite_target(scene, rng), None, scene)
+        return Sample(task, prompt, source.world.prompt(scene, rng), None, scene)
     return Sample(task, "" if rng.random() < cfg_dropout else prompt, "", None, scene)
 
 
 def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rng: np.random.Generator) -> Sample:
-    """An example of a skill (`world.skills`): a question about a move, turn or recolouring (move_ask), the edit
-    that makes it (move_draw), each only in the skills `data.moves` teaches on its side, or the explicit edit that
-    names the result (move_to: any named object to any empty cell, or, when a recolouring is in the design, half the
-    time a repaint to any other colour). Its scenes, before and after, hold no held-out pair and no pair the side
+    """An example of a skill (`World.skills`, `World.skill_edits`): a question about a skill's edit (move_ask), the
+    edit that names the skill (move_draw), each only in the skills `data.moves` teaches on its side, or the explicit
+    edit that names the result (move_to). Its scenes, before and after, hold no held-out pair and no pair the side
     is barred from; in training neither is reserved for evaluation, in `val` the scene before is."""
     side = "und" if task in UND_TASKS else "gen"
-    directions = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS.get(task, ()))
-    if cfg.world.name == "watch":
-        return _later_sample(task, directions, source, split, side, rng)
-    repaint = any(d in S.RECOLOURS for d in cfg.data.moves)  # the explicit edits then repaint too
-    if task in MOVE_TASKS and not directions:
+    skills = sorted(d for d, s in cfg.data.moves.items() if s in MOVE_TASKS.get(task, ()))
+    if task in MOVE_TASKS and not skills:
         raise UserError(f"{task}: data.moves teaches no skill on the {side} side; set data.moves")
     for _ in range(1000):
-        scene = sample_scene(cfg.world, rng)
-        if task in MOVE_TASKS:
-            options = S.moves(scene, directions[int(rng.integers(len(directions)))])
-        elif repaint and rng.random() < 0.5:
-            options = S.repaints(scene)
-        else:
-            options = S.relocations(scene)
         options = [
             m
-            for m in options
+            for m in source.world.skill_edits(skills, design=cfg.data.moves, rng=rng)
             if source.fits(m.before, split, side)
             and source.allowed(m.after, side)
             and not source.held(m.after)
@@ -225,36 +205,7 @@ def move_sample(task: str, cfg: TrainConfig, source: SceneSource, split: str, rn
             if task == "move_ask":
                 return Sample(task, m.question, m.answer, None, m.before)
             return Sample(task, m.instruction if task == "move_draw" else m.explicit, "", None, m.after, m.before)
-    raise UserError(
-        f"no {task} example found in 1000 scenes: the world ({cfg.world.grid}x{cfg.world.grid} grid, "
-        f"up to {cfg.world.max_objects} objects) leaves no empty cell to move to; allow fewer objects"
-    )
-
-
-def _later_sample(
-    task: str, skills: list[str], source: SceneSource, split: str, side: str, rng: np.random.Generator
-) -> Sample:
-    """The watch world's skill, turning the hands on by an offset: 'what time will the watch show 20 minutes
-    later?' (move_ask), 'draw this watch 20 minutes later.' (move_draw), each only in the offsets `data.moves`
-    teaches on its side, or the explicit edit to any other time, 'draw this watch showing 4:35.' (move_to). The
-    face before fits the split; in training the face after is not reserved for evaluation either."""
-    if task in MOVE_TASKS and not skills:
-        raise UserError(f"{task}: data.moves teaches no offset on the {side} side; set data.moves")
-    step = source.cfg.world.minute_step
-    for _ in range(1000):
-        before = source.world.sample(rng)
-        if task in MOVE_TASKS:
-            minutes = WL.skill_minutes(skills[int(rng.integers(len(skills)))])
-        else:  # any other time
-            minutes = int(rng.integers(1, 720 // step)) * step
-        after = WL.shifted(before, minutes)
-        if source.fits(before, split, side) and (split != "train" or not is_eval_scene(after)):
-            if task == "move_ask":
-                qa = WL.later_question(before, minutes)
-                return Sample(task, qa.question, qa.answer, None, before)
-            text = WL.later_instruction(minutes) if task == "move_draw" else WL.set_instruction(after.time)
-            return Sample(task, text, "", None, after, before)
-    raise UserError(f"no {task} example found in 1000 faces: hold out fewer (weather, face colour) pairs")
+    raise UserError(f"no {task} example found in 1000 {source.world.skill_shortfall()}")
 
 
 class Plan:

@@ -75,6 +75,7 @@ class World(ABC):
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
     geneval_tags: ClassVar[tuple[str, ...]]  # the world's GenEval-style tasks
     geneval_classes: ClassVar[tuple[str, ...]]  # the classes its GenEval lines name
+    reads_folders: ClassVar[bool]  # whether `data.source: folder` (a `world sample` folder) can train on it
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -152,8 +153,29 @@ class World(ABC):
         cannot hold one."""
 
     @abstractmethod
+    def facts(self) -> dict[str, Any]:
+        """The facts a study can teach on one side (the keys of `data.facts`; each with its `family` and the `pair`
+        it is drawn as, or None), empty for a world without knowledge."""
+
+    @abstractmethod
+    def fact_drawings(self, fact: Any, rng: np.random.Generator) -> list[Any]:
+        """Training drawings of a fact (one of `facts()`) in one look drawn by `rng` (the fact's own, when it has
+        one), at every place not reserved for evaluating it."""
+
+    @abstractmethod
     def skills(self) -> tuple[str, ...]:
         """The skill words a study can teach on one side (the keys of `data.moves`)."""
+
+    @abstractmethod
+    def skill_edits(self, skills: list[str], *, design: Collection[str], rng: np.random.Generator) -> list[Any]:
+        """Candidate edits of one random scene, each with `before`, `after`, `question` and `answer` (the skill
+        asked about), `instruction` (the edit naming the skill) and `explicit` (the edit naming only the result):
+        by one of `skills` drawn by `rng`, or with no skills the explicit edits (as `design`, the skills a study
+        teaches, allows)."""
+
+    @abstractmethod
+    def skill_shortfall(self) -> str:
+        """Why 1000 scenes may give no edit that fits, and the fix (the end of that error line)."""
 
     @abstractmethod
     def check_pair(self, pair: tuple[str, str]) -> None:

@@ -21,7 +21,6 @@ from unifylab.world.shapes import canvas as W
 from unifylab.world.shapes.language import plural, t2i_prompt
 from unifylab.world.shapes.scene import Obj, Scene
 
-SIDES = ("both", "und", "gen", "none")  # where a fact is taught: text, drawings, both, or nowhere (the floor)
 Place = tuple[int, int]  # (row, column) of a drawing; a sum's column is always 0 (its row is filled from the left)
 Look = tuple[str, str]  # the (shape, colour) a light or sum prompt names freely
 

@@ -24,6 +24,7 @@ class ShapesWorld(World):
     default_holdout = (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow"))
     geneval_tags = G.TAGS
     geneval_classes = SHAPES
+    reads_folders = True
 
     def sample(self, rng: np.random.Generator) -> Scene:
         return sample_scene(self.config, rng)
@@ -97,8 +98,33 @@ class ShapesWorld(World):
         objs[k] = Obj(shape, color, o.row, o.col, o.size)
         return Scene(scene.size, scene.grid, tuple(objs))
 
+    def facts(self) -> dict[str, K.Fact]:
+        return K.FACTS
+
+    def fact_drawings(self, fact: K.Fact, rng: np.random.Generator) -> list[Scene]:
+        g, held_out = self.config.grid, fact.eval_places(self.config.grid)
+        look = fact.pair or K.random_look(rng)
+        return [fact.scene(p, look, size=self.size, grid=g) for p in fact.places(g) if p not in held_out]
+
     def skills(self) -> tuple[str, ...]:
         return S.SKILLS
+
+    def skill_edits(self, skills: list[str], *, design: Collection[str], rng: np.random.Generator) -> list[S.Move]:
+        """A one-cell move, turn or recolouring; explicitly, a relocation, or half the time a repaint when a
+        recolouring is in the design."""
+        scene = sample_scene(self.config, rng)
+        if skills:
+            return S.moves(scene, skills[int(rng.integers(len(skills)))])
+        if any(d in S.RECOLOURS for d in design) and rng.random() < 0.5:
+            return S.repaints(scene)
+        return S.relocations(scene)
+
+    def skill_shortfall(self) -> str:
+        g = self.config.grid
+        return (
+            f"scenes: the world ({g}x{g} grid, up to {self.config.max_objects} objects) leaves no empty cell to move "
+            "to; allow fewer objects"
+        )
 
     def check_pair(self, pair: tuple[str, str]) -> None:
         if pair[0] not in SHAPES or pair[1] not in COLORS:

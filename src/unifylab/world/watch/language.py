@@ -7,7 +7,7 @@ A prompt fixes every attribute, so a face satisfies it exactly when the parser r
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -91,6 +91,34 @@ def set_instruction(time: str) -> str:
 
 
 # Skills of the watch world (the keys of data.moves on it): turning the hands on by an offset, "10 minutes".
+@dataclass(frozen=True)
+class Shift:
+    """The hands of `before` turned on by `minutes`: the skill's question and edit, and the explicit edit."""
+
+    before: WatchScene
+    minutes: int
+
+    @property
+    def after(self) -> WatchScene:
+        return shifted(self.before, self.minutes)
+
+    @property
+    def question(self) -> str:
+        return later_question(self.before, self.minutes).question
+
+    @property
+    def answer(self) -> str:
+        return later_question(self.before, self.minutes).answer
+
+    @property
+    def instruction(self) -> str:
+        return later_instruction(self.minutes)
+
+    @property
+    def explicit(self) -> str:
+        return set_instruction(self.after.time)
+
+
 def skills(minute_step: int) -> tuple[str, ...]:
     """Every offset a face of `minute_step`-minute hands can be turned on by, 5 to 55 minutes."""
     return tuple(f"{m} minutes" for m in range(minute_step, 60, minute_step) if m >= 5)

@@ -23,6 +23,7 @@ class WatchWorld(World):
     default_holdout = (("sun", "blue"), ("rain", "red"), ("cloud", "green"))
     geneval_tags = WS.TAGS
     geneval_classes = WS.CLASSES
+    reads_folders = False
 
     def sample(self, rng: np.random.Generator) -> WatchScene:
         return F.sample_face(self.config, rng)
@@ -112,8 +113,26 @@ class WatchWorld(World):
         weather, face = pairs[int(rng.integers(len(pairs)))]
         return WatchScene(**{**scene.to_dict(), "weather": weather, "face": face})
 
+    def facts(self) -> dict[str, Any]:
+        return {}
+
+    def fact_drawings(self, fact: Any, rng: np.random.Generator) -> list[WatchScene]:
+        raise ValueError("the watch world has no facts")
+
     def skills(self) -> tuple[str, ...]:
         return WL.skills(self.config.minute_step)
+
+    def skill_edits(self, skills: list[str], *, design: Collection[str], rng: np.random.Generator) -> list[WL.Shift]:
+        """The hands turned on by a taught offset; explicitly, to any other time."""
+        before = self.sample(rng)
+        if skills:
+            minutes = WL.skill_minutes(skills[int(rng.integers(len(skills)))])
+        else:
+            minutes = int(rng.integers(1, 720 // self.config.minute_step)) * self.config.minute_step
+        return [WL.Shift(before, minutes)]
+
+    def skill_shortfall(self) -> str:
+        return "faces: hold out fewer (weather, face colour) pairs"
 
     def check_pair(self, pair: tuple[str, str]) -> None:
         if pair[0] not in F.WEATHER or pair[1] not in F.FACES:
