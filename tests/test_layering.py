@@ -15,7 +15,6 @@ WORLD_NAMES = ("shapes", "watch")
 # Files outside world/ that still import a world's internals or compare a world's name (issue 35: to be emptied).
 INTERNALS_LEFT = {
     "eval/blind.py",
-    "eval/geneval.py",
     "eval/protocol.py",
     "eval/reasoning.py",
     "eval/tasks.py",
@@ -24,7 +23,6 @@ NAME_SWITCHES_LEFT = {
     "eval/blind.py",
     "eval/protocol.py",
     "eval/tasks.py",
-    "study/side_by_side.py",
 }
 EVAL_IMPORTS_TRAIN_LEFT = {"eval/blind.py", "eval/harness.py", "eval/tasks.py"}
 # build and train tokenizers from world renders: they belong above world/

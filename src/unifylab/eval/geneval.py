@@ -22,7 +22,6 @@ from unifylab.eval.geneval_rules import GENEVAL, ColorFn, Detection, Rules, judg
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
 from unifylab.io import load_rgb
 from unifylab.world import DEFAULT, World, world_of_canvas
-from unifylab.world.shapes.scene import Scene
 
 _INDEX = re.compile(r"^\d+$")
 Item = TypeVar("Item", GenevalItem, OfficialLine)
@@ -118,7 +117,7 @@ def score(
             images.append(load_rgb(path, size))
         groups: dict[tuple[str, int, int | None], list[int]] = defaultdict(list)
         for k, (item, _) in enumerate(chunk):
-            g = item.scene.grid if isinstance(item.scene, Scene) else grid
+            g = getattr(item.scene, "grid", grid)  # a line without a world: its scene's grid, else `grid`
             groups[item.world.canvas if item.world is not None else (DEFAULT, images[k].shape[0], g)].append(k)
         parsed: dict[int, Any] = {}
         judge_of: dict[int, World] = {}

@@ -19,6 +19,7 @@ from unifylab.study.report import md_row, write_report
 from unifylab.study.report_answer import answer, headline, points, verdict
 from unifylab.study.runner import run_study
 from unifylab.study.verdicts import judge_claims
+from unifylab.world import DEFAULT
 
 
 def run_side_by_side(
@@ -81,7 +82,7 @@ def run_side_by_side(
 
 def _world(results: dict[str, Any]) -> str:
     world = results["preset"]["base"].get("world", {})
-    name = world if isinstance(world, str) else world.get("name", "shapes")
+    name = world if isinstance(world, str) else world.get("name", DEFAULT)
     return f"{name} world"
 
 
