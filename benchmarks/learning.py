@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from unifylab.eval.tasks import Item, score_caption
+from unifylab.eval.generators import Item
+from unifylab.eval.scorers import score_caption
 from unifylab.models.generate import EOS, generate_flow, generate_text
 from unifylab.models.unified import greedy_hits
 from unifylab.study.preset import load_preset, merge

@@ -173,7 +173,7 @@ def test_only_names_a_study_of_the_preset(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_a_unified_run_that_learned_one_kind_only_is_below_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
-    from unifylab.eval.tasks import load_task
+    from unifylab.eval.task_registry import load_task
     from unifylab.study.evidence import StudyView
     from unifylab.train.config import load_tree
 

@@ -7,20 +7,12 @@ import pytest
 
 from unifylab.errors import UserError
 from unifylab.eval.compare import compare
+from unifylab.eval.generators import Item
 from unifylab.eval.harness import run_task, summarise
 from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, OracleModel, RandomModel, TextRequest
+from unifylab.eval.scorers import normalise, parse_letter, score_caption
 from unifylab.eval.stats import paired_difference
-from unifylab.eval.tasks import (
-    SCORERS,
-    Item,
-    items,
-    load_task,
-    normalise,
-    parse_letter,
-    resolve_tasks,
-    score_caption,
-    task_files,
-)
+from unifylab.eval.task_registry import SCORERS, items, load_task, resolve_tasks, task_files
 from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scene
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from unifylab.errors import UserError
 from unifylab.eval.realunify import load_realunify
-from unifylab.eval.tasks import load_task
+from unifylab.eval.task_registry import load_task
 from unifylab.study.preset import load_preset
 from unifylab.tokenize.image import load_image_tokenizer
 

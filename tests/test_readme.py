@@ -17,7 +17,7 @@ import typer
 
 from unifylab.cli import app
 from unifylab.errors import UserError
-from unifylab.eval.tasks import task_files
+from unifylab.eval.task_registry import task_files
 from unifylab.study.preset import preset_files
 from unifylab.train.config import load_config
 

@@ -16,7 +16,7 @@ from unifylab.eval.realunify import (
     run_realunify,
     summarise_realunify,
 )
-from unifylab.eval.tasks import parse_letter
+from unifylab.eval.scorers import parse_letter
 from unifylab.world.shapes.canvas import render
 from unifylab.world.shapes.scene import Obj, Scene
 

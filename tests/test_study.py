@@ -196,7 +196,7 @@ def test_study_errors(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_task_kind_comes_from_the_task_yaml(tmp_path: Path) -> None:
-    from unifylab.eval.tasks import load_task, task_files, tasks_of_kind
+    from unifylab.eval.task_registry import load_task, task_files, tasks_of_kind
     from unifylab.study.preset import Variant
 
     kinds = {name: load_task(name).kind for name in task_files()}

@@ -12,8 +12,9 @@ from test_study import TINY, Cli
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
+from unifylab.eval.scorers import score_described
 from unifylab.eval.stats import clustered_difference, clustered_mean
-from unifylab.eval.tasks import items, load_task, score_described
+from unifylab.eval.task_registry import items, load_task
 from unifylab.study.preset import load_preset, preset_files
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.build import build_tokenizers

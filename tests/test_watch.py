@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from test_study import Cli, _tiny
 
 from unifylab.errors import UserError
-from unifylab.eval.tasks import TaskSpec, items, load_task
+from unifylab.eval.task_registry import TaskSpec, items, load_task
 from unifylab.study.preset import Preset
 from unifylab.tokenize.image import load_image_tokenizer, tokenizer_kinds
 from unifylab.tokenize.sequence import Packer

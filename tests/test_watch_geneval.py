@@ -11,7 +11,7 @@ from test_study import Cli
 from unifylab.data.geneval import generate, metadata_world, read_metadata
 from unifylab.errors import UserError
 from unifylab.eval.geneval import find_images, score
-from unifylab.eval.tasks import items, load_task
+from unifylab.eval.task_registry import items, load_task
 from unifylab.io import save_png
 from unifylab.world.watch import WatchWorld
 from unifylab.world.watch import geneval as WS

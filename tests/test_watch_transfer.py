@@ -13,7 +13,7 @@ from test_transfer import run_tiny_transfer
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
-from unifylab.eval.tasks import items, load_task
+from unifylab.eval.task_registry import items, load_task
 from unifylab.study.preset import load_preset
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.build import build_tokenizers

@@ -67,7 +67,7 @@ def eval_cmd(
     sampling recipe (guidance, temperature, top-k, seed) is recorded in results.json."""
     from unifylab.eval.harness import evaluate
     from unifylab.eval.models import load_model, model_identity
-    from unifylab.eval.tasks import TaskSpec, resolve_tasks
+    from unifylab.eval.task_registry import TaskSpec, resolve_tasks
 
     if tasks == "geneval-official":
         if geneval_metadata is None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, LoglikelihoodRequest, TextRequest
-from unifylab.eval.tasks import TaskSpec
+from unifylab.eval.task_registry import TaskSpec
 from unifylab.train.config import TrainConfig
 from unifylab.train.data import SceneSource
 from unifylab.world import CAPTION_QUESTION, describe_canvas

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from unifylab.errors import UserError
+from unifylab.eval.generators import Item
 from unifylab.eval.protocol import UnifiedModel
 from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_groups
-from unifylab.eval.tasks import GRADED, SCORERS, Item, TaskSpec, items
+from unifylab.eval.task_registry import GRADED, SCORERS, TaskSpec, items
 from unifylab.io import load_rgb, read_json, save_png
 from unifylab.layout import EvalFolder
 from unifylab.train.config import UND_TASKS as UND_TRAINING

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from unifylab.errors import UserError
+from unifylab.eval.generators import LETTERS, mc_prompt
 from unifylab.eval.protocol import ImageRequest, TextRequest, UnifiedModel
+from unifylab.eval.scorers import parse_letter
 from unifylab.eval.stats import bootstrap_mean, bootstrap_mean_of_groups, paired_difference
-from unifylab.eval.tasks import LETTERS, mc_prompt, parse_letter
 from unifylab.io import (
     MalformedJSON,
     append_jsonl,

@@ -14,7 +14,7 @@ import numpy as np
 
 from unifylab.eval.harness import split_of
 from unifylab.eval.stats import bootstrap_statistic
-from unifylab.eval.tasks import TaskSpec, load_task
+from unifylab.eval.task_registry import TaskSpec, load_task
 from unifylab.io import read_json
 from unifylab.layout import StudyFolder
 from unifylab.study.claims import Part, Term

@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 
 from unifylab.eval.harness import run_task, split_of, summarise
-from unifylab.eval.tasks import TaskSpec
+from unifylab.eval.task_registry import TaskSpec
 from unifylab.io import read_json
 from unifylab.layout import StudyFolder, check_fingerprint, write_json
 from unifylab.runtime import single_thread_blas

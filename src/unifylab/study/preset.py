@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.analysis import KINDS
 from unifylab.config import FileName, Seed, load_named, packaged_yaml
 from unifylab.errors import UserError
-from unifylab.eval.tasks import TaskSpec, tasks_of_kind
+from unifylab.eval.task_registry import TaskSpec, tasks_of_kind
 from unifylab.io import file_name
 from unifylab.study.claims import Claim, ClaimWorld
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 from unifylab import __version__
 from unifylab.errors import UserError
 from unifylab.eval.stats import hierarchical_paired_difference, holm
-from unifylab.eval.tasks import TaskSpec, load_task
+from unifylab.eval.task_registry import TaskSpec, load_task
 from unifylab.layout import StudyFolder
 from unifylab.progress import progress
 from unifylab.study.execute import Run, Work, train_steps

@@ -14,7 +14,7 @@ from typing import Any
 
 from unifylab.eval.harness import task_side
 from unifylab.eval.stats import clustered_difference, clustered_mean, holm
-from unifylab.eval.tasks import TaskSpec
+from unifylab.eval.task_registry import TaskSpec
 
 DIRECTION = {"gen": "UEG", "und": "GEU"}  # a probe's side -> the direction it measures
 LEVELS = {"fact": ("both", "transfer", "none"), "scene": ("new_scenes", "transfer", "heldout_pairs")}

@@ -1,0 +1,193 @@
+"""The task registry: task YAMLs in `eval/tasks/` validated into TaskSpecs, every item generator and scorer by name
+(the one place to register one), which scorers fit which generator, and `--tasks` resolved into specs.
+
+A task YAML names its `generator`, `scorer`, item count `n`, `seed` and `world`; the generator turns (spec, index)
+into an Item holding the protocol requests and the target; the scorer turns model outputs into (score, reasons).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
+
+from unifylab.config import FileName, Seed, load_named, packaged_yaml
+from unifylab.errors import UserError
+from unifylab.eval import generators as G
+from unifylab.eval import probes as P
+from unifylab.eval import scorers as Sc
+from unifylab.eval.generators import Item
+from unifylab.train.config import TASKS as TRAINING_TASKS
+from unifylab.world import WorldConfig
+from unifylab.world.shapes import language as L
+from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world.watch import language as WL
+
+
+class TaskOptions(TypedDict, total=False):
+    """A task's `options` (each generator reads those it needs); unknown keys and wrong types are errors."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    mode: Literal["direct", "stepwise"]  # stepwise: split into an understanding step and a generation step
+    kinds: list[str]  # vqa: the question kinds asked (default: all of the world's)
+    moves: list[str]  # moves_* and watch_later_*: the skills asked, in turn
+    family: list[str]  # facts_*: the fact families asked, in turn
+
+
+class TaskSpec(BaseModel):
+    """One task YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: FileName = Field(description="names its files in an eval folder")
+    description: str = ""
+    generator: str
+    scorer: str
+    kind: Literal["und", "gen"] | None = Field(
+        None,
+        description="what the task scores: 'und' (answers about images) or 'gen' (images); a study pools "
+        "each kind's tasks into its understanding / generation comparison (None: into neither)",
+    )
+    n: int = Field(200, ge=1, le=1_000_000)
+    seed: Seed = 12345
+    world: WorldConfig = ShapesConfig()
+    options: TaskOptions = Field(default_factory=dict)
+    outputs_of: FileName | None = Field(
+        None,
+        description="a task with the same items whose model outputs, when already "
+        "in the eval folder, are re-scored instead of generated again",
+    )
+    probe: bool = Field(
+        False,
+        description="a transfer probe (its items split by where the study taught what they "
+        "need): reported in the report's transfer section, never pooled into a "
+        "headline comparison",
+    )
+    trained_by: Literal[TRAINING_TASKS] | None = Field(
+        None, description="the training task whose examples teach this task; None when no training form does"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator {self.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer {self.scorer!r} unknown; expected one of {', '.join(SCORERS)}")
+        if self.scorer not in FITS[self.generator]:
+            raise ValueError(
+                f"scorer {self.scorer!r} cannot score the items of generator {self.generator!r}; use "
+                f"{' or '.join(repr(s) for s in FITS[self.generator])}"
+            )
+        known = WL.QA_KINDS if self.world.name == "watch" else L.QA_KINDS
+        if bad := [k for k in self.options.get("kinds", []) if k not in known]:
+            raise ValueError(f"options.kinds: unknown question kind(s) {bad}; expected some of {', '.join(known)}")
+        return self
+
+
+# every item generator and scorer by name: a task's `generator` and `scorer`
+GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
+    "caption": G.gen_caption,
+    "vqa": G.gen_vqa,
+    "mc": G.gen_mc,
+    "t2i": G.gen_t2i,
+    "geneval": G.gen_geneval,
+    "ueg": G.gen_ueg,
+    "watch_ueg": G.gen_watch_ueg,
+    "watch_later_ask": P.gen_watch_later_ask,
+    "watch_later_draw": P.gen_watch_later_draw,
+    "geu": G.gen_geu,
+    "facts_draw": P.gen_facts_draw,
+    "facts_ask": P.gen_facts_ask,
+    "self_consistency": G.gen_self_consistency,
+    "moves_ask": P.gen_moves_ask,
+    "moves_draw": P.gen_moves_draw,
+}
+
+
+SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
+    "exact": Sc.score_exact,
+    "caption": Sc.score_caption,
+    "mc": Sc.score_mc,
+    "image": Sc.score_image,
+    "verify": Sc.score_verify,
+    "caption_cells": Sc.score_caption_cells,
+    "image_cells": Sc.score_image_cells,
+    "image_strict": Sc.score_image_strict,
+    "described": Sc.score_described,
+    "consistent": Sc.score_consistent,
+}
+# generator -> the scorers that read what its items hold (their targets, requests and meta)
+FITS: dict[str, tuple[str, ...]] = {
+    "caption": ("caption", "caption_cells"),
+    "vqa": ("exact",),
+    "mc": ("mc",),
+    "t2i": ("image", "image_strict", "image_cells"),
+    "geneval": ("image", "image_strict"),
+    "ueg": ("verify",),
+    "watch_ueg": ("image",),
+    "watch_later_ask": ("exact",),
+    "watch_later_draw": ("image",),
+    "geu": ("mc",),
+    "facts_draw": ("image", "image_strict", "image_cells"),
+    "facts_ask": ("exact", "described"),
+    "self_consistency": ("consistent",),
+    "moves_ask": ("exact",),
+    "moves_draw": ("image", "image_strict"),
+}
+GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
+
+
+def task_files() -> dict[str, Path]:
+    """Built-in task YAMLs by name."""
+    return packaged_yaml("unifylab.eval", "tasks")
+
+
+def tasks_of_kind(kind: str) -> list[str]:
+    """Built-in tasks that score `kind` ('und' or 'gen'), by name."""
+    return [name for name in sorted(task_files()) if load_task(name).kind == kind]
+
+
+def resolve_tasks(tasks: str, *, world: tuple[str, int, int] | None = None) -> tuple[list[TaskSpec], list[str]]:
+    """The tasks `tasks` names (comma-separated built-in names or YAML files), or for 'all' every built-in task
+    (understanding, then generation, then the rest) built on `world` (its canvas) when given; returns them and the
+    names 'all' left out for another world."""
+    if tasks == "all":
+        order = {"und": 0, "gen": 1}
+        specs = sorted((load_task(t) for t in sorted(task_files())), key=lambda s: order.get(s.kind, 2))
+        skipped = [s.name for s in specs if world is not None and s.world.canvas != world]
+        return [s for s in specs if s.name not in skipped], skipped
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise UserError(f"--tasks {tasks!r}: no task named; give task names or YAML files separated by commas, or all")
+    return [load_task(t) for t in names], []
+
+
+def load_task(name_or_path: str, _via: tuple[str, ...] = ()) -> TaskSpec:
+    """A built-in task by name, or a task YAML file (`_via`: the names and files of the tasks whose `outputs_of`
+    led here)."""
+    files = task_files()
+    spec = load_named(TaskSpec, name_or_path, files, "task", "--tasks")
+    path = files.get(name_or_path) or Path(name_or_path)
+    if spec.outputs_of is not None:
+        via = (*_via, name_or_path, spec.name)
+        if spec.outputs_of in via:
+            raise UserError(
+                f"{path}: outputs_of {spec.outputs_of!r} leads back to itself (a cycle of tasks re-scoring each "
+                "other's outputs); name a task that generates its own outputs"
+            )
+        other = load_task(spec.outputs_of, via)
+        same = ("generator", "seed", "world", "options")
+        if any(getattr(other, k) != getattr(spec, k) for k in same):
+            raise UserError(f"{path}: outputs_of {spec.outputs_of!r} must have the same {', '.join(same)}")
+    return spec
+
+
+def items(spec: TaskSpec, limit: int | None = None) -> list[Item]:
+    """The first `limit` items of `spec` (all `n` without a limit), made by its generator."""
+    n = spec.n if limit is None else min(spec.n, limit)
+    return [GENERATORS[spec.generator](spec, i) for i in range(n)]
