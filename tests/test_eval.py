@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from unifylab.errors import UserError
 from unifylab.eval.compare import compare
@@ -36,6 +37,33 @@ def test_registry_holds_every_task() -> None:
     assert set(TASKS) <= set(task_files())
     for name in TASKS:
         assert load_task(name).name == name
+
+
+def test_an_included_task_is_its_base_but_for_the_keys_it_declares() -> None:
+    """Every built-in task written as `include:` of another equals that task except in the keys it writes out, and
+    each of those keys changes something."""
+    raws = {name: yaml.safe_load(path.read_text()) for name, path in task_files().items()}
+    included = {name: raw for name, raw in raws.items() if "include" in raw}
+    assert {f"{b}_stepwise" for b in ("ueg", "geu", "facts_ask", "watch_later_draw")} <= set(included)
+    assert {"watch_caption", "watch_vqa", "t2i_cells", "geneval_strict"} <= set(included)
+    for name, raw in included.items():
+        spec, base = load_task(name), load_task(raw["include"].removesuffix(".yaml"))
+        declared = set(raw) - {"include"}
+        assert spec.model_dump(exclude=declared) == base.model_dump(exclude=declared), name
+        assert all(getattr(spec, k) != getattr(base, k) for k in declared), name
+        assert spec.model_fields_set == base.model_fields_set | declared, name
+
+
+def test_include_is_read_relative_to_the_including_file_and_chains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases" / "base.yaml").write_text("name: base\ngenerator: vqa\nscorer: exact\nn: 4\nseed: 9\n")
+    (tmp_path / "bases" / "mid.yaml").write_text("include: base.yaml\nname: mid\nn: 7\n")
+    (tmp_path / "top.yaml").write_text("include: bases/mid.yaml\nname: top\nseed: 3\n")
+    monkeypatch.chdir(tmp_path / "bases")  # not the including file's folder
+    spec = load_task(str(tmp_path / "top.yaml"))
+    assert (spec.name, spec.generator, spec.n, spec.seed) == ("top", "vqa", 7, 3)
 
 
 def test_resolve_tasks_names_files_and_all_on_a_world() -> None:

@@ -262,6 +262,27 @@ def test_task_yaml_that_does_not_fit_together_is_refused(
         load_task("mytask.yaml")
 
 
+@pytest.mark.parametrize(
+    ("files", "needle"),
+    [
+        ({"mytask.yaml": "include: nowhere.yaml\n"}, "mytask.yaml: include 'nowhere.yaml': no such file"),
+        ({"mytask.yaml": "include: mytask.yaml\n"}, "mytask.yaml: include 'mytask.yaml' leads back"),
+        ({"mytask.yaml": "include: b.yaml\n", "b.yaml": "include: mytask.yaml\n"}, "b.yaml: include 'mytask.yaml'"),
+        ({"mytask.yaml": "include: [b.yaml]\n"}, "mytask.yaml: include must name a task YAML file"),
+        ({"mytask.yaml": "include: b.yaml\n", "b.yaml": "- a list\n"}, "include 'b.yaml'"),
+    ],
+)
+def test_task_yaml_whose_include_cannot_be_read_is_refused(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], needle: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(TASK + text if text.startswith("include") else text)
+    _one_error(*cli("eval", "oracle", "--tasks", "mytask.yaml", "--out", tmp_path / "eval")[::2], needle)
+    with pytest.raises(UserError, match="include"):
+        load_task("mytask.yaml")
+
+
 def test_compare_refuses_a_record_without_a_score(cli: Cli, tmp_path: Path) -> None:
     for name, rec in (("a", {"id": "x", "score": 1.0}), ("b", {"id": "x", "output": "y"})):
         (tmp_path / name).mkdir()

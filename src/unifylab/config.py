@@ -137,13 +137,19 @@ def packaged_yaml(package: str, folder: str) -> dict[str, Path]:
     return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
 
 
-def load_named(model: type[M], name_or_path: str, files: dict[str, Path], what: str, option: str) -> M:
-    """A packaged YAML by name, or a YAML file by path, validated into `model`."""
+def named_file(name_or_path: str, files: dict[str, Path], what: str, option: str) -> Path:
+    """The packaged YAML `name_or_path` names, or the YAML file it is; anything else is refused naming `option`."""
     path = files.get(name_or_path) or Path(name_or_path)
     if not path.is_file():
         raise UserError(
             f"{option}: unknown {what} {name_or_path!r}; built-in {what}s: {', '.join(sorted(files))} "
             f"(or give a {what} YAML file)"
         )
+    return path
+
+
+def load_named(model: type[M], name_or_path: str, files: dict[str, Path], what: str, option: str) -> M:
+    """A packaged YAML by name, or a YAML file by path, validated into `model`."""
+    path = named_file(name_or_path, files, what, option)
     raw = load_yaml(path, f"{what} file")
     return build(model, raw if isinstance(raw, dict) else {}, str(path))

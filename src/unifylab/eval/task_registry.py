@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
-from unifylab.config import FileName, Seed, load_named, packaged_yaml
+from unifylab.config import FileName, Seed, build, load_yaml, named_file, packaged_yaml
 from unifylab.errors import UserError
 from unifylab.eval import generators as G
 from unifylab.eval import probes as P
@@ -167,12 +167,36 @@ def resolve_tasks(tasks: str, *, world: tuple[str, int, int] | None = None) -> t
     return [load_task(t) for t in names], []
 
 
+def _task_mapping(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A task YAML's keys; with `include: other.yaml` (a task YAML, relative to this one) the other file's keys come
+    first and this file's override them one by one (`_chain`: the files whose includes led here)."""
+    raw = load_yaml(path, "task file")
+    if not isinstance(raw, dict):
+        if _chain:
+            raise UserError(f"{_chain[-1]}: include {path.name!r}: {path} holds no task mapping; include a task YAML")
+        return {}
+    if "include" not in raw:
+        return raw
+    base = raw.pop("include")
+    if not isinstance(base, str) or not base.strip():
+        raise UserError(f"{path}: include must name a task YAML file (relative to this one), got {base!r}")
+    target = path.parent / base
+    chain = (*_chain, path.resolve())
+    if target.resolve() in chain:
+        raise UserError(
+            f"{path}: include {base!r} leads back to {target} (a cycle of includes); include a task YAML that does "
+            "not include this one"
+        )
+    if not target.is_file():
+        raise UserError(f"{path}: include {base!r}: no such file {target} (an include is read relative to its file)")
+    return {**_task_mapping(target, chain), **raw}
+
+
 def load_task(name_or_path: str, _via: tuple[str, ...] = ()) -> TaskSpec:
     """A built-in task by name, or a task YAML file (`_via`: the names and files of the tasks whose `outputs_of`
     led here)."""
-    files = task_files()
-    spec = load_named(TaskSpec, name_or_path, files, "task", "--tasks")
-    path = files.get(name_or_path) or Path(name_or_path)
+    path = named_file(name_or_path, task_files(), "task", "--tasks")
+    spec = build(TaskSpec, _task_mapping(path), str(path))
     if spec.outputs_of is not None:
         via = (*_via, name_or_path, spec.name)
         if spec.outputs_of in via:
