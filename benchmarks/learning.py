@@ -33,13 +33,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from unifylab.data.forms import TASKS
 from unifylab.eval.generators import Item
 from unifylab.eval.scorers import score_caption
 from unifylab.models.generate import EOS, generate_flow, generate_text
 from unifylab.models.unified import greedy_hits
 from unifylab.study.preset import load_preset, merge
 from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
-from unifylab.train.config import TASKS, load_tree
+from unifylab.train.config import load_tree
 from unifylab.train.data import Batches
 from unifylab.train.loop import Trainer, eval_splits
 from unifylab.train.optimizer import lr_lambda

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from unifylab.data.forms import TASKS
 from unifylab.errors import UserError
 from unifylab.eval.native import NativeModel
 from unifylab.models import generate_images
@@ -17,7 +18,7 @@ from unifylab.models.generate import generate_flow
 from unifylab.tokenize import Example, Packer, PatchTokenizer, TextTokenizer, world_corpus
 from unifylab.tokenize.sequence import FLOW, IGNORE
 from unifylab.train import Trainer
-from unifylab.train.config import TASKS, load_tree
+from unifylab.train.config import load_tree
 from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
 from unifylab.world.shapes.parse import parse_batch
 from unifylab.world.shapes.tokenizer import GridTokenizer

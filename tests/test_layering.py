@@ -29,7 +29,7 @@ NAME_SWITCHES_LEFT = {
     "eval/scorers.py",
     "eval/task_registry.py",
 }
-EVAL_IMPORTS_TRAIN_LEFT = {"eval/blind.py", "eval/harness.py", "eval/task_registry.py"}
+EVAL_IMPORTS_TRAIN_LEFT = {"eval/blind.py"}
 # build and train tokenizers from world renders: they belong above world/
 TOKENIZE_LOADS_WORLD_LEFT = {"tokenize/build.py", "tokenize/train_vq.py"}
 

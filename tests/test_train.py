@@ -14,11 +14,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from unifylab.data.forms import GEN_TASKS, TASKS, UND_TASKS
 from unifylab.data.splits import EVAL_SCENE_SHARE, is_eval_scene
 from unifylab.errors import UserError
 from unifylab.models import from_pretrained
 from unifylab.train import Trainer, load_config
-from unifylab.train.config import GEN_TASKS, TASKS, UND_TASKS
 from unifylab.train.data import Plan, SceneSource
 from unifylab.world.shapes.canvas import sample_scenes
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from test_study import TINY, Cli
 
+from unifylab.data.forms import FACT_TASKS, TRANSFER_TASKS, UND_TASKS
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
@@ -18,7 +19,7 @@ from unifylab.eval.task_registry import items, load_task
 from unifylab.study.preset import load_preset, preset_files
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.build import build_tokenizers
-from unifylab.train.config import FACT_TASKS, TRANSFER_TASKS, UND_TASKS, load_tree
+from unifylab.train.config import load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.world.english import NUMBER_WORDS
 from unifylab.world.shapes import knowledge as K

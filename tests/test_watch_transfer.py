@@ -10,6 +10,7 @@ import pytest
 from test_study import Cli
 from test_transfer import run_tiny_transfer
 
+from unifylab.data.forms import UND_TASKS
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
@@ -17,7 +18,7 @@ from unifylab.eval.task_registry import items, load_task
 from unifylab.study.preset import load_preset
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.build import build_tokenizers
-from unifylab.train.config import UND_TASKS, load_tree
+from unifylab.train.config import load_tree
 from unifylab.train.data import Batches, SceneSource
 from unifylab.world.watch import language as WL
 

@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from unifylab.data.forms import TASKS
 from unifylab.errors import UserError
 from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import Packer
 from unifylab.train.checkpoint import MODEL, list_checkpoints
-from unifylab.train.config import TASKS, load_config
+from unifylab.train.config import load_config
 from unifylab.train.data import Batches, SceneSource
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from unifylab.data.forms import UND_TASKS as UND_TRAINING
 from unifylab.errors import UserError
 from unifylab.eval.generators import Item
 from unifylab.eval.protocol import UnifiedModel
@@ -18,8 +19,6 @@ from unifylab.eval.stats import Estimate, bootstrap_mean, bootstrap_mean_of_grou
 from unifylab.eval.task_registry import GRADED, SCORERS, TaskSpec, items
 from unifylab.io import load_rgb, read_json, save_png
 from unifylab.layout import EvalFolder
-from unifylab.train.config import UND_TASKS as UND_TRAINING
-from unifylab.train.config import DataConfig
 from unifylab.world import describe_canvas, scene_pairs, world_of
 
 
@@ -184,6 +183,22 @@ def evaluate(
     return results
 
 
+class TrainingData(Protocol):
+    """What the splits read of a model's training data (its config's `data:`, a `train.config.DataConfig`): the
+    held-out and one-side (shape, colour) pairs, and the side each fact and skill was taught on."""
+
+    @property
+    def holdout_pairs(self) -> Sequence[Sequence[str]] | None: ...
+    @property
+    def und_only_pairs(self) -> Sequence[Sequence[str]]: ...
+    @property
+    def gen_only_pairs(self) -> Sequence[Sequence[str]]: ...
+    @property
+    def facts(self) -> Mapping[str, str]: ...
+    @property
+    def moves(self) -> Mapping[str, str]: ...
+
+
 SPLITS = ("new_scenes", "heldout_pairs", "all")
 FACT_SPLITS = ("both", "here", "transfer", "none")  # where a fact was taught, seen from the task's side
 
@@ -195,7 +210,7 @@ def task_side(spec: TaskSpec) -> str | None:
     return "und" if spec.trained_by in UND_TRAINING else "gen"
 
 
-def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
+def split_of(record: dict[str, Any], spec: TaskSpec, data: TrainingData) -> str:
     """Where an item stands against its model's training data.
 
     A fact item ('fact' in its meta) or a move item ('move': its direction): 'both' (its fact or direction was
@@ -223,7 +238,7 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: DataConfig) -> str:
 def summarise(
     spec: TaskSpec,
     records: list[dict[str, Any]],
-    data: DataConfig | None = None,
+    data: TrainingData | None = None,
     *,
     splits: dict[str, str] | None = None,
 ) -> dict[str, Any]:

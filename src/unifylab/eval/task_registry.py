@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from unifylab.config import FileName, Seed, build, load_yaml, named_file, packaged_yaml
+from unifylab.data.forms import TASKS as TRAINING_TASKS
 from unifylab.errors import UserError
 from unifylab.eval import generators as G
 from unifylab.eval import probes as P
 from unifylab.eval import scorers as Sc
 from unifylab.eval.generators import Item
-from unifylab.train.config import TASKS as TRAINING_TASKS
 from unifylab.world import WorldConfig
 from unifylab.world.shapes import language as L
 from unifylab.world.shapes.canvas import ShapesConfig

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from unifylab import __version__
+from unifylab.data.forms import MODE_TASKS
 from unifylab.errors import UserError
 from unifylab.eval.stats import hierarchical_paired_difference, holm
 from unifylab.eval.task_registry import TaskSpec, load_task
@@ -25,7 +26,6 @@ from unifylab.study.executors import Executor, LocalExecutor, RayExecutor, defau
 from unifylab.study.preset import Preset, dotted, merge
 from unifylab.study.transfer import transfer
 from unifylab.train.config import TrainConfig, load_tree, resolve_paths
-from unifylab.train.data import MODE_TASKS
 from unifylab.train.resume import config_change
 
 

@@ -10,22 +10,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.config import Seed, build, load_yaml, parse_yaml
+from unifylab.data.forms import FACT_TASKS, MOVE_TASKS, TASKS
 from unifylab.errors import UserError
 from unifylab.models.unified import ModelArgs
 from unifylab.world import World, WorldConfig, default_config, world_of
-
-UND_TASKS = ("caption", "vqa", "knowledge", "rewrite", "move_ask")
-GEN_TASKS = ("t2i", "draw_named", "move_draw", "move_to")
-# Stream order (a mixture draws task ids over this tuple): tasks added later go last, so a config that does not use
-# them draws exactly the examples it drew before they existed.
-TASKS = ("caption", "vqa", "t2i", "knowledge", "rewrite", "draw_named", "move_ask", "move_draw", "move_to")
-TEXT_TASKS = ("knowledge", "rewrite")  # understanding tasks without an image (the rewrite sequence form)
-EDIT_TASKS = ("move_draw", "move_to")  # generation tasks that edit an image (the edit sequence form)
-# the sides (of data.facts / data.moves) whose facts or directions a task teaches
-FACT_TASKS = {"knowledge": ("und", "both"), "rewrite": ("und", "both"), "draw_named": ("gen", "both")}
-MOVE_TASKS = {"move_ask": ("und", "both"), "move_draw": ("gen", "both")}
-TRANSFER_TASKS = (*FACT_TASKS, *MOVE_TASKS, "move_to")  # the transfer design's forms (world.knowledge, world.skills)
-
 
 MAX_STEPS = 10_000_000  # optimiser steps: weeks of a fast GPU on the smallest model; more is a typo
 MAX_BATCH = 65_536  # sequences per step

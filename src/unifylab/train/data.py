@@ -15,26 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from unifylab.data.forms import EDIT_TASKS, FACT_TASKS, GEN_TASKS, MODE_TASKS, MOVE_TASKS, TASKS, TEXT_TASKS, UND_TASKS
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.io import iter_jsonl, load_rgb
 from unifylab.tokenize.image import ImageTokenizer
 from unifylab.tokenize.sequence import Example, Packed, Packer
-from unifylab.train.config import (
-    EDIT_TASKS,
-    FACT_TASKS,
-    GEN_TASKS,
-    MOVE_TASKS,
-    TASKS,
-    TEXT_TASKS,
-    UND_TASKS,
-    TrainConfig,
-)
+from unifylab.train.config import TrainConfig
 from unifylab.world import CAPTION_QUESTION, World, render_scene, world_of
 from unifylab.world.base import SceneError
 
 SPLITS = {"train": 0, "val": 1, "heldout": 2, "pool": 3}  # pool: the fixed scenes of a finite training set
-MODE_TASKS = {"unified": TASKS, "und-only": UND_TASKS, "gen-only": GEN_TASKS}
 
 
 @dataclass

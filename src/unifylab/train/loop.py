@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.table import Table
 
 from unifylab.config import first_diff
+from unifylab.data.forms import MODE_TASKS, TASKS, TRANSFER_TASKS
 from unifylab.errors import UserError
 from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
@@ -28,8 +29,8 @@ from unifylab.tokenize.sequence import IGNORE, Packer
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
 from unifylab.train.build import build_model, build_tokenizers, freeze_groups, param_group
-from unifylab.train.config import TASKS, TRANSFER_TASKS, TrainConfig, dump_config, resolve_paths
-from unifylab.train.data import MODE_TASKS, Batches, SceneSource
+from unifylab.train.config import TrainConfig, dump_config, resolve_paths
+from unifylab.train.data import Batches, SceneSource
 from unifylab.train.optimizer import build_optimizer, lr_lambda
 from unifylab.train.resume import check_run_dir
 
