@@ -203,7 +203,7 @@ def baselines(
 ) -> dict[str, dict[str, Any]]:
     """Per comparison group: the blind baseline (answers from the question alone, the modal training image)
     estimated on the group's unified training data and scored on every task (records in DIR/baselines/)."""
-    from unifylab.eval.blind import blind_summaries
+    from unifylab.study.blind import blind_summaries
 
     out_b: dict[str, dict[str, Any]] = {}
     for group in sorted({r.group for r in runs}):
