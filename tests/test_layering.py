@@ -20,14 +20,12 @@ INTERNALS_LEFT = {
     "eval/protocol.py",
     "eval/reasoning.py",
     "eval/scorers.py",
-    "eval/task_registry.py",
 }
 NAME_SWITCHES_LEFT = {
     "study/blind.py",
     "eval/generators.py",
     "eval/protocol.py",
     "eval/scorers.py",
-    "eval/task_registry.py",
 }
 EVAL_IMPORTS_TRAIN_LEFT: set[str] = set()
 # build and train tokenizers from world renders: they belong above world/

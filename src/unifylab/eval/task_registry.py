@@ -22,10 +22,7 @@ from unifylab.eval import generators as G
 from unifylab.eval import probes as P
 from unifylab.eval import scorers as Sc
 from unifylab.eval.generators import Item
-from unifylab.world import WorldConfig
-from unifylab.world.shapes import language as L
-from unifylab.world.shapes.canvas import ShapesConfig
-from unifylab.world.watch import language as WL
+from unifylab.world import WorldConfig, default_config, world_of
 
 
 class TaskOptions(TypedDict, total=False):
@@ -55,7 +52,7 @@ class TaskSpec(BaseModel):
     )
     n: int = Field(200, ge=1, le=1_000_000)
     seed: Seed = 12345
-    world: WorldConfig = ShapesConfig()
+    world: WorldConfig = Field(default_factory=default_config)
     options: TaskOptions = Field(default_factory=dict)
     outputs_of: FileName | None = Field(
         None,
@@ -83,7 +80,7 @@ class TaskSpec(BaseModel):
                 f"scorer {self.scorer!r} cannot score the items of generator {self.generator!r}; use "
                 f"{' or '.join(repr(s) for s in FITS[self.generator])}"
             )
-        known = WL.QA_KINDS if self.world.name == "watch" else L.QA_KINDS
+        known = world_of(self.world).qa_kinds
         if bad := [k for k in self.options.get("kinds", []) if k not in known]:
             raise ValueError(f"options.kinds: unknown question kind(s) {bad}; expected some of {', '.join(known)}")
         return self

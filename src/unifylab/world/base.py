@@ -73,6 +73,7 @@ class World(ABC):
     config_class: ClassVar[type[BaseModel]]  # the world's config (its `name` field is a Literal of `name`)
     scene_class: ClassVar[type]  # the exact ground truth of one image
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
+    qa_kinds: ClassVar[tuple[str, ...]]  # the kinds of question `sample_qa` asks
     geneval_tags: ClassVar[tuple[str, ...]]  # the world's GenEval-style tasks
     geneval_classes: ClassVar[tuple[str, ...]]  # the classes its GenEval lines name
     reads_folders: ClassVar[bool]  # whether `data.source: folder` (a `world sample` folder) can train on it

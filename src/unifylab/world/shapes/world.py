@@ -22,6 +22,7 @@ class ShapesWorld(World):
     config_class = ShapesConfig
     scene_class = Scene
     default_holdout = (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow"))
+    qa_kinds = L.QA_KINDS
     geneval_tags = G.TAGS
     geneval_classes = SHAPES
     reads_folders = True

@@ -21,6 +21,7 @@ class WatchWorld(World):
     config_class = WatchConfig
     scene_class = WatchScene
     default_holdout = (("sun", "blue"), ("rain", "red"), ("cloud", "green"))
+    qa_kinds = WL.QA_KINDS
     geneval_tags = WS.TAGS
     geneval_classes = WS.CLASSES
     reads_folders = False
