@@ -25,7 +25,6 @@ NAME_SWITCHES_LEFT = {
     "study/blind.py",
     "eval/generators.py",
     "eval/protocol.py",
-    "eval/scorers.py",
 }
 EVAL_IMPORTS_TRAIN_LEFT: set[str] = set()
 # build and train tokenizers from world renders: they belong above world/

@@ -9,15 +9,12 @@ import numpy as np
 
 from unifylab.eval import reasoning as R
 from unifylab.eval.generators import Item
-from unifylab.world import class_of_dict, world_of
+from unifylab.world import DEFAULT, class_of_dict, world_of, world_of_canvas
 from unifylab.world.english import NUMBER_WORDS
 from unifylab.world.shapes import knowledge as K
 from unifylab.world.shapes import language as L
 from unifylab.world.shapes.parse import parse_batch
 from unifylab.world.shapes.scene import Scene
-from unifylab.world.watch import geneval as WS
-from unifylab.world.watch import language as WL
-from unifylab.world.watch.face import WatchScene
 
 _NUMBERS = {w: str(k) for k, w in enumerate(NUMBER_WORDS)}
 
@@ -45,22 +42,8 @@ def score_exact(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple
 
 
 def score_caption(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
-    if class_of_dict(item.target).name != "shapes":
-        want = WatchScene.from_dict(item.target)
-        got = WL.parse_caption(texts[0], want.size)
-        if got is None:
-            return 0.0, [f"caption {texts[0]!r} does not state a whole face"]
-        verdict = WL.satisfies(got, want)
-        return (1.0 if verdict.ok else 0.0), [r.replace("drew", "said") for r in verdict.reasons]
-    truth = Scene.from_dict(item.target)
-    objs = L.parse_caption(texts[0])
-    if objs is None:
-        return 0.0, [f"caption {texts[0]!r} names no object in a readable form"]
-    got = {(o.shape, o.color, o.size, o.row, o.col) for o in objs}
-    want = {(o.shape, o.color, o.size, o.row, o.col) for o in truth.objects}
-    reasons = [f"missed {o.describe()}" for o in truth.objects if (o.shape, o.color, o.size, o.row, o.col) not in got]
-    reasons += [f"invented {o.describe()}" for o in objs if (o.shape, o.color, o.size, o.row, o.col) not in want]
-    return (1.0, []) if got == want and len(objs) == len(got) else (0.0, reasons or ["repeated an object"])
+    verdict = class_of_dict(item.target).check_caption(texts[0], item.target)
+    return (1.0 if verdict.ok else 0.0), verdict.reasons
 
 
 def score_caption_cells(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
@@ -82,17 +65,9 @@ def score_mc(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[fl
 
 def score_image(item: Item, texts: list[str], images: list[np.ndarray]) -> tuple[float, list[str]]:
     req = item.images[0]
-    if req.world is not None and req.world.name != "shapes":
-        world = world_of(req.world)
-        parsed = world.parse(np.stack(images[:1]))[0]
-        if "include" in item.target:  # a GenEval-style spec rather than a whole face
-            verdict = WS.satisfies(parsed, WS.WatchSpec.from_dict(item.target))
-        else:
-            verdict = world.check(parsed, world.scene_from_dict(item.target))
-        item.meta["parsed"] = parsed.to_dict()
-        return (1.0 if verdict.ok else 0.0), verdict.reasons
-    parsed = parse_batch(np.stack(images[:1]), req.grid)[0]
-    verdict = L.satisfies(parsed, L.Spec.from_dict(item.target))
+    world = world_of(req.world) if req.world is not None else world_of_canvas((DEFAULT, req.size, req.grid))
+    parsed = world.parse(np.stack(images[:1]))[0]
+    verdict = world.check_target(parsed, item.target)
     item.meta["parsed"] = parsed.to_dict()
     return (1.0 if verdict.ok else 0.0), verdict.reasons
 

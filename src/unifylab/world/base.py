@@ -144,6 +144,15 @@ class World(ABC):
     def check_spec(parsed: Any, spec: Any) -> Verdict:
         """Whether a parsed drawing meets a GenEval-schema spec of this world, with reasons."""
 
+    @staticmethod
+    @abstractmethod
+    def check_caption(text: str, truth: dict[str, Any]) -> Verdict:
+        """Whether a caption states exactly the scene whose JSON form is `truth`, with reasons."""
+
+    @abstractmethod
+    def check_target(self, parsed: Any, target: dict[str, Any]) -> Verdict:
+        """Whether a parsed drawing meets an image task's target (the JSON of a spec, or of a whole scene)."""
+
     @abstractmethod
     def pairs(self, scene: Any) -> set[tuple[str, str]]:
         """The compositions (pairs of attribute values) a scene holds: what a study can hold out."""

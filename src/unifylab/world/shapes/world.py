@@ -73,6 +73,24 @@ class ShapesWorld(World):
     def check_spec(parsed: Scene, spec: L.Spec) -> Verdict:
         return L.satisfies(parsed, spec)
 
+    @staticmethod
+    def check_caption(text: str, truth: dict[str, Any]) -> Verdict:
+        """Every object named once, with its colour, size and cell, and nothing else."""
+        want_objs = Scene.from_dict(truth).objects
+        objs = L.parse_caption(text)
+        if objs is None:
+            return Verdict(False, [f"caption {text!r} names no object in a readable form"])
+        got = {(o.shape, o.color, o.size, o.row, o.col) for o in objs}
+        want = {(o.shape, o.color, o.size, o.row, o.col) for o in want_objs}
+        reasons = [f"missed {o.describe()}" for o in want_objs if (o.shape, o.color, o.size, o.row, o.col) not in got]
+        reasons += [f"invented {o.describe()}" for o in objs if (o.shape, o.color, o.size, o.row, o.col) not in want]
+        if got == want and len(objs) == len(got):
+            return Verdict(True, [])
+        return Verdict(False, reasons or ["repeated an object"])
+
+    def check_target(self, parsed: Scene, target: dict[str, Any]) -> Verdict:
+        return L.satisfies(parsed, L.Spec.from_dict(target))
+
     def pairs(self, scene: Scene) -> set[tuple[str, str]]:
         return {(o.shape, o.color) for o in scene.objects}
 

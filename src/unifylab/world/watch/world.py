@@ -95,6 +95,21 @@ class WatchWorld(World):
     def check_spec(parsed: WatchScene, spec: WS.WatchSpec) -> Verdict:
         return WS.satisfies(parsed, spec)
 
+    @staticmethod
+    def check_caption(text: str, truth: dict[str, Any]) -> Verdict:
+        want = WatchScene.from_dict(truth)
+        got = WL.parse_caption(text, want.size)
+        if got is None:
+            return Verdict(False, [f"caption {text!r} does not state a whole face"])
+        verdict = WL.satisfies(got, want)
+        return Verdict(verdict.ok, [r.replace("drew", "said") for r in verdict.reasons])
+
+    def check_target(self, parsed: WatchScene, target: dict[str, Any]) -> Verdict:
+        """A GenEval-style spec (it has `include`) or a whole face."""
+        if "include" in target:
+            return WS.satisfies(parsed, WS.WatchSpec.from_dict(target))
+        return self.check(parsed, self.scene_from_dict(target))
+
     def pairs(self, scene: WatchScene) -> set[tuple[str, str]]:
         return {(scene.weather, scene.face)}
 
