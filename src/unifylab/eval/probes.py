@@ -122,7 +122,7 @@ def gen_facts_draw(spec: TaskSpec, i: int) -> Item:
     if task_mode(spec) == "direct":
         return Item(f"{spec.name}-{i}", images=[image], target=target, meta=meta)
     rng = np.random.default_rng([spec.seed, i])
-    rewrite = TextRequest(prompt, mode="rewrite", truth=K.rewrite_target(scene, rng), max_tokens=48)
+    rewrite = TextRequest(prompt, mode="rewrite", truth=world_of(spec.world).prompt(scene, rng), max_tokens=48)
     return Item(f"{spec.name}-{i}", text=[rewrite], images=[image], target=target, meta=meta, chain="text_then_image")
 
 

@@ -18,6 +18,7 @@ from unifylab.world import world_of
 
 def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
     """(text, und, gen) from the config: trained or loaded text BPE, grid, patch or a saved image tokenizer."""
+    facts = world_of(cfg.world).facts()
     text = (
         TextTokenizer.from_pretrained(cfg.tokenizers.text)
         if cfg.tokenizers.text
@@ -26,7 +27,7 @@ def build_tokenizers(cfg: TrainConfig) -> Tokenizers:
                 2000,
                 cfg.seed,
                 world=cfg.world.name,
-                knowledge={world_of(cfg.world).facts()[n].family for n in cfg.data.facts},
+                knowledge={facts[n].family for n in cfg.data.facts},
                 moves=bool(cfg.data.moves),
             ),
             cfg.tokenizers.text_vocab,

@@ -191,9 +191,10 @@ class World(ABC):
     def check_pair(self, pair: tuple[str, str]) -> None:
         """Raise ValueError when `pair` is no composition of this world."""
 
-    @abstractmethod
     def exact_tokenizer(self) -> Any:
         """The oracle image tokenizer: encoding a clean render and decoding it gives back the same bytes."""
+        _, size, detail = self.config.canvas
+        return self.tokenizer_class()(size, detail)
 
     @staticmethod
     @abstractmethod

@@ -18,7 +18,7 @@ import numpy as np
 
 from unifylab.world.english import NUMBER_WORDS, article
 from unifylab.world.shapes import canvas as W
-from unifylab.world.shapes.language import plural, t2i_prompt
+from unifylab.world.shapes.language import plural
 from unifylab.world.shapes.scene import Obj, Scene
 
 Place = tuple[int, int]  # (row, column) of a drawing; a sum's column is always 0 (its row is filled from the left)
@@ -236,8 +236,3 @@ def random_look(rng: np.random.Generator) -> Look:
 def family(name: str) -> list[str]:
     """The facts of one family, in registry order."""
     return [n for n, f in FACTS.items() if f.family == name]
-
-
-def rewrite_target(scene: Scene, rng: np.random.Generator) -> str:
-    """The explicit prompt a named prompt rewrites to (the stepwise bridge): a t2i prompt of its scene."""
-    return t2i_prompt(scene, rng)[0]

@@ -149,9 +149,6 @@ class ShapesWorld(World):
         if pair[0] not in SHAPES or pair[1] not in COLORS:
             raise ValueError(f"({pair[0]}, {pair[1]}) is not a (shape, colour) of the shapes world")
 
-    def exact_tokenizer(self) -> Any:
-        return self.tokenizer_class()(self.size, self.config.grid)
-
     @staticmethod
     def tokenizer_class() -> type:
         from unifylab.world.shapes.tokenizer import GridTokenizer

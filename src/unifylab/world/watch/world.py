@@ -154,9 +154,6 @@ class WatchWorld(World):
         if pair[0] not in F.WEATHER or pair[1] not in F.FACES:
             raise ValueError(f"({pair[0]}, {pair[1]}) is not a (weather, face colour) of the watch world")
 
-    def exact_tokenizer(self) -> Any:
-        return self.tokenizer_class()(self.size, self.config.minute_step)
-
     @staticmethod
     def tokenizer_class() -> type:
         from unifylab.world.watch.tokenizer import AttributeTokenizer
