@@ -210,7 +210,7 @@ def test_native_model_runs_every_task(cli: Cli, tmp_path: Path) -> None:
     assert len(ll) == 1 and ll[0] < 0
     assert model.generate_text([TextRequest("draw a red ring.", mode="rewrite", max_tokens=3)])[0] is not None
     rambling = "draw a red ring and then " * 100  # longer than max_len: keeps its start, still draws
-    assert model.generate_images([ImageRequest(rambling, 32, 3)])[0].shape == (32, 32, 3)
+    assert model.generate_images([ImageRequest(rambling, ShapesConfig())])[0].shape == (32, 32, 3)
 
 
 @pytest.mark.parametrize("task", ["ueg", "ueg_stepwise", "geu", "geu_stepwise"])
@@ -228,7 +228,7 @@ def test_reasoning_tasks_oracle_and_random(task: str, tmp_path: Path) -> None:
 
 
 def test_geu_answers_hold_on_the_imagined_image_and_ueg_questions_on_the_scene() -> None:
-    from unifylab.eval import reasoning as R
+    from unifylab.world.shapes import reasoning as R
     from unifylab.world.shapes.canvas import ShapesConfig
 
     world = ShapesConfig(size=32, grid=4, max_objects=4)
@@ -279,7 +279,7 @@ def test_strict_geneval_fails_clutter_that_geneval_rules_accept() -> None:
 def test_geu_answers_are_balanced_so_a_blind_prior_is_near_a_quarter() -> None:
     from collections import Counter
 
-    from unifylab.eval import reasoning as R
+    from unifylab.world.shapes import reasoning as R
 
     world = ShapesConfig(size=32, grid=4, min_objects=1, max_objects=4)
     rng = np.random.default_rng(1)

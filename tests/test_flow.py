@@ -104,9 +104,11 @@ def test_every_backbone_trains_saves_and_draws_parsable_images(tmp_path: Path, b
     native = NativeModel(run, guidance=2.0)
     from unifylab.eval.protocol import ImageRequest
 
-    images = native.generate_images([ImageRequest("a red circle", seed=0), ImageRequest("a blue ring", seed=1)])
+    images = native.generate_images(
+        [ImageRequest("a red circle", ShapesConfig(), seed=0), ImageRequest("a blue ring", ShapesConfig(), seed=1)]
+    )
     assert len(images) == 2 and images[0].shape == (32, 32, 3) and images[0].dtype == np.uint8
-    again = native.generate_images([ImageRequest("a blue ring", seed=1)])
+    again = native.generate_images([ImageRequest("a blue ring", ShapesConfig(), seed=1)])
     assert np.array_equal(images[1], again[0])  # an item's image does not depend on its batch
     assert len(parse_batch(np.stack(images))) == 2  # the exact parser reads them like any image
     assert native.fingerprint["flow_steps"] == 4

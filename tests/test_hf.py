@@ -251,11 +251,16 @@ def test_text_and_loglikelihood(adapters, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_generate_images(adapters, kind):
     m = adapters[kind]
-    out = m.generate_images([ImageRequest("a red circle", size=32), ImageRequest("a blue square", size=48, seed=1)])
+    out = m.generate_images(
+        [
+            ImageRequest("a red circle", ShapesConfig(size=32)),
+            ImageRequest("a blue square", ShapesConfig(size=48), seed=1),
+        ]
+    )
     assert [x.shape for x in out] == [(32, 32, 3), (48, 48, 3)]
     assert all(x.dtype == np.uint8 for x in out)
     with pytest.raises(UserError, match="cannot edit"):
-        m.generate_images([ImageRequest("make it blue", source=_images(1)[0])])
+        m.generate_images([ImageRequest("make it blue", ShapesConfig(), source=_images(1)[0])])
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -17,10 +17,11 @@ from unifylab.eval.realunify import (
     summarise_realunify,
 )
 from unifylab.eval.scorers import parse_letter
-from unifylab.world.shapes.canvas import render
+from unifylab.world.shapes.canvas import ShapesConfig, render
 from unifylab.world.shapes.scene import Obj, Scene
 
 FIXTURE = Path(__file__).parent / "fixtures" / "realunify" / "realunify_small.json"
+SHAPES = ShapesConfig(size=32, grid=3)  # the canvas the fixture's drawings and the parser judge share
 Cli = Callable[..., tuple[int, str, str]]
 
 
@@ -69,7 +70,7 @@ def test_scoring_on_the_fixture_with_the_exact_judge(tmp_path: Path) -> None:
         ),  # right
     }
     replies = {"move the red circle": "A", "what colour": "A cat would say B", "where is the green": "the answer is A"}
-    recs = run_realunify(Scripted(drawings, replies), ParserJudge(3), items, tmp_path)
+    recs = run_realunify(Scripted(drawings, replies), ParserJudge(SHAPES), items, tmp_path, world=SHAPES)
     assert [r["score"] for r in recs] == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
     assert "row 2, column 2" in recs[1]["reasons"][0]
     s = summarise_realunify(recs)
@@ -108,7 +109,7 @@ def test_released_parsing_reproduces_the_scorers_flaws_and_is_reported_beside_th
     items = load_realunify(FIXTURE)[:1]  # the sun: two questions, expected yes then no
     verbose = Scripted({}, {"is there a yellow": "Yes, I know it is there.", "is there anything": "No."})
     drawn = Scripted({"draw the sun at row 1, column 1.": Scene(32, 3, (Obj("circle", "yellow", 0, 0),))}, {})
-    recs = run_realunify(drawn, verbose, items, tmp_path)
+    recs = run_realunify(drawn, verbose, items, tmp_path, world=SHAPES)
     assert recs[0]["score"] == 1.0 and recs[0]["score_released"] == 0.0
     strict, released = summarise_realunify(recs), summarise_realunify(recs, released=True)
     assert strict["overall"]["value"] == 1.0 and strict["overall_released_parsing"]["value"] == 0.0
@@ -131,14 +132,14 @@ class Counting(Scripted):
 def test_judge_replies_are_cached_so_a_rerun_asks_nothing(tmp_path: Path) -> None:
     items, judge = load_realunify(FIXTURE), Counting()
     model = Scripted({}, {})
-    first = run_realunify(model, judge, items, tmp_path)
+    first = run_realunify(model, judge, items, tmp_path, world=SHAPES)
     n = judge.asked
     assert n == sum(len(it.questions) for it in items if it.kind == "ueg")
-    again = run_realunify(model, judge, items, tmp_path)
+    again = run_realunify(model, judge, items, tmp_path, world=SHAPES)
     assert judge.asked == n and [r["score"] for r in again] == [r["score"] for r in first]
     other = Counting()
     other.name = "another judge"  # a different judge is asked afresh
-    run_realunify(model, other, items, tmp_path)
+    run_realunify(model, other, items, tmp_path, world=SHAPES)
     assert other.asked == n
 
 

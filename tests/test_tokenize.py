@@ -14,7 +14,7 @@ from unifylab.tokenize import (
     load_image_tokenizer,
     world_corpus,
 )
-from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
+from unifylab.train.vq import VQTrainConfig, save_trained, train_vq
 from unifylab.world.shapes.canvas import ShapesConfig, render, sample_scenes
 from unifylab.world.shapes.tokenizer import GridTokenizer
 

@@ -13,7 +13,6 @@ from unifylab.data.forms import FACT_TASKS, TRANSFER_TASKS, UND_TASKS
 from unifylab.data.splits import is_eval_scene
 from unifylab.errors import UserError
 from unifylab.eval.harness import split_of
-from unifylab.eval.scorers import score_described
 from unifylab.eval.stats import clustered_difference, clustered_mean
 from unifylab.eval.task_registry import items, load_task
 from unifylab.study.preset import load_preset, preset_files
@@ -26,6 +25,7 @@ from unifylab.world.shapes import knowledge as K
 from unifylab.world.shapes import language as L
 from unifylab.world.shapes import skills as S
 from unifylab.world.shapes.scene import Obj, Scene
+from unifylab.world.shapes.tasks import score_described
 
 
 def _transfer_cfg(**data: object):

@@ -301,9 +301,8 @@ def test_watch_ueg_asks_for_a_worked_out_time(cli: Cli, tmp_path: Path) -> None:
     assert code == 0, err
     results = json.loads((tmp_path / "results.json").read_text())["tasks"]
     assert all(results[t]["accuracy"]["value"] == 1.0 for t in ("watch_ueg", "watch_ueg_stepwise"))
-    shapes = TaskSpec(name="x", generator="watch_ueg", scorer="image")
-    with pytest.raises(UserError, match="needs a watch world"):
-        items(shapes, 1)
+    with pytest.raises(ValidationError, match="'watch_ueg' belongs to the watch world, but the task's world is shapes"):
+        TaskSpec(name="x", generator="watch_ueg", scorer="image")  # refused when the task loads, not at its items
 
 
 def test_later_probes_ask_for_the_time_after_the_hands_turn(cli: Cli, tmp_path: Path) -> None:
@@ -330,8 +329,8 @@ def test_later_probes_ask_for_the_time_after_the_hands_turn(cli: Cli, tmp_path: 
     assert (
         json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["watch_later_ask"]["accuracy"]["value"] < 0.1
     )
-    with pytest.raises(UserError, match="needs a watch world"):
-        items(TaskSpec(name="x", generator="watch_later_ask", scorer="exact"), 1)
+    with pytest.raises(ValidationError, match="'watch_later_ask' belongs to the watch world"):
+        TaskSpec(name="x", generator="watch_later_ask", scorer="exact")
     with pytest.raises(UserError, match="options.moves must list offsets"):
         spec = load_task("watch_later_draw")
         items(spec.model_copy(update={"options": {"moves": ["7 minutes"]}}), 1)

@@ -75,7 +75,7 @@ def response_entropy(
     images = [w.render(s) for s in scenes]
     prompts = [w.prompt(s, rng) for s in scenes]
     answers = model.generate_text([TextRequest(CAPTION_QUESTION, im) for im in images])
-    drawn = model.generate_images([ImageRequest.of(world, p, seed=i) for i, p in enumerate(prompts)])
+    drawn = model.generate_images([ImageRequest(p, world, seed=i) for i, p in enumerate(prompts)])
     reqs = {
         "text": [HiddenRequest("und", CAPTION_QUESTION, im, a) for im, a in zip(images, answers)],
         "image": [HiddenRequest("gen", p, im) for p, im in zip(prompts, drawn)],

@@ -129,10 +129,12 @@ def score_realunify(
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
     from unifylab.eval.models import load_judge, load_model, model_identity
     from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
+    from unifylab.world import DEFAULT, world_of_canvas
 
     items = load_realunify(data)[:limit]
+    world = world_of_canvas((DEFAULT, size, grid)).config  # RealUnify-format files are built on the default world
     m = load_model(model, device=device)
-    j = load_judge(judge, grid=grid, device=device)
+    j = load_judge(judge, world=world, device=device)
     folder = EvalFolder(out)
     with folder.lock(model_identity(model, m), force=force):
         if folder.results.is_file() and not force:
@@ -157,8 +159,7 @@ def score_realunify(
                 items,
                 out,
                 mode=mode,
-                size=size,
-                grid=grid,
+                world=world,
                 progress=lambda done, stage: bar.update(task, completed=done, description=f"realunify: {stage}"),
             )
         summary = summarise_realunify(records, released=compat)

@@ -66,7 +66,7 @@ def tokenizer_train_image(
     force: Force = False,
 ) -> None:
     """Build an image tokenizer for a world; vq is trained (with a progress bar) and measured on held-out renders."""
-    from unifylab.tokenize.build import build_image_tokenizer
+    from unifylab.train.image_tokenizer import build_image_tokenizer
 
     world_values = _world_options(
         world, size=size, grid=grid, min_objects=0, max_objects=max_objects, sizes=sizes, minute_step=minute_step

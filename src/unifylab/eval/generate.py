@@ -15,6 +15,7 @@ from unifylab.data.geneval import GenevalItem, OfficialLine, metadata_world, rea
 from unifylab.errors import UserError
 from unifylab.eval.protocol import ImageRequest, UnifiedModel
 from unifylab.io import read_json, save_png, write_text_atomic
+from unifylab.world import DEFAULT, world_of_canvas
 
 RECIPE = "recipe.json"
 
@@ -49,6 +50,7 @@ def generate_geneval(
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     lines = geneval_lines(metadata)
+    canvas = world_of_canvas((DEFAULT, size, grid)).config  # a line of no lab world is drawn on the default's canvas
     recipe = {
         "model": getattr(model, "name", type(model).__name__),
         "sampling": getattr(model, "fingerprint", {}),
@@ -72,10 +74,7 @@ def generate_geneval(
             path = folder / "samples" / f"{k:04d}.png"
             if not path.is_file():
                 seed = index * samples + k
-                if world is not None:  # a watch-world line is drawn on its own canvas
-                    request = ImageRequest.of(world, prompt, truth=scene, seed=seed)
-                else:
-                    request = ImageRequest(prompt, size, grid, truth=scene, seed=seed)
+                request = ImageRequest(prompt, world or canvas, truth=scene, seed=seed)
                 todo.append((path, request))
     for start in range(0, len(todo), batch):
         if progress is not None:

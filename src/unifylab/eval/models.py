@@ -9,6 +9,7 @@ from unifylab.errors import UserError
 from unifylab.eval.hf.base import FAMILIES
 from unifylab.eval.protocol import OracleModel, ParserJudge, RandomModel, UnifiedModel
 from unifylab.runtime import resolve_device
+from unifylab.world import WorldConfig
 
 HF_KINDS = ("hf", *FAMILIES)  # hf: the adapter is chosen from config.json's model_type
 
@@ -68,12 +69,12 @@ def model_identity(spec: str, model: UnifiedModel) -> dict[str, Any]:
     return {"model": where, **({"weights": weights} if weights else {})}
 
 
-def load_judge(spec: str, *, grid: int | None = None, device: str = "auto") -> ParserJudge | UnifiedModel:
-    """The yes/no judge of generated images: 'parser' (the exact shapes-world parser, reading `grid`),
+def load_judge(spec: str, *, world: WorldConfig, device: str = "auto") -> ParserJudge | UnifiedModel:
+    """The yes/no judge of generated images: 'parser' (the exact parser of `world`, the drawings' world),
     'hf-vlm:<path-or-id>' (any transformers image-text-to-text model, e.g. Qwen2.5-VL) or any model `load_model`
     takes."""
     if spec == "parser":
-        return ParserJudge(grid)
+        return ParserJudge(world)
     kind, _, target = spec.partition(":")
     if kind == "hf-vlm":
         if not target:

@@ -13,8 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world import render_scene, world_of
-from unifylab.world.shapes.canvas import ShapesConfig
+from unifylab.world import WorldConfig, render_scene, world_of
 
 
 @dataclass
@@ -41,24 +40,20 @@ class LoglikelihoodRequest:
 
 @dataclass
 class ImageRequest:
-    """Draw `prompt` on a `size` px canvas (editing `source` when given); `truth` satisfies it (oracle only).
-    `world`: the world config the drawing belongs to (None: the shapes world of `size` and `grid`)."""
+    """Draw `prompt` as an image of `world` (a world config: its canvas and what its parser reads), editing `source`
+    when given; `truth` satisfies it (oracle only)."""
 
     prompt: str
-    size: int = 32
-    grid: int = 3
+    world: WorldConfig
     source: np.ndarray | None = None
     truth: Any = None
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
-    world: Any = None
 
-    @classmethod
-    def of(cls, world: Any, prompt: str, **kwargs: Any) -> ImageRequest:
-        """A request to draw on a world config's canvas (the shapes world by size and grid, others by config)."""
-        if world.name == "shapes":
-            return cls(prompt, world.size, world.grid, **kwargs)
-        return cls(prompt, world.size, world=world, **kwargs)
+    @property
+    def size(self) -> int:
+        """The canvas side in pixels."""
+        return self.world.size
 
 
 @dataclass
@@ -143,34 +138,29 @@ class RandomModel:
     def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         out = []
         for r in requests:
-            cfg = r.world or ShapesConfig(size=r.size, grid=r.grid, min_objects=1, max_objects=min(4, r.grid**2))
-            world = world_of(cfg)
+            world = world_of(r.world)
             out.append(world.render(world.sample(self.rng)))
         return out
 
 
 class ParserJudge:
-    """An exact yes/no judge for shapes-world images: parses the image and answers verification questions.
-
-    It can judge RealUnify-format UEG files built on this world; questions it cannot read get 'unknown'.
-    """
+    """An exact yes/no judge for a world's images: parses the image and answers the verification questions the
+    world reads (`World.verify`), so it can judge RealUnify-format UEG files built on that world; questions it
+    cannot read get 'unknown'."""
 
     name = "parser"
 
-    def __init__(self, grid: int | None = None) -> None:
-        self.grid = grid
+    def __init__(self, world: WorldConfig) -> None:
+        self.world = world_of(world)
 
     def generate_text(self, requests: list[TextRequest]) -> list[str]:
-        from unifylab.eval.reasoning import verify
-        from unifylab.world.shapes.parse import parse
-
         out = []
         for r in requests:
             if r.image is None:
                 out.append("unknown")
                 continue
             try:
-                out.append(verify(parse(r.image, self.grid), r.prompt))
+                out.append(self.world.verify(self.world.parse(r.image[None])[0], r.prompt))
             except ValueError:
                 out.append("unknown")
         return out

@@ -39,6 +39,7 @@ from unifylab.io import (
     save_png,
     write_jsonl,
 )
+from unifylab.world import WorldConfig
 
 
 @dataclass
@@ -196,8 +197,7 @@ def run_realunify(
     out: Path,
     *,
     mode: str = "direct",
-    size: int = 32,
-    grid: int = 3,
+    world: WorldConfig,
     progress: Callable[[int, str], None] = lambda done, stage: None,
 ) -> list[dict[str, Any]]:
     """Score every item; writes out/realunify.jsonl (with reasons) and the drawn images; returns the records.
@@ -213,7 +213,7 @@ def run_realunify(
             progress(0, "rewriting UEG prompts")
             prompts = model.generate_text([TextRequest(p, mode="rewrite", max_tokens=96) for p in prompts])
         progress(0, "drawing UEG images")
-        images = model.generate_images([ImageRequest(p, size, grid, seed=k) for k, p in enumerate(prompts)])
+        images = model.generate_images([ImageRequest(p, world, seed=k) for k, p in enumerate(prompts)])
         progress(0, "judging UEG images")
         asks = [
             TextRequest(q["question"], np.asarray(im, np.uint8)) for it, im in zip(ueg, images) for q in it.questions
@@ -248,7 +248,7 @@ def run_realunify(
         if mode == "stepwise":
             progress(len(ueg), "drawing GEU images")
             shown = model.generate_images(
-                [ImageRequest(it.prompt, size, grid, source=im, seed=k) for k, (it, im) in enumerate(zip(geu, shown))]
+                [ImageRequest(it.prompt, world, source=im, seed=k) for k, (it, im) in enumerate(zip(geu, shown))]
             )
         prompts = [mc_prompt(it.prompt, it.options) if it.options else it.prompt for it in geu]
         progress(len(ueg), "answering GEU items")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
@@ -19,10 +18,9 @@ from unifylab.config import FileName, Seed, build, load_yaml, named_file, packag
 from unifylab.data.forms import TASKS as TRAINING_TASKS
 from unifylab.errors import UserError
 from unifylab.eval import generators as G
-from unifylab.eval import probes as P
 from unifylab.eval import scorers as Sc
 from unifylab.eval.generators import Item
-from unifylab.world import WorldConfig, default_config, world_of
+from unifylab.world import CLASSES, WorldConfig, default_config, world_of
 
 
 class TaskOptions(TypedDict, total=False):
@@ -75,6 +73,12 @@ class TaskSpec(BaseModel):
             raise ValueError(f"generator {self.generator!r} unknown; expected one of {', '.join(GENERATORS)}")
         if self.scorer not in SCORERS:
             raise ValueError(f"scorer {self.scorer!r} unknown; expected one of {', '.join(SCORERS)}")
+        for part in (self.generator, self.scorer):
+            if OWNER.get(part, self.world.name) != self.world.name:
+                raise ValueError(
+                    f"{part!r} belongs to the {OWNER[part]} world, but the task's world is {self.world.name}; "
+                    f"set world: {{name: {OWNER[part]}}} or use a generator and scorer of the {self.world.name} world"
+                )
         if self.scorer not in FITS[self.generator]:
             raise ValueError(
                 f"scorer {self.scorer!r} cannot score the items of generator {self.generator!r}; use "
@@ -86,57 +90,52 @@ class TaskSpec(BaseModel):
         return self
 
 
-# every item generator and scorer by name: a task's `generator` and `scorer`
-GENERATORS: dict[str, Callable[[TaskSpec, int], Item]] = {
-    "caption": G.gen_caption,
-    "vqa": G.gen_vqa,
-    "mc": G.gen_mc,
-    "t2i": G.gen_t2i,
-    "geneval": G.gen_geneval,
-    "ueg": G.gen_ueg,
-    "watch_ueg": G.gen_watch_ueg,
-    "watch_later_ask": P.gen_watch_later_ask,
-    "watch_later_draw": P.gen_watch_later_draw,
-    "geu": G.gen_geu,
-    "facts_draw": P.gen_facts_draw,
-    "facts_ask": P.gen_facts_ask,
-    "self_consistency": G.gen_self_consistency,
-    "moves_ask": P.gen_moves_ask,
-    "moves_draw": P.gen_moves_draw,
-}
+def _merged() -> tuple[
+    dict[str, Callable[..., Any]],
+    dict[str, Callable[..., Any]],
+    dict[str, tuple[str, ...]],
+    dict[str, str],
+    frozenset[str],
+]:
+    """The generic generators and scorers with every registered world's own (`World.tasks`): generators and scorers
+    by name, the scorers that fit each generator, each world-owned name's world, and the partial-credit scorers."""
+    generators: dict[str, Callable[..., Any]] = {
+        "caption": G.gen_caption,
+        "vqa": G.gen_vqa,
+        "t2i": G.gen_t2i,
+        "geneval": G.gen_geneval,
+    }
+    scorers: dict[str, Callable[..., Any]] = {
+        "exact": Sc.score_exact,
+        "caption": Sc.score_caption,
+        "mc": Sc.score_mc,
+        "image": Sc.score_image,
+    }
+    fits: dict[str, tuple[str, ...]] = {
+        "caption": ("caption",),
+        "vqa": ("exact",),
+        "t2i": ("image",),
+        "geneval": ("image",),
+    }
+    owner: dict[str, str] = {}
+    graded: set[str] = set()
+    for name, cls in CLASSES.items():
+        own = cls.tasks()
+        if clash := (own.generators.keys() & generators.keys()) | (own.scorers.keys() & scorers.keys()):
+            raise RuntimeError(f"world {name} registers generators or scorers whose names are taken: {sorted(clash)}")
+        generators |= own.generators
+        scorers |= own.scorers
+        owner |= dict.fromkeys([*own.generators, *own.scorers], name)
+        for gen, fit in own.fits.items():
+            fits[gen] = fits.get(gen, ()) + fit
+        graded |= own.graded
+    return generators, scorers, fits, owner, frozenset(graded)
 
 
-SCORERS: dict[str, Callable[[Item, list[str], list[np.ndarray]], tuple[float, list[str]]]] = {
-    "exact": Sc.score_exact,
-    "caption": Sc.score_caption,
-    "mc": Sc.score_mc,
-    "image": Sc.score_image,
-    "verify": Sc.score_verify,
-    "caption_cells": Sc.score_caption_cells,
-    "image_cells": Sc.score_image_cells,
-    "image_strict": Sc.score_image_strict,
-    "described": Sc.score_described,
-    "consistent": Sc.score_consistent,
-}
-# generator -> the scorers that read what its items hold (their targets, requests and meta)
-FITS: dict[str, tuple[str, ...]] = {
-    "caption": ("caption", "caption_cells"),
-    "vqa": ("exact",),
-    "mc": ("mc",),
-    "t2i": ("image", "image_strict", "image_cells"),
-    "geneval": ("image", "image_strict"),
-    "ueg": ("verify",),
-    "watch_ueg": ("image",),
-    "watch_later_ask": ("exact",),
-    "watch_later_draw": ("image",),
-    "geu": ("mc",),
-    "facts_draw": ("image", "image_strict", "image_cells"),
-    "facts_ask": ("exact", "described"),
-    "self_consistency": ("consistent",),
-    "moves_ask": ("exact",),
-    "moves_draw": ("image", "image_strict"),
-}
-GRADED = frozenset({"caption_cells", "image_cells"})  # partial-credit scorers: no chance level from answer spaces
+# every item generator and scorer by name (a task's `generator` and `scorer`), the scorers that read what each
+# generator's items hold, the world that owns a world's own generator or scorer, and the partial-credit scorers
+# (no chance level from answer spaces)
+GENERATORS, SCORERS, FITS, OWNER, GRADED = _merged()
 
 
 def task_files() -> dict[str, Path]:

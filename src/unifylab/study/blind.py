@@ -1,7 +1,7 @@
 """The blind baseline: the best a model can do without looking, estimated on a run's own training data.
 
 Understanding: the answer given most often in training to the same question, else to questions of the same template
-(colour and shape words masked), else to any question; a multiple-choice prompt picks the option that answer
+(the world's attribute words masked), else to any question; a multiple-choice prompt picks the option that answer
 favours. Generation: the most common training image, whatever the prompt. A task that a trained model does not beat
 by a clear margin is answered from priors, not from the image (or the prompt).
 """
@@ -21,16 +21,13 @@ from unifylab.eval.task_registry import TaskSpec
 from unifylab.train.config import TrainConfig
 from unifylab.train.data import SceneSource
 from unifylab.world import CAPTION_QUESTION, describe_canvas
-from unifylab.world.shapes import canvas as W
-from unifylab.world.shapes import language as L
 
-_WORDS = re.compile(r"\b(" + "|".join(list(W.COLORS) + list(W.SHAPES) + [L.plural(s) for s in W.SHAPES]) + r")\b")
 _MC = re.compile(r"^(.*) A\. (.*) B\. (.*) C\. (.*) D\. (.*) answer with a letter\.$")
 
 
-def template(question: str) -> str:
-    """The question with its colour and shape words masked: 'is there a red ring?' -> 'is there a _ _?'."""
-    return _WORDS.sub("_", question)
+def template(question: str, words: re.Pattern[str]) -> str:
+    """The question with its attribute `words` masked: 'is there a red ring?' -> 'is there a _ _?'."""
+    return words.sub("_", question)
 
 
 class BlindModel:
@@ -41,6 +38,7 @@ class BlindModel:
     def __init__(self, cfg: TrainConfig, n: int = 20_000) -> None:
         source = SceneSource(cfg)
         world = self.source_world = source.world
+        self.words = re.compile(r"\b(" + ("|".join(map(re.escape, world.attribute_words)) or "(?!)") + r")\b")
         self.by_question: dict[str, Counter[str]] = {}
         self.by_template: dict[str, Counter[str]] = {}
         self.overall: Counter[str] = Counter()
@@ -50,7 +48,7 @@ class BlindModel:
         for i in range(n):
             scene, _, rng = source.get("train", i)
             qa = world.sample_qa(scene, rng)
-            for table, key in ((self.by_question, qa.question), (self.by_template, template(qa.question))):
+            for table, key in ((self.by_question, qa.question), (self.by_template, template(qa.question, self.words))):
                 table.setdefault(key, Counter())[qa.answer] += 1
             self.overall[qa.answer] += 1
             captions[world.caption(scene, rng)] += 1
@@ -67,7 +65,7 @@ class BlindModel:
         }
 
     def _prior(self, question: str) -> Counter[str]:
-        return self.by_question.get(question) or self.by_template.get(template(question)) or self.overall
+        return self.by_question.get(question) or self.by_template.get(template(question, self.words)) or self.overall
 
     def _answer(self, prompt: str) -> str:
         if prompt == CAPTION_QUESTION:
@@ -89,7 +87,7 @@ class BlindModel:
     def generate_images(self, requests: list[ImageRequest]) -> list[np.ndarray]:
         out = []
         for r in requests:
-            asked = r.world.canvas if r.world is not None else ("shapes", r.size, r.grid)
+            asked = r.world.canvas
             if asked != self.source_world.config.canvas:
                 raise UserError(
                     f"blind baseline: an image request for the {describe_canvas(asked)}, but its training world is "

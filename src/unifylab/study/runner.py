@@ -271,7 +271,7 @@ def run_study(
     check_runs(runs, out, force=force)
     if vq_folder is not None and not (vq_folder / "model.safetensors").is_file():
         from unifylab.config import build
-        from unifylab.tokenize.train_vq import VQTrainConfig, save_trained, train_vq
+        from unifylab.train.vq import VQTrainConfig, save_trained, train_vq
 
         console.print("training the vq image tokenizer")
         vcfg = build(VQTrainConfig, preset.vq, f"preset {preset.name}: vq")

@@ -66,6 +66,18 @@ def scene_of_line(d: dict[str, Any], where: str, parse: Callable[[Any], Any]) ->
         raise UserError(f"{where}.scene: {e}") from None
 
 
+@dataclass(frozen=True)
+class WorldTasks:
+    """A world's own evaluation tasks: item generators and scorers by name (beside the generic ones), the scorers
+    that fit each generator (generic generators included: its grammar may score them too), and which of its scorers
+    give partial credit."""
+
+    generators: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    scorers: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    fits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    graded: frozenset[str] = frozenset()
+
+
 class World(ABC):
     """What the lab needs of a world, for one config of it."""
 
@@ -74,6 +86,7 @@ class World(ABC):
     scene_class: ClassVar[type]  # the exact ground truth of one image
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
     qa_kinds: ClassVar[tuple[str, ...]]  # the kinds of question `sample_qa` asks
+    attribute_words: ClassVar[tuple[str, ...]]  # the words its questions name attributes with ('red', 'rings')
     geneval_tags: ClassVar[tuple[str, ...]]  # the world's GenEval-style tasks
     geneval_classes: ClassVar[tuple[str, ...]]  # the classes its GenEval lines name
     reads_folders: ClassVar[bool]  # whether `data.source: folder` (a `world sample` folder) can train on it
@@ -190,6 +203,23 @@ class World(ABC):
     @abstractmethod
     def check_pair(self, pair: tuple[str, str]) -> None:
         """Raise ValueError when `pair` is no composition of this world."""
+
+    @staticmethod
+    def verify(scene: Any, question: str) -> str:
+        """The exact yes/no answer of a verification question ('is there a red ring at row 1, column 2?') on a
+        (parsed) scene; ValueError for a question the world does not read (by default it reads none)."""
+        raise ValueError(f"not a verification question this world reads: {question!r}")
+
+    @staticmethod
+    def tasks() -> WorldTasks:
+        """The world's own evaluation tasks (none by default); imported when the task registry asks, since they
+        build on eval's items."""
+        return WorldTasks()
+
+    @staticmethod
+    def exact_target(scene: Any) -> dict[str, Any]:
+        """What `check_target` reads to pass exactly this scene drawn (by default the scene's JSON form)."""
+        return scene.to_dict()
 
     def exact_tokenizer(self) -> Any:
         """The oracle image tokenizer: encoding a clean render and decoding it gives back the same bytes."""

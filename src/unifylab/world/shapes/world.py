@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from unifylab.world.base import QA, Nuisance, Verdict, World, scene_of_line
+from unifylab.world.base import QA, Nuisance, Verdict, World, WorldTasks, scene_of_line
 from unifylab.world.shapes import geneval as G
 from unifylab.world.shapes import knowledge as K
 from unifylab.world.shapes import language as L
+from unifylab.world.shapes import reasoning as R
 from unifylab.world.shapes import skills as S
 from unifylab.world.shapes.canvas import COLORS, SHAPES, ShapesConfig, render, sample_scene, sample_scenes
 from unifylab.world.shapes.parse import parse, parse_batch
@@ -23,6 +24,7 @@ class ShapesWorld(World):
     scene_class = Scene
     default_holdout = (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("ring", "yellow"))
     qa_kinds = L.QA_KINDS
+    attribute_words = (*COLORS, *SHAPES, *(L.plural(s) for s in SHAPES))
     geneval_tags = G.TAGS
     geneval_classes = SHAPES
     reads_folders = True
@@ -90,6 +92,20 @@ class ShapesWorld(World):
 
     def check_target(self, parsed: Scene, target: dict[str, Any]) -> Verdict:
         return L.satisfies(parsed, L.Spec.from_dict(target))
+
+    @staticmethod
+    def exact_target(scene: Scene) -> dict[str, Any]:
+        return L.Spec.exact(scene).to_dict()
+
+    @staticmethod
+    def verify(scene: Scene, question: str) -> str:
+        return R.verify(scene, question)
+
+    @staticmethod
+    def tasks() -> WorldTasks:
+        from unifylab.world.shapes.tasks import TASKS
+
+        return TASKS
 
     def pairs(self, scene: Scene) -> set[tuple[str, str]]:
         return {(o.shape, o.color) for o in scene.objects}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from unifylab.errors import UserError
-from unifylab.world.base import QA, Nuisance, Verdict, World, scene_of_line
+from unifylab.world.base import QA, Nuisance, Verdict, World, WorldTasks, scene_of_line
 from unifylab.world.watch import face as F
 from unifylab.world.watch import geneval as WS
 from unifylab.world.watch import language as WL
@@ -22,6 +22,7 @@ class WatchWorld(World):
     scene_class = WatchScene
     default_holdout = (("sun", "blue"), ("rain", "red"), ("cloud", "green"))
     qa_kinds = WL.QA_KINDS
+    attribute_words = (*F.FACES, *F.WEATHER)
     geneval_tags = WS.TAGS
     geneval_classes = WS.CLASSES
     reads_folders = False
@@ -109,6 +110,12 @@ class WatchWorld(World):
         if "include" in target:
             return WS.satisfies(parsed, WS.WatchSpec.from_dict(target))
         return self.check(parsed, self.scene_from_dict(target))
+
+    @staticmethod
+    def tasks() -> WorldTasks:
+        from unifylab.world.watch.tasks import TASKS
+
+        return TASKS
 
     def pairs(self, scene: WatchScene) -> set[tuple[str, str]]:
         return {(scene.weather, scene.face)}

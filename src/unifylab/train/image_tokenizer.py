@@ -12,7 +12,7 @@ from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.io import atomic_folder, write_text_atomic
 from unifylab.tokenize.image import image_tokenizer, tokenizer_kinds
-from unifylab.tokenize.train_vq import METRICS, VQTrainConfig, oracle_metrics, save_trained, train_vq
+from unifylab.train.vq import METRICS, VQTrainConfig, oracle_metrics, save_trained, train_vq
 from unifylab.world import WorldChoice
 
 CONTEXT = "tokenizer train-image options"
