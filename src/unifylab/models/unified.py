@@ -35,6 +35,7 @@ from unifylab.models.flow import (
     training_draws,
     velocity,
 )
+from unifylab.models.masks import block_causal, causal_mask, segment_index
 from unifylab.tokenize.sequence import FLOW, IGNORE, IMAGE
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
@@ -194,7 +195,7 @@ class UnifiedTransformer(nn.Module):
         """
         b, n = modality.shape
         if segments is not None:
-            idx = _segment_index(segments)
+            idx = segment_index(segments)
         elif attention_mask is None:
             idx = torch.arange(start, start + n, device=modality.device).expand(b, n)
         else:
@@ -304,7 +305,7 @@ class UnifiedTransformer(nn.Module):
         if positions is None:
             positions = self.positions(modality, pos2d, attention_mask, start, segments)
         rope = self.rotary(positions)
-        mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else _block_causal(segments)
+        mask = causal_mask(attention_mask, n, start, input_ids.device) if segments is None else block_causal(segments)
         if flow is not None and bool(flow.any()):
             mask = flow_mask(mask, flow, start, segments)
         route = modality if self.cfg.backbone == "mot" else None
@@ -342,21 +343,6 @@ class UnifiedTransformer(nn.Module):
         if layers is not None:
             layers.extend(deep)
         return out
-
-    @staticmethod
-    def _mask(attention_mask: torch.Tensor | None, n: int, start: int, device: torch.device) -> torch.Tensor | None:
-        """Boolean [B, 1, n, start + n] mask, or None when plain causal attention (or a single query) suffices."""
-        if attention_mask is None and (start == 0 or n == 1):
-            return None
-        total = start + n
-        causal = torch.ones(n, total, dtype=torch.bool, device=device).tril(start)
-        if attention_mask is None:
-            return causal[None, None]
-        keys = attention_mask[:, :total].bool()
-        mask = causal[None] & keys[:, None, :]
-        q = torch.arange(n, device=device)
-        mask[:, q, start + q] = True  # a padding query attends to itself, so no row is empty (NaN-free)
-        return mask[:, None]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the whole vocabulary (text ids, then image ids)."""
@@ -476,19 +462,3 @@ def greedy_hits(logits: torch.Tensor, targets: torch.Tensor, n_text: int) -> tor
         return text == targets
     pred = torch.where(targets >= n_text, logits[..., n_text:].argmax(-1) + n_text, text)
     return pred == targets
-
-
-def _segment_index(segments: torch.Tensor) -> torch.Tensor:
-    """Each token's offset within its segment (a run of equal ids along the row)."""
-    n = segments.shape[1]
-    ar = torch.arange(n, device=segments.device).expand_as(segments)
-    new = torch.ones_like(segments, dtype=torch.bool)
-    new[:, 1:] = segments[:, 1:] != segments[:, :-1]
-    return ar - torch.where(new, ar, torch.zeros_like(ar)).cummax(1).values
-
-
-def _block_causal(segments: torch.Tensor) -> torch.Tensor:
-    """Boolean [B, 1, L, L]: causal attention that never crosses a segment boundary."""
-    n = segments.shape[1]
-    causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
-    return (causal & (segments[:, :, None] == segments[:, None, :]))[:, None]
