@@ -17,7 +17,8 @@ from unifylab import __version__
 from unifylab.config import build
 from unifylab.errors import UserError
 from unifylab.io import read_folder_config, save_tensors, write_text_atomic
-from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.models.config import ModelConfig
+from unifylab.models.unified import UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, load_image_tokenizer
 from unifylab.tokenize.sequence import Tokenizers
 from unifylab.tokenize.text import TextTokenizer

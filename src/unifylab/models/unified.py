@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unifylab.models.blocks import Block, KVCache, RMSNorm, Rotary
+from unifylab.models.config import ModelConfig
 from unifylab.models.flow import (
-    PREDICT,
-    SOLVER,
-    STEPS,
     WEIGHT,
     TimeEmbedding,
     flow_mask,
@@ -38,150 +35,13 @@ from unifylab.models.flow import (
     training_draws,
     velocity,
 )
+from unifylab.models.masks import block_causal, causal_mask, segment_index
 from unifylab.tokenize.sequence import FLOW, IGNORE, IMAGE
 from unifylab.tokenize.text import SPECIAL_TOKENS
 
 UND, GEN = 0, 1  # branches
 TASK_BRANCH = {"<und>": UND, "<rewrite>": UND, "<gen>": GEN, "<edit>": GEN}
-FLOW_FIELDS = (
-    "flow_weight",
-    "flow_steps",
-    "flow_solver",
-    "flow_guidance",
-    "flow_predict",
-)  # settings of image_output 'flow' only
 RESIDUAL_OUT = tuple(f"{m}.experts.{e}{leaf}" for m, leaf in (("attn.out", ""), ("mlp", ".down")) for e in (0, 1))
-
-
-class ModelArgs(BaseModel):
-    """The architecture a training config chooses (`model:` in config.yaml), validated when it loads; ModelConfig
-    adds what the tokenizers decide."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dim: int = Field(128, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(4, ge=1)
-    mlp_hidden: int | None = Field(None, description="SwiGLU width; default 8/3 * dim rounded up to 16")
-    max_len: int = Field(256, ge=2)
-    backbone: Literal["shared", "fork", "mot"] = "shared"
-    fork_layer: int | None = Field(None, description="fork: first layer that is duplicated per branch")
-    output_heads: Literal["shared", "split"] = "shared"
-    rope: Literal["1d", "2d"] = "1d"
-    image_pos: bool = Field(
-        False,
-        description="add a learned (row, column) embedding (zero at init) to every image "
-        "input token, so each carries the cell it shows (rotary positions alone give offsets)",
-    )
-    image_output: Literal["tokens", "flow"] = Field(
-        "tokens",
-        description="draw images as discrete tokens (next-token loss) or as continuous patches by flow matching "
-        "inside the sequence (needs a continuous generation tokenizer: tokenizers.image patch)",
-    )
-    flow_weight: float | None = Field(
-        None, gt=0, description="flow: weight of an image patch's velocity loss against a text token's (None: 1)"
-    )
-    flow_steps: int | None = Field(None, ge=1, description="flow: integration steps when sampling (None: 20)")
-    flow_solver: Literal["euler", "heun"] | None = Field(None, description="flow: ODE solver (None: heun)")
-    flow_guidance: float | None = Field(
-        None,
-        ge=0,
-        description="flow: the classifier-free guidance scale the model draws with unless an evaluation names one "
-        "(None: 1, unguided; needs data.cfg_dropout > 0)",
-    )
-    flow_predict: Literal["image", "velocity"] | None = Field(
-        None, description="flow: what the head predicts, the clean patches or the velocity (None: image)"
-    )
-    init_std: float | None = Field(
-        None,
-        gt=0,
-        description="None: scaled to width (embeddings N(0, 1), each "
-        "Linear N(0, 1/fan_in)); a number: that std everywhere (0.02 is GPT-2's, tuned for "
-        "width 768)",
-    )
-
-    @model_validator(mode="after")
-    def _check_args(self) -> ModelArgs:
-        if self.dim % self.heads or (self.dim // self.heads) % 8:
-            raise ValueError(f"dim {self.dim} / heads {self.heads} must give a head width that is a multiple of 8")
-        if self.backbone == "fork":
-            if self.fork_layer is None or not 0 <= self.fork_layer <= self.layers:
-                raise ValueError(f"backbone 'fork' needs fork_layer in 0..{self.layers}, got {self.fork_layer}")
-        elif self.fork_layer is not None:
-            raise ValueError(f"fork_layer is only used with backbone 'fork' (backbone is {self.backbone!r})")
-        if self.image_output == "tokens":
-            given = [k for k in FLOW_FIELDS if getattr(self, k) is not None]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)} apply to image_output 'flow' only; drop them or set model.image_output=flow"
-                )
-        return self
-
-    @property
-    def flow_sampler(self) -> tuple[int, str]:
-        """flow: the integration steps and solver a sample uses unless told otherwise (the config's, else the
-        defaults of `models.flow`)."""
-        return self.flow_steps or STEPS, self.flow_solver or SOLVER
-
-    @property
-    def guidance(self) -> float:
-        """The guidance scale the model draws with unless told otherwise (flow_guidance, else 1)."""
-        return 1.0 if self.flow_guidance is None else self.flow_guidance
-
-    @property
-    def predicts(self) -> str:
-        """flow: what the head predicts ('image' or 'velocity'), the config's or the default."""
-        return self.flow_predict or PREDICT
-
-    @property
-    def trunk_layers(self) -> int:
-        """Layers every token goes through (below the fork; all of them unless the backbone forks)."""
-        return self.fork_layer if self.backbone == "fork" else self.layers
-
-
-class ModelConfig(ModelArgs):
-    """Architecture of a UnifiedTransformer (saved as config.json): the chosen ModelArgs and the vocabularies and
-    image grids of its tokenizers."""
-
-    n_text: int = Field(ge=len(SPECIAL_TOKENS), description="text vocabulary (ids 0..n_text-1)")
-    n_image: int = Field(ge=0, description="image codes (ids n_text..n_text+n_image-1); 0 when none is read or drawn")
-    flow_dim: int | None = Field(None, description="flow: width of an output image's continuous patches")
-    image_grid: tuple[int, int] = Field(description="image tokens per side (rows, cols) of generated images")
-    image_input: Literal["tokens", "patch"] = "tokens"
-    patch_dim: int | None = Field(None, description="patch: width of the continuous input features")
-    input_grid: tuple[int, int] | None = Field(
-        None, description="token grid of understanding inputs when they differ from image_grid (patch input)"
-    )
-    rope_theta: float = 10000.0
-
-    @model_validator(mode="after")
-    def _check(self) -> ModelConfig:
-        if self.image_input == "patch" and not self.patch_dim:
-            raise ValueError("image_input 'patch' needs patch_dim (the patch tokenizer's feature_dim)")
-        if self.image_input == "patch" and self.image_pos and not self.input_grid:
-            raise ValueError("image_input 'patch' with image_pos needs input_grid (the patch tokenizer's token_grid)")
-        if self.image_output == "flow" and not self.flow_dim:
-            raise ValueError("image_output 'flow' needs flow_dim (the generation tokenizer's feature_dim)")
-        if self.image_output == "tokens" and self.n_image < 1:
-            raise ValueError("image_output 'tokens' needs n_image >= 1 (the generation tokenizer's vocabulary)")
-        return self
-
-    @property
-    def vocab_size(self) -> int:
-        return self.n_text + self.n_image
-
-    @property
-    def hidden(self) -> int:
-        return self.mlp_hidden or 16 * math.ceil(8 * self.dim / 3 / 16)
-
-    @property
-    def pos_cells(self) -> int:
-        """Rows of the row and column embedding tables: the longest side of any image grid the model reads."""
-        return max(*self.image_grid, *(self.input_grid or self.image_grid))
-
-    @property
-    def image_tokens(self) -> int:
-        return self.image_grid[0] * self.image_grid[1]
 
 
 class LossResult(NamedTuple):
@@ -335,7 +195,7 @@ class UnifiedTransformer(nn.Module):
         """
         b, n = modality.shape
         if segments is not None:
-            idx = _segment_index(segments)
+            idx = segment_index(segments)
         elif attention_mask is None:
             idx = torch.arange(start, start + n, device=modality.device).expand(b, n)
         else:
@@ -445,7 +305,7 @@ class UnifiedTransformer(nn.Module):
         if positions is None:
             positions = self.positions(modality, pos2d, attention_mask, start, segments)
         rope = self.rotary(positions)
-        mask = self._mask(attention_mask, n, start, input_ids.device) if segments is None else _block_causal(segments)
+        mask = causal_mask(attention_mask, n, start, input_ids.device) if segments is None else block_causal(segments)
         if flow is not None and bool(flow.any()):
             mask = flow_mask(mask, flow, start, segments)
         route = modality if self.cfg.backbone == "mot" else None
@@ -483,21 +343,6 @@ class UnifiedTransformer(nn.Module):
         if layers is not None:
             layers.extend(deep)
         return out
-
-    @staticmethod
-    def _mask(attention_mask: torch.Tensor | None, n: int, start: int, device: torch.device) -> torch.Tensor | None:
-        """Boolean [B, 1, n, start + n] mask, or None when plain causal attention (or a single query) suffices."""
-        if attention_mask is None and (start == 0 or n == 1):
-            return None
-        total = start + n
-        causal = torch.ones(n, total, dtype=torch.bool, device=device).tril(start)
-        if attention_mask is None:
-            return causal[None, None]
-        keys = attention_mask[:, :total].bool()
-        mask = causal[None] & keys[:, None, :]
-        q = torch.arange(n, device=device)
-        mask[:, q, start + q] = True  # a padding query attends to itself, so no row is empty (NaN-free)
-        return mask[:, None]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the whole vocabulary (text ids, then image ids)."""
@@ -617,19 +462,3 @@ def greedy_hits(logits: torch.Tensor, targets: torch.Tensor, n_text: int) -> tor
         return text == targets
     pred = torch.where(targets >= n_text, logits[..., n_text:].argmax(-1) + n_text, text)
     return pred == targets
-
-
-def _segment_index(segments: torch.Tensor) -> torch.Tensor:
-    """Each token's offset within its segment (a run of equal ids along the row)."""
-    n = segments.shape[1]
-    ar = torch.arange(n, device=segments.device).expand_as(segments)
-    new = torch.ones_like(segments, dtype=torch.bool)
-    new[:, 1:] = segments[:, 1:] != segments[:, :-1]
-    return ar - torch.where(new, ar, torch.zeros_like(ar)).cummax(1).values
-
-
-def _block_causal(segments: torch.Tensor) -> torch.Tensor:
-    """Boolean [B, 1, L, L]: causal attention that never crosses a segment boundary."""
-    n = segments.shape[1]
-    causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
-    return (causal & (segments[:, :, None] == segments[:, None, :]))[:, None]

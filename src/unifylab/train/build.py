@@ -7,7 +7,8 @@ import torch
 
 from unifylab.config import build
 from unifylab.errors import UserError
-from unifylab.models.unified import ModelConfig, UnifiedTransformer
+from unifylab.models.config import ModelConfig
+from unifylab.models.unified import UnifiedTransformer
 from unifylab.tokenize.image import ImageTokenizer, image_tokenizer
 from unifylab.tokenize.permuted import PermutedTokenizer
 from unifylab.tokenize.sequence import Tokenizers

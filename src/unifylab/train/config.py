@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from unifylab.config import Seed, build, load_yaml, parse_yaml
 from unifylab.data.forms import FACT_TASKS, MOVE_TASKS, TASKS
 from unifylab.errors import UserError
-from unifylab.models.unified import ModelArgs
+from unifylab.models.config import ModelArgs
 from unifylab.world import World, WorldConfig, default_config, world_of
 
 MAX_STEPS = 10_000_000  # optimiser steps: weeks of a fast GPU on the smallest model; more is a typo
