@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from unifylab.errors import UserError
 from unifylab.models.blocks import KVCache
 from unifylab.models.flow import SOLVERS
 from unifylab.models.flow import velocity as velocity_of
@@ -94,8 +95,9 @@ class _Decoder:
         b, lp = len(prefixes), max(len(p) for p in prefixes)
         total = lp + new_tokens
         if total > model.cfg.max_len:
-            raise ValueError(
-                f"prefix ({lp}) + new tokens ({new_tokens}) exceed the model's max_len {model.cfg.max_len}"
+            raise UserError(
+                f"a prompt of {lp} tokens and {new_tokens} new tokens exceed the model's max_len {model.cfg.max_len}; "
+                "evaluate a model trained with a larger model.max_len (or a task asking for shorter replies)"
             )
         self.ids = torch.zeros(b, total, dtype=torch.long, device=dev)
         self.mod = torch.full((b, total), TEXT, dtype=torch.long, device=dev)

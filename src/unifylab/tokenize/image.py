@@ -1,7 +1,7 @@
 """What every image tokenizer shares: input checks, token-grid positions, the folder format and the registry.
 
-A tokenizer folder holds `config.json` with `"kind"` (`vq`, `grid`, `attributes`, `patch` or `permuted`) and
-whatever weights that kind needs.
+A tokenizer folder holds `config.json` with `"kind"` (`vq`, `patch`, `permuted` or a world's exact kind: `grid`,
+`attributes`) and whatever weights that kind needs.
 """
 
 from __future__ import annotations
@@ -109,16 +109,16 @@ def read_config(folder: Path) -> dict[str, Any]:
 def image_tokenizer(
     spec: str, *, world: Any, patch: int = 4, source: str = "pixels", vq: Path | None = None
 ) -> ImageTokenizer:
-    """The one factory of image tokenizers for a world config: its exact oracle ('grid' on the shapes world,
-    'attributes' on the watch world), 'patch' (continuous `patch` px patches of the pixels, or with source 'vq' the
-    features of the vq tokenizer saved in `vq`) or a folder saved with `save_pretrained`, which must be for the
-    world's image size."""
+    """The one factory of image tokenizers for a world config: its exact oracle (by its kind: 'grid' on the
+    shapes world, 'attributes' on the watch world), 'patch' (continuous `patch` px patches of the pixels, or with
+    source 'vq' the features of the vq tokenizer saved in `vq`) or a folder saved with `save_pretrained`, which
+    must be for the world's image size."""
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.vq import VQTokenizer
     from unifylab.world import world_of
 
     size = world.size
-    if spec in ("grid", "attributes"):
+    if spec in exact_kinds():
         exact = world_of(world).exact_tokenizer()
         if exact.kind != spec:
             raise UserError(
@@ -138,6 +138,13 @@ def image_tokenizer(
     if tok.size != size:
         raise UserError(f"tokenizers: {spec} is for {tok.size} px images but world.size is {size}")
     return tok
+
+
+def exact_kinds() -> set[str]:
+    """The kinds of the registered worlds' exact tokenizers (a config names them, not a folder)."""
+    from unifylab.world import CLASSES
+
+    return {w.tokenizer_class().kind for w in CLASSES.values()}
 
 
 def tokenizer_kinds() -> dict[str, type[ImageTokenizer]]:

@@ -13,6 +13,7 @@ from unifylab.config import Seed, build, load_yaml, parse_yaml
 from unifylab.data.forms import FACT_TASKS, MOVE_TASKS, TASKS
 from unifylab.errors import UserError
 from unifylab.models.config import ModelArgs
+from unifylab.tokenize.image import exact_kinds
 from unifylab.world import World, WorldConfig, default_config, world_of
 
 MAX_STEPS = 10_000_000  # optimiser steps: weeks of a fast GPU on the smallest model; more is a typo
@@ -323,9 +324,6 @@ def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-TOKENIZER_KINDS = ("grid", "attributes", "patch")  # tokenizers.image / und_image values that name no folder
-
-
 def resolve_paths(cfg: TrainConfig, root: Path | None) -> TrainConfig:
     """`cfg` with its relative folder paths (init_from, text and image tokenizer folders) read against `root`: a
     study's run configs name them relative to the study folder, so they hold on every machine that mounts it
@@ -334,7 +332,7 @@ def resolve_paths(cfg: TrainConfig, root: Path | None) -> TrainConfig:
         return cfg
 
     def at(p: Path | str | None) -> Path | str | None:
-        if p is None or str(p) in TOKENIZER_KINDS or Path(p).is_absolute():
+        if p is None or str(p) in exact_kinds() | {"patch"} or Path(p).is_absolute():  # a kind names no folder
             return p
         return str(root / p) if isinstance(p, str) else root / p
 

@@ -1,10 +1,11 @@
 """The registry of worlds: every world the lab samples, renders, parses and describes, each a package under
 `world/` behind one `World` subclass. Code outside `world/` finds a world here (by config, name, canvas, scene
 or image) and talks to it through the `World` interface. To add a world: add its package and list its class in
-`CLASSES`."""
+`CLASSES`, or, from a package of its own, name its class under the `unifylab.worlds` entry-point group."""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import Annotated, Any, Union
 
 import numpy as np
@@ -16,7 +17,26 @@ from unifylab.world.english import CAPTION_QUESTION
 from unifylab.world.shapes import ShapesWorld
 from unifylab.world.watch import WatchWorld
 
-CLASSES: dict[str, type[World]] = {w.name: w for w in (ShapesWorld, WatchWorld)}
+PLUGIN_GROUP = "unifylab.worlds"  # entry points `<world name> = <module>:<World subclass>` of other packages
+
+
+def _plugins() -> list[type[World]]:
+    """The worlds other installed packages register under `PLUGIN_GROUP`, each checked to be a `World` named as
+    its entry point is (a broken one is one clear error naming the package and the fix)."""
+    found = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        where = f"entry point {ep.name} = {ep.value} ({PLUGIN_GROUP})"
+        try:
+            cls = ep.load()
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"{where}: cannot load it ({e}); fix or uninstall the package that declares it") from None
+        if not (isinstance(cls, type) and issubclass(cls, World)) or getattr(cls, "name", None) != ep.name:
+            raise UserError(f"{where}: must name a World subclass whose `name` is {ep.name!r}")
+        found.append(cls)
+    return found
+
+
+CLASSES: dict[str, type[World]] = {w.name: w for w in (ShapesWorld, WatchWorld, *_plugins())}
 WORLDS: tuple[str, ...] = tuple(CLASSES)
 DEFAULT = "shapes"  # the world of a config, scene or canvas that names none (every older file)
 

@@ -87,8 +87,8 @@ class World(ABC):
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
     qa_kinds: ClassVar[tuple[str, ...]]  # the kinds of question `sample_qa` asks
     attribute_words: ClassVar[tuple[str, ...]]  # the words its questions name attributes with ('red', 'rings')
-    geneval_tags: ClassVar[tuple[str, ...]]  # the world's GenEval-style tasks
-    geneval_classes: ClassVar[tuple[str, ...]]  # the classes its GenEval lines name
+    geneval_tags: ClassVar[tuple[str, ...]] = ()  # the world's GenEval-style tasks (none: it has no GenEval)
+    geneval_classes: ClassVar[tuple[str, ...]] = ()  # the classes its GenEval lines name
     reads_folders: ClassVar[bool]  # whether `data.source: folder` (a `world sample` folder) can train on it
 
     def __init__(self, config: Any) -> None:
@@ -135,27 +135,28 @@ class World(ABC):
     def check(self, parsed: Any, scene: Any) -> Verdict:
         """Whether a parsed drawing is the prompted scene, with reasons."""
 
-    @abstractmethod
     def geneval_items(
         self, n_per_task: int, seed: int, tasks: tuple[str, ...] | None = None
     ) -> list[tuple[str, str, Any, Any, BaseModel | None]]:
         """`n_per_task` prompts of each GenEval-style task (all by default): (tag, prompt, spec, a ground-truth scene,
-        the config a metadata line must name, or None when its scene fixes the canvas)."""
+        the config a metadata line must name, or None when its scene fixes the canvas). A world without GenEval
+        (no `geneval_tags`) keeps this default, which refuses."""
+        raise UserError(f"the {self.name} world has no GenEval-style tasks; evaluate GenEval on a world that has them")
 
     @staticmethod
-    @abstractmethod
     def geneval_line(d: dict[str, Any], where: str) -> tuple[Any, Any, BaseModel | None]:
         """A validated GenEval-schema line of this world: its spec, ground-truth scene (or None) and line config."""
+        raise UserError(f"{where}: this world has no GenEval-style lines")
 
     @staticmethod
-    @abstractmethod
     def geneval_requirements(spec: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """A spec as a line's include and exclude lists."""
+        raise TypeError("a world without GenEval-style tasks has no specs")
 
     @staticmethod
-    @abstractmethod
     def check_spec(parsed: Any, spec: Any) -> Verdict:
         """Whether a parsed drawing meets a GenEval-schema spec of this world, with reasons."""
+        raise TypeError("a world without GenEval-style tasks has no specs")
 
     @staticmethod
     @abstractmethod
@@ -175,30 +176,30 @@ class World(ABC):
         """The scene changed to hold one of `pairs` drawn by `rng` (the held-out split's scenes), or None when it
         cannot hold one."""
 
-    @abstractmethod
     def facts(self) -> dict[str, Any]:
         """The facts a study can teach on one side (the keys of `data.facts`; each with its `family` and the `pair`
         it is drawn as, or None), empty for a world without knowledge."""
+        return {}
 
-    @abstractmethod
     def fact_drawings(self, fact: Any, rng: np.random.Generator) -> list[Any]:
         """Training drawings of a fact (one of `facts()`) in one look drawn by `rng` (the fact's own, when it has
         one), at every place not reserved for evaluating it."""
+        raise ValueError(f"the {self.name} world has no facts")
 
-    @abstractmethod
     def skills(self) -> tuple[str, ...]:
         """The skill words a study can teach on one side (the keys of `data.moves`)."""
+        return ()
 
-    @abstractmethod
     def skill_edits(self, skills: list[str], *, design: Collection[str], rng: np.random.Generator) -> list[Any]:
         """Candidate edits of one random scene, each with `before`, `after`, `question` and `answer` (the skill
         asked about), `instruction` (the edit naming the skill) and `explicit` (the edit naming only the result):
         by one of `skills` drawn by `rng`, or with no skills the explicit edits (as `design`, the skills a study
         teaches, allows)."""
+        return []
 
-    @abstractmethod
     def skill_shortfall(self) -> str:
         """Why 1000 scenes may give no edit that fits, and the fix (the end of that error line)."""
+        return f"the {self.name} world has no edits; leave the edit tasks out of data.mixture"
 
     @abstractmethod
     def check_pair(self, pair: tuple[str, str]) -> None:

@@ -136,12 +136,6 @@ class WatchWorld(World):
         weather, face = pairs[int(rng.integers(len(pairs)))]
         return WatchScene(**{**scene.to_dict(), "weather": weather, "face": face})
 
-    def facts(self) -> dict[str, Any]:
-        return {}
-
-    def fact_drawings(self, fact: Any, rng: np.random.Generator) -> list[WatchScene]:
-        raise ValueError("the watch world has no facts")
-
     def skills(self) -> tuple[str, ...]:
         return WL.skills(self.config.minute_step)
 
