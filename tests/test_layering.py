@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from unifylab.world import CLASSES
@@ -68,3 +70,11 @@ def test_evaluation_does_not_import_training() -> None:
         if name.startswith("eval/") and any(m.startswith("unifylab.train") for m in _imports(tree))
     }
     assert not found, f"{sorted(found)} import unifylab.train; move what they need below both"
+
+
+def test_the_world_registry_loads_no_evaluation_code() -> None:
+    """A world's own tasks build on eval's items, so `World.tasks` imports them only when the task registry asks:
+    importing the worlds must load no `unifylab.eval` module (or eval and world would import each other)."""
+    code = "import sys, unifylab.world; print(sorted(m for m in sys.modules if m.startswith('unifylab.eval')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -247,19 +247,23 @@ def _install(root: Path) -> None:
     info = root / "toyworld-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyworld\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[unifylab.worlds]\ntoy = toyworld:ToyWorld\n")
+    # a second, broken entry point: the lab loads the other worlds and names the cause when it is asked for
+    (info / "entry_points.txt").write_text("[unifylab.worlds]\ntoy = toyworld:ToyWorld\nlamp = toyworld:Missing\n")
 
 
 def test_a_toy_world_registered_as_a_package_runs_through_the_lab(tmp_path: Path) -> None:
     _install(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
 
-    def lab(*args: str) -> str:
+    def lab(*args: str, code: int = 0) -> str:
         proc = subprocess.run(
             [sys.executable, "-m", "unifylab", *args], cwd=tmp_path, env=env, capture_output=True, text=True
         )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc.stdout
+        assert proc.returncode == code, proc.stderr[-2000:]
+        return proc.stderr if code else proc.stdout
+
+    err = lab("world", "sample", "--world", "lamp", "--out", "x", code=2)
+    assert len(err.splitlines()) == 1 and "lamp = toyworld:Missing" in err and "cannot load (AttributeError" in err
 
     lab("world", "sample", "--world", "toy", "--size", "24", "--n", "4", "--out", "samples")
     assert len((tmp_path / "samples" / "scenes.jsonl").read_text().splitlines()) == 4
@@ -268,6 +272,12 @@ def test_a_toy_world_registered_as_a_package_runs_through_the_lab(tmp_path: Path
             yaml.safe_dump({"name": name, "n": 12, "world": {"name": "toy"}, **spec})
         )
     tasks = ",".join(f"{name}.yaml" for name in TASKS)
+    (tmp_path / "geneval.yaml").write_text(
+        yaml.safe_dump({"name": "g", "generator": "geneval", "scorer": "image", "world": "toy"})
+    )
+    assert "the toy world has no GenEval-style tasks" in lab(
+        "eval", "oracle", "--tasks", "geneval.yaml", "--out", "g", code=2
+    )
     lab("eval", "oracle", "--tasks", tasks, "--out", "oracle")
     oracle = json.loads((tmp_path / "oracle" / "results.json").read_text())["tasks"]
     assert {t: oracle[t]["accuracy"]["value"] for t in TASKS} == dict.fromkeys(TASKS, 1.0)

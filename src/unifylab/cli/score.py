@@ -113,7 +113,9 @@ def score_realunify(
         str, typer.Option(help="direct, or stepwise (rewrite before drawing / draw before answering).")
     ] = "direct",
     size: Annotated[int, typer.Option(help="Canvas of the images the model draws.")] = 32,
-    grid: Annotated[int, typer.Option(help="Grid the parser judge reads drawings with.")] = 3,
+    grid: Annotated[
+        int, typer.Option(help="Grid of the canvas the model draws on and the parser judge reads drawings with.")
+    ] = 3,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     compat: Annotated[
@@ -127,12 +129,14 @@ def score_realunify(
     ] = False,
 ) -> None:
     """Run a model on official RealUnify items: per-task-type, per-direction and overall accuracy with CIs."""
+    from unifylab.config import build
     from unifylab.eval.models import load_judge, load_model, model_identity
     from unifylab.eval.realunify import load_realunify, run_realunify, summarise_realunify
-    from unifylab.world import DEFAULT, world_of_canvas
+    from unifylab.world import DEFAULT, WorldChoice, world_of_canvas
 
     items = load_realunify(data)[:limit]
-    world = world_of_canvas((DEFAULT, size, grid)).config  # RealUnify-format files are built on the default world
+    canvas = world_of_canvas((DEFAULT, size, grid)).config  # RealUnify-format files are built on the default world
+    world = build(WorldChoice, {"world": canvas.model_dump()}, "--size/--grid").world
     m = load_model(model, device=device)
     j = load_judge(judge, world=world, device=device)
     folder = EvalFolder(out)

@@ -200,7 +200,8 @@ def run_realunify(
     world: WorldConfig,
     progress: Callable[[int, str], None] = lambda done, stage: None,
 ) -> list[dict[str, Any]]:
-    """Score every item; writes out/realunify.jsonl (with reasons) and the drawn images; returns the records.
+    """Score every item, the model drawing on `world`'s canvas (a world config); writes out/realunify.jsonl (with
+    reasons) and the drawn images; returns the records.
     `progress(items scored, stage)` is called as each stage starts and when all are scored."""
     if mode not in ("direct", "stepwise"):
         raise UserError(f"--mode must be direct or stepwise, got {mode!r}")

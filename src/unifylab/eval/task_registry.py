@@ -84,6 +84,8 @@ class TaskSpec(BaseModel):
                 f"scorer {self.scorer!r} cannot score the items of generator {self.generator!r}; use "
                 f"{' or '.join(repr(s) for s in FITS[self.generator])}"
             )
+        if self.generator == "geneval" and not world_of(self.world).geneval_tags:
+            raise ValueError(f"the {self.world.name} world has no GenEval-style tasks; use another generator or world")
         known = world_of(self.world).qa_kinds
         if bad := [k for k in self.options.get("kinds", []) if k not in known]:
             raise ValueError(f"options.kinds: unknown question kind(s) {bad}; expected some of {', '.join(known)}")

@@ -20,31 +20,45 @@ from unifylab.world.watch import WatchWorld
 PLUGIN_GROUP = "unifylab.worlds"  # entry points `<world name> = <module>:<World subclass>` of other packages
 
 
-def _plugins() -> list[type[World]]:
-    """The worlds other installed packages register under `PLUGIN_GROUP`, each checked to be a `World` named as
-    its entry point is (a broken one is one clear error naming the package and the fix)."""
-    found = []
+def _plugins(taken: set[str]) -> tuple[list[type[World]], list[str]]:
+    """The worlds other installed packages register under `PLUGIN_GROUP`, each a `World` named as its entry point
+    is, and why any other entry point was left out (a broken plugin must not stop the lab's other worlds: asking
+    for it names the reason)."""
+    found, broken = [], []
     for ep in entry_points(group=PLUGIN_GROUP):
         where = f"entry point {ep.name} = {ep.value} ({PLUGIN_GROUP})"
         try:
             cls = ep.load()
-        except (ImportError, AttributeError) as e:
-            raise UserError(f"{where}: cannot load it ({e}); fix or uninstall the package that declares it") from None
+        except Exception as e:  # noqa: BLE001 (whatever a plugin raises, the other worlds still load)
+            broken.append(f"{where} cannot load ({type(e).__name__}: {e})")
+            continue
         if not (isinstance(cls, type) and issubclass(cls, World)) or getattr(cls, "name", None) != ep.name:
-            raise UserError(f"{where}: must name a World subclass whose `name` is {ep.name!r}")
-        found.append(cls)
-    return found
+            broken.append(f"{where} names no World subclass whose name is {ep.name!r}")
+        elif ep.name in taken:
+            broken.append(f"{where} would replace the {ep.name} world")
+        else:
+            found.append(cls)
+            taken.add(ep.name)
+    return found, broken
 
 
-CLASSES: dict[str, type[World]] = {w.name: w for w in (ShapesWorld, WatchWorld, *_plugins())}
+_BUILT_IN = (ShapesWorld, WatchWorld)
+_PLUGINS, BROKEN_PLUGINS = _plugins({w.name for w in _BUILT_IN})
+CLASSES: dict[str, type[World]] = {w.name: w for w in (*_BUILT_IN, *_PLUGINS)}
 WORLDS: tuple[str, ...] = tuple(CLASSES)
 DEFAULT = "shapes"  # the world of a config, scene or canvas that names none (every older file)
+
+
+def unknown_world(name: str) -> str:
+    """Why `name` is no world: the worlds there are, and any plugin that failed to load."""
+    broken = f" (not loaded: {'; '.join(BROKEN_PLUGINS)}; fix or uninstall that package)" if BROKEN_PLUGINS else ""
+    return f"unknown world {name!r}; expected one of {', '.join(WORLDS)}{broken}"
 
 
 def check_world(name: str, option: str = "--world") -> str:
     """`name` when it is a known world, else a UserError naming the option and the worlds there are."""
     if name not in WORLDS:
-        raise UserError(f"{option}: unknown world {name!r}; expected one of {', '.join(WORLDS)}")
+        raise UserError(f"{option}: {unknown_world(name)}")
     return name
 
 
@@ -52,7 +66,7 @@ def _named(value: Any) -> Any:
     """'watch' -> {'name': 'watch'}; a mapping without a name is the default world's (every older config)."""
     if isinstance(value, str):
         if value not in WORLDS:
-            raise ValueError(f"unknown world {value!r}; expected one of {', '.join(WORLDS)}")
+            raise ValueError(unknown_world(value))
         return {"name": value}
     if isinstance(value, dict) and "name" not in value:
         return {"name": DEFAULT, **value}
@@ -97,7 +111,7 @@ def class_of_dict(scene_dict: dict[str, Any]) -> type[World]:
     """The world a scene's JSON form belongs to (its `world` field; none: the default world)."""
     name = scene_dict.get("world", DEFAULT)
     if name not in WORLDS:
-        raise UserError(f"scene of unknown world {name!r}; expected one of {', '.join(WORLDS)}")
+        raise UserError(f"a scene of an {unknown_world(name)}")
     return CLASSES[name]
 
 

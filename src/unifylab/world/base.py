@@ -86,7 +86,7 @@ class World(ABC):
     scene_class: ClassVar[type]  # the exact ground truth of one image
     default_holdout: ClassVar[tuple[tuple[str, str], ...]]  # data.holdout_pairs when a config names none
     qa_kinds: ClassVar[tuple[str, ...]]  # the kinds of question `sample_qa` asks
-    attribute_words: ClassVar[tuple[str, ...]]  # the words its questions name attributes with ('red', 'rings')
+    attribute_words: ClassVar[tuple[str, ...]] = ()  # the words its questions name attributes with ('red', 'rings')
     geneval_tags: ClassVar[tuple[str, ...]] = ()  # the world's GenEval-style tasks (none: it has no GenEval)
     geneval_classes: ClassVar[tuple[str, ...]] = ()  # the classes its GenEval lines name
     reads_folders: ClassVar[bool]  # whether `data.source: folder` (a `world sample` folder) can train on it
