@@ -417,7 +417,7 @@ def test_a_study_on_a_local_ray_gives_the_local_pool_results(cli: Cli, tmp_path:
 
 
 def test_budget_contrasts_train_at_the_first_seed_only(tmp_path: Path) -> None:
-    from unifylab.study.runner import plan_runs
+    from unifylab.study.plan import plan_runs
 
     p = load_preset(_tiny("quick", tmp_path, seeds=[0, 1, 2]))
     ids = {r.id for r in plan_runs(p, tmp_path / "s", None, "cpu", [], None)}

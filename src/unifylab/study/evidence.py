@@ -18,7 +18,7 @@ from unifylab.eval.task_registry import TaskSpec, load_task
 from unifylab.io import read_json
 from unifylab.layout import StudyFolder
 from unifylab.study.claims import Part, Term
-from unifylab.study.runner import pooled_tasks
+from unifylab.study.comparisons import pooled_tasks
 from unifylab.study.transfer import item_labels
 from unifylab.train.config import TrainConfig, load_config
 
