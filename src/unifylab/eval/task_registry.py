@@ -7,7 +7,6 @@ into an Item holding the protocol requests and the target; the scorer turns mode
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from unifylab.eval import generators as G
 from unifylab.eval import scorers as Sc
 from unifylab.eval.generators import Item
 from unifylab.world import CLASSES, WorldConfig, default_config, world_of
+from unifylab.world.base import WorldTasks
 
 
 class TaskOptions(TypedDict, total=False):
@@ -92,35 +92,20 @@ class TaskSpec(BaseModel):
         return self
 
 
-def _merged() -> tuple[
-    dict[str, Callable[..., Any]],
-    dict[str, Callable[..., Any]],
-    dict[str, tuple[str, ...]],
-    dict[str, str],
-    frozenset[str],
-]:
-    """The generic generators and scorers with every registered world's own (`World.tasks`): generators and scorers
-    by name, the scorers that fit each generator, each world-owned name's world, and the partial-credit scorers."""
-    generators: dict[str, Callable[..., Any]] = {
-        "caption": G.gen_caption,
-        "vqa": G.gen_vqa,
-        "t2i": G.gen_t2i,
-        "geneval": G.gen_geneval,
-    }
-    scorers: dict[str, Callable[..., Any]] = {
-        "exact": Sc.score_exact,
-        "caption": Sc.score_caption,
-        "mc": Sc.score_mc,
-        "image": Sc.score_image,
-    }
-    fits: dict[str, tuple[str, ...]] = {
-        "caption": ("caption",),
-        "vqa": ("exact",),
-        "t2i": ("image",),
-        "geneval": ("image",),
-    }
+# the generators every world answers and the scorers that read them through any world's parser and checks
+GENERIC = WorldTasks(
+    generators={"caption": G.gen_caption, "vqa": G.gen_vqa, "t2i": G.gen_t2i, "geneval": G.gen_geneval},
+    scorers={"exact": Sc.score_exact, "caption": Sc.score_caption, "mc": Sc.score_mc, "image": Sc.score_image},
+    fits={"caption": ("caption",), "vqa": ("exact",), "t2i": ("image",), "geneval": ("image",)},
+)
+
+
+def _merged() -> tuple[WorldTasks, dict[str, str]]:
+    """The generic tasks with every registered world's own (`World.tasks`), and the world that owns each of a
+    world's own generators and scorers."""
+    generators, scorers, fits = dict(GENERIC.generators), dict(GENERIC.scorers), dict(GENERIC.fits)
     owner: dict[str, str] = {}
-    graded: set[str] = set()
+    graded = set(GENERIC.graded)
     for name, cls in CLASSES.items():
         own = cls.tasks()
         if clash := (own.generators.keys() & generators.keys()) | (own.scorers.keys() & scorers.keys()):
@@ -131,13 +116,14 @@ def _merged() -> tuple[
         for gen, fit in own.fits.items():
             fits[gen] = fits.get(gen, ()) + fit
         graded |= own.graded
-    return generators, scorers, fits, owner, frozenset(graded)
+    return WorldTasks(generators, scorers, fits, frozenset(graded)), owner
 
 
 # every item generator and scorer by name (a task's `generator` and `scorer`), the scorers that read what each
-# generator's items hold, the world that owns a world's own generator or scorer, and the partial-credit scorers
-# (no chance level from answer spaces)
-GENERATORS, SCORERS, FITS, OWNER, GRADED = _merged()
+# generator's items hold, the partial-credit scorers (no chance level from answer spaces), and the world that
+# owns a world's own generator or scorer
+_ALL, OWNER = _merged()
+GENERATORS, SCORERS, FITS, GRADED = _ALL.generators, _ALL.scorers, _ALL.fits, _ALL.graded
 
 
 def task_files() -> dict[str, Path]:
