@@ -140,23 +140,26 @@ def image_tokenizer(
     return tok
 
 
-def exact_kinds() -> set[str]:
-    """The kinds of the registered worlds' exact tokenizers (a config names them, not a folder)."""
+def _exact_classes() -> list[type[ImageTokenizer]]:
+    """Each registered world's exact tokenizer class (it lives with its world)."""
     from unifylab.world import CLASSES
 
-    return {w.tokenizer_class().kind for w in CLASSES.values()}
+    return [w.tokenizer_class() for w in CLASSES.values()]
+
+
+def exact_kinds() -> set[str]:
+    """The kinds of the registered worlds' exact tokenizers (a config names them, not a folder)."""
+    return {c.kind for c in _exact_classes()}
 
 
 def tokenizer_kinds() -> dict[str, type[ImageTokenizer]]:
     """Every image tokenizer class by its kind (config.json's `kind`, `tokenizer train-image --kind`): the general
-    ones here and each world's exact one (it lives with its world)."""
+    ones here and each world's exact one."""
     from unifylab.tokenize.patch import PatchTokenizer
     from unifylab.tokenize.permuted import PermutedTokenizer
     from unifylab.tokenize.vq import VQTokenizer
-    from unifylab.world import CLASSES
 
-    exact = [w.tokenizer_class() for w in CLASSES.values()]
-    return {c.kind: c for c in (VQTokenizer, *exact, PatchTokenizer, PermutedTokenizer)}
+    return {c.kind: c for c in (VQTokenizer, *_exact_classes(), PatchTokenizer, PermutedTokenizer)}
 
 
 def load_image_tokenizer(folder: Path) -> ImageTokenizer:

@@ -331,8 +331,10 @@ def resolve_paths(cfg: TrainConfig, root: Path | None) -> TrainConfig:
     if root is None:
         return cfg
 
+    kinds = exact_kinds() | {"patch"}  # tokenizer values that name a kind, not a folder
+
     def at(p: Path | str | None) -> Path | str | None:
-        if p is None or str(p) in exact_kinds() | {"patch"} or Path(p).is_absolute():  # a kind names no folder
+        if p is None or str(p) in kinds or Path(p).is_absolute():
             return p
         return str(root / p) if isinstance(p, str) else root / p
 
