@@ -1,13 +1,15 @@
-"""What the machine gives a training step: the Trainer's default (eager, AdamW with foreach kernels on the CPU)
-against fused AdamW and against torch.compile, same model, same batches, same process, interleaved in rounds so a
-noisy machine slows every variant alike. Prints one JSON line per variant: steps/s and the ratio to the default.
+"""What the machine gives a training step: the Trainer's default (eager, fp32, AdamW with foreach kernels on the
+CPU) against fused AdamW, torch.compile and bf16 autocast on the CPU (AMX where the chip has it), same model, same
+batches, same process, interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line
+per variant: steps/s and the ratio to the default.
 
-Run: python benchmarks/step.py [--steps 40 --rounds 3 --threads 1 --variants default,fused,compile]
+Run: python benchmarks/step.py [--steps 40 --rounds 3 --threads 1 --variants default,fused,compile,bf16]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -31,12 +33,17 @@ def trainer(variant: str, folder: Path) -> Trainer:
     return t
 
 
+def precision(variant: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the CPU for the `bf16` variant (the Trainer autocasts on CUDA only); fp32 otherwise."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if variant == "bf16" else contextlib.nullcontext()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=40, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a study trains one thread per run)")
-    ap.add_argument("--variants", default="default,fused,compile")
+    ap.add_argument("--variants", default="default,fused,compile,bf16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = [v for v in args.variants.split(",") if v]
@@ -45,16 +52,18 @@ def main() -> None:
         warm = {}
         for v, t in trainers.items():  # warm-up: compilation (cached afterwards) and first-step allocations
             start = time.perf_counter()
-            for s in range(3):
-                t._step(s)
+            with precision(v):
+                for s in range(3):
+                    t._step(s)
             warm[v] = time.perf_counter() - start
         seconds = dict.fromkeys(names, 0.0)
         step = 3
         for _ in range(args.rounds):
             for v, t in trainers.items():
                 start = time.perf_counter()
-                for s in range(step, step + args.steps):
-                    t._step(s)
+                with precision(v):
+                    for s in range(step, step + args.steps):
+                        t._step(s)
                 seconds[v] += time.perf_counter() - start
             step += args.steps
     n = args.steps * args.rounds
