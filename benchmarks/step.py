@@ -3,7 +3,7 @@ CPU) against fused AdamW, torch.compile and bf16 autocast on the CPU (AMX where 
 batches, same process, interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line
 per variant: steps/s and the ratio to the default.
 
-Run: python benchmarks/step.py [--steps 40 --rounds 3 --threads 1 --variants default,fused,compile,bf16]
+Run: python benchmarks/step.py [--preset quick --steps 40 --rounds 3 --threads 1 --variants default,fused,compile,bf16]
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from unifylab.train.config import load_tree
 from unifylab.train.loop import Trainer
 
 
-def trainer(variant: str, folder: Path) -> Trainer:
-    """The quick preset's shared model with one machine option changed."""
-    tree = merge(load_preset("quick").base, {"compile": variant == "compile", "device": "cpu"})
+def trainer(variant: str, folder: Path, *, preset: str = "quick") -> Trainer:
+    """A preset's base model (the quick preset's shared model by default) with one machine option changed."""
+    tree = merge(load_preset(preset).base, {"compile": variant == "compile", "device": "cpu"})
     t = Trainer(load_tree(tree, [], "benchmark"), folder / variant, progress=False)
     if variant == "fused":  # the same groups and schedule, AdamW's fused CPU kernel
         groups = [{k: v for k, v in g.items() if k not in ("initial_lr",)} for g in t.opt.param_groups]
@@ -40,6 +40,7 @@ def precision(variant: str) -> contextlib.AbstractContextManager:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--preset", default="quick", help="study preset whose base model is timed")
     ap.add_argument("--steps", type=int, default=40, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a study trains one thread per run)")
@@ -48,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = [v for v in args.variants.split(",") if v]
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {v: trainer(v, Path(tmp)) for v in names}
+        trainers = {v: trainer(v, Path(tmp), preset=args.preset) for v in names}
         warm = {}
         for v, t in trainers.items():  # warm-up: compilation (cached afterwards) and first-step allocations
             start = time.perf_counter()
@@ -70,7 +71,7 @@ def main() -> None:
     for v in names:
         rate = n / seconds[v]
         base = n / seconds[names[0]]
-        line = {"figure": "train_steps_per_s", "variant": v, "steps_per_s": round(rate, 2)}
+        line = {"figure": "train_steps_per_s", "preset": args.preset, "variant": v, "steps_per_s": round(rate, 2)}
         line |= {"vs_" + names[0]: round(rate / base, 3), "warmup_s": round(warm[v], 1), "threads": args.threads}
         print(json.dumps(line), flush=True)
 
