@@ -140,3 +140,9 @@ def test_load_rgb_accepts_palette_and_opaque_rgba_but_not_transparency(tmp_path:
         load_rgb(tmp_path / "t.png")
     with pytest.raises(Exception, match="expected 64x64"):
         load_rgb(tmp_path / "a.png", 64)
+
+
+def test_help_keeps_install_extras(cli: Cli) -> None:
+    """Rich reads `[ray]` as markup and would print `pip install -e '.'`: the help must name the extra."""
+    code, out, _ = cli("study", "--help")
+    assert code == 0 and "'.[ray]'" in out

@@ -34,7 +34,7 @@ def study_cmd(
         typer.Option(min=1, help="Trainings run at once (default: one per physical CPU core; 1 on a GPU)."),
     ] = None,
     executor: Annotated[
-        str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install -e '.[ray]').")
+        str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install -e '.\\[ray]').")
     ] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="ray: the cluster ('auto', ray://host:10001); default RAY_ADDRESS, else local.")
