@@ -27,10 +27,10 @@ VARIANTS = [
     dict(backbone="fork", fork_layer=1),
     dict(backbone="fork", fork_layer=0),
     dict(backbone="mot"),
-    dict(backbone="shared", rope="2d", output_heads="split", image_pos=True),
+    dict(backbone="shared", rope="2d", output_heads="split", image_pos=True, qk_norm=True),
     dict(backbone="mot", image_input="patch", patch_dim=48, input_grid=(8, 8), rope="2d", image_pos=True),
 ]
-IDS = ["shared", "fork1", "fork0", "mot", "shared-2d-split", "mot-patch"]
+IDS = ["shared", "fork1", "fork0", "mot", "shared-2d-split-qknorm", "mot-patch"]
 
 
 @pytest.fixture(scope="module")

@@ -109,13 +109,15 @@ class Routed(nn.Module):
 class Attention(nn.Module):
     """Causal self-attention via SDPA; QKV and output projections may be modality experts."""
 
-    def __init__(self, dim: int, heads: int, experts: int = 1) -> None:
+    def __init__(self, dim: int, heads: int, experts: int = 1, *, qk_norm: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads, self.head_dim = heads, dim // heads
         self.qkv = Routed(lambda: nn.Linear(dim, 3 * dim, bias=False), experts)
         self.out = Routed(lambda: nn.Linear(dim, dim, bias=False), experts)
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else None
 
     def forward(
         self,
@@ -129,7 +131,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x, modality).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        (q, k), v = apply_rotary(qkv[:2], *rope), qkv[2]  # queries and keys rotated in one pass
+        qk = qkv[:2] if self.q_norm is None else torch.stack((self.q_norm(qkv[0]), self.k_norm(qkv[1])))
+        (q, k), v = apply_rotary(qk, *rope), qkv[2]  # queries and keys rotated in one pass
         if cache is not None:
             k, v = cache.update(k, v, start, rows)
         if mask is None:  # the caller passes a mask unless plain causal (prefill from 0) or one query suffices
@@ -142,10 +145,10 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; `experts=2` gives modality-specific norms, projections and MLP (MoT)."""
 
-    def __init__(self, dim: int, heads: int, mlp_hidden: int, experts: int = 1) -> None:
+    def __init__(self, dim: int, heads: int, mlp_hidden: int, experts: int = 1, *, qk_norm: bool = False) -> None:
         super().__init__()
         self.norm1 = Routed(lambda: RMSNorm(dim), experts)
-        self.attn = Attention(dim, heads, experts)
+        self.attn = Attention(dim, heads, experts, qk_norm=qk_norm)
         self.norm2 = Routed(lambda: RMSNorm(dim), experts)
         self.mlp = Routed(lambda: SwiGLU(dim, mlp_hidden), experts)
 

@@ -35,6 +35,11 @@ class ModelArgs(BaseModel):
     fork_layer: int | None = Field(None, description="fork: first layer that is duplicated per branch")
     output_heads: Literal["shared", "split"] = "shared"
     rope: Literal["1d", "2d"] = "1d"
+    qk_norm: bool = Field(
+        False,
+        description="RMS-normalise each head's queries and keys (learned gain) before the rotary step, which bounds "
+        "the attention logits (as in the small-transformer speed records and OLMo 2)",
+    )
     image_pos: bool = Field(
         False,
         description="add a learned (row, column) embedding (zero at init) to every image "

@@ -65,7 +65,7 @@ class UnifiedTransformer(nn.Module):
         n_trunk = cfg.trunk_layers
 
         def block() -> Block:
-            return Block(cfg.dim, cfg.heads, cfg.hidden, experts)
+            return Block(cfg.dim, cfg.heads, cfg.hidden, experts, qk_norm=cfg.qk_norm)
 
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.patch_proj = nn.Linear(cfg.patch_dim, cfg.dim) if cfg.image_input == "patch" else None
