@@ -1,7 +1,8 @@
 """What the machine gives a training step: the Trainer's default (eager, fp32, AdamW with foreach kernels on the
-CPU) against fused AdamW, torch.compile and bf16 autocast on the CPU (AMX where the chip has it), same model, same
-batches, same process, interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line
-per variant: steps/s and the ratio to the default.
+CPU) against fused AdamW, torch.compile and bf16 autocast on the CPU (AMX where the chip has it), or against a
+recipe's overrides (a variant `optim.name=muon+model.qk_norm=true`), same model, same batches, same process,
+interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line per variant: steps/s and
+the ratio to the first.
 
 Run: python benchmarks/step.py [--preset quick --steps 40 --rounds 3 --threads 1 --variants default,fused,compile,bf16]
 """
@@ -23,9 +24,11 @@ from unifylab.train.loop import Trainer
 
 
 def trainer(variant: str, folder: Path, *, preset: str = "quick") -> Trainer:
-    """A preset's base model (the quick preset's shared model by default) with one machine option changed."""
+    """A preset's base model (the quick preset's shared model by default) with one machine option changed, or
+    with a recipe's config overrides (a variant `key=value[+key=value...]`, e.g. `optim.name=muon`)."""
     tree = merge(load_preset(preset).base, {"compile": variant == "compile", "device": "cpu"})
-    t = Trainer(load_tree(tree, [], "benchmark"), folder / variant, progress=False)
+    overrides = variant.split("+") if "=" in variant else []
+    t = Trainer(load_tree(tree, overrides, "benchmark"), folder / f"v{len(list(folder.glob('v*')))}", progress=False)
     if variant == "fused":  # the same groups and schedule, AdamW's fused CPU kernel
         groups = [{k: v for k, v in g.items() if k not in ("initial_lr",)} for g in t.opt.param_groups]
         t.opt = torch.optim.AdamW(groups, fused=True)
