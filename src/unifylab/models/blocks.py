@@ -116,8 +116,8 @@ class Attention(nn.Module):
         self.heads, self.head_dim = heads, dim // heads
         self.qkv = Routed(lambda: nn.Linear(dim, 3 * dim, bias=False), experts)
         self.out = Routed(lambda: nn.Linear(dim, dim, bias=False), experts)
-        self.q_norm = RMSNorm(self.head_dim) if qk_norm else None
-        self.k_norm = RMSNorm(self.head_dim) if qk_norm else None
+        # QK-norm's learned gains, queries' then keys' (1-D: AdamW without weight decay, never Muon's matrices)
+        self.qk_gain = nn.Parameter(torch.ones(2 * self.head_dim)) if qk_norm else None
 
     def forward(
         self,
@@ -131,7 +131,9 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x, modality).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        qk = qkv[:2] if self.q_norm is None else torch.stack((self.q_norm(qkv[0]), self.k_norm(qkv[1])))
+        qk = qkv[:2]
+        if self.qk_gain is not None:  # one norm over queries and keys together (half the ops of two RMSNorms)
+            qk = F.rms_norm(qk, (self.head_dim,), eps=1e-6) * self.qk_gain.view(2, 1, 1, 1, self.head_dim)
         (q, k), v = apply_rotary(qk, *rope), qkv[2]  # queries and keys rotated in one pass
         if cache is not None:
             k, v = cache.update(k, v, start, rows)
