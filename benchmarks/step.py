@@ -23,12 +23,12 @@ from unifylab.train.config import load_tree
 from unifylab.train.loop import Trainer
 
 
-def trainer(variant: str, folder: Path, *, preset: str = "quick") -> Trainer:
+def trainer(variant: str, run: Path, *, preset: str = "quick") -> Trainer:
     """A preset's base model (the quick preset's shared model by default) with one machine option changed, or
     with a recipe's config overrides (a variant `key=value[+key=value...]`, e.g. `optim.name=muon`)."""
     tree = merge(load_preset(preset).base, {"compile": variant == "compile", "device": "cpu"})
     overrides = variant.split("+") if "=" in variant else []
-    t = Trainer(load_tree(tree, overrides, "benchmark"), folder / f"v{len(list(folder.glob('v*')))}", progress=False)
+    t = Trainer(load_tree(tree, overrides, "benchmark"), run, progress=False)
     if variant == "fused":  # the same groups and schedule, AdamW's fused CPU kernel
         groups = [{k: v for k, v in g.items() if k not in ("initial_lr",)} for g in t.opt.param_groups]
         t.opt = torch.optim.AdamW(groups, fused=True)
@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = [v for v in args.variants.split(",") if v]
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {v: trainer(v, Path(tmp), preset=args.preset) for v in names}
+        trainers = {v: trainer(v, Path(tmp) / f"run{i}", preset=args.preset) for i, v in enumerate(names)}
         warm = {}
         for v, t in trainers.items():  # warm-up: compilation (cached afterwards) and first-step allocations
             start = time.perf_counter()
