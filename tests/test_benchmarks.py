@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
             ["--dim", "32", "--layers", "2", "--heads", "2", "--batch", "2", "--seq", "16", "--seconds", "0.05"],
         ),
         ("train.py", ["--steps", "2", "--batch", "4", "--dim", "32"]),
+        ("step.py", ["--steps", "2", "--rounds", "1", "--variants", "default,bf16,optim.name=muon+model.qk_norm=true"]),
     ],
 )
 def test_benchmark_prints_json_lines(script: str, args: list[str]) -> None:
