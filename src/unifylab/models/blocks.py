@@ -9,9 +9,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+EPS = 1e-6  # every RMS norm's epsilon (the blocks' norms and QK-norm)
+
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, eps: float = EPS) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
@@ -133,7 +135,7 @@ class Attention(nn.Module):
         qkv = self.qkv(x, modality).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         qk = qkv[:2]
         if self.qk_gain is not None:  # one norm over queries and keys together (half the ops of two RMSNorms)
-            qk = F.rms_norm(qk, (self.head_dim,), eps=1e-6) * self.qk_gain.view(2, 1, 1, 1, self.head_dim)
+            qk = F.rms_norm(qk, (self.head_dim,), eps=EPS) * self.qk_gain.view(2, 1, 1, 1, self.head_dim)
         (q, k), v = apply_rotary(qk, *rope), qkv[2]  # queries and keys rotated in one pass
         if cache is not None:
             k, v = cache.update(k, v, start, rows)
