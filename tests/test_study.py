@@ -424,3 +424,25 @@ def test_budget_contrasts_train_at_the_first_seed_only(tmp_path: Path) -> None:
     assert {"und-only-ec-s0", "gen-only-ec-s0"} <= ids and not any("-ec-s1" in i or "-ec-s2" in i for i in ids)
     every = load_preset(_tiny("quick", tmp_path, seeds=[0, 1], contrast_seeds="all"))
     assert "gen-only-ec-s1" in {r.id for r in plan_runs(every, tmp_path / "s", None, "cpu", [], None)}
+
+
+def test_a_study_copied_without_its_weights_reports_from_its_records(cli: Cli, tmp_path: Path) -> None:
+    """A study folder moved to another machine without each run's weights, checkpoints and step log (its results
+    only) gives the same results.json from its records; a task not yet scored there is one error naming the missing
+    weights, never a silent retraining."""
+    preset = _tiny("quick", tmp_path, tasks=["vqa", "t2i"])
+    code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "full", "--device", "cpu")
+    assert code == 0, err
+    left_out = shutil.ignore_patterns("model.safetensors", "checkpoints", "metrics.jsonl")
+    shutil.copytree(tmp_path / "full", tmp_path / "moved", ignore=left_out)
+    assert not list((tmp_path / "moved").glob("runs/*/model.safetensors"))
+    code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "moved", "--device", "cpu")
+    assert code == 0, err
+    assert not list((tmp_path / "moved").glob("runs/*/model.safetensors"))  # nothing trained again
+    full, moved = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "moved"))
+    _same_results(full, moved)
+    (tmp_path / "moved" / "eval" / "shared-s0" / "t2i.jsonl").unlink()
+    code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "moved", "--device", "cpu")
+    assert code == 2 and "shared-s0/model.safetensors: missing" in err and "images still to draw" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "moved" / "figures" / "losses.png").is_file()  # no step logs: no loss figure

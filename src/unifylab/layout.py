@@ -199,6 +199,10 @@ class EvalFolder:
     def images(self, task: str) -> Path:
         return self.path / task
 
+    def stamps(self) -> list[Path]:
+        """Every task's fingerprint file, in name order."""
+        return sorted(self.path.glob("*.fingerprint.json"))
+
     @property
     def results(self) -> Path:
         return self.path / "results.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from unifylab.config import file_digest, load_yaml
 from unifylab.errors import UserError
 from unifylab.eval.protocol import HiddenRequest, HiddenStates, ImageRequest, LoglikelihoodRequest, TextRequest
 from unifylab.layout import RunFolder
+from unifylab.models.config import ModelConfig
 from unifylab.models.generate import Sampling, generate_flow, generate_images, generate_text
 from unifylab.models.hub import WEIGHTS, from_pretrained, load_tokenizers
 from unifylab.tokenize.sequence import IMAGE, Example, Packed, Packer
@@ -49,16 +51,14 @@ class NativeModel:
         self.image_sampling = Sampling(temperature=temperature, top_k=top_k)
         worlds = {t.canvas for t in (self.und, self.gen) if t.canvas is not None}
         self.world = worlds.pop() if len(worlds) == 1 else None  # the canvas an exact tokenizer fixes
-        self.fingerprint = {
-            "weights": file_digest(folder / WEIGHTS),
-            "guidance": guidance,
-            "temperature": temperature,
-            "top_k": top_k,
-            "seed": seed,
-        }
-        if self.model.cfg.image_output == "flow":
-            steps, solver = self.model.cfg.flow_sampler
-            self.fingerprint.update(flow_steps=steps, flow_solver=solver)
+        self.fingerprint = recipe(
+            self.model.cfg,
+            file_digest(folder / WEIGHTS),
+            guidance=guidance,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
 
     def _und_tokens(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         return list(self.und.encode(np.stack(images))) if images else []
@@ -224,6 +224,23 @@ def _attention_outputs(model: torch.nn.Module, enabled: bool, batch: int) -> Ite
     finally:
         for h in handles:
             h.remove()
+
+
+def recipe(
+    cfg: ModelConfig, weights: str, *, guidance: float, temperature: float, top_k: int, seed: int
+) -> dict[str, Any]:
+    """What determines a native model's answers: its weights' digest and how it samples (the eval records' stamp)."""
+    out: dict[str, Any] = {
+        "weights": weights,
+        "guidance": guidance,
+        "temperature": temperature,
+        "top_k": top_k,
+        "seed": seed,
+    }
+    if cfg.image_output == "flow":
+        steps, solver = cfg.flow_sampler
+        out.update(flow_steps=steps, flow_solver=solver)
+    return out
 
 
 def _trained_without_dropout(folder: Path) -> bool:

@@ -116,8 +116,10 @@ def _analyses(
 
 def train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
-    progress bar."""
+    progress bar. A finished run copied without its weights answers from its records (`CarriedRun`)."""
+    from unifylab.eval.carried import CarriedRun
     from unifylab.eval.native import NativeModel
+    from unifylab.models.hub import WEIGHTS
     from unifylab.train.loop import Trainer
 
     single_thread_blas()
@@ -140,7 +142,11 @@ def train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> 
         report(f"evaluating {run.id}", steps - last[0])
     else:
         report(f"evaluating {run.id}", steps)
-    model = NativeModel(run_dir.path, work.device, temperature=work.temperature)
+    model = (
+        NativeModel(run_dir.path, work.device, temperature=work.temperature)
+        if (run_dir.path / WEIGHTS).is_file()
+        else CarriedRun(run_dir.path, study.eval(run.id).path, temperature=work.temperature)
+    )
     scores, summaries, labels = {}, {}, {}
     for spec in run.variant.scored_on(work.specs):
         recs = run_task(

@@ -33,8 +33,11 @@ def write_report(out: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     figs = figures(out, results)
     inside = next((k for k in figs if k in KINDS), None)  # opens the "Inside the models" section
     study = StudyFolder(out)
-    for k, v in figs.items():
-        write_bytes_atomic(study.figures / f"{k}.png", v)
+    for k in CAPTIONS:  # a figure this report no longer draws (e.g. losses without step logs) leaves with it
+        if k in figs:
+            write_bytes_atomic(study.figures / f"{k}.png", figs[k])
+        else:
+            (study.figures / f"{k}.png").unlink(missing_ok=True)
     lines = answer(results)
     env = results["environment"]
     env_line = ", ".join(f"{k} {v}" for k, v in env.items() if v is not None)
