@@ -430,7 +430,11 @@ def test_a_study_copied_without_its_weights_reports_from_its_records(cli: Cli, t
     """A study folder moved to another machine without each run's weights, checkpoints and step log (its results
     only) gives the same results.json from its records; a task not yet scored there is one error naming the missing
     weights, never a silent retraining."""
-    preset = _tiny("quick", tmp_path, tasks=["vqa", "t2i"])
+    variants = [
+        {"name": "shared", "role": "unified", "set": {"model": {"backbone": "shared"}}},
+        {"name": "gen-only", "role": "gen", "set": {"data": {"mode": "gen-only"}}},
+    ]
+    preset = _tiny("quick", tmp_path, tasks=["vqa", "t2i"], variants=variants)
     code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "full", "--device", "cpu")
     assert code == 0, err
     left_out = shutil.ignore_patterns("model.safetensors", "checkpoints", "metrics.jsonl")
@@ -438,6 +442,7 @@ def test_a_study_copied_without_its_weights_reports_from_its_records(cli: Cli, t
     assert not list((tmp_path / "moved").glob("runs/*/model.safetensors"))
     code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "moved", "--device", "cpu")
     assert code == 0, err
+    assert "2 finished runs without their weights answer from their records" in err
     assert not list((tmp_path / "moved").glob("runs/*/model.safetensors"))  # nothing trained again
     full, moved = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "moved"))
     _same_results(full, moved)
