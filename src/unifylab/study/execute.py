@@ -15,7 +15,7 @@ from rich.console import Console
 from unifylab.eval.harness import run_task, split_of, summarise
 from unifylab.eval.task_registry import TaskSpec
 from unifylab.io import read_json
-from unifylab.layout import StudyFolder, check_fingerprint, write_json
+from unifylab.layout import RunFolder, StudyFolder, check_fingerprint, write_json
 from unifylab.runtime import single_thread_blas
 from unifylab.study.preset import Variant
 from unifylab.study.transfer import Labels, item_labels
@@ -114,12 +114,18 @@ def _analyses(
     return {k: done[k] for k in kinds}
 
 
+def carried(folder: RunFolder) -> bool:
+    """A finished run copied without its weights (a study moved between machines): it answers from its records."""
+    from unifylab.models.hub import WEIGHTS
+
+    return folder.finished and not (folder.path / WEIGHTS).is_file()
+
+
 def train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> RunResult:
     """Train one run (unless finished), score it on every task and look inside it; `report(what, units)` feeds the
     progress bar. A finished run copied without its weights answers from its records (`CarriedRun`)."""
     from unifylab.eval.carried import CarriedRun
     from unifylab.eval.native import NativeModel
-    from unifylab.models.hub import WEIGHTS
     from unifylab.train.loop import Trainer
 
     single_thread_blas()
@@ -143,9 +149,9 @@ def train_and_eval(run: Run, work: Work, report: Callable[[str, int], None]) -> 
     else:
         report(f"evaluating {run.id}", steps)
     model = (
-        NativeModel(run_dir.path, work.device, temperature=work.temperature)
-        if (run_dir.path / WEIGHTS).is_file()
-        else CarriedRun(run_dir.path, study.eval(run.id).path, temperature=work.temperature)
+        CarriedRun(run_dir.path, study.eval(run.id).path, temperature=work.temperature)
+        if carried(run_dir)
+        else NativeModel(run_dir.path, work.device, temperature=work.temperature)
     )
     scores, summaries, labels = {}, {}, {}
     for spec in run.variant.scored_on(work.specs):

@@ -17,10 +17,9 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 from unifylab import __version__
 from unifylab.eval.task_registry import TaskSpec, load_task
 from unifylab.layout import StudyFolder
-from unifylab.models.hub import WEIGHTS
 from unifylab.progress import progress
 from unifylab.study.comparisons import comparisons
-from unifylab.study.execute import Run, Work, train_steps
+from unifylab.study.execute import Run, Work, carried, train_steps
 from unifylab.study.executors import Executor, LocalExecutor, RayExecutor, default_jobs
 from unifylab.study.plan import check_runs, check_worlds, plan_runs
 from unifylab.study.preset import Preset
@@ -84,10 +83,10 @@ def run_study(
     specs = [load_task(t) for t in preset.tasks]
     check_worlds(runs, specs)
     check_runs(runs, out, force=force)
-    carried = [r.id for r in runs if study.run(r.id).finished and not (study.run(r.id).path / WEIGHTS).is_file()]
-    if carried:
-        names = ", ".join(carried[:3]) + (" ..." if len(carried) > 3 else "")
-        console.print(f"{len(carried)} finished runs without their weights answer from their records ({names})")
+    moved = [r.id for r in runs if carried(study.run(r.id))]
+    if moved:
+        names = ", ".join(moved[:3]) + (" ..." if len(moved) > 3 else "")
+        console.print(f"{len(moved)} finished runs without their weights answer from their records ({names})")
     if vq_folder is not None and not (vq_folder / "model.safetensors").is_file():
         from unifylab.config import build
         from unifylab.train.vq import VQTrainConfig, save_trained, train_vq
