@@ -54,12 +54,12 @@ def figures(out: Path, results: dict[str, Any]) -> dict[str, bytes]:
     return {k: v for k, v in figs.items() if v}
 
 
-def fig_losses(out: Path, results: dict[str, Any]) -> bytes:
+def fig_losses(out: Path, results: dict[str, Any]) -> bytes | None:
     """Training loss per task and run; none when no run's step log is there (a study copied without them)."""
     tasks = ("caption", "vqa", "t2i")
     logs = {rid: StudyFolder(out).run(rid).read_metrics() for rid in results["runs"]}
     if not any(logs.values()):
-        return b""
+        return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), sharey=True)
     for rid, rows in logs.items():
         for ax, t in zip(axes, tasks):
