@@ -42,6 +42,15 @@ def test_slope_statistic_recovers_a_known_slope_and_its_sign() -> None:
     assert neg.hi < 0
 
 
+def test_a_p_far_below_one_resample_in_two_thousand_is_resolved_so_a_three_part_claim_can_be_called() -> None:
+    rng = np.random.default_rng(3)
+    data = {f"s{s}": {"d": list(rng.normal(-0.2, 0.3, 100))} for s in range(5)}
+    est, p = bootstrap_statistic(data, ["d"], lambda m: m[..., 0])
+    assert est.hi < 0 and p < 0.05 / (3 * 23)  # the floor of 2000 resamples, 2 / 2001, is not
+    weak = {s: {"d": [v + 0.2 for v in cols["d"]]} for s, cols in data.items()}
+    assert bootstrap_statistic(weak, ["d"], lambda m: m[..., 0])[1] > 0.05
+
+
 def test_one_seed_one_cluster_has_no_interval() -> None:
     est, p = bootstrap_statistic({"s0": {"d": [0.4]}}, ["d"], lambda m: m[..., 0])
     assert np.isnan(est.lo) and p == 1.0
