@@ -3,6 +3,7 @@ import numpy as np
 from unifylab.eval.stats import (
     bootstrap_mean,
     bootstrap_mean_of_groups,
+    clustered_difference,
     hierarchical_paired_difference,
     holm,
     paired_difference,
@@ -37,6 +38,20 @@ def test_hierarchical_interval_carries_seed_variance() -> None:
     assert nested.hi - nested.lo > 1.5 * (flat.hi - flat.lo) and 0 < p <= 1
     one, _ = hierarchical_paired_difference(a, b, ["s0"] * 600)
     assert abs(one.hi - one.lo - (flat.hi - flat.lo)) < 0.02  # one seed: the item bootstrap
+
+
+def test_comparison_p_values_resolve_below_the_first_two_thousand_resamples() -> None:
+    rng = np.random.default_rng(1)
+    a = (rng.random(300) < 0.3).astype(float)
+    b = (rng.random(300) < 0.8).astype(float)
+    seeds = np.repeat(["s0", "s1", "s2"], 100)
+    _, p = hierarchical_paired_difference(a, b, seeds)
+    assert p < 2 / 2001 and p * 92 < 0.05  # one of 92 in a Holm family can be called
+    items = [(s, str(i), x) for i, (s, x) in enumerate(zip(seeds, a))]
+    _, p_sets = clustered_difference(items, [(s, c, y) for (s, c, _), y in zip(items, b)])
+    assert p_sets < 2 / 2001
+    _, p_none = hierarchical_paired_difference(a, a[::-1], seeds)
+    assert p_none > 0.05
 
 
 def test_holm_adjustment() -> None:
