@@ -77,6 +77,18 @@ def test_a_claim_is_supported_only_when_every_part_goes_its_way() -> None:
     assert verdict(None, seeds=0, min_seeds=5) == "not run yet"
 
 
+def test_a_test_short_of_its_seeds_counts_as_p_one_for_the_others_so_no_call_rests_on_it() -> None:
+    early = {"for": True, "p_value": 0.001}  # one seed: a small p that more seeds may raise
+    called = {"for": True, "p_value": 0.02}
+    family = [dict(called), dict(early), None]
+    adjust(family, final=[True, False, True])
+    assert family[0]["p_adjusted"] == pytest.approx(0.06)  # ranked first of three, not second
+    assert family[1]["p_adjusted"] == pytest.approx(0.003)  # its own, provisional: its p back in the family
+    as_before = [dict(called), dict(early), None]
+    adjust(as_before)
+    assert as_before[0]["p_adjusted"] == pytest.approx(0.04)  # what the early test would have bought
+
+
 def test_a_two_sided_claim_is_contradicted_by_equivalence() -> None:
     part = _part(predict="differ", margin=0.02)
     assert primary([{"value": 0.3, "p_value": 0.001, "p_equivalent": 1.0}], [part]) == {"for": True, "p_value": 0.001}

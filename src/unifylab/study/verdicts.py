@@ -43,11 +43,14 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
     for claim in preset.claims:
         for world, cw in preset.claim_worlds.items():
             rows.append(_measure_claim(claim, world, cw.studies, cw.aliases, views, preset.learned_floor))
-    adjust([r["test"] for r in rows if r["testable"]])
-    adjust([b for r in rows for b in r["breakdowns"]])
     for r in rows:
-        seeds = min((p["seeds"] for p in r["parts"] if p), default=0)
-        r["seeds"] = seeds
+        r["seeds"] = min((p["seeds"] for p in r["parts"] if p), default=0)
+    tested = [r for r in rows if r["testable"]]
+    adjust([r["test"] for r in tested], final=[r["seeds"] >= preset.min_seeds for r in tested])
+    final = [r["seeds"] >= preset.min_seeds for r in rows for _ in r["breakdowns"]]
+    adjust([b for r in rows for b in r["breakdowns"]], final=final)
+    for r in rows:
+        seeds = r["seeds"]
         if not r["testable"]:
             r["verdict"] = "not testable here"
         elif any(p is None for p in r["parts"]):
@@ -58,7 +61,7 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
         for b in r["breakdowns"]:
             if b is not None:
-                b["called"] = b["p_adjusted"] < ALPHA
+                b["called"] = seeds >= preset.min_seeds and b["p_adjusted"] < ALPHA
     return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor}
 
 
