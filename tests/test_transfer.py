@@ -134,8 +134,12 @@ def test_items_split_by_where_their_fact_or_pair_was_taught() -> None:
     scene = {"objects": [{"shape": "cross", "color": "cyan"}]}  # generation-only pair
     assert split_of({"meta": {"scene": scene}}, vqa, cfg.data) == "transfer"
     assert split_of({"meta": {"scene": scene}}, t2i, cfg.data) == "new_scenes"
-    held = {"objects": [{"shape": "cross", "color": "cyan"}, {"shape": "circle", "color": "red"}]}
+    held = {"objects": [{"shape": "cross", "color": "red"}, {"shape": "circle", "color": "red"}]}
     assert split_of({"meta": {"scene": held}}, vqa, cfg.data) == "heldout_pairs"
+    # a held-out pair beside one the unified model saw only on the other side: kept out of both comparisons
+    both = {"objects": [{"shape": "cross", "color": "cyan"}, {"shape": "circle", "color": "red"}]}
+    assert split_of({"meta": {"scene": both}}, vqa, cfg.data) == "other_pairs"
+    assert split_of({"meta": {"scene": both}}, t2i, cfg.data) == "heldout_pairs"  # drawn: no one-side pair there
     # every fact is tested only at places where it is never drawn in training, and each place set is a third
     for fact in K.FACTS.values():
         assert len(fact.eval_places(3)) == len(fact.places(3)) // 3

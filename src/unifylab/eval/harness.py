@@ -218,7 +218,8 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: TrainingData) -> str:
     a move item, or a fact item drawn in a free look (light, sums), whose scene holds a held-out or one-side pair is
     'other_pairs' (kept out of the comparison). A scene
     item: 'heldout_pairs' when its scene holds a (shape, colour) pair never trained, 'transfer' when it holds a pair
-    taught only on the other side, else 'new_scenes' (eval scenes are never training scenes, see
+    taught only on the other side, 'other_pairs' when it holds both (kept out: a held-out item on which only a
+    unified model saw one of the pairs), else 'new_scenes' (eval scenes are never training scenes, see
     `unifylab.data.splits`)."""
     side, meta = task_side(spec), record["meta"]
     scene = meta.get("scene") or meta.get("shown") or {}
@@ -229,10 +230,11 @@ def split_of(record: dict[str, Any], spec: TaskSpec, data: TrainingData) -> str:
     if "fact" in meta or "move" in meta:
         taught = data.facts.get(meta["fact"], "none") if "fact" in meta else data.moves.get(meta["move"], "none")
         return taught if taught in ("both", "none") else ("here" if taught == side else "transfer")
-    if pairs & {tuple(p) for p in data.holdout_pairs}:
-        return "heldout_pairs"
-    other = {"und": data.gen_only_pairs, "gen": data.und_only_pairs}.get(side or "", [])
-    return "transfer" if pairs & {tuple(p) for p in other} else "new_scenes"
+    held = pairs & {tuple(p) for p in data.holdout_pairs}
+    other = pairs & {tuple(p) for p in {"und": data.gen_only_pairs, "gen": data.und_only_pairs}.get(side or "", [])}
+    if held and other:  # a unified model saw one of its pairs on the other side, a specialist never did
+        return "other_pairs"
+    return "heldout_pairs" if held else "transfer" if other else "new_scenes"
 
 
 def summarise(

@@ -45,8 +45,8 @@ BUDGET_NOTE = (
     "Synergy (unified minus specialist, pooled as in the answer) against specialists trained under each "
     "budget: equal-steps sees exactly the unified run's examples of its kind in the same number of "
     "steps; equal-task-data sees the same examples in fewer steps (its share of the batch); "
-    "equal-compute trains as many steps as the unified run on its own kind only (more examples of "
-    "it). The gap between columns is how much of an effect the budget makes. The contrasts are "
+    "equal-compute trains on as many tokens as the unified run (about its steps), all of its own kind "
+    "(more examples of it). The gap between columns is how much of an effect the budget makes. The contrasts are "
     "Holm-adjusted as a family of their own."
 )
 
