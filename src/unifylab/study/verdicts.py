@@ -45,10 +45,10 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             rows.append(_measure_claim(claim, world, cw.studies, cw.aliases, views, preset.learned_floor))
     for r in rows:
         r["seeds"] = min((p["seeds"] for p in r["parts"] if p), default=0)
+    final = {id(r): r["seeds"] >= preset.min_seeds for r in rows}  # measured at every declared seed
     tested = [r for r in rows if r["testable"]]
-    adjust([r["test"] for r in tested], final=[r["seeds"] >= preset.min_seeds for r in tested])
-    final = [r["seeds"] >= preset.min_seeds for r in rows for _ in r["breakdowns"]]
-    adjust([b for r in rows for b in r["breakdowns"]], final=final)
+    adjust([r["test"] for r in tested], final=[final[id(r)] for r in tested])
+    adjust([b for r in rows for b in r["breakdowns"]], final=[final[id(r)] for r in rows for _ in r["breakdowns"]])
     for r in rows:
         seeds = r["seeds"]
         if not r["testable"]:
@@ -61,7 +61,7 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
         for b in r["breakdowns"]:
             if b is not None:
-                b["called"] = seeds >= preset.min_seeds and b["p_adjusted"] < ALPHA
+                b["called"] = final[id(r)] and b["p_adjusted"] < ALPHA
     return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor}
 
 
