@@ -231,3 +231,15 @@ def test_the_flow_tier_studies_flow_models_and_scores_their_drawings(cli: Cli, t
     assert {r["variant"] for r in runs} == {"shared", "gen-only"}
     for r in runs:  # drawn by flow, parsed exactly: a score per item, not a greedy token match
         assert r["eval"]["t2i"]["n"] == 4 and 0 <= r["eval"]["t2i"]["accuracy"]["value"] <= 1
+
+
+def test_a_breakdown_short_of_its_seeds_is_not_final_even_when_its_row_is() -> None:
+    from unifylab.study.verdicts import finality
+
+    late = {"seeds": 2}  # a model added to the tier after the others had run
+    on_time = {"seeds": 5}
+    row = {"seeds": 5, "breakdowns": [late, on_time, None]}
+    short = {"seeds": 3, "breakdowns": [{"seeds": 5}]}
+    final = finality([row, short], min_seeds=5)
+    assert final[id(row)] and final[id(on_time)] and not final[id(late)]
+    assert not final[id(short)] and not final[id(short["breakdowns"][0])]  # a short row's breakdowns wait with it

@@ -45,10 +45,11 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             rows.append(_measure_claim(claim, world, cw.studies, cw.aliases, views, preset.learned_floor))
     for r in rows:
         r["seeds"] = min((p["seeds"] for p in r["parts"] if p), default=0)
-    final = {id(r): r["seeds"] >= preset.min_seeds for r in rows}  # measured at every declared seed
+    final = finality(rows, min_seeds=preset.min_seeds)
     tested = [r for r in rows if r["testable"]]
     adjust([r["test"] for r in tested], final=[final[id(r)] for r in tested])
-    adjust([b for r in rows for b in r["breakdowns"]], final=[final[id(r)] for r in rows for _ in r["breakdowns"]])
+    breakdowns = [b for r in rows for b in r["breakdowns"]]
+    adjust(breakdowns, final=[b is not None and final[id(b)] for b in breakdowns])
     for r in rows:
         seeds = r["seeds"]
         if not r["testable"]:
@@ -61,8 +62,19 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
         for b in r["breakdowns"]:
             if b is not None:
-                b["called"] = final[id(r)] and b["p_adjusted"] < ALPHA
+                b["called"] = final[id(b)] and b["p_adjusted"] < ALPHA
     return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor}
+
+
+def finality(rows: list[dict[str, Any]], *, min_seeds: int) -> dict[int, bool]:
+    """By id(): whether each row, and each of its breakdowns, is measured at every declared seed. A breakdown may
+    read a model with fewer seeds than the row's parts (a variant added to a tier later), so it is judged alone."""
+    final = {id(r): r["seeds"] >= min_seeds for r in rows}
+    for r in rows:
+        for b in r["breakdowns"]:
+            if b is not None:
+                final[id(b)] = final[id(r)] and b["seeds"] >= min_seeds
+    return final
 
 
 def _measure_claim(
