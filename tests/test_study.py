@@ -426,6 +426,19 @@ def test_budget_contrasts_train_at_the_first_seed_only(tmp_path: Path) -> None:
     assert "gen-only-ec-s1" in {r.id for r in plan_runs(every, tmp_path / "s", None, "cpu", [], None)}
 
 
+def test_a_pool_starts_runs_seed_by_seed_and_longest_first_within_a_seed(tmp_path: Path) -> None:
+    from unifylab.study.executors import queue
+    from unifylab.study.plan import plan_runs
+
+    runs = plan_runs(load_preset(_tiny("quick", tmp_path, seeds=[0, 1])), tmp_path / "s", None, "cpu", [], None)
+    cost = {"und-only-ec": 9, "gen-only-ec": 8, "shared": 5, "unifork": 6, "und-only": 3, "gen-only": 2}
+    order = [r.id for r in queue(runs, cost=lambda r: cost[r.variant.name])]
+    assert order == [
+        "und-only-ec-s0", "gen-only-ec-s0", "unifork-s0", "shared-s0", "und-only-s0", "gen-only-s0",
+        "unifork-s1", "shared-s1", "und-only-s1", "gen-only-s1",
+    ]  # fmt: skip
+
+
 def test_a_study_copied_without_its_weights_reports_from_its_records(cli: Cli, tmp_path: Path) -> None:
     """A study folder moved to another machine without each run's weights, checkpoints and step log (its results
     only) gives the same results.json from its records; a task not yet scored there is one error naming the missing

@@ -46,9 +46,16 @@ def default_jobs(device: str) -> int:
     return physical_cores() if device == "cpu" else 1
 
 
+def queue(runs: list[Run], *, cost: Callable[[Run], int] = train_examples) -> list[Run]:
+    """The order a pool starts runs in: seed by seed, so a study stopped part-way leaves whole seeds to report on
+    (a long study goes on across sessions), and within a seed longest first, so no long run starts last."""
+    costs = {r.id: cost(r) for r in runs}
+    return sorted(runs, key=lambda r: (r.seed, -costs[r.id]))
+
+
 class LocalExecutor(Executor):
     """This machine: with one job, each run in this process; with more, each run in a spawned worker process of
-    its own, longest first (so no long run starts last while other workers idle), progress and results coming back
+    its own, in `queue` order, progress and results coming back
     through a pipe. An interrupt or a failing run stops every worker (SIGTERM, then SIGKILL after
     STOP_GRACE_SECONDS); a worker whose study process dies (kill -9) stops by itself."""
 
@@ -57,7 +64,7 @@ class LocalExecutor(Executor):
             return {r.id: train_and_eval(r, work, report) for r in runs}
         ctx = mp.get_context("spawn")
         done: dict[str, RunResult] = {}
-        waiting = sorted(runs, key=train_examples, reverse=True)
+        waiting = queue(runs)
         running: dict[str, tuple[mp.process.BaseProcess, Connection]] = {}
         try:
             while waiting or running:
