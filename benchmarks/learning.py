@@ -13,7 +13,8 @@ drawn (its own sampler and steps, seeded per item, unguided) and right when the 
 the parser reads back. Prints one JSON line per model and run; writes accuracy-vs-step curves (PNG) and the
 per-evaluation records (jsonl) to --out.
 
-Run: python benchmarks/learning.py [--preset quick --steps 1800 --seeds 0 --models reference,shared,fork,mot,patch,flow]
+Run: python benchmarks/learning.py [--preset claims-shapes --steps 1800 --seeds 0
+     --models reference,shared,fork,mot,patch,flow]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from unifylab.models.generate import EOS, generate_flow, generate_text
 from unifylab.models.unified import greedy_hits
 from unifylab.study.preset import load_preset, merge
 from unifylab.tokenize.sequence import IGNORE, Example, Packed, Packer
-from unifylab.train.config import load_tree
+from unifylab.train.config import TrainConfig, load_tree
 from unifylab.train.data import Batches
 from unifylab.train.loop import Trainer, eval_splits
 from unifylab.train.optimizer import lr_lambda
@@ -269,7 +270,20 @@ def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[l
     )
 
 
-def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[list[dict], float, int]:
+def reference_lr(cfg: TrainConfig, given: float | None) -> float:
+    """The reference's AdamW rate: `given`, else the config's own when it trains with AdamW, else REFERENCE_LR (the
+    yardstick keeps its textbook recipe when the lab's models train with Muon at Muon's rate)."""
+    if given is not None:
+        return given
+    return cfg.optim.lr if cfg.optim.name == "adamw" else REFERENCE_LR
+
+
+REFERENCE_LR = 3e-3  # AdamW's rate on the shapes presets (docs/results/2026-12-06-learning.md)
+
+
+def run_reference(
+    trainer: Trainer, scorer: Scorer, steps: int, every: int, *, lr: float
+) -> tuple[list[dict], float, int]:
     cfg, n_text = trainer.cfg, trainer.model.cfg.n_text
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -277,7 +291,7 @@ def run_reference(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> t
         ref = RefGPT(
             mc.vocab_size, cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.max_len, mc.patch_dim or 0
         )
-    opt = torch.optim.AdamW(ref.parameters(), lr=cfg.optim.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(ref.parameters(), lr=lr, weight_decay=0.0)
     cosine = cfg.optim.model_copy(update={"schedule": "cosine", "decay_fraction": None})  # its recipe, whatever --set
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.model_copy(update={"optim": cosine}), steps))
 
@@ -367,12 +381,24 @@ def plot(records: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="quick", help="study preset whose base config is trained")
+    ap.add_argument(
+        "--preset",
+        default="claims-shapes",
+        help="study preset whose base config is trained (default: the AdamW recipe the claims study and the documented "
+        "tables use; quick: the main job's Muon recipe)",
+    )
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every model")
     ap.add_argument("--models", default="reference,shared,fork,mot,patch")
     ap.add_argument(
         "--same-lr", action="store_true", help="fork and mot at the shared rate too (--set optim.lr sets every model's)"
+    )
+    ap.add_argument(
+        "--reference-lr",
+        type=float,
+        default=None,
+        help="the reference's AdamW rate (default: the preset's optim.lr when it trains with AdamW, "
+        f"else {REFERENCE_LR})",
     )
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (model init and data stream)")
     ap.add_argument("--eval-n", type=int, default=256, help="items per split and task")
@@ -412,7 +438,9 @@ def main() -> None:
                 run_steps = trainer.steps  # --set optim.steps=N may shorten the run
                 every = max(1, math.ceil(run_steps / args.evals))
                 if name == "reference":
-                    curve, wall, tokens = run_reference(trainer, scorer, run_steps, every)
+                    curve, wall, tokens = run_reference(
+                        trainer, scorer, run_steps, every, lr=reference_lr(cfg, args.reference_lr)
+                    )
                     params = None
                 else:
                     curve, wall, tokens = run_lab(trainer, scorer, run_steps, every)
@@ -427,7 +455,7 @@ def main() -> None:
                 "batch": cfg.optim.batch,
                 "optim": "adamw" if name == "reference" else cfg.optim.name,
                 "schedule": "cosine" if name == "reference" else cfg.optim.schedule,
-                "lr": cfg.optim.lr,
+                "lr": reference_lr(cfg, args.reference_lr) if name == "reference" else cfg.optim.lr,
                 "steps_per_s": round(run_steps / wall, 2),
                 "threads": torch.get_num_threads(),
                 "wall_s": round(wall, 1),

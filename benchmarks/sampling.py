@@ -5,8 +5,8 @@ does not depend on them. Prompts are the world's own fully specified prompts; to
 models draw best so), flow at --flow-guidance (a scale other than 1 doubles its batch: prompt and empty prompt).
 
 Prints one JSON line per model and batch, then their ratio.
-Run: python benchmarks/sampling.py [--preset quick --batches 1,64 --flow-steps 20 --solver heun --flow-guidance 1
-     --seconds 5]
+Run: python benchmarks/sampling.py [--preset claims-shapes --batches 1,64 --flow-steps 20 --solver heun
+     --flow-guidance 1 --seconds 5]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def timed(fn: Callable[[], object], seconds: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="quick", help="study preset whose base model and world are used")
+    ap.add_argument("--preset", default="claims-shapes", help="study preset whose base model and world are used")
     ap.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     ap.add_argument("--flow-steps", type=int, default=20, help="flow integration steps")
     ap.add_argument("--solver", default="heun", choices=("euler", "heun"))

@@ -4,7 +4,8 @@ recipe's overrides (a variant `optim.name=muon+model.qk_norm=true`), same model,
 interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line per variant: steps/s and
 the ratio to the first.
 
-Run: python benchmarks/step.py [--preset quick --steps 40 --rounds 3 --threads 1 --variants default,fused,compile,bf16]
+Run: python benchmarks/step.py [--preset claims-shapes --steps 40 --rounds 3 --threads 1
+     --variants default,fused,compile,bf16]
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from unifylab.train.config import load_tree
 from unifylab.train.loop import Trainer
 
 
-def trainer(variant: str, run: Path, *, preset: str = "quick") -> Trainer:
-    """A preset's base model (the quick preset's shared model by default) with one machine option changed, or
+def trainer(variant: str, run: Path, *, preset: str = "claims-shapes") -> Trainer:
+    """A preset's base model (the AdamW recipe's shared model by default) with one machine option changed, or
     with a recipe's config overrides (a variant `key=value[+key=value...]`, e.g. `optim.name=muon`)."""
     tree = merge(load_preset(preset).base, {"compile": variant == "compile", "device": "cpu"})
     overrides = variant.split("+") if "=" in variant else []
@@ -43,7 +44,7 @@ def precision(variant: str) -> contextlib.AbstractContextManager:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--preset", default="quick", help="study preset whose base model is timed")
+    ap.add_argument("--preset", default="claims-shapes", help="study preset whose base model is timed")
     ap.add_argument("--steps", type=int, default=40, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a study trains one thread per run)")

@@ -54,6 +54,13 @@ def test_learning_benchmark_scores_every_model_and_draws_curves(tmp_path: Path) 
         for key in ("val/t2i", "heldout/t2i", "val/vqa", "heldout/caption"):
             assert 0 <= r[key] <= 1
     assert rows[1]["tokens_per_s_vs_reference"] > 0 and (tmp_path / "curves.png").stat().st_size > 1000
+    muon = _learning(
+        tmp_path / "muon", "--models", "reference,shared", "--set", "optim.name=muon", "--set", "optim.lr=0.006"
+    )
+    assert [(r["optim"], r["lr"]) for r in muon] == [
+        ("adamw", 0.003),
+        ("muon", 0.006),
+    ]  # the yardstick keeps its recipe
 
 
 def test_the_reference_reads_pixel_patches_where_the_lab_model_does(tmp_path: Path) -> None:
