@@ -270,15 +270,15 @@ def run_lab(trainer: Trainer, scorer: Scorer, steps: int, every: int) -> tuple[l
     )
 
 
+REFERENCE_LR = 3e-3  # AdamW's rate on the shapes presets (docs/results/2026-12-06-learning.md)
+
+
 def reference_lr(cfg: TrainConfig, given: float | None) -> float:
     """The reference's AdamW rate: `given`, else the config's own when it trains with AdamW, else REFERENCE_LR (the
     yardstick keeps its textbook recipe when the lab's models train with Muon at Muon's rate)."""
     if given is not None:
         return given
     return cfg.optim.lr if cfg.optim.name == "adamw" else REFERENCE_LR
-
-
-REFERENCE_LR = 3e-3  # AdamW's rate on the shapes presets (docs/results/2026-12-06-learning.md)
 
 
 def run_reference(
@@ -437,10 +437,9 @@ def main() -> None:
                 scorer = Scorer(trainer, args.eval_n)
                 run_steps = trainer.steps  # --set optim.steps=N may shorten the run
                 every = max(1, math.ceil(run_steps / args.evals))
+                lr = reference_lr(cfg, args.reference_lr) if name == "reference" else cfg.optim.lr
                 if name == "reference":
-                    curve, wall, tokens = run_reference(
-                        trainer, scorer, run_steps, every, lr=reference_lr(cfg, args.reference_lr)
-                    )
+                    curve, wall, tokens = run_reference(trainer, scorer, run_steps, every, lr=lr)
                     params = None
                 else:
                     curve, wall, tokens = run_lab(trainer, scorer, run_steps, every)
@@ -455,7 +454,7 @@ def main() -> None:
                 "batch": cfg.optim.batch,
                 "optim": "adamw" if name == "reference" else cfg.optim.name,
                 "schedule": "cosine" if name == "reference" else cfg.optim.schedule,
-                "lr": reference_lr(cfg, args.reference_lr) if name == "reference" else cfg.optim.lr,
+                "lr": lr,
                 "steps_per_s": round(run_steps / wall, 2),
                 "threads": torch.get_num_threads(),
                 "wall_s": round(wall, 1),
