@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from unifylab.errors import UserError
 from unifylab.models.blocks import Block
 from unifylab.train import Trainer, load_config
+from unifylab.train.muon import Muon
 from unifylab.train.optimizer import Combined, build_optimizer, lr_lambda
 
 TINY = [
@@ -54,7 +55,7 @@ def test_muon_takes_the_block_matrices_and_trains(tmp_path: Path) -> None:
     opt = trainer.opt
     assert isinstance(opt, Combined)
     muon, adamw = opt.parts
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
     blocks = {id(p) for m in trainer.model.modules() if isinstance(m, Block) for p in m.parameters() if p.ndim == 2}
     got = {id(p) for g in muon.param_groups for p in g["params"]}
     assert got == blocks and len(got) == 2 * 4  # qkv, out, gate_up, down per block
@@ -67,6 +68,35 @@ def test_muon_takes_the_block_matrices_and_trains(tmp_path: Path) -> None:
     # the scheduler drives both optimisers' groups
     lrs = {g["lr"] for g in opt.param_groups}
     assert len(lrs) == 1 and abs(lrs.pop() - 0.003 * lr_lambda(cfg, 60)(60)) < 1e-12
+
+
+@pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch.optim.Muon needs torch >= 2.9")
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("adjust", ["match_rms_adamw", "original"])
+def test_batched_muon_steps_exactly_as_torch_muon_and_keeps_its_state_layout(nesterov: bool, adjust: str) -> None:
+    """One batched orthogonalisation per shape gives torch.optim.Muon's weights bit for bit (tall, wide, square and
+    repeated shapes, a parameter without a gradient), and the two load each other's state."""
+    torch.manual_seed(0)
+    shapes = [(48, 16), (16, 16), (16, 40), (48, 16), (16, 16), (5, 3)]
+    ours = [torch.nn.Parameter(torch.randn(*s) * 0.1) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    kw = {"lr": 0.01, "weight_decay": 0.1, "momentum": 0.9, "nesterov": nesterov, "adjust_lr_fn": adjust}
+    a, b = Muon(ours, **kw), torch.optim.Muon(theirs, **kw)
+    for step in range(4):
+        for i, (p, q) in enumerate(zip(ours, theirs)):
+            g = None if (i == 4 and step == 1) else torch.randn_like(p)
+            p.grad, q.grad = g, None if g is None else g.clone()
+        a.step()
+        b.step()
+        assert all(torch.equal(p, q) for p, q in zip(ours, theirs)), step
+    assert a.state_dict()["param_groups"] == b.state_dict()["param_groups"]
+    twin = Muon([torch.nn.Parameter(p.detach().clone()) for p in theirs], **kw)
+    twin.load_state_dict(copy.deepcopy(b.state_dict()))  # torch's checkpoint into ours: the same next step
+    for p, q in zip(twin.param_groups[0]["params"], theirs):
+        p.grad = q.grad = torch.ones_like(q)
+    twin.step()
+    b.step()
+    assert all(torch.equal(p, q) for p, q in zip(twin.param_groups[0]["params"], theirs))
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "wsd"])

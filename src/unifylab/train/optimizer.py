@@ -1,5 +1,5 @@
-"""A run's optimiser and learning-rate schedule: AdamW, or torch's Muon for the blocks' matrices combined with AdamW
-for the rest into one optimiser, under linear warmup then cosine or warmup-stable-decay."""
+"""A run's optimiser and learning-rate schedule: AdamW, or Muon for the blocks' matrices combined with AdamW for the
+rest into one optimiser, under linear warmup then cosine or warmup-stable-decay."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch.nn as nn
 from unifylab.errors import UserError
 from unifylab.models.blocks import Block
 from unifylab.train.config import TrainConfig
+from unifylab.train.muon import Muon
 
 WSD_DECAY = 0.2  # optim.decay_fraction's default: the share of a wsd run's steps spent decaying
 
@@ -72,18 +73,13 @@ class Combined(torch.optim.Optimizer):
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """optim.name adamw: AdamW, weight decay on matrices and embeddings only; muon: torch's Muon (nesterov,
-    momentum 0.95, lr scaled to AdamW's update RMS) for the 2-D weights of the transformer blocks and that AdamW for
-    the rest, combined into one optimiser."""
+    """optim.name adamw: AdamW, weight decay on matrices and embeddings only; muon: Muon (torch.optim.Muon's update,
+    batched per shape; nesterov, momentum 0.95, lr scaled to AdamW's update RMS) for the 2-D weights of the
+    transformer blocks and that AdamW for the rest, combined into one optimiser."""
     o = cfg.optim
     trainable = [p for p in model.parameters() if p.requires_grad]
     matrices: set[int] = set()
     if o.name == "muon":
-        if not hasattr(torch.optim, "Muon"):
-            raise UserError(
-                f"optim.name muon needs torch >= 2.9 (torch.optim.Muon); this is torch {torch.__version__}: upgrade "
-                "torch or use optim.name=adamw"
-            )
         if cfg.distributed == "fsdp2":
             raise UserError(
                 "optim.name muon orthogonalises whole weight matrices, which distributed fsdp2 shards across ranks; "
@@ -102,7 +98,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     )
     if not matrices:
         return adamw
-    muon = torch.optim.Muon(
+    muon = Muon(
         [p for p in trainable if id(p) in matrices],
         lr=o.lr,
         weight_decay=o.weight_decay,
