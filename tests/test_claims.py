@@ -132,9 +132,9 @@ def test_the_claims_preset_declares_every_claim_of_the_issue() -> None:
 
 
 def _tiny_claims(tmp: Path) -> Path:
-    """The claims preset over tiny copies of its two shapes studies (the watch world left out)."""
+    """The claims preset over tiny copies of its three shapes studies (the watch world left out)."""
     names = {}
-    for sub in ("claims-shapes", "claims-shapes-scaling"):
+    for sub in ("claims-shapes", "claims-shapes-scaling", "claims-shapes-flow"):
         raw = yaml.safe_load(preset_files()[sub].read_text())
         raw["base"] = {**raw["base"], **TINY}
         raw.update(limit=6, analysis_n=12, seeds=[0, 1])
@@ -176,6 +176,13 @@ def test_claims_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
             assert r["verdict"] == "not called: a compared model did not learn"
         else:
             assert r["verdict"] in called
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu", "--report-only")
+    assert code == 0, err  # a render of every tier trains none: the untrained scaling tier is named and left out
+    for tier in ("claims-shapes-scaling", "claims-shapes-flow"):
+        assert f"study {tier}: no run trained, left out (--report-only)" in err
+        assert not (out / tier).exists()
+    again = {r["id"]: r["verdict"] for r in json.loads((out / "results.json").read_text())["claims"]["claims"]}
+    assert again == {cid: r["verdict"] for cid, r in rows.items()}
     code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu", "--only", "claims-shapes-scaling")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())

@@ -464,3 +464,30 @@ def test_a_study_copied_without_its_weights_reports_from_its_records(cli: Cli, t
     assert code == 2 and "shared-s0/model.safetensors: missing" in err and "images still to draw" in err
     assert "Traceback" not in err
     assert not (tmp_path / "moved" / "figures" / "losses.png").is_file()  # no step logs: no loss figure
+
+
+def test_report_only_reports_the_trained_runs_and_trains_nothing(cli: Cli, tmp_path: Path) -> None:
+    """--report-only on a study part-trained (another seed and another variant declared, neither trained) gives the
+    results of the runs it has, names what it left out, and starts no run; with nothing trained it is one error."""
+    variants = [
+        {"name": "shared", "role": "unified", "set": {"model": {"backbone": "shared"}}},
+        {"name": "gen-only", "role": "gen", "set": {"data": {"mode": "gen-only"}}},
+    ]
+    preset = _tiny("quick", tmp_path, tasks=["vqa", "t2i"], variants=variants)
+    code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "s", "--device", "cpu")
+    assert code == 0, err
+    before = json.loads((tmp_path / "s" / "results.json").read_text())
+    more = {"name": "und-only", "role": "und", "set": {"data": {"mode": "und-only"}}}
+    (tmp_path / "wider").mkdir()
+    wider = _tiny("quick", tmp_path / "wider", tasks=["vqa", "t2i"], variants=[*variants, more])
+    args = ("study", "--preset", wider, "--out", tmp_path / "s", "--device", "cpu", "--seeds", "0,1")
+    code, _, err = cli(*args, "--report-only")
+    assert code == 0, err
+    assert "--report-only: 4 of 6 runs are not trained and left out" in err
+    assert sorted(p.name for p in (tmp_path / "s" / "runs").iterdir()) == ["gen-only-s0", "shared-s0"]
+    after = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert [v["name"] for v in after["preset"]["variants"]] == ["shared", "gen-only"]
+    _same_results(before, after)
+    code, _, err = cli("study", "--preset", preset, "--out", tmp_path / "empty", "--device", "cpu", "--report-only")
+    assert code == 2 and "--report-only: no run of study quick has finished" in err and "Traceback" not in err
+    assert not (tmp_path / "empty" / "runs").exists()

@@ -276,6 +276,11 @@ class StudyFolder:
     def eval(self, run_id: str) -> EvalFolder:
         return EvalFolder(self.path / "eval" / run_id)
 
+    def finished_runs(self) -> list[str]:
+        """Ids of the runs here that finished training (none when the folder does not exist)."""
+        runs = self.path / "runs"
+        return sorted(p.name for p in runs.iterdir() if RunFolder(p).finished) if runs.is_dir() else []
+
     def analysis(self, run_id: str) -> Path:
         return self.path / "analysis" / f"{run_id}.json"
 

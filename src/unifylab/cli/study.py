@@ -48,6 +48,13 @@ def study_cmd(
             "--force", help="Redo runs, scores and analyses in --out whose settings changed (default: refuse)."
         ),
     ] = False,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Report from the runs already trained: train nothing, name and leave out the runs not finished.",
+        ),
+    ] = False,
     only: Annotated[
         str | None,
         typer.Option(help="A side-by-side preset (claims, worlds): run only these of its studies (comma-separated)."),
@@ -75,6 +82,7 @@ def study_cmd(
         "ray_address": ray_address,
         "gpus_per_run": gpus_per_run,
         "force": force,
+        "report_only": report_only,
     }
     if only is not None and not p.studies:
         raise UserError(f"--only: preset {p.name} runs no studies of its own; drop --only")

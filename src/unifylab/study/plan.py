@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from unifylab.errors import UserError
 from unifylab.eval.task_registry import TaskSpec
 from unifylab.layout import StudyFolder
@@ -76,3 +78,29 @@ def check_runs(runs: list[Run], out: Path, *, force: bool) -> None:
                 "train it again (its scores and analyses are recomputed), or choose another --out"
             )
         study.forget_run(r.id)
+
+
+def finished_only(preset: Preset, runs: list[Run], out: Path) -> tuple[Preset, list[Run]]:
+    """`--report-only`: the runs that finished training, and the preset narrowed to the variants with at least one
+    (a kept variant whose parent has none keeps its start in its runs' configs, not in the preset)."""
+    study = StudyFolder(out)
+    done = [r for r in runs if study.run(r.id).finished]
+    if not done:
+        raise UserError(
+            f"--report-only: no run of study {preset.name} has finished in {out}; run it without --report-only to "
+            "train its runs"
+        )
+    kept = {r.variant.name for r in done}
+    variants = [
+        {**v.model_dump(), "init_from": v.init_from if v.init_from in kept else None}
+        for v in preset.variants
+        if v.name in kept
+    ]
+    try:
+        return Preset.model_validate({**preset.model_dump(), "variants": variants}), done
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"]
+        raise UserError(
+            f"--report-only: the finished runs of study {preset.name} ({', '.join(sorted(kept))}) do not make a "
+            f"study ({msg}); train the missing runs first (run it without --report-only)"
+        ) from None

@@ -21,7 +21,7 @@ from unifylab.progress import progress
 from unifylab.study.comparisons import comparisons
 from unifylab.study.execute import Run, Work, carried, train_steps
 from unifylab.study.executors import Executor, LocalExecutor, RayExecutor, default_jobs
-from unifylab.study.plan import check_runs, check_worlds, plan_runs
+from unifylab.study.plan import check_runs, check_worlds, finished_only, plan_runs
 from unifylab.study.preset import Preset
 from unifylab.study.transfer import transfer
 from unifylab.train.config import resolve_paths
@@ -69,11 +69,13 @@ def run_study(
     ray_address: str | None = None,
     gpus_per_run: float | None = None,
     force: bool = False,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate and compare; returns (and writes) results.json's content. `jobs` runs that many trainings
     at once (default: `default_jobs`) on the `executor` ('local', or 'ray' at `ray_address` with `gpus_per_run`
     GPUs each); a run that starts from another waits for it. Work already in `out` is reused only when its
-    fingerprint matches; `force` redoes work whose settings changed."""
+    fingerprint matches; `force` redoes work whose settings changed. `report_only` trains nothing: the study is
+    the runs already trained (scored where they are not yet), the others named and left out."""
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -83,11 +85,18 @@ def run_study(
     specs = [load_task(t) for t in preset.tasks]
     check_worlds(runs, specs)
     check_runs(runs, out, force=force)
+    if report_only:
+        planned = runs
+        preset, runs = finished_only(preset, planned, out)
+        trained = {r.id for r in runs}
+        if left := [r.id for r in planned if r.id not in trained]:
+            names = ", ".join(left[:4]) + (" ..." if len(left) > 4 else "")
+            console.print(f"--report-only: {len(left)} of {len(planned)} runs are not trained and left out ({names})")
     moved = [r.id for r in runs if carried(study.run(r.id))]
     if moved:
         names = ", ".join(moved[:3]) + (" ..." if len(moved) > 3 else "")
         console.print(f"{len(moved)} finished runs without their weights answer from their records ({names})")
-    if vq_folder is not None and not (vq_folder / "model.safetensors").is_file():
+    if vq_folder is not None and not report_only and not (vq_folder / "model.safetensors").is_file():
         from unifylab.config import build
         from unifylab.train.vq import VQTrainConfig, save_trained, train_vq
 

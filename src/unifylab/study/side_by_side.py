@@ -57,6 +57,9 @@ def run_side_by_side(
             if StudyFolder(folder).results.is_file():  # an earlier tier's results still count
                 results[sub.name] = read_json(StudyFolder(folder).results)
             continue
+        if executing.get("report_only") and not StudyFolder(folder).finished_runs():
+            console.print(f"study {sub.name}: no run trained, left out (--report-only)")
+            continue
         console.print(f"study {sub.name}")
         with StudyFolder(folder).lock(force=force):
             r = run_study(
