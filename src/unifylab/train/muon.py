@@ -1,5 +1,6 @@
 """Muon (orthogonalised momentum) with torch.optim.Muon's update, group options and state, computed for all matrices
-of one shape at once: at this lab's widths the per-matrix Newton-Schulz loop is most of Muon's cost per step."""
+of one shape at once: fewer, larger products in the optimiser's step (a study on 2 CPU cores runs no faster; see
+docs/results/2026-12-06-recipe.md), and no need for torch >= 2.9."""
 
 from __future__ import annotations
 
