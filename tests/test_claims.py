@@ -250,3 +250,30 @@ def test_a_breakdown_short_of_its_seeds_is_not_final_even_when_its_row_is() -> N
     final = finality([row, short], min_seeds=5)
     assert final[id(row)] and final[id(on_time)] and not final[id(late)]
     assert not final[id(short)] and not final[id(short["breakdowns"][0])]  # a short row's breakdowns wait with it
+
+
+def test_a_called_verdict_names_the_seeds_it_rests_on() -> None:
+    from unifylab.study.verdicts import rests_on
+
+    called = {"for": True, "p_value": 0.001}
+    family = [0.001, 0.04, 1.0]  # this test first, adjusted against two others
+    retests = {
+        0: {"for": True, "p_value": 0.002},
+        1: {"for": True, "p_value": 0.03},
+        2: {"for": False, "p_value": 0.01},
+    }
+    assert rests_on(called, family, 0, retests.get, [0, 1, 2, 3]) == [1, 2, 3]  # 0.09 adjusted; turned; unmeasured
+    assert rests_on(called, family, 0, lambda s: {"for": True, "p_value": 0.01}, [0, 1]) == []  # 0.03 adjusted
+    against = {"for": False, "p_value": 0.001}
+    assert rests_on(against, family, 0, lambda s: {"for": True, "p_value": 0.001}, [4]) == [4]  # it turned for
+
+
+def test_a_study_view_without_a_seed_reads_the_other_seeds_and_shares_their_items() -> None:
+    from unifylab.study.evidence import StudyView
+
+    view = StudyView.__new__(StudyView)
+    view.runs = {("shared", s, None): f"shared-s{s}" for s in range(3)} | {("und-only", 1, None): "und-only-s1"}
+    view._items = {("shared-s0", "t2i"): {}}
+    fewer = view.without_seed(1)
+    assert fewer.run_ids("shared") == {0: "shared-s0", 2: "shared-s2"} and fewer.run_ids("und-only") == {}
+    assert view.run_ids("shared")[1] == "shared-s1" and fewer._items is view._items

@@ -66,12 +66,22 @@ def _cells(row: dict[str, Any]) -> list[str]:
         return [*what, "-", "-", "-", f"not testable here: {row['reason']}"]
     effects = "; ".join(f"{p['label']}: {effect(p)}" if p else "not run yet" for p in row["parts"])
     p_adj = "-" if row["test"] is None else f"{row['test']['p_adjusted']:.3g}"
-    verdict = row["verdict"]
+    verdict = row["verdict"] + stability(row)
     if row["not_learned"]:
         verdict += f" (below the learned floor: {', '.join(row['not_learned'])})"
     if row.get("controls_not_learned"):
         verdict += f" (controls below the learned floor, as may be: {', '.join(row['controls_not_learned'])})"
     return [*what, row["measured"], effects, p_adj, verdict]
+
+
+def stability(row: dict[str, Any]) -> str:
+    """What the leave-one-seed-out check says of a called verdict ('' for one not called)."""
+    if "rests_on" not in row:
+        return ""
+    if not row["rests_on"]:
+        return " (holds with any one seed left out)"
+    seeds = ", ".join(str(s) for s in row["rests_on"])
+    return f" (rests on seed {seeds}: without it, not called)"
 
 
 HEAD = ["claim", "what it says", "source", "world", "what the lab measured", "effect [95% CI]", "adjusted p", "verdict"]
@@ -103,8 +113,10 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
         f"or scenes: the independent unit). A claim with several parts is supported only when every part goes its "
         f"way (p: the largest); it is contradicted when a part goes the other way significantly. The {tested} "
         f"primary tests (claims x worlds) form one Holm family; a verdict is called only at {judged['min_seeds']} "
-        f"seeds or more. A compared model whose own accuracy on new scenes (the mean over its tasks of one kind; "
-        f"the lower of the kinds it was trained for) is below {judged['learned_floor']:.2f} "
+        f"seeds or more, and each called one is tested again with every seed left out in turn (its p put back into "
+        f"the family): it holds, or the seeds it rests on are named. A compared model whose own accuracy on new "
+        f"scenes (the mean over its tasks of one kind; the lower of the kinds it was trained for) is below "
+        f"{judged['learned_floor']:.2f} "
         "stops its verdict (not called; in a data sweep, judged at the largest training set, since small sets "
         "generalise less by design); a control below it (e.g. one learning over a frozen random backbone) is named "
         "beside the verdict."
@@ -127,4 +139,4 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
 
 def verdict_lines(judged: dict[str, Any]) -> list[str]:
     """One line per claim and world for the terminal."""
-    return [f"{r['id']} ({r['world']}): {r['verdict']}" for r in judged["claims"]]
+    return [f"{r['id']} ({r['world']}): {r['verdict']}{stability(r)}" for r in judged["claims"]]

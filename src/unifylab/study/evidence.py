@@ -4,6 +4,7 @@ seeds-then-clusters interval, a p-value, the runs behind it and a small panel of
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from functools import cached_property
@@ -48,6 +49,13 @@ class StudyView:
             return [(None, None)]
         labels = sweep["labels"] or [str(v) for v in sweep["values"]]
         return list(zip(labels, sweep["values"]))
+
+    def without_seed(self, seed: int) -> StudyView:
+        """The same folder read without one seed's runs (sharing the scored items already read): the leave-one-seed-
+        out check of a called verdict."""
+        view = copy.copy(self)
+        view.runs = {key: rid for key, rid in self.runs.items() if key[1] != seed}
+        return view
 
     def run_ids(self, variant: str, group: str | None = None) -> dict[int, str]:
         """Seed -> run id of a variant (in one sweep group)."""

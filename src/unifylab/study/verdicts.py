@@ -1,12 +1,14 @@
 """The claims study's answer: every declared claim measured on every world's study folders, its primary tests
-Holm-adjusted as one family (breakdowns as another), a verdict per claim and world, and the runs behind each test
-checked against the learned floor."""
+Holm-adjusted as one family (breakdowns as another), a verdict per claim and world, the runs behind each test
+checked against the learned floor, and each called verdict re-tested with every seed left out in turn."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from unifylab.eval.stats import holm
 from unifylab.study.claims import ALPHA, Claim, adjust, primary, verdict
 from unifylab.study.evidence import StudyView, measure
 from unifylab.study.preset import Preset
@@ -40,14 +42,17 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
     called); a control below it is named beside the verdict."""
     views = _views(preset, out)
     rows: list[dict[str, Any]] = []
+    retests: list[Callable[[int], dict[str, Any] | None]] = []
     for claim in preset.claims:
         for world, cw in preset.claim_worlds.items():
             rows.append(_measure_claim(claim, world, cw.studies, cw.aliases, views, preset.learned_floor))
+            retests.append(_retest(claim, cw.studies, cw.aliases, views, preset.learned_floor))
     for r in rows:
         r["seeds"] = min((p["seeds"] for p in r["parts"] if p), default=0)
     final = finality(rows, min_seeds=preset.min_seeds)
     tested = [r for r in rows if r["testable"]]
     adjust([r["test"] for r in tested], final=[final[id(r)] for r in tested])
+    family = [1.0 if r["test"] is None or not final[id(r)] else r["test"]["p_value"] for r in tested]
     breakdowns = [b for r in rows for b in r["breakdowns"]]
     adjust(breakdowns, final=[b is not None and final[id(b)] for b in breakdowns])
     for r in rows:
@@ -60,10 +65,52 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             r["verdict"] = "not called: a compared model did not learn"
         else:
             r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
+        if r["verdict"] in ("supported", "contradicted"):
+            retest = retests[rows.index(r)]
+            r["rests_on"] = rests_on(r["test"], family, tested.index(r), retest, _seed_list(views, r))
         for b in r["breakdowns"]:
             if b is not None:
                 b["called"] = final[id(b)] and b["p_adjusted"] < ALPHA
     return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor}
+
+
+def rests_on(
+    test: dict[str, Any],
+    family: list[float],
+    index: int,
+    retest: Callable[[int], dict[str, Any] | None],
+    seeds: list[int],
+) -> list[int]:
+    """The seeds a called verdict rests on: left out of every study the claim reads, the claim's primary test,
+    put back into the family (`family`: its p-values as adjusted, this test's at `index`), no longer points the
+    same way with an adjusted p below ALPHA. Empty: the verdict holds with any one seed left out."""
+    fragile = []
+    for seed in seeds:
+        t = retest(seed)
+        if t is None or t["for"] != test["for"]:
+            fragile.append(seed)
+            continue
+        if holm([t["p_value"] if j == index else p for j, p in enumerate(family)])[index] >= ALPHA:
+            fragile.append(seed)
+    return fragile
+
+
+def _seed_list(views: dict[str, StudyView], row: dict[str, Any]) -> list[int]:
+    """The seeds of the studies a row's parts read."""
+    studies = {p["study"] for p in row["parts"] if p}
+    return sorted({seed for name in studies for (_, seed, _) in views[name].runs})
+
+
+def _retest(
+    claim: Claim, studies: dict[str, str], aliases: dict[str, str], views: dict[str, StudyView], floor: float
+) -> Callable[[int], dict[str, Any] | None]:
+    """The claim's primary test on one world with one seed's runs left out of every study (None: not measurable)."""
+
+    def without(seed: int) -> dict[str, Any] | None:
+        fewer = {name: view.without_seed(seed) for name, view in views.items()}
+        return _measure_claim(claim, "", studies, aliases, fewer, floor)["test"]
+
+    return without
 
 
 def finality(rows: list[dict[str, Any]], *, min_seeds: int) -> dict[int, bool]:
