@@ -277,3 +277,26 @@ def test_a_study_view_without_a_seed_reads_the_other_seeds_and_shares_their_item
     fewer = view.without_seed(1)
     assert fewer.run_ids("shared") == {0: "shared-s0", 2: "shared-s2"} and fewer.run_ids("und-only") == {}
     assert view.run_ids("shared")[1] == "shared-s1" and fewer._items is view._items
+
+
+def test_gradient_conflict_averages_the_deep_blocks_over_checkpoints_one_value_a_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from unifylab.study.evidence import StudyView, conflict
+    from unifylab.train.config import load_tree
+
+    view = StudyView.__new__(StudyView)
+    view.runs = {("shared", s, None): f"shared-s{s}" for s in range(5)}
+    monkeypatch.setattr(view, "config", lambda rid: load_tree({"model": {"layers": 4}}))
+
+    def rows(rid: str) -> dict[str, list[dict[str, object]]]:
+        pull = -0.1 * (1 + int(rid[-1]))  # deep blocks pull apart, more at each seed; shallow ones agree
+        cos = {-1: 0.9, 0: 0.5, 1: 0.5, 2: pull, 3: pull, 4: 0.9}
+        return {"gradients": [{"step": t, "depth": d, "cosine": c} for t in (10, 20) for d, c in cos.items()]}
+
+    monkeypatch.setattr(view, "analysis", rows)
+    got = conflict(view, _part(stat="conflict", a="shared", b=None, predict="less"), lambda n: n)
+    assert got["value"] == pytest.approx(-0.3) and got["hi"] < 0 and got["seeds"] == 5
+    assert got["panel"]["x"] == ["10", "20"] and got["panel"]["lines"]["deep blocks"][0] == pytest.approx([-0.1, -0.1])
+    monkeypatch.setattr(view, "analysis", lambda rid: {"gradients": []})  # a fork's deep blocks are its own
+    assert conflict(view, _part(stat="conflict", a="shared", b=None, predict="less"), lambda n: n) is None

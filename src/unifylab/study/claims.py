@@ -39,11 +39,12 @@ class Part(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stat: Literal["difference", "stepwise", "slope", "deficit", "layers"] = Field(
+    stat: Literal["difference", "stepwise", "slope", "deficit", "layers", "conflict"] = Field(
         description="difference: b minus a, paired by item; stepwise: a's stepwise task minus its direct twin, "
         "paired by fact or direction; slope: synergy of a over the specialists (the mean of the two kinds) against "
         "log2 of the swept value; deficit: how far a trails its specialist on its worse kind (0 if on neither) minus "
-        "how far b does; layers: a signed sum of analysis values per item"
+        "how far b does; layers: a signed sum of analysis values per item; conflict: a's understanding-generation "
+        "gradient cosine in its shared deep blocks over its checkpoints"
     )
     study: str = Field("main", description="which of the world's studies holds the runs")
     group: str | None = Field(
@@ -80,6 +81,7 @@ class Part(BaseModel):
             "slope": ("", True),
             "deficit": ("b (the model compared with a)", self.b is not None),
             "layers": ("analysis (alignment or entropy) and terms", self.analysis is not None and bool(self.terms)),
+            "conflict": ("", True),
         }
         what, ok = need[self.stat]
         if not ok:

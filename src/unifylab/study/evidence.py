@@ -314,7 +314,38 @@ def layers(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str,
     return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
 
 
-STATS = {"difference": difference, "stepwise": stepwise, "slope": slope, "deficit": deficit, "layers": layers}
+def conflict(view: StudyView, part: Part, name: Callable[[str], str]) -> dict[str, Any] | None:
+    """The cosine between a model's understanding- and generation-loss gradients in its shared deep blocks (from the
+    middle depth, where UniFork forks, to the last), averaged over the blocks and every checkpoint: below 0 when
+    the two objectives pull the deep layers apart. One value per seed (blocks and checkpoints are not independent)."""
+    a = name(part.a)
+    data, lines = {}, {}
+    steps: list[int] = []
+    for s, rid in sorted(view.run_ids(a).items()):
+        depth = view.config(rid).model.layers
+        rows = [
+            r
+            for r in view.analysis(rid).get("gradients", [])
+            if depth // 2 <= r["depth"] < depth and r["cosine"] is not None
+        ]
+        if not rows:
+            continue
+        steps = sorted({r["step"] for r in rows})
+        lines[s] = [float(np.mean([r["cosine"] for r in rows if r["step"] == t])) for t in steps]
+        data[f"s{s}"] = {"d": [float(np.mean(lines[s]))]}
+    est = _estimate(data, ["d"], lambda m: m[..., 0], part)
+    panel = {"x": [str(t) for t in steps], "lines": {"deep blocks": lines}, "y": "gradient cosine by step"}
+    return est and {**est, "runs": list(view.run_ids(a).values()), "panel": panel}
+
+
+STATS = {
+    "difference": difference,
+    "stepwise": stepwise,
+    "slope": slope,
+    "deficit": deficit,
+    "layers": layers,
+    "conflict": conflict,
+}
 
 
 def measure(view: StudyView, part: Part, aliases: dict[str, str]) -> dict[str, Any] | None:
