@@ -191,6 +191,8 @@ def test_claims_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert md.index("## Verdicts") < md.index("## Answer, world by world")
     assert "figures/claim-C1-shapes.png" in md and "### Breakdowns" in md
+    learned = results["claims"]["learned"]["claims-shapes"]
+    assert set(learned["shared"]) == {"0", "1"} and "| claims-shapes | shared |" in md  # every run's own accuracy
 
 
 def test_only_names_a_study_of_the_preset(cli: Cli, tmp_path: Path) -> None:

@@ -133,7 +133,34 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
             body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     md += ["", "Breakdowns are Holm-adjusted as a family of their own.", ""]
     body += ["</table>", "<p><small>Breakdowns are Holm-adjusted as a family of their own.</small></p>"]
+    learned_md, learned_html = learned_section(judged)
+    md += learned_md
+    body += learned_html
     body += ["<h3>Evidence, claim by claim</h3>", *embedded]
+    return md, body
+
+
+def learned_section(judged: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Markdown lines and HTML of every run's own accuracy by study, model and seed, those below the floor marked."""
+    floor = judged["learned_floor"]
+    studies = judged.get("learned", {})
+    seeds = sorted({s for models in studies.values() for row in models.values() for s in row}, key=int)
+    head = ["study", "model", *(f"seed {s}" for s in seeds)]
+    md = ["### Did the models learn?", "", md_row(head), "|" + "---|" * len(head)]
+    body = ["<h3>Did the models learn?</h3>", "<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for study, models in studies.items():
+        for model, row in models.items():
+            vals = [row.get(s) for s in seeds]
+            cells = [study, model, *("-" if v is None else f"{v:.2f}" + (" *" if v < floor else "") for v in vals)]
+            md.append(md_row(cells))
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    note = (
+        f"A run's own accuracy: its mean exact accuracy on new scenes over the tasks of each kind it was trained for, "
+        f"the lower kind's. * below the learned floor ({floor:.2f}): a compared model there stops its claim's "
+        "verdict (in a data sweep, at the largest set only)."
+    )
+    md += ["", note, ""]
+    body += ["</table>", f"<p><small>{html.escape(note)}</small></p>"]
     return md, body
 
 

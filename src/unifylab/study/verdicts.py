@@ -71,7 +71,21 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
         for b in r["breakdowns"]:
             if b is not None:
                 b["called"] = final[id(b)] and b["p_adjusted"] < ALPHA
-    return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor}
+    learned = {name: _learned(view) for name, view in sorted(views.items())}
+    return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor, "learned": learned}
+
+
+def _learned(view: StudyView) -> dict[str, dict[str, float | None]]:
+    """Every run's own accuracy (see StudyView.learned) by model and seed ('variant' or 'variant at label' in a
+    sweep), so a reader sees that the models behind the verdicts learned, and which did not."""
+    out: dict[str, dict[str, float | None]] = {}
+    order = [label for label, _ in view.groups]
+    for (variant, seed, label), rid in sorted(
+        view.runs.items(), key=lambda kv: (kv[0][0], order.index(kv[0][2]), kv[0][1])
+    ):
+        model = variant if label is None else f"{variant} at {label}"
+        out.setdefault(model, {})[str(seed)] = view.learned(rid)
+    return out
 
 
 def rests_on(
