@@ -1,6 +1,6 @@
 """The claims study's verdict table (claim, source, what the lab measured, effect with its interval, adjusted p,
-verdict) and one small-multiples figure per claim and world: a panel per part, one thin line per seed and their
-mean in bold (PNGs in OUT/figures/, and embedded in report.html so it stays one self-contained file)."""
+verdict) and one small-multiples figure per claim and world: a panel per part and per breakdown, one thin line
+per seed and their mean in bold (PNGs in OUT/figures/, and embedded in report.html so it stays one file)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,18 @@ def effect(part: dict[str, Any] | None) -> str:
 
 
 def figure(row: dict[str, Any]) -> bytes | None:
-    """A panel per measured part: per-seed values (thin) and their mean (bold) over the part's x positions."""
-    parts = [p for p in row["parts"] if p is not None]
-    if not parts:
+    """A panel per measured part, then one per measured breakdown (titled as such): per-seed values (thin) and
+    their mean (bold) over the panel's x positions, up to four panels a row."""
+    panels = [(p, "") for p in row["parts"] if p is not None]
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, len(parts), figsize=(3.8 * len(parts), 3.2), squeeze=False)
-    for ax, p in zip(axes[0], parts):
+    panels += [(b, "breakdown: ") for b in row["breakdowns"] if b is not None]
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (p, kind) in zip(axes.flat, panels):
         x = np.arange(len(p["panel"]["x"]))
         for k, (series, by_seed) in enumerate(p["panel"]["lines"].items()):
             color = f"C{k}"
@@ -50,7 +56,7 @@ def figure(row: dict[str, Any]) -> bytes | None:
             ax.plot(x, np.nanmean(ys, 0), color=color, linewidth=2.2, marker="o", label=series)
         ax.set_xticks(x, p["panel"]["x"], rotation=20, fontsize=7)
         ax.set_ylabel(p["panel"]["y"], fontsize=8)
-        ax.set_title(f"{p['label']}\n{effect(p)}", fontsize=8)
+        ax.set_title(f"{kind}{p['label']}\n{effect(p)}", fontsize=8, wrap=True)
         if len(p["panel"]["lines"]) > 1:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
