@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def figure(row: dict[str, Any]) -> bytes | None:
             ax.plot(x, np.nanmean(ys, 0), color=color, linewidth=2.2, marker="o", label=series)
         ax.set_xticks(x, p["panel"]["x"], rotation=20, fontsize=7)
         ax.set_ylabel(p["panel"]["y"], fontsize=8)
-        ax.set_title(f"{kind}{p['label']}\n{effect(p)}", fontsize=8, wrap=True)
+        ax.set_title(f"{textwrap.fill(kind + p['label'], 46)}\n{effect(p)}", fontsize=8)
         if len(p["panel"]["lines"]) > 1:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
