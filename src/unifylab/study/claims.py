@@ -166,12 +166,17 @@ def verdict(test: dict[str, Any] | None, *, seeds: int, min_seeds: int) -> str:
     return "supported" if test["for"] else "contradicted"
 
 
+def family_p(tests: list[dict[str, Any] | None], final: list[bool]) -> list[float]:
+    """The raw p-values a Holm family adjusts: a test not measured yet, or not final, counts as p = 1."""
+    return [1.0 if t is None or not f else t["p_value"] for t, f in zip(tests, final)]
+
+
 def adjust(tests: list[dict[str, Any] | None], *, final: list[bool] | None = None) -> None:
     """Holm over a family in place; a test not measured yet counts as p = 1 so the family is the declared one. A
     test not final (fewer seeds than declared) also counts as p = 1 for the others, so no called verdict rests on
     an early p that more seeds may raise; its own adjusted p (provisional) puts its p back into that family."""
     final = final or [True] * len(tests)
-    base = [1.0 if t is None or not f else t["p_value"] for t, f in zip(tests, final)]
+    base = family_p(tests, final)
     for t, p in zip(tests, holm(base) if base else []):
         if t is not None:
             t["p_adjusted"] = p

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unifylab.eval.stats import holm
-from unifylab.study.claims import ALPHA, Claim, adjust, primary, verdict
+from unifylab.study.claims import ALPHA, Claim, adjust, family_p, primary, verdict
 from unifylab.study.evidence import StudyView, measure
 from unifylab.study.preset import Preset
 
@@ -51,11 +51,13 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
         r["seeds"] = min((p["seeds"] for p in r["parts"] if p), default=0)
     final = finality(rows, min_seeds=preset.min_seeds)
     tested = [r for r in rows if r["testable"]]
-    adjust([r["test"] for r in tested], final=[final[id(r)] for r in tested])
-    family = [1.0 if r["test"] is None or not final[id(r)] else r["test"]["p_value"] for r in tested]
+    tests, finals = [r["test"] for r in tested], [final[id(r)] for r in tested]
+    adjust(tests, final=finals)
+    family = family_p(tests, finals)
+    position = {id(r): i for i, r in enumerate(tested)}
     breakdowns = [b for r in rows for b in r["breakdowns"]]
     adjust(breakdowns, final=[b is not None and final[id(b)] for b in breakdowns])
-    for r in rows:
+    for r, retest in zip(rows, retests):
         seeds = r["seeds"]
         if not r["testable"]:
             r["verdict"] = "not testable here"
@@ -66,8 +68,7 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
         else:
             r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
         if r["verdict"] in ("supported", "contradicted"):
-            retest = retests[rows.index(r)]
-            r["rests_on"] = rests_on(r["test"], family, tested.index(r), retest, _seed_list(views, r))
+            r["rests_on"] = rests_on(r["test"], family, position[id(r)], retest, _seed_list(views, r))
         for b in r["breakdowns"]:
             if b is not None:
                 b["called"] = final[id(b)] and b["p_adjusted"] < ALPHA
@@ -96,7 +97,7 @@ def rests_on(
     seeds: list[int],
 ) -> list[int]:
     """The seeds a called verdict rests on: left out of every study the claim reads, the claim's primary test,
-    put back into the family (`family`: its p-values as adjusted, this test's at `index`), no longer points the
+    put back into the family (`family`: the raw p-values Holm adjusts, this test's at `index`), no longer points the
     same way with an adjusted p below ALPHA. Empty: the verdict holds with any one seed left out."""
     fragile = []
     for seed in seeds:
