@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from unifylab.errors import UserError
-from unifylab.eval.stats import bootstrap_statistic, hierarchical_paired_difference
+from unifylab.eval.stats import bootstrap_statistic, hierarchical_paired_difference, seed_t_test, t_quantile, t_tail
 from unifylab.study.claims import Part, adjust, primary, verdict
 from unifylab.study.preset import load_preset, preset_files
 
@@ -60,13 +60,24 @@ def _part(**kw: object) -> Part:
     return Part(**{"stat": "difference", "a": "x", "b": "y", "predict": "greater", **kw})
 
 
+def _measured(
+    value: float, p: float, seed_p: float, *, p_equivalent: float | None = None, seed_p_equivalent: float = 1.0
+) -> dict[str, object]:
+    """A measured part: its bootstrap p and its seed-level t test's (and a differ part's equivalence p of each)."""
+    out: dict[str, object] = {"value": value, "p_value": p, "seed_level": {"p_value": seed_p}}
+    if p_equivalent is not None:
+        out["p_equivalent"] = p_equivalent
+        out["seed_level"] = {"p_value": seed_p, "p_equivalent": seed_p_equivalent}
+    return out
+
+
 def test_a_claim_is_supported_only_when_every_part_goes_its_way() -> None:
     decl = [_part(), _part(predict="less")]
-    both = primary([{"value": 0.1, "p_value": 0.01}, {"value": -0.2, "p_value": 0.03}], decl)
-    assert both == {"for": True, "p_value": 0.03}
-    against = primary([{"value": 0.1, "p_value": 0.01}, {"value": 0.2, "p_value": 0.002}], decl)
-    assert against == {"for": False, "p_value": pytest.approx(0.004)}  # Bonferroni over the two parts
-    assert primary([None, {"value": 0.1, "p_value": 0.01}], decl) is None
+    both = primary([_measured(0.1, 0.01, 0.02), _measured(-0.2, 0.03, 0.04)], decl)
+    assert both == {"for": True, "p_value": 0.03, "seed_p_value": 0.04}
+    against = primary([_measured(0.1, 0.01, 0.05), _measured(0.2, 0.002, 0.01)], decl)
+    assert against == {"for": False, "p_value": pytest.approx(0.004), "seed_p_value": pytest.approx(0.02)}
+    assert primary([None, _measured(0.1, 0.01, 0.01)], decl) is None
     family = [dict(both), dict(against), None]
     adjust(family)
     assert family[0]["p_adjusted"] == pytest.approx(0.06) and family[1]["p_adjusted"] == pytest.approx(0.012)
@@ -91,9 +102,10 @@ def test_a_test_short_of_its_seeds_counts_as_p_one_for_the_others_so_no_call_res
 
 def test_a_two_sided_claim_is_contradicted_by_equivalence() -> None:
     part = _part(predict="differ", margin=0.02)
-    assert primary([{"value": 0.3, "p_value": 0.001, "p_equivalent": 1.0}], [part]) == {"for": True, "p_value": 0.001}
-    inside = primary([{"value": 0.001, "p_value": 0.8, "p_equivalent": 0.003}], [part])
-    assert inside == {"for": False, "p_value": 0.003}
+    apart = _measured(0.3, 0.001, 0.002, p_equivalent=1.0, seed_p_equivalent=1.0)
+    assert primary([apart], [part]) == {"for": True, "p_value": 0.001, "seed_p_value": 0.002}
+    inside = primary([_measured(0.001, 0.8, 0.9, p_equivalent=0.003, seed_p_equivalent=0.01)], [part])
+    assert inside == {"for": False, "p_value": 0.003, "seed_p_value": 0.01}
     with pytest.raises(ValueError, match="margin > 0"):
         _part(predict="differ")
 
@@ -268,6 +280,40 @@ def test_a_called_verdict_names_the_seeds_it_rests_on() -> None:
     assert rests_on(called, family, 0, lambda s: {"for": True, "p_value": 0.01}, [0, 1]) == []  # 0.03 adjusted
     against = {"for": False, "p_value": 0.001}
     assert rests_on(against, family, 0, lambda s: {"for": True, "p_value": 0.001}, [4]) == [4]  # it turned for
+
+
+def test_the_seed_level_t_test_is_students() -> None:
+    assert t_tail(2.776445, 4) == pytest.approx(0.05, abs=1e-6)  # the textbook 97.5 % points
+    assert t_quantile(0.05, 1) == pytest.approx(12.7062, abs=1e-3)
+    est, p = seed_t_test([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (est.value, est.lo, p) == pytest.approx((3.0, 3.0 - 2.776445 * np.sqrt(2.5 / 5), 0.013236), abs=1e-5)
+    assert seed_t_test([0.5] * 5)[1] == 0.0 and seed_t_test([0.5] * 5, null=0.5)[1] == 1.0
+    one, p_one = seed_t_test([0.5])
+    assert np.isnan(one.lo) and p_one == 1.0
+
+
+def test_five_seeds_one_way_can_pass_the_seeds_then_items_bootstrap_and_not_the_t_test() -> None:
+    rng = np.random.default_rng(4)
+    centres = [-0.01, -0.04, -0.07, -0.10, -0.14]  # every seed below 0, widely spread
+    data = {f"s{s}": {"d": list(rng.normal(c, 0.3, 400))} for s, c in enumerate(centres)}
+    _, p_boot = bootstrap_statistic(data, ["d"], lambda m: m[..., 0])
+    _, p_t = seed_t_test([float(np.mean(cols["d"])) for cols in data.values()])
+    assert p_boot < 0.005 < p_t  # the bootstrap's seeds spread like 4 / 5 of theirs, with normal tails
+
+
+def test_a_call_the_t_test_over_the_seeds_does_not_share_is_not_called() -> None:
+    from unifylab.study.claims_report import stability
+    from unifylab.study.verdicts import seed_level
+
+    family = [0.001, 0.04, 1.0]  # this test first
+    weak = seed_level({"for": False, "p_value": 0.001, "seed_p_value": 0.02}, family, 0)
+    assert weak == {"p_value": 0.02, "p_adjusted": pytest.approx(0.06), "holds": False}
+    strong = seed_level({"for": True, "p_value": 0.001, "seed_p_value": 0.001}, family, 0)
+    assert strong["holds"] and strong["p_adjusted"] == pytest.approx(0.003)
+    said = stability({"verdict": "no evidence", "seed_level": {**weak, "bootstrap_verdict": "contradicted"}})
+    assert "alone would call it contradicted" in said and "0.06" in said
+    assert "holds with any one seed left out" in stability({"seed_level": strong, "rests_on": []})
+    assert stability({"verdict": "no evidence"}) == ""
 
 
 def test_a_study_view_without_a_seed_reads_the_other_seeds_and_shares_their_items() -> None:

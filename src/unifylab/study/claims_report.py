@@ -82,13 +82,19 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 
 def stability(row: dict[str, Any]) -> str:
-    """What the leave-one-seed-out check says of a called verdict ('' for one not called)."""
-    if "rests_on" not in row:
+    """What the seed-level t test and the leave-one-seed-out check say of a verdict the bootstrap called ('' for
+    one it did not)."""
+    t = row.get("seed_level")
+    if t is None:
         return ""
-    if not row["rests_on"]:
-        return " (holds with any one seed left out)"
+    if not t["holds"]:
+        return (
+            f" (the seeds-then-items bootstrap alone would call it {t['bootstrap_verdict']}; as a t test over the "
+            f"seeds, adjusted p {t['p_adjusted']:.3g})"
+        )
     seeds = ", ".join(str(s) for s in row["rests_on"])
-    return f" (rests on seed {seeds}: without it, not called)"
+    left_out = f"rests on seed {seeds}: without it, not called" if seeds else "holds with any one seed left out"
+    return f" (also as a t test over the seeds, adjusted p {t['p_adjusted']:.3g}; {left_out})"
 
 
 HEAD = ["claim", "what it says", "source", "world", "what the lab measured", "effect [95% CI]", "adjusted p", "verdict"]
@@ -120,22 +126,27 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
         f"or scenes: the independent unit). A claim with several parts is supported only when every part goes its "
         f"way (p: the largest); it is contradicted when a part goes the other way significantly. The {tested} "
         f"primary tests (claims x worlds) form one Holm family; a verdict is called only at {judged['min_seeds']} "
-        f"seeds or more, and each called one is tested again with every seed left out in turn (its p put back into "
-        f"the family): it holds, or the seeds it rests on are named. A compared model whose own accuracy on new "
+        f"seeds or more, and only when a t test over the seeds' own values (each seed's statistic), put into the "
+        f"family in place of the bootstrap's p, calls it too: a percentile bootstrap over a handful of seeds "
+        f"understates their spread. Each called one is tested again with every seed left out in turn (its p put "
+        f"back into the family): it holds, or the seeds it rests on are named. A compared model whose own accuracy "
+        f"on new "
         f"scenes (the mean over its tasks of one kind; the lower of the kinds it was trained for) is below "
         f"{judged['learned_floor']:.2f} "
         "stops its verdict (not called; in a data sweep, judged at the largest training set, since small sets "
         "generalise less by design); a control below it (e.g. one learning over a frozen random backbone) is named "
         "beside the verdict."
     )
-    md += ["", note, "", "### Breakdowns", "", md_row(["claim", "world", "breakdown", "effect [95% CI]", "adjusted p"])]
-    md.append("|---|---|---|---|---|")
+    b_head = ["claim", "world", "breakdown", "effect [95% CI]", "adjusted p", "as a t test over the seeds"]
+    md += ["", note, "", "### Breakdowns", "", md_row(b_head), "|" + "---|" * len(b_head)]
     body += ["</table>", f"<p><small>{html.escape(note)}</small></p>", "<h3>Breakdowns</h3>", "<table>"]
     for row in judged["claims"]:
         for b in row["breakdowns"]:
             if b is None:
                 continue
-            cells = [row["id"], row["world"], b["label"], effect(b), f"{b['p_adjusted']:.3g}"]
+            t = b["seed_level"]
+            seed_test = f"{effect({**b, **t})}, adjusted p {b['seed_p_adjusted']:.3g}"
+            cells = [row["id"], row["world"], b["label"], effect(b), f"{b['p_adjusted']:.3g}", seed_test]
             md.append(md_row(cells))
             body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     md += ["", "Breakdowns are Holm-adjusted as a family of their own.", ""]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from unifylab.eval.harness import split_of
-from unifylab.eval.stats import bootstrap_statistic
+from unifylab.eval.stats import bootstrap_statistic, seed_t_test
 from unifylab.eval.task_registry import TaskSpec, load_task
 from unifylab.io import read_json
 from unifylab.layout import StudyFolder
@@ -149,12 +149,17 @@ def _estimate(
         return None
     est, p = bootstrap_statistic(data, columns, fn, paired=paired, null=part.null)
     out = {**est.to_dict(), "p_value": p, "seeds": len(data)}
+    per_seed = [float(fn(np.array([[np.mean(cols[c]) for c in columns]]))[0]) for cols in data.values()]
+    t_est, t_p = seed_t_test(per_seed, null=part.null)
+    out["seed_level"] = {**t_est.to_dict(), "p_value": t_p, "per_seed": per_seed}
     if part.predict == "differ":
         inside = -part.margin < est.value < part.margin
         sides = [
             bootstrap_statistic(data, columns, fn, paired=paired, null=x)[1] / 2 for x in (-part.margin, part.margin)
         ]
         out["p_equivalent"] = max(sides) if inside else 1.0
+        t_sides = [seed_t_test(per_seed, null=x)[1] / 2 for x in (-part.margin, part.margin)]
+        out["seed_level"]["p_equivalent"] = max(t_sides) if -part.margin < t_est.value < part.margin else 1.0
     return out
 
 
