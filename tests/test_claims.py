@@ -205,6 +205,8 @@ def test_claims_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     assert "figures/claim-C1-shapes.png" in md and "### Breakdowns" in md
     learned = results["claims"]["learned"]["claims-shapes"]
     assert set(learned["shared"]) == {"0", "1"} and "| claims-shapes | shared |" in md  # every run's own accuracy
+    untrained = next(r for r in results["claims"]["claims"] if r["id"] == "C7")["breakdowns"][0]
+    assert untrained["seeds"] == 2 and set(learned["untrained"]) == {"0", "1"}  # the analyses' reference, at step 0
 
 
 def test_only_names_a_study_of_the_preset(cli: Cli, tmp_path: Path) -> None:

@@ -383,3 +383,13 @@ def test_init_parts_take_only_the_named_groups_from_init_from(tmp_path: Path) ->
         assert torch.equal(value, want), name
     with pytest.raises(ValueError, match="set init_from or drop init_parts"):
         TrainConfig.model_validate({**TINY, "init_parts": ["backbone"]})
+
+
+def test_zero_steps_saves_the_initial_model_untrained(tmp_path: Path) -> None:
+    cfg = load_config(_cfg(tmp_path, optim={"steps": 0}))
+    trainer = Trainer(cfg, tmp_path / "init", progress=False)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    summary = trainer.fit()
+    assert summary["steps"] == 0 and summary["tokens_seen"] == 0 and "final" in summary
+    saved = from_pretrained(tmp_path / "init").state_dict()
+    assert initial.keys() == saved.keys() and all(torch.equal(initial[k], saved[k]) for k in initial)

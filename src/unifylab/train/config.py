@@ -158,7 +158,11 @@ class OptimConfig(Strict):
     weight_decay: float = Field(0.05, ge=0)
     warmup: int = Field(50, ge=0)
     steps: int = Field(
-        600, ge=1, le=MAX_STEPS, description="optimiser steps of the unified run; specialists derive theirs"
+        600,
+        ge=0,
+        le=MAX_STEPS,
+        description="optimiser steps of the unified run; specialists derive theirs (0: the initial model, saved "
+        "untrained as a reference for the analyses)",
     )
     batch: int = Field(
         32, ge=1, le=MAX_BATCH, description="global sequences per optimiser step (all ranks, all micro-batches)"
