@@ -399,7 +399,7 @@ class UnifiedTransformer(nn.Module):
         seq_count = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, torch.ones_like(per_tok))
         misses = torch.zeros(b, device=h.device, dtype=torch.float32).index_add(0, rows, (~hits).float())
         seq_exact = ((misses == 0) & (seq_count > 0)).float()
-        total, count = per_tok.sum(), float(per_tok.numel())
+        total, count = per_tok.sum(), keep.sum().float()  # a tensor: a Python float would specialise compile
         image_loss = per_tok[is_img].mean() if bool(is_img.any()) else nan
         if target_v is not None:
             x_t, t_slot = features[trained[batch["cont"]]].float(), flow_t[trained[flow]][:, None]
@@ -417,7 +417,7 @@ class UnifiedTransformer(nn.Module):
         return LossResult(
             loss=total / count if target_v is not None else per_tok.mean(),
             sum=total,
-            count=torch.tensor(count, device=h.device),
+            count=count,
             seq_sum=seq_sum.detach(),
             seq_count=seq_count,
             seq_exact=seq_exact,
