@@ -60,24 +60,13 @@ def _part(**kw: object) -> Part:
     return Part(**{"stat": "difference", "a": "x", "b": "y", "predict": "greater", **kw})
 
 
-def _measured(
-    value: float, p: float, seed_p: float, *, p_equivalent: float | None = None, seed_p_equivalent: float = 1.0
-) -> dict[str, object]:
-    """A measured part: its bootstrap p and its seed-level t test's (and a differ part's equivalence p of each)."""
-    out: dict[str, object] = {"value": value, "p_value": p, "seed_level": {"p_value": seed_p}}
-    if p_equivalent is not None:
-        out["p_equivalent"] = p_equivalent
-        out["seed_level"] = {"p_value": seed_p, "p_equivalent": seed_p_equivalent}
-    return out
-
-
 def test_a_claim_is_supported_only_when_every_part_goes_its_way() -> None:
     decl = [_part(), _part(predict="less")]
-    both = primary([_measured(0.1, 0.01, 0.02), _measured(-0.2, 0.03, 0.04)], decl)
-    assert both == {"for": True, "p_value": 0.03, "seed_p_value": 0.04}
-    against = primary([_measured(0.1, 0.01, 0.05), _measured(0.2, 0.002, 0.01)], decl)
-    assert against == {"for": False, "p_value": pytest.approx(0.004), "seed_p_value": pytest.approx(0.02)}
-    assert primary([None, _measured(0.1, 0.01, 0.01)], decl) is None
+    both = primary([{"value": 0.1, "p_value": 0.01}, {"value": -0.2, "p_value": 0.03}], decl)
+    assert both == {"for": True, "p_value": 0.03}
+    against = primary([{"value": 0.1, "p_value": 0.01}, {"value": 0.2, "p_value": 0.002}], decl)
+    assert against == {"for": False, "p_value": pytest.approx(0.004)}  # Bonferroni over the two parts
+    assert primary([None, {"value": 0.1, "p_value": 0.01}], decl) is None
     family = [dict(both), dict(against), None]
     adjust(family)
     assert family[0]["p_adjusted"] == pytest.approx(0.06) and family[1]["p_adjusted"] == pytest.approx(0.012)
@@ -102,10 +91,9 @@ def test_a_test_short_of_its_seeds_counts_as_p_one_for_the_others_so_no_call_res
 
 def test_a_two_sided_claim_is_contradicted_by_equivalence() -> None:
     part = _part(predict="differ", margin=0.02)
-    apart = _measured(0.3, 0.001, 0.002, p_equivalent=1.0, seed_p_equivalent=1.0)
-    assert primary([apart], [part]) == {"for": True, "p_value": 0.001, "seed_p_value": 0.002}
-    inside = primary([_measured(0.001, 0.8, 0.9, p_equivalent=0.003, seed_p_equivalent=0.01)], [part])
-    assert inside == {"for": False, "p_value": 0.003, "seed_p_value": 0.01}
+    assert primary([{"value": 0.3, "p_value": 0.001, "p_equivalent": 1.0}], [part]) == {"for": True, "p_value": 0.001}
+    inside = primary([{"value": 0.001, "p_value": 0.8, "p_equivalent": 0.003}], [part])
+    assert inside == {"for": False, "p_value": 0.003}
     with pytest.raises(ValueError, match="margin > 0"):
         _part(predict="differ")
 
@@ -303,18 +291,27 @@ def test_five_seeds_one_way_can_pass_the_seeds_then_items_bootstrap_and_not_the_
     assert p_boot < 0.005 < p_t  # the bootstrap's seeds spread like 4 / 5 of theirs, with normal tails
 
 
-def test_a_call_the_t_test_over_the_seeds_does_not_share_is_not_called() -> None:
-    from unifylab.study.claims_report import stability
-    from unifylab.study.verdicts import seed_level
+def test_a_part_p_needs_the_bootstrap_and_the_t_test_over_seeds_to_agree() -> None:
+    from unifylab.study.evidence import _estimate
 
-    family = [0.001, 0.04, 1.0]  # this test first
-    weak = seed_level({"for": False, "p_value": 0.001, "seed_p_value": 0.02}, family, 0)
-    assert weak == {"p_value": 0.02, "p_adjusted": pytest.approx(0.06), "holds": False}
-    strong = seed_level({"for": True, "p_value": 0.001, "seed_p_value": 0.001}, family, 0)
-    assert strong["holds"] and strong["p_adjusted"] == pytest.approx(0.003)
-    said = stability({"verdict": "no evidence", "seed_level": {**weak, "bootstrap_verdict": "contradicted"}})
-    assert "alone would call it contradicted" in said and "0.06" in said
-    assert "holds with any one seed left out" in stability({"seed_level": strong, "rests_on": []})
+    rng = np.random.default_rng(4)
+    spread = {f"s{s}": {"d": list(rng.normal(c, 0.3, 400))} for s, c in enumerate([-0.01, -0.04, -0.07, -0.1, -0.14])}
+    got = _estimate(spread, ["d"], lambda m: m[..., 0], _part(predict="less"))
+    assert got["p_bootstrap"] < 0.005 < got["seed_level"]["p_value"] == got["p_value"]  # the larger of the two
+    assert got["seed_level"]["per_seed"] == pytest.approx([np.mean(c["d"]) for c in spread.values()])
+    # a non-linear statistic whose seeds' pseudo-values point the other way than its estimate: p 1
+    cols = {f"s{s}": {"a": [x], "b": [y]} for s, (x, y) in enumerate([(1.0, -3.0), (-3.0, 1.0), (0.2, 0.2)])}
+    worst = _estimate(cols, ["a", "b"], lambda m: np.minimum(m[..., 0], m[..., 1]), _part())
+    assert worst["value"] * worst["seed_level"]["value"] < 0 and worst["p_value"] == 1.0
+
+
+def test_a_call_the_bootstrap_alone_would_make_is_said_beside_no_evidence() -> None:
+    from unifylab.study.claims_report import stability
+
+    said = stability({"verdict": "no evidence", "bootstrap_alone": {"verdict": "contradicted", "p_adjusted": 0.005}})
+    assert "alone would call it contradicted, adjusted p 0.005" in said
+    assert stability({"verdict": "supported", "rests_on": []}) == " (holds with any one seed left out)"
+    assert "rests on seed 3" in stability({"verdict": "supported", "rests_on": [3]})
     assert stability({"verdict": "no evidence"}) == ""
 
 

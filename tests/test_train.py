@@ -393,3 +393,8 @@ def test_zero_steps_saves_the_initial_model_untrained(tmp_path: Path) -> None:
     assert summary["steps"] == 0 and summary["tokens_seen"] == 0 and "final" in summary
     saved = from_pretrained(tmp_path / "init").state_dict()
     assert initial.keys() == saved.keys() and all(torch.equal(initial[k], saved[k]) for k in initial)
+    for mode in ("und-only", "gen-only"):
+        for budget in ("equal-task-data", "equal-steps", "equal-compute"):
+            specialist = load_config(_cfg(tmp_path, optim={"steps": 0}), [f"data.mode={mode}", f"data.budget={budget}"])
+            trainer = Trainer(specialist, tmp_path / f"{mode}-{budget}", progress=False)
+            assert trainer.steps == 0 and trainer.fit()["steps"] == 0, (mode, budget)

@@ -231,14 +231,14 @@ def seed_t_test(values: Sequence[float], *, null: float = 0.0, level: float = 0.
     """A one-sample t test over per-seed values (each seed's statistic): the mean, its t interval and the two-sided
     p against `null`. Beside the seeds-then-items bootstrap it is the small-sample check on seed-to-seed variance,
     which a percentile bootstrap over a handful of seeds understates. Equal values: a zero-width interval, p 0
-    (1 at the null); one seed: NaN interval, p 1."""
+    (1 at the null); one seed, or a value not finite: NaN interval, p 1."""
     v = np.asarray(values, dtype=np.float64)
     k = v.size
     if k == 0:
         raise ValueError("seed_t_test needs at least one value")
     mean = float(v.mean())
-    if k == 1:
-        return Estimate(mean, float("nan"), float("nan"), 1), 1.0
+    if k == 1 or not np.isfinite(v).all():
+        return Estimate(mean, float("nan"), float("nan"), k), 1.0
     se = float(v.std(ddof=1) / np.sqrt(k))
     if se == 0.0:
         return Estimate(mean, mean, mean, k), float(mean == null)

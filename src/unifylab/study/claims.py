@@ -142,23 +142,16 @@ def primary(parts: list[dict[str, Any] | None], decl: list[Part]) -> dict[str, A
     """One test from a claim's measured parts. When every part points the predicted way, an intersection-union
     test: p is the largest of their p-values. Otherwise the claim is tested against: the smallest p among the parts
     that point the other way (a differ part's: its equivalence test), times the number of parts (Bonferroni: any
-    one of them could have gone against). `seed_p_value` combines the parts' seed-level t tests the same way. None
-    when a part could not be measured."""
+    one of them could have gone against). None when a part could not be measured."""
     if any(p is None for p in parts):
         return None
     pro = [direction_of(d, p) for p, d in zip(parts, decl)]
-
-    def combined(level: Any) -> float:
-        if all(pro):
-            return max(level(p)["p_value"] for p in parts)
-        against = [
-            level(p)["p_equivalent"] if d.predict == "differ" else level(p)["p_value"]
-            for p, d, ok in zip(parts, decl, pro)
-            if not ok
-        ]
-        return min(1.0, len(parts) * min(against))
-
-    return {"for": all(pro), "p_value": combined(lambda p: p), "seed_p_value": combined(lambda p: p["seed_level"])}
+    if all(pro):
+        return {"for": True, "p_value": max(p["p_value"] for p in parts)}
+    against = [
+        p["p_equivalent"] if d.predict == "differ" else p["p_value"] for p, d, ok in zip(parts, decl, pro) if not ok
+    ]
+    return {"for": False, "p_value": min(1.0, len(parts) * min(against))}
 
 
 def verdict(test: dict[str, Any] | None, *, seeds: int, min_seeds: int) -> str:

@@ -82,19 +82,18 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 
 def stability(row: dict[str, Any]) -> str:
-    """What the seed-level t test and the leave-one-seed-out check say of a verdict the bootstrap called ('' for
-    one it did not)."""
-    t = row.get("seed_level")
-    if t is None:
-        return ""
-    if not t["holds"]:
+    """What the leave-one-seed-out check says of a called verdict, or that the bootstrap alone would have called
+    another ('' otherwise)."""
+    if "bootstrap_alone" in row:
+        alone = row["bootstrap_alone"]
         return (
-            f" (the seeds-then-items bootstrap alone would call it {t['bootstrap_verdict']}; as a t test over the "
-            f"seeds, adjusted p {t['p_adjusted']:.3g})"
+            f" (the seeds-then-items bootstrap alone would call it {alone['verdict']}, adjusted p "
+            f"{alone['p_adjusted']:.3g}; the t test over the seeds does not agree)"
         )
+    if "rests_on" not in row:
+        return ""
     seeds = ", ".join(str(s) for s in row["rests_on"])
-    left_out = f"rests on seed {seeds}: without it, not called" if seeds else "holds with any one seed left out"
-    return f" (also as a t test over the seeds, adjusted p {t['p_adjusted']:.3g}; {left_out})"
+    return f" (rests on seed {seeds}: without it, not called)" if seeds else " (holds with any one seed left out)"
 
 
 HEAD = ["claim", "what it says", "source", "world", "what the lab measured", "effect [95% CI]", "adjusted p", "verdict"]
@@ -121,32 +120,29 @@ def claims_section(out: Path, judged: dict[str, Any]) -> tuple[list[str], list[s
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in tds) + "</tr>")
     tested = sum(1 for r in judged["claims"] if r["testable"])
     note = (
-        f"Each claim's test was declared in the preset before any run. Effects: the statistic in points of exact "
-        f"accuracy (or in the analysis' own units), 95 % interval resampling seeds, then items (facts, directions "
-        f"or scenes: the independent unit). A claim with several parts is supported only when every part goes its "
-        f"way (p: the largest); it is contradicted when a part goes the other way significantly. The {tested} "
-        f"primary tests (claims x worlds) form one Holm family; a verdict is called only at {judged['min_seeds']} "
-        f"seeds or more, and only when a t test over the seeds' own values (each seed's statistic), put into the "
-        f"family in place of the bootstrap's p, calls it too: a percentile bootstrap over a handful of seeds "
-        f"understates their spread. Each called one is tested again with every seed left out in turn (its p put "
-        f"back into the family): it holds, or the seeds it rests on are named. A compared model whose own accuracy "
-        f"on new "
-        f"scenes (the mean over its tasks of one kind; the lower of the kinds it was trained for) is below "
-        f"{judged['learned_floor']:.2f} "
-        "stops its verdict (not called; in a data sweep, judged at the largest training set, since small sets "
-        "generalise less by design); a control below it (e.g. one learning over a frozen random backbone) is named "
-        "beside the verdict."
+        "Each claim's test was declared in the preset before any run. Effects: the statistic in points of exact "
+        "accuracy (or in the analysis' own units), 95 % interval resampling seeds, then items (facts, directions or "
+        "scenes: the independent unit). Each part's p is the larger of that bootstrap's and a t test's over the "
+        "seeds' own values (a percentile bootstrap over a handful of seeds understates their spread; the t test "
+        "holds the items fixed): both must agree. A claim with several parts is supported only when every part "
+        "goes its way (p: the largest); it is contradicted when a part goes the other way significantly. The "
+        f"{tested} primary tests (claims x worlds) form one Holm family; a verdict is called only at "
+        f"{judged['min_seeds']} seeds or more, and each called one is tested again with every seed left out in turn "
+        "(its p put back into the family): it holds, or the seeds it rests on are named. A compared model whose own "
+        "accuracy on new scenes (the mean over its tasks of one kind; the lower of the kinds it was trained for) is "
+        f"below {judged['learned_floor']:.2f} stops its verdict (not called; in a data sweep, judged at the largest "
+        "training set, since small sets generalise less by design); a control below it (e.g. one learning over a "
+        "frozen random backbone) is named beside the verdict."
     )
-    b_head = ["claim", "world", "breakdown", "effect [95% CI]", "adjusted p", "as a t test over the seeds"]
+    b_head = ["claim", "world", "breakdown", "effect [95% CI]", "t test over the seeds [95% CI], p", "adjusted p"]
     md += ["", note, "", "### Breakdowns", "", md_row(b_head), "|" + "---|" * len(b_head)]
     body += ["</table>", f"<p><small>{html.escape(note)}</small></p>", "<h3>Breakdowns</h3>", "<table>"]
     for row in judged["claims"]:
         for b in row["breakdowns"]:
             if b is None:
                 continue
-            t = b["seed_level"]
-            seed_test = f"{effect({**b, **t})}, adjusted p {b['seed_p_adjusted']:.3g}"
-            cells = [row["id"], row["world"], b["label"], effect(b), f"{b['p_adjusted']:.3g}", seed_test]
+            seed_test = f"{effect({**b, **b['seed_level']})}, p {b['seed_level']['p_value']:.3g}"
+            cells = [row["id"], row["world"], b["label"], effect(b), seed_test, f"{b['p_adjusted']:.3g}"]
             md.append(md_row(cells))
             body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     md += ["", "Breakdowns are Holm-adjusted as a family of their own.", ""]

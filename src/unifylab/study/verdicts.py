@@ -1,7 +1,6 @@
 """The claims study's answer: every declared claim measured on every world's study folders, its primary tests
 Holm-adjusted as one family (breakdowns as another), a verdict per claim and world, the runs behind each test
-checked against the learned floor, and each called verdict re-tested with every seed left out in turn and as a
-t test over the seeds."""
+checked against the learned floor, and each called verdict re-tested with every seed left out in turn."""
 
 from __future__ import annotations
 
@@ -40,8 +39,8 @@ def _flags(views: dict[str, StudyView], runs: dict[str, list[str]], floor: float
 def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
     """Per claim and world: each part's estimate, the primary test, its Holm-adjusted p and the verdict; the
     breakdowns likewise in their own family. A compared model below `preset.learned_floor` stops the verdict (not
-    called); a control below it is named beside the verdict. A verdict is called only when the seed-level t test,
-    put in the family in place of the bootstrap's p, also calls it (else: no evidence, with both said)."""
+    called); a control below it is named beside the verdict. Each test's p needs the bootstrap and a t test over the
+    seeds to agree (evidence._estimate); where the bootstrap alone would call another verdict, the row says so."""
     views = _views(preset, out)
     rows: list[dict[str, Any]] = []
     retests: list[Callable[[int], dict[str, Any] | None]] = []
@@ -55,12 +54,11 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
     tested = [r for r in rows if r["testable"]]
     tests, finals = [r["test"] for r in tested], [final[id(r)] for r in tested]
     adjust(tests, final=finals)
+    adjust([r["test_bootstrap"] for r in tested], final=finals)
     family = family_p(tests, finals)
     position = {id(r): i for i, r in enumerate(tested)}
     breakdowns = [b for r in rows for b in r["breakdowns"]]
-    b_final = [b is not None and final[id(b)] for b in breakdowns]
-    adjust(breakdowns, final=b_final)
-    b_family = family_p(breakdowns, b_final)
+    adjust(breakdowns, final=[b is not None and final[id(b)] for b in breakdowns])
     for r, retest in zip(rows, retests):
         seeds = r["seeds"]
         if not r["testable"]:
@@ -71,19 +69,11 @@ def judge_claims(preset: Preset, out: Path) -> dict[str, Any]:
             r["verdict"] = "not called: a compared model did not learn"
         else:
             r["verdict"] = verdict(r["test"], seeds=seeds, min_seeds=preset.min_seeds)
+            alone = verdict(r["test_bootstrap"], seeds=seeds, min_seeds=preset.min_seeds)
+            if alone != r["verdict"]:
+                r["bootstrap_alone"] = {"verdict": alone, "p_adjusted": r["test_bootstrap"]["p_adjusted"]}
         if r["verdict"] in ("supported", "contradicted"):
-            r["seed_level"] = seed_level(r["test"], family, position[id(r)])
-            if not r["seed_level"]["holds"]:
-                r["seed_level"]["bootstrap_verdict"] = r["verdict"]
-                r["verdict"] = "no evidence"
-            else:
-                r["rests_on"] = rests_on(r["test"], family, position[id(r)], retest, _seed_list(views, r))
-    for i, b in enumerate(breakdowns):
-        if b is not None:
-            b["seed_p_adjusted"] = holm([b["seed_level"]["p_value"] if j == i else q for j, q in enumerate(b_family)])[
-                i
-            ]
-            b["called"] = b_final[i] and max(b["p_adjusted"], b["seed_p_adjusted"]) < ALPHA
+            r["rests_on"] = rests_on(r["test"], family, position[id(r)], retest, _seed_list(views, r))
     learned = {name: _learned(view) for name, view in sorted(views.items())}
     return {"claims": rows, "min_seeds": preset.min_seeds, "learned_floor": preset.learned_floor, "learned": learned}
 
@@ -120,15 +110,6 @@ def rests_on(
         if holm([t["p_value"] if j == index else p for j, p in enumerate(family)])[index] >= ALPHA:
             fragile.append(seed)
     return fragile
-
-
-def seed_level(test: dict[str, Any], family: list[float], index: int) -> dict[str, Any]:
-    """A called verdict's test again as a t test over the seeds' own values (`seed_p_value`), put back into the
-    family (raw p-values, this test's at `index`) and Holm-adjusted: whether the call survives a test that gives a
-    handful of seeds their small-sample due, which the seeds-then-items bootstrap does not."""
-    p = test["seed_p_value"]
-    adjusted = holm([p if j == index else q for j, q in enumerate(family)])[index]
-    return {"p_value": p, "p_adjusted": adjusted, "holds": adjusted < ALPHA}
 
 
 def _seed_list(views: dict[str, StudyView], row: dict[str, Any]) -> list[int]:
@@ -184,7 +165,7 @@ def _measure_claim(
         "reason": reason,
     }
     if missing:
-        row.update(parts=[], breakdowns=[], test=None, not_learned=[], controls_not_learned=[])
+        row.update(parts=[], breakdowns=[], test=None, test_bootstrap=None, not_learned=[], controls_not_learned=[])
         return row
 
     def one(part: Any) -> dict[str, Any] | None:
@@ -197,6 +178,10 @@ def _measure_claim(
     row["parts"] = [one(p) for p in claim.parts]
     row["breakdowns"] = [one(p) for p in claim.breakdowns]
     row["test"] = primary(row["parts"], claim.parts) if claim.parts else None
+    alone = [
+        p and {**p, "p_value": p["p_bootstrap"], "p_equivalent": p.get("p_equivalent_bootstrap")} for p in row["parts"]
+    ]
+    row["test_bootstrap"] = primary(alone, claim.parts) if claim.parts else None
     runs: dict[str, list[str]] = {}
     for p in row["parts"]:
         if p is not None:

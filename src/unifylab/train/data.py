@@ -228,6 +228,8 @@ class Plan:
         run (`lengths(indices)` gives tokens per example).
         """
         b = self.cfg.optim.batch
+        if self.unified_examples == 0:  # optim.steps 0: the initial model, whatever the mode and budget
+            return np.empty(0, dtype=np.int64), 0
         allowed = [TASKS.index(t) for t in MODE_TASKS[self.cfg.data.mode]]
         if self.cfg.data.mode == "unified":
             return np.arange(self.unified_examples), self.cfg.optim.steps

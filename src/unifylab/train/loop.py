@@ -141,8 +141,8 @@ class Trainer:
         """Refuse, before anything is written, a model.max_len shorter than the data's sequences (measured on the
         stream's first `n` examples), instead of failing deep inside the first step."""
         idx = self.stream[self.stream >= 0][:n]
-        if not idx.size:  # nothing to train on (optim.steps 0: the initial model)
-            return
+        if not idx.size:  # nothing to train on (optim.steps 0): the first examples the plan would give
+            idx = np.arange(n)
         longest = max(len(p) for p in self.batches.pack(self.batches.samples("train", idx, self.batches.task_of(idx))))
         if longest > self.model.cfg.max_len:
             raise UserError(
