@@ -1,8 +1,8 @@
 """What the machine gives a training step: the Trainer's default (eager, fp32, AdamW with foreach kernels on the
-CPU) against fused AdamW, torch.compile and bf16 autocast on the CPU (AMX where the chip has it), or against a
-recipe's overrides (a variant `optim.name=muon+model.qk_norm=true`), same model, same batches, same process,
-interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line per variant: steps/s and
-the ratio to the first.
+CPU) against fused AdamW, torch.compile (each transformer block) and bf16 autocast on the CPU (AMX where the chip
+has it), or against a recipe's overrides (a variant `optim.name=muon+model.qk_norm=true`), same model, same
+batches, same process, interleaved in rounds so a noisy machine slows every variant alike. Prints one JSON line
+per variant: steps/s and the ratio to the first.
 
 Run: python benchmarks/step.py [--preset claims-shapes --steps 40 --rounds 3 --threads 1
      --variants default,fused,compile,bf16]

@@ -398,3 +398,23 @@ def test_zero_steps_saves_the_initial_model_untrained(tmp_path: Path) -> None:
             specialist = load_config(_cfg(tmp_path, optim={"steps": 0}), [f"data.mode={mode}", f"data.budget={budget}"])
             trainer = Trainer(specialist, tmp_path / f"{mode}-{budget}", progress=False)
             assert trainer.steps == 0 and trainer.fit()["steps"] == 0, (mode, budget)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="torch.compile on the CPU needs g++")
+@pytest.mark.parametrize("model", [{}, {"backbone": "fork", "fork_layer": 1}], ids=["shared", "fork"])
+def test_compile_trains_each_block_compiled_to_the_eager_losses(tmp_path: Path, model: dict) -> None:
+    cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4}, model=model)
+    eager = Trainer(load_config(cfg), tmp_path / "eager", progress=False)
+    compiled = Trainer(load_config(cfg, ["compile=true"]), tmp_path / "compiled", progress=False)
+    assert all(blk._compiled_call_impl is not None for blk in compiled.model.attention_layers())
+    eager.fit()
+    compiled.fit()
+    assert np.allclose(_losses(tmp_path / "eager"), _losses(tmp_path / "compiled"), atol=1e-4)
+    a, b = eager.model.state_dict(), compiled.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def test_compile_without_a_cpu_compiler_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(UserError, match="needs a C\\+\\+ compiler.*no-such-compiler.*compile=false"):
+        Trainer(load_config(_cfg(tmp_path), ["compile=true"]), tmp_path / "r", progress=False)

@@ -224,7 +224,11 @@ class TrainConfig(Strict):
         default_factory=list, description="parameter groups kept fixed: embeddings, backbone (all blocks), heads"
     )
     distributed: Literal["none", "ddp", "fsdp2"] = "none"
-    compile: bool = False
+    compile: bool = Field(
+        False,
+        description="torch.compile each transformer block on its own (dynamic shapes; on the CPU inductor needs a "
+        "C++ compiler)",
+    )
     device: str = "auto"
     seed: Seed = 0
 

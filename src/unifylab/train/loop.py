@@ -4,6 +4,8 @@ resume exactly, and save the final model HF-style into the run folder."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -61,6 +63,19 @@ def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str,
         f"{split}/{task}": batches.collate(batches.samples(split, np.arange(n), np.full(n, TASKS.index(task))))
         for split, task in eval_splits(cfg)
     }
+
+
+def compile_blocks(model: UnifiedTransformer, device: torch.device) -> None:
+    """torch.compile each transformer block on its own, for any sequence length (regional compilation: the whole
+    loss would graph-break on its boolean selections); on the CPU inductor writes C++, so a compiler must exist."""
+    cxx = os.environ.get("CXX", "g++")
+    if device.type == "cpu" and shutil.which(cxx) is None:
+        raise UserError(
+            f"compile: true on the CPU needs a C++ compiler for torch.compile's kernels, and {cxx!r} was not found; "
+            "install one (or point $CXX at it), or set compile=false"
+        )
+    for block in model.attention_layers():
+        block.compile(dynamic=True)
 
 
 def parameter_table(counts: dict[str, int], title: str) -> Table:
@@ -128,8 +143,9 @@ class Trainer:
         lengths = self.batches.lengths if cfg.data.budget == "equal-compute" and cfg.data.mode != "unified" else None
         self.stream, self.steps = self.batches.plan.stream(lengths)
         self._check_max_len()
+        if cfg.compile:
+            compile_blocks(self.model, self.device)
         self.parallel = D.wrap(LossModule(self.model), cfg.distributed, self.dist, self.device)
-        self.wrapped: nn.Module = torch.compile(self.parallel) if cfg.compile else self.parallel
         self.opt = build_optimizer(self.model, cfg, self.device)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps))
         self.eval_sets = self._eval_sets()
@@ -267,11 +283,11 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         cuda = self.device.type == "cuda"
         for k, batch in enumerate(micro):
-            sync = k == len(micro) - 1 or not hasattr(self.wrapped, "no_sync")
-            ctx = self.wrapped.no_sync() if not sync else nullcontext()
+            sync = k == len(micro) - 1 or not hasattr(self.parallel, "no_sync")
+            ctx = self.parallel.no_sync() if not sync else nullcontext()
             with ctx:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                    out = self.wrapped(batch)
+                    out = self.parallel(batch)
                 loss = out.sum * self.dist.world / count
                 loss.backward()
             total += out.sum.detach()
@@ -301,16 +317,16 @@ class Trainer:
         """Per split/task on the fixed eval batches: mean token loss (`val/t2i`) and greedy-exact accuracy
         (`exact/val/t2i`: every target token is the greedy choice given the gold prefix). A flow image's loss is
         taken at the same times and noise at every evaluation (seeded by the example's index)."""
-        self.wrapped.eval()
+        self.parallel.eval()
         out = {}
         cuda = self.device.type == "cuda"
         for name, batch in self.eval_sets.items():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                r = self.wrapped(self._to_device(batch))
+                r = self.parallel(self._to_device(batch))
             out[name] = float(r.sum / r.count)
             if not bool(r.seq_exact.isnan().all()):  # a flow image has no greedy choice: sample it with eval
                 out[f"exact/{name}"] = float(r.seq_exact.nanmean())
-        self.wrapped.train()
+        self.parallel.train()
         return out
 
     def fit(self) -> dict[str, Any]:
@@ -331,7 +347,7 @@ class Trainer:
                         self.model.parameter_counts(), f"{self.cfg.model.backbone} model, {self.cfg.data.mode} run"
                     )
                 )
-        self.wrapped.train()
+        self.parallel.train()
         t_start, tok_start = time.perf_counter(), tokens
         last = start
         columns = (
