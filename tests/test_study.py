@@ -11,6 +11,7 @@ import yaml
 
 from unifylab.study.preset import load_preset, preset_files
 from unifylab.study.report_answer import answer
+from unifylab.study.report_tables import tables
 
 Cli = Callable[..., tuple[int, str, str]]
 TINY = {
@@ -92,6 +93,9 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
     assert len(images) >= 5 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     md = (out / "report.md").read_text()
+    assert "With one seed the intervals resample items only" in md  # a call at one seed is about these models
+    two_seeds = {**results, "runs": {**results["runs"], "shared-s1": {**results["runs"]["shared-s0"], "seed": 1}}}
+    assert "With one seed" not in tables(two_seeds)[0][3]
     assert md.count("](figures/") == len(images) and all(
         (out / "figures" / f"{k}.png").is_file()
         for k in ("accuracy", "synergy", "losses", "transfer", "samples", "alignment", "entropy", "gradients")

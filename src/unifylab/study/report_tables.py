@@ -18,6 +18,11 @@ POOLED_NOTE = (
     "adjusted as a family of its own), and a change is called a gain or a loss only when the "
     "adjusted p is below 0.05."
 )
+ONE_SEED_NOTE = (
+    " With one seed the intervals resample items only, so they leave out how another training draw of the same "
+    "recipe would differ: a call here is about these trained models, not their recipe; --seeds 0,1,2,3,4 puts that "
+    "variance in."
+)
 TABLE_NOTE = (
     "Each cell: accuracy on all items (on new scenes of trained compositions / on scenes holding a "
     "held-out composition: a (shape, colour) pair, on the watch world a (weather, face colour) pair), the mean "
@@ -54,7 +59,9 @@ BUDGET_NOTE = (
 def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, head, rows, note) of each table the study has: summary and accuracy always, budgets and transfer
     when it trained them."""
-    out = [("Summary", *_summary_table(results), POOLED_NOTE), ("Accuracy by task", *_table(results), TABLE_NOTE)]
+    one_seed = len({run["seed"] for run in results["runs"].values()}) == 1
+    pooled = POOLED_NOTE + (ONE_SEED_NOTE if one_seed else "")
+    out = [("Summary", *_summary_table(results), pooled), ("Accuracy by task", *_table(results), TABLE_NOTE)]
     if any(comp.get("budgets") for comp in results["comparisons"].values()):
         out.append(("Budgets", *_budget_table(results), BUDGET_NOTE))
     if transfer_rows(results):
