@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -68,7 +69,7 @@ def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str,
 def compile_blocks(model: UnifiedTransformer, device: torch.device) -> None:
     """torch.compile each transformer block on its own, for any sequence length (regional compilation: the whole
     loss would graph-break on its boolean selections); on the CPU inductor writes C++, so a compiler must exist."""
-    cxx = os.environ.get("CXX", "g++")
+    cxx = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")  # inductor's own default
     if device.type == "cpu" and shutil.which(cxx) is None:
         raise UserError(
             f"compile: true on the CPU needs a C++ compiler for torch.compile's kernels, and {cxx!r} was not found; "
