@@ -18,6 +18,7 @@ from unifylab.data.forms import GEN_TASKS, TASKS, UND_TASKS
 from unifylab.data.splits import EVAL_SCENE_SHARE, is_eval_scene
 from unifylab.errors import UserError
 from unifylab.models import from_pretrained
+from unifylab.runtime import cpp_compiler
 from unifylab.train import Trainer, load_config
 from unifylab.train.data import Plan, SceneSource
 from unifylab.world.shapes.canvas import sample_scenes
@@ -400,10 +401,7 @@ def test_zero_steps_saves_the_initial_model_untrained(tmp_path: Path) -> None:
             assert trainer.steps == 0 and trainer.fit()["steps"] == 0, (mode, budget)
 
 
-@pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")) is None,
-    reason="torch.compile on the CPU needs a C++ compiler",
-)
+@pytest.mark.skipif(shutil.which(cpp_compiler()) is None, reason="torch.compile on the CPU needs a C++ compiler")
 @pytest.mark.parametrize("model", [{}, {"backbone": "fork", "fork_layer": 1}], ids=["shared", "fork"])
 def test_compile_trains_each_block_compiled_to_the_eager_losses(tmp_path: Path, model: dict) -> None:
     cfg = _cfg(tmp_path, optim={"steps": 6}, eval={"every": 6, "examples": 4}, model=model)

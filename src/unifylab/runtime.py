@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,11 @@ def physical_cores() -> int:
         except OSError:  # no sysfs topology (not Linux): every logical CPU counts
             cores.add(("", str(cpu)))
     return max(1, len(cores))
+
+
+def cpp_compiler() -> str:
+    """The C++ compiler torch.compile's CPU kernels are built with: $CXX, else inductor's own default."""
+    return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
 
 
 def host() -> dict[str, Any]:

@@ -4,9 +4,7 @@ resume exactly, and save the final model HF-style into the run folder."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,7 +25,7 @@ from unifylab.layout import RunFolder
 from unifylab.models.hub import from_pretrained, load_tokenizers, save_pretrained
 from unifylab.models.unified import UnifiedTransformer
 from unifylab.progress import progress
-from unifylab.runtime import host, resolve_device, single_thread_blas
+from unifylab.runtime import cpp_compiler, host, resolve_device, single_thread_blas
 from unifylab.tokenize.sequence import IGNORE, Packer
 from unifylab.train import checkpoint as C
 from unifylab.train import distributed as D
@@ -69,7 +67,7 @@ def eval_sets(cfg: TrainConfig, batches: Batches, n: int) -> dict[str, dict[str,
 def compile_blocks(model: UnifiedTransformer, device: torch.device) -> None:
     """torch.compile each transformer block on its own, for any sequence length (regional compilation: the whole
     loss would graph-break on its boolean selections); on the CPU inductor writes C++, so a compiler must exist."""
-    cxx = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")  # inductor's own default
+    cxx = cpp_compiler()
     if device.type == "cpu" and shutil.which(cxx) is None:
         raise UserError(
             f"compile: true on the CPU needs a C++ compiler for torch.compile's kernels, and {cxx!r} was not found; "
