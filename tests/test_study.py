@@ -1,5 +1,6 @@
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -43,9 +44,16 @@ def test_every_preset_loads() -> None:
         assert p.variants or all(load_preset(s).variants for s in p.studies)
 
 
+def _quick_with_contrasts(tmp: Path) -> Path:
+    """The quick study plus the equal-compute contrasts of the `budgets` preset (quick leaves them to it), at tiny
+    size: every table of the report in one study."""
+    quick, budgets = (yaml.safe_load(preset_files()[n].read_text())["variants"] for n in ("quick", "budgets"))
+    return _tiny("quick", tmp, variants=[*quick, *(v for v in budgets if v["name"].endswith("-ec"))])
+
+
 def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
-    out = tmp_path / "study"
-    code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
+    out, preset = tmp_path / "study", _quick_with_contrasts(tmp_path)
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert set(results["runs"]) == {
@@ -105,12 +113,12 @@ def test_quick_study_end_to_end_at_tiny_size(cli: Cli, tmp_path: Path) -> None:
     assert {r["input"] for r in inside["alignment"]} == {"und", "gen", "separate"}
     assert inside["entropy"] and inside["gradients"]
     mtime = (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime
-    code, _, err = cli("study", "--preset", _tiny("quick", tmp_path), "--out", out, "--device", "cpu")
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu")
     assert code == 0 and (out / "runs" / "shared-s0" / "model.safetensors").stat().st_mtime == mtime
     changed = (
         "study",
         "--preset",
-        _tiny("quick", tmp_path),
+        preset,
         "--out",
         out,
         "--device",
@@ -276,7 +284,6 @@ def test_locus_preset_fine_tunes_from_generation_with_frozen_groups(cli: Cli, tm
 def _start_long_study(tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[str, int]]:
     """A parallel study (two workers) in its own process group, once both workers train: its folder and the
     worker pids (from the run folders' lock files, which each trainer holds)."""
-    import os
     import signal
     import sys
     import time
@@ -320,7 +327,6 @@ def _gone(pid: int) -> bool:
 
 def _lock_is_free(folder: Path) -> bool:
     import fcntl
-    import os
 
     fd = os.open(folder / ".unifylab.lock", os.O_RDWR)
     try:
@@ -335,7 +341,6 @@ def _lock_is_free(folder: Path) -> bool:
 def test_ctrl_c_stops_a_parallel_study_and_its_workers_before_it_exits_130(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): the study stops its workers itself and
     exits 130 with one line; when it has exited, no worker is alive and no run folder is locked."""
-    import os
     import signal
 
     proc, out, workers = _start_long_study(tmp_path)
@@ -350,7 +355,6 @@ def test_ctrl_c_stops_a_parallel_study_and_its_workers_before_it_exits_130(tmp_p
 def test_kill_9_of_a_study_leaves_no_worker_training(tmp_path: Path) -> None:
     """A study killed with SIGKILL cannot stop its workers: they notice their parent is gone and exit, so the same
     command can resume at once (no 'in use by process N')."""
-    import os
     import signal
     import time
 
@@ -394,6 +398,27 @@ def _same_results(a: dict, b: dict) -> None:
     assert a == b
 
 
+def test_two_workers_take_runs_in_turn_and_match_one_process(cli: Cli, tmp_path: Path) -> None:
+    """--jobs 2 trains every run in one of two worker processes that each take the next run when they finish one
+    (not a process per run), a fine-tune waiting for the run it starts from; results.json equals the in-process
+    study's (--jobs 1)."""
+    import torch
+
+    preset = _tiny("locus", tmp_path, tasks=["vqa"], seeds=[0, 1])
+    threads = torch.get_num_threads()
+    try:
+        for jobs in ("2", "1"):
+            torch.set_num_threads(1)  # in process, as each worker trains: one thread (the analyses' sums follow it)
+            code, _, err = cli("study", "--preset", preset, "--out", tmp_path / jobs, "--device", "cpu", "--jobs", jobs)
+            assert code == 0, err
+    finally:
+        torch.set_num_threads(threads)
+    runs = list((tmp_path / "2" / "runs").iterdir())
+    trained_by = {(run / ".unifylab.lock").read_text().strip() for run in runs}  # each trainer's pid
+    assert len(runs) == 10 and len(trained_by) == 2 and str(os.getpid()) not in trained_by
+    _same_results(*(json.loads((tmp_path / d / "results.json").read_text()) for d in ("2", "1")))
+
+
 def test_a_study_on_a_local_ray_gives_the_local_pool_results(cli: Cli, tmp_path: Path) -> None:
     """--executor ray (a local Ray of two CPUs): every run a Ray task, runs that start from another wait for it,
     results collected from the study folder: results.json equals the local pool's. Run configs name their folders
@@ -423,10 +448,11 @@ def test_a_study_on_a_local_ray_gives_the_local_pool_results(cli: Cli, tmp_path:
 def test_budget_contrasts_train_at_the_first_seed_only(tmp_path: Path) -> None:
     from unifylab.study.plan import plan_runs
 
-    p = load_preset(_tiny("quick", tmp_path, seeds=[0, 1, 2]))
+    p = load_preset(_tiny("budgets", tmp_path, seeds=[0, 1, 2]))
     ids = {r.id for r in plan_runs(p, tmp_path / "s", None, "cpu", [], None)}
-    assert {"und-only-ec-s0", "gen-only-ec-s0"} <= ids and not any("-ec-s1" in i or "-ec-s2" in i for i in ids)
-    every = load_preset(_tiny("quick", tmp_path, seeds=[0, 1], contrast_seeds="all"))
+    assert {"und-only-ec-s0", "gen-only-ec-s0", "gen-only-etd-s0"} <= ids
+    assert not any("-ec-s1" in i or "-ec-s2" in i or "-etd-s1" in i for i in ids) and "gen-only-s2" in ids
+    every = load_preset(_tiny("budgets", tmp_path, seeds=[0, 1], contrast_seeds="all"))
     assert "gen-only-ec-s1" in {r.id for r in plan_runs(every, tmp_path / "s", None, "cpu", [], None)}
 
 
@@ -435,11 +461,11 @@ def test_a_pool_starts_runs_seed_by_seed_and_longest_first_within_a_seed(tmp_pat
     from unifylab.study.plan import plan_runs
 
     runs = plan_runs(load_preset(_tiny("quick", tmp_path, seeds=[0, 1])), tmp_path / "s", None, "cpu", [], None)
-    cost = {"und-only-ec": 9, "gen-only-ec": 8, "shared": 5, "unifork": 6, "und-only": 3, "gen-only": 2}
+    cost = {"shared": 5, "unifork": 6, "und-only": 3, "gen-only": 4}
     order = [r.id for r in queue(runs, cost=lambda r: cost[r.variant.name])]
     assert order == [
-        "und-only-ec-s0", "gen-only-ec-s0", "unifork-s0", "shared-s0", "und-only-s0", "gen-only-s0",
-        "unifork-s1", "shared-s1", "und-only-s1", "gen-only-s1",
+        "unifork-s0", "shared-s0", "gen-only-s0", "und-only-s0",
+        "unifork-s1", "shared-s1", "gen-only-s1", "und-only-s1",
     ]  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Where a study's runs execute: `local` (this machine: in this process, or one spawned worker process per run) or
+"""Where a study's runs execute: `local` (this machine: in this process, or a pool of spawned worker processes) or
 `ray` (a Ray cluster, one task per run). Both call `execute.train_and_eval`, which writes everything to the study
 folder, so a run's results, resume and fingerprints are the same wherever it executed."""
 
@@ -54,10 +54,11 @@ def queue(runs: list[Run], *, cost: Callable[[Run], int] = train_examples) -> li
 
 
 class LocalExecutor(Executor):
-    """This machine: with one job, each run in this process; with more, each run in a spawned worker process of
-    its own, in `queue` order, progress and results coming back
-    through a pipe. An interrupt or a failing run stops every worker (SIGTERM, then SIGKILL after
-    STOP_GRACE_SECONDS); a worker whose study process dies (kill -9) stops by itself."""
+    """This machine: with one job, each run in this process; with more, `jobs` spawned worker processes that each
+    take the next run in `queue` order when they finish one (torch and the lab are imported once per worker, not
+    once per run), progress and results coming back through a pipe. An interrupt or a failing run stops every
+    worker (SIGTERM, then SIGKILL after STOP_GRACE_SECONDS); a worker whose study process dies (kill -9) stops by
+    itself."""
 
     def run_all(self, runs: list[Run], work: Work, report: Report) -> dict[str, RunResult]:
         if self.jobs == 1:
@@ -65,27 +66,34 @@ class LocalExecutor(Executor):
         ctx = mp.get_context("spawn")
         done: dict[str, RunResult] = {}
         waiting = queue(runs)
-        running: dict[str, tuple[mp.process.BaseProcess, Connection]] = {}
+        workers: list[tuple[mp.process.BaseProcess, Connection]] = []
+        running: dict[Connection, str] = {}  # a busy worker's pipe -> the run it is on
         try:
             while waiting or running:
                 for r in [r for r in waiting if parent_of(r) is None or parent_of(r) in done]:
-                    if len(running) >= self.jobs:
+                    idle = [conn for _, conn in workers if conn not in running]
+                    if not idle and len(workers) >= min(self.jobs, len(runs)):
                         break
+                    if not idle:
+                        mine, theirs = ctx.Pipe()
+                        proc = ctx.Process(
+                            target=_pool_worker, args=(work, theirs, os.getpid()), name=f"worker-{len(workers)}"
+                        )
+                        proc.start()
+                        theirs.close()
+                        workers.append((proc, mine))
+                        idle = [mine]
                     waiting.remove(r)
-                    mine, theirs = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=_process_worker, args=(r, work, theirs, os.getpid()), name=r.id)
-                    running[r.id] = (proc, mine)
-                    proc.start()
-                    theirs.close()
+                    idle[0].send(r)
+                    running[idle[0]] = r.id
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
-                by_conn = {conn: rid for rid, (_, conn) in running.items()}
-                for conn in wait(list(by_conn)):
-                    rid = by_conn[conn]
-                    proc = running[rid][0]
+                for conn in wait(list(running)):
+                    rid = running[conn]
                     try:
                         kind, payload = conn.recv()
                     except EOFError:
+                        proc = next(p for p, c in workers if c is conn)
                         proc.join()
                         raise RuntimeError(
                             f"run {rid}: its worker process ended without a result (exit code {proc.exitcode}); "
@@ -94,14 +102,17 @@ class LocalExecutor(Executor):
                     if kind == "progress":
                         report(*payload)
                         continue
-                    proc.join()
-                    conn.close()
-                    del running[rid]
+                    del running[conn]
                     if kind == "error":
                         raise payload
                     done[rid] = payload
+            for proc, conn in workers:  # no run left: each worker returns when told
+                conn.send(None)
+                proc.join(STOP_GRACE_SECONDS)
         finally:
-            _stop_workers([proc for proc, _ in running.values()])
+            _stop_workers([proc for proc, _ in workers])
+            for _, conn in workers:
+                conn.close()
         return done
 
 
@@ -134,22 +145,27 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
-def _process_worker(run: Run, work: Work, conn: Connection, parent_pid: int) -> None:
-    """A study worker process: train and evaluate one run, sending progress and then ('done', result) or
-    ('error', exception). Ctrl-C reaches the whole process group; the study process decides, so it is ignored."""
+def _pool_worker(work: Work, conn: Connection, parent_pid: int) -> None:
+    """A study worker process: for each run the study process sends (None: stop), train and evaluate it, sending
+    progress and then ('done', result) or ('error', exception). Ctrl-C reaches the whole process group; the study
+    process decides, so it is ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(parent_pid)
     try:
-        result = train_and_eval(run, work, lambda what, units: conn.send(("progress", (what, units))))
-        conn.send(("done", result))
-    except BrokenPipeError:  # the study process is gone
+        while (run := conn.recv()) is not None:
+            try:
+                result = train_and_eval(run, work, lambda what, units: conn.send(("progress", (what, units))))
+                conn.send(("done", result))
+            except BrokenPipeError:
+                raise
+            except BaseException as e:  # every failure goes back to the study process, which raises it
+                try:
+                    pickle.dumps(e)
+                except Exception:  # an exception that cannot cross the pipe: its text and traceback do
+                    e = RuntimeError(f"run {run.id}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+                conn.send(("error", e))
+    except (BrokenPipeError, EOFError):  # the study process is gone
         os._exit(1)
-    except BaseException as e:  # every failure goes back to the study process, which raises it
-        try:
-            pickle.dumps(e)
-        except Exception:  # an exception that cannot cross the pipe: its text and traceback do
-            e = RuntimeError(f"run {run.id}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
-        conn.send(("error", e))
     finally:
         conn.close()
 
