@@ -419,6 +419,24 @@ def test_two_workers_take_runs_in_turn_and_match_one_process(cli: Cli, tmp_path:
     _same_results(*(json.loads((tmp_path / d / "results.json").read_text()) for d in ("2", "1")))
 
 
+def test_a_run_failing_in_a_worker_ends_the_study_with_its_one_error_line(cli: Cli, tmp_path: Path) -> None:
+    """A run that fails inside a worker (an image tokenizer folder that does not exist, found when the run starts:
+    the fourth of four, so after two others have trained) ends a parallel study with that run's one error line and
+    exit 2: no worker is left behind, and the runs that finished are kept."""
+    import multiprocessing as mp
+
+    raw = yaml.safe_load(_tiny("quick", tmp_path, tasks=["vqa"]).read_text())
+    gen_only = next(v for v in raw["variants"] if v["name"] == "gen-only")
+    gen_only["set"]["tokenizers"] = {"image": "no-such-vq"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "s"
+    code, _, err = cli("study", "--preset", tmp_path / "bad.yaml", "--out", out, "--device", "cpu", "--jobs", "2")
+    assert code == 2 and err.strip().splitlines()[-1] == f"error: {out / 'no-such-vq'}: tokenizer folder not found"
+    assert "Traceback" not in err and not mp.active_children()
+    finished = [r.name for r in (out / "runs").iterdir() if (r / "model.safetensors").is_file()]
+    assert len(finished) >= 2 and "gen-only-s0" not in finished  # it started when a worker came free twice
+
+
 def test_a_study_on_a_local_ray_gives_the_local_pool_results(cli: Cli, tmp_path: Path) -> None:
     """--executor ray (a local Ray of two CPUs): every run a Ray task, runs that start from another wait for it,
     results collected from the study folder: results.json equals the local pool's. Run configs name their folders
