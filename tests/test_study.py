@@ -425,16 +425,15 @@ def test_a_run_failing_in_a_worker_ends_the_study_with_its_one_error_line(cli: C
     exit 2: no worker is left behind, and the runs that finished are kept."""
     import multiprocessing as mp
 
-    raw = yaml.safe_load(_tiny("quick", tmp_path, tasks=["vqa"]).read_text())
-    gen_only = next(v for v in raw["variants"] if v["name"] == "gen-only")
-    gen_only["set"]["tokenizers"] = {"image": "no-such-vq"}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    variants = yaml.safe_load(preset_files()["quick"].read_text())["variants"]
+    next(v for v in variants if v["name"] == "gen-only")["set"]["tokenizers"] = {"image": "no-such-vq"}
     out = tmp_path / "s"
-    code, _, err = cli("study", "--preset", tmp_path / "bad.yaml", "--out", out, "--device", "cpu", "--jobs", "2")
+    preset = _tiny("quick", tmp_path, tasks=["vqa"], variants=variants)
+    code, _, err = cli("study", "--preset", preset, "--out", out, "--device", "cpu", "--jobs", "2")
     assert code == 2 and err.strip().splitlines()[-1] == f"error: {out / 'no-such-vq'}: tokenizer folder not found"
     assert "Traceback" not in err and not mp.active_children()
     finished = [r.name for r in (out / "runs").iterdir() if (r / "model.safetensors").is_file()]
-    assert len(finished) >= 2 and "gen-only-s0" not in finished  # it started when a worker came free twice
+    assert len(finished) >= 2  # it started when a worker came free the second time
 
 
 def test_a_study_on_a_local_ray_gives_the_local_pool_results(cli: Cli, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ folder, so a run's results, resume and fingerprints are the same wherever it exe
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -15,6 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import NoReturn
+
+import torch
 
 from unifylab.errors import UserError
 from unifylab.layout import StudyFolder
@@ -72,19 +76,22 @@ class LocalExecutor(Executor):
             while waiting or running:
                 for r in [r for r in waiting if parent_of(r) is None or parent_of(r) in done]:
                     idle = [conn for _, conn in workers if conn not in running]
-                    if not idle and len(workers) >= min(self.jobs, len(runs)):
+                    if not idle and len(workers) >= self.jobs:
                         break
                     if not idle:
                         mine, theirs = ctx.Pipe()
                         proc = ctx.Process(
                             target=_pool_worker, args=(work, theirs, os.getpid()), name=f"worker-{len(workers)}"
                         )
+                        workers.append((proc, mine))  # before it starts: an interrupt now still stops it
                         proc.start()
                         theirs.close()
-                        workers.append((proc, mine))
                         idle = [mine]
                     waiting.remove(r)
-                    idle[0].send(r)
+                    try:
+                        idle[0].send(r)
+                    except OSError:  # the worker died while idle (killed from outside)
+                        _worker_lost(next(p for p, c in workers if c is idle[0]), r.id)
                     running[idle[0]] = r.id
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
@@ -93,12 +100,7 @@ class LocalExecutor(Executor):
                     try:
                         kind, payload = conn.recv()
                     except EOFError:
-                        proc = next(p for p, c in workers if c is conn)
-                        proc.join()
-                        raise RuntimeError(
-                            f"run {rid}: its worker process ended without a result (exit code {proc.exitcode}); "
-                            "re-run the study to resume it"
-                        ) from None
+                        _worker_lost(next(p for p, c in workers if c is conn), rid)
                     if kind == "progress":
                         report(*payload)
                         continue
@@ -106,9 +108,10 @@ class LocalExecutor(Executor):
                     if kind == "error":
                         raise payload
                     done[rid] = payload
-            for proc, conn in workers:  # no run left: each worker returns when told
-                conn.send(None)
-                proc.join(STOP_GRACE_SECONDS)
+            for _, conn in workers:  # no run left: each worker returns when told
+                with contextlib.suppress(OSError):
+                    conn.send(None)
+            _stop_workers([proc for proc, _ in workers], terminate=False)
         finally:
             _stop_workers([proc for proc, _ in workers])
             for _, conn in workers:
@@ -119,10 +122,21 @@ class LocalExecutor(Executor):
 STOP_GRACE_SECONDS = 10.0  # how long a worker may take to exit after SIGTERM before it is killed
 
 
-def _stop_workers(procs: list[mp.process.BaseProcess]) -> None:
-    """Terminate the workers, wait at most STOP_GRACE_SECONDS in all, then kill what is left and reap it."""
+def _worker_lost(proc: mp.process.BaseProcess, run_id: str) -> NoReturn:
+    """Raise the error for a worker that ended without a result for `run_id`."""
+    proc.join()
+    raise RuntimeError(
+        f"run {run_id}: its worker process ended without a result (exit code {proc.exitcode}); "
+        "re-run the study to resume it"
+    ) from None
+
+
+def _stop_workers(procs: list[mp.process.BaseProcess], *, terminate: bool = True) -> None:
+    """Terminate the workers (unless they were asked to return), wait at most STOP_GRACE_SECONDS in all, then kill
+    what is left and reap it."""
+    procs = [proc for proc in procs if proc.pid is not None]  # started
     for proc in procs:
-        if proc.is_alive():
+        if terminate and proc.is_alive():
             proc.terminate()
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for proc in procs:
@@ -160,10 +174,12 @@ def _pool_worker(work: Work, conn: Connection, parent_pid: int) -> None:
                 raise
             except BaseException as e:  # every failure goes back to the study process, which raises it
                 try:
-                    pickle.dumps(e)
+                    pickle.loads(pickle.dumps(e))
                 except Exception:  # an exception that cannot cross the pipe: its text and traceback do
                     e = RuntimeError(f"run {run.id}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
                 conn.send(("error", e))
+            if torch.cuda.is_initialized():  # the next run starts with the device's memory free, as in a new process
+                torch.cuda.empty_cache()
     except (BrokenPipeError, EOFError):  # the study process is gone
         os._exit(1)
     finally:
