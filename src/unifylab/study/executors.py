@@ -70,12 +70,12 @@ class LocalExecutor(Executor):
         ctx = mp.get_context("spawn")
         done: dict[str, RunResult] = {}
         waiting = queue(runs)
-        workers: list[tuple[mp.process.BaseProcess, Connection]] = []
+        workers: dict[Connection, mp.process.BaseProcess] = {}  # each worker's pipe -> its process
         running: dict[Connection, str] = {}  # a busy worker's pipe -> the run it is on
         try:
             while waiting or running:
                 for r in [r for r in waiting if parent_of(r) is None or parent_of(r) in done]:
-                    idle = [conn for _, conn in workers if conn not in running]
+                    idle = [conn for conn in workers if conn not in running]
                     if not idle and len(workers) >= self.jobs:
                         break
                     if not idle:
@@ -83,7 +83,7 @@ class LocalExecutor(Executor):
                         proc = ctx.Process(
                             target=_pool_worker, args=(work, theirs, os.getpid()), name=f"worker-{len(workers)}"
                         )
-                        workers.append((proc, mine))  # before it starts: an interrupt now still stops it
+                        workers[mine] = proc  # before it starts: an interrupt now still stops it
                         proc.start()
                         theirs.close()
                         idle = [mine]
@@ -91,7 +91,7 @@ class LocalExecutor(Executor):
                     try:
                         idle[0].send(r)
                     except OSError:  # the worker died while idle (killed from outside)
-                        _worker_lost(next(p for p, c in workers if c is idle[0]), r.id)
+                        _worker_lost(workers[idle[0]], r.id)
                     running[idle[0]] = r.id
                 if not running:
                     raise RuntimeError(f"runs {[r.id for r in waiting]} wait for runs that are not in the study")
@@ -100,7 +100,7 @@ class LocalExecutor(Executor):
                     try:
                         kind, payload = conn.recv()
                     except EOFError:
-                        _worker_lost(next(p for p, c in workers if c is conn), rid)
+                        _worker_lost(workers[conn], rid)
                     if kind == "progress":
                         report(*payload)
                         continue
@@ -108,13 +108,13 @@ class LocalExecutor(Executor):
                     if kind == "error":
                         raise payload
                     done[rid] = payload
-            for _, conn in workers:  # no run left: each worker returns when told
+            for conn in workers:  # no run left: each worker returns when told
                 with contextlib.suppress(OSError):
                     conn.send(None)
-            _stop_workers([proc for proc, _ in workers], terminate=False)
+            _stop_workers(list(workers.values()), terminate=False)
         finally:
-            _stop_workers([proc for proc, _ in workers])
-            for _, conn in workers:
+            _stop_workers(list(workers.values()))
+            for conn in workers:
                 conn.close()
         return done
 
@@ -174,7 +174,7 @@ def _pool_worker(work: Work, conn: Connection, parent_pid: int) -> None:
                 raise
             except BaseException as e:  # every failure goes back to the study process, which raises it
                 try:
-                    pickle.loads(pickle.dumps(e))
+                    pickle.loads(pickle.dumps(e))  # its own bytes, just made: can the study process rebuild it?
                 except Exception:  # an exception that cannot cross the pipe: its text and traceback do
                     e = RuntimeError(f"run {run.id}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
                 conn.send(("error", e))
